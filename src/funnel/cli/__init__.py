@@ -1,0 +1,10 @@
+"""The ``funnel`` command line: one module per stage, registered on one typer app."""
+
+from __future__ import annotations
+
+from funnel.cli._app import app
+
+# Each stage module registers its commands on import. Keep one line per module.
+from funnel.cli import data as _data  # noqa: E402,F401
+
+__all__ = ["app"]

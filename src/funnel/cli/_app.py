@@ -1,0 +1,79 @@
+"""The root typer app and helpers shared by every command module."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from funnel.exceptions import FunnelError
+
+app = typer.Typer(
+    name="funnel",
+    help=(
+        "funnel: behaviour logs in, a served, personalized, diverse ranked list out.\n\n"
+        "Start with 'funnel generate' (or 'funnel init' + 'funnel ingest'), then 'funnel sessions'."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+
+console = Console(stderr=True)
+"""Human output (progress, tables, errors) goes to stderr so stdout stays machine-readable."""
+
+stdout = Console()
+
+WorkspaceOpt = Annotated[
+    Path,
+    typer.Option(
+        "--workspace", "-w", help="Workspace directory.", envvar="FUNNEL_WORKSPACE",
+        show_default=True,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout.")]
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print a one-line error and return the exit to raise."""
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn funnel's own exceptions into one readable line and a non-zero exit."""
+    try:
+        yield
+    except FunnelError as err:
+        raise fail(str(err)) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted; nothing was half-written", code=130) from None
+
+
+def summary_table(title: str, rows: Mapping[str, Any] | list[tuple[str, Any]]) -> Table:
+    """A two-column summary table (the one screen every long command ends with)."""
+    table = Table(title=title, show_header=True, header_style="bold")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    items = rows.items() if isinstance(rows, Mapping) else rows
+    for key, value in items:
+        if isinstance(value, float):
+            value = f"{value:,.4f}"
+        elif isinstance(value, int):
+            value = f"{value:,}"
+        table.add_row(str(key), str(value))
+    return table
+
+
+def print_json(payload: Mapping[str, Any]) -> None:
+    sys.stdout.write(json.dumps(payload, sort_keys=True, default=str) + "\n")
+    sys.stdout.flush()

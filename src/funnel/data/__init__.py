@@ -1,0 +1,1 @@
+"""The data contract, validation with quarantine, loaders, and the synthetic marketplace."""

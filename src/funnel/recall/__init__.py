@@ -1,0 +1,1 @@
+"""Recall: candidate generators and the merger with quotas and provenance."""
