@@ -17,9 +17,7 @@ def check_is_fitted(estimator: object, attributes: str | list[str] | None = None
         fitted = all(getattr(estimator, n, None) is not None for n in names)
     if not fitted:
         name = type(estimator).__name__
-        raise NotFittedError(
-            f"This {name} instance is not fitted yet: call 'fit' before using it."
-        )
+        raise NotFittedError(f"This {name} instance is not fitted yet: call 'fit' before using it.")
 
 
 Constraint = Callable[[Any], bool]

@@ -105,8 +105,9 @@ class ArtifactStore:
         if not self.root.exists():
             return []
         return sorted(
-            p.name for p in self.root.iterdir() if p.is_dir() and p.name.startswith("v")
-            and not p.is_symlink()
+            p.name
+            for p in self.root.iterdir()
+            if p.is_dir() and p.name.startswith("v") and not p.is_symlink()
         )
 
     def next_version_name(self) -> str:

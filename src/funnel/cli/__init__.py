@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from funnel.cli._app import app
-
 # Each stage module registers its commands on import. Keep one line per module.
 from funnel.cli import data as _data  # noqa: E402,F401
+from funnel.cli._app import app
 
 __all__ = ["app"]

@@ -35,7 +35,10 @@ stdout = Console()
 WorkspaceOpt = Annotated[
     Path,
     typer.Option(
-        "--workspace", "-w", help="Workspace directory.", envvar="FUNNEL_WORKSPACE",
+        "--workspace",
+        "-w",
+        help="Workspace directory.",
+        envvar="FUNNEL_WORKSPACE",
         show_default=True,
     ),
 ]
