@@ -1,0 +1,506 @@
+"""Declarative feature specs, fitted once, encoded by one function for training and serving.
+
+Every spec turns raw column(s) into ``width`` slots of ``(index, value)``: a categorical value is
+one slot with value 1 (or the hash sign), a numeric value is one slot whose value is the
+transformed number, a sequence is ``max_len`` slots whose values average the tokens (zero-valued
+padding). A :class:`FeatureSet` lays the specs' index ranges side by side, so the whole input of a
+model is two dense arrays ``idx (n, M)`` and ``val (n, M)`` plus a slot -> field map. Fitted state
+(vocabularies, quantile edges, means) is plain JSON saved with the model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from funnel._checks import check_is_fitted
+from funnel.config import from_mapping
+from funnel.exceptions import ConfigError
+from funnel.features.hashing import hash_bucket
+
+MISSING = "\x00missing"
+
+
+def as_columns(data: Any) -> dict[str, np.ndarray]:
+    """Raw rows as ``{column: 1-D array}`` from a mapping, a pyarrow Table or a DataFrame."""
+    if hasattr(data, "column_names") and hasattr(data, "column"):  # pyarrow.Table
+        out = {}
+        for name in data.column_names:
+            col = data.column(name)
+            if hasattr(col.type, "value_type"):  # list column -> object array of lists
+                out[name] = np.array(col.to_pylist() + [None], dtype=object)[:-1]
+            else:
+                out[name] = col.to_numpy(zero_copy_only=False)
+        return out
+    if hasattr(data, "to_dict") and hasattr(data, "columns"):  # pandas.DataFrame
+        return {str(c): data[c].to_numpy() for c in data.columns}
+    if isinstance(data, Mapping):
+        return {str(k): v if isinstance(v, np.ndarray) else _to_array(v) for k, v in data.items()}
+    raise TypeError(
+        f"expected a mapping of columns, a pyarrow.Table or a pandas.DataFrame; "
+        f"got {type(data).__name__}"
+    )
+
+
+def _to_array(values: Any) -> np.ndarray:
+    values = list(values)
+    if values and isinstance(values[0], list | tuple | np.ndarray):
+        arr = np.empty(len(values), dtype=object)
+        arr[:] = [list(v) if isinstance(v, list | tuple | np.ndarray) else v for v in values]
+        return arr
+    return np.asarray(values)
+
+
+def _column(columns: Mapping[str, np.ndarray], name: str, spec: str) -> np.ndarray:
+    if name not in columns:
+        raise KeyError(
+            f"feature '{spec}' needs column '{name}', which is missing; "
+            f"got columns {sorted(columns)}"
+        )
+    return np.asarray(columns[name])
+
+
+def _as_float(col: np.ndarray, spec: str) -> np.ndarray:
+    try:
+        if col.dtype == object:
+            return np.array([np.nan if v is None else float(v) for v in col], dtype=np.float64)
+        return col.astype(np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"feature '{spec}': column is not numeric ({err})") from None
+
+
+def _as_str(col: np.ndarray) -> np.ndarray:
+    out = np.empty(len(col), dtype=object)
+    for i, v in enumerate(col):
+        out[i] = MISSING if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+    return out
+
+
+def _one(n: int) -> np.ndarray:
+    return np.ones((n, 1), dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class NumericSpec:
+    """A number as one slot: optional signed ``log1p``, then optional standardization.
+
+    Missing values become the training mean (0 after standardizing).
+    """
+
+    name: str
+    column: str = ""
+    log1p: bool = False
+    standardize: bool = True
+    type: ClassVar[str] = "numeric"
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return (self.column or self.name,)
+
+    width = 1
+
+    def _raw(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        x = _as_float(_column(columns, self.sources[0], self.name), self.name)
+        return np.sign(x) * np.log1p(np.abs(x)) if self.log1p else x
+
+    def fit(self, columns: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        x = self._raw(columns)
+        ok = x[np.isfinite(x)]
+        mean = float(ok.mean()) if ok.size else 0.0
+        std = float(ok.std()) if ok.size else 1.0
+        return {"mean": mean, "std": std if std > 1e-12 else 1.0}
+
+    def size(self, state: Mapping[str, Any]) -> int:
+        return 1
+
+    def encode(self, columns: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> tuple:
+        x = self._raw(columns)
+        x = np.where(np.isfinite(x), x, state["mean"])
+        if self.standardize:
+            x = (x - state["mean"]) / state["std"]
+        return np.zeros((len(x), 1), dtype=np.int64), x.astype(np.float32)[:, None]
+
+    def dense(self, columns: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> np.ndarray:
+        x = self._raw(columns)
+        return np.where(np.isfinite(x), x, np.nan)
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    """A number cut at training quantiles into ``n_buckets`` categories (index 0 = missing)."""
+
+    name: str
+    column: str = ""
+    n_buckets: int = 10
+    log1p: bool = False
+    type: ClassVar[str] = "bucket"
+    width = 1
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return (self.column or self.name,)
+
+    def _raw(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        x = _as_float(_column(columns, self.sources[0], self.name), self.name)
+        return np.sign(x) * np.log1p(np.abs(x)) if self.log1p else x
+
+    def fit(self, columns: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        if self.n_buckets < 2:
+            raise ValueError(
+                f"BucketSpec '{self.name}': n_buckets must be >= 2, got {self.n_buckets}"
+            )
+        x = self._raw(columns)
+        ok = x[np.isfinite(x)]
+        if ok.size == 0:
+            return {"edges": []}
+        qs = np.quantile(ok, np.linspace(0, 1, self.n_buckets + 1)[1:-1])
+        return {"edges": [float(v) for v in np.unique(qs)]}
+
+    def size(self, state: Mapping[str, Any]) -> int:
+        return len(state["edges"]) + 2
+
+    def _local(self, columns: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> np.ndarray:
+        x = self._raw(columns)
+        idx = np.searchsorted(np.asarray(state["edges"], dtype=np.float64), x, side="right") + 1
+        return np.where(np.isfinite(x), idx, 0).astype(np.int64)
+
+    def encode(self, columns: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> tuple:
+        local = self._local(columns, state)
+        return local[:, None], _one(len(local))
+
+    def dense(self, columns: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> np.ndarray:
+        return self._local(columns, state).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class VocabSpec:
+    """A category through a vocabulary of values seen ``>= min_count`` times; index 0 = OOV."""
+
+    name: str
+    column: str = ""
+    min_count: int = 1
+    max_size: int = 0
+    """Keep at most this many most frequent values (0 = no limit)."""
+    type: ClassVar[str] = "vocab"
+    width = 1
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return (self.column or self.name,)
+
+    def fit(self, columns: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        values = _as_str(_column(columns, self.sources[0], self.name))
+        uniq, counts = np.unique(values[values != MISSING].astype(str), return_counts=True)
+        pairs = zip(uniq.tolist(), counts.tolist(), strict=True)
+        order = sorted(pairs, key=lambda t: (-t[1], t[0]))
+        vocab = [v for v, c in order if c >= self.min_count]
+        if self.max_size:
+            vocab = vocab[: self.max_size]
+        return {"vocab": vocab}
+
+    def size(self, state: Mapping[str, Any]) -> int:
+        return len(state["vocab"]) + 1
+
+    def _local(self, columns: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> np.ndarray:
+        values = _as_str(_column(columns, self.sources[0], self.name))
+        lookup = state.get("_lookup")
+        if lookup is None:
+            lookup = {v: i + 1 for i, v in enumerate(state["vocab"])}
+        uniq, inverse = np.unique(values.astype(str), return_inverse=True)
+        codes = np.fromiter((lookup.get(v, 0) for v in uniq), dtype=np.int64, count=len(uniq))
+        return codes[inverse]
+
+    def encode(self, columns: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> tuple:
+        local = self._local(columns, state)
+        return local[:, None], _one(len(local))
+
+    def dense(self, columns: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> np.ndarray:
+        return self._local(columns, state).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class HashSpec:
+    """A category through the signed hashing trick into ``2^bits`` buckets (no vocabulary)."""
+
+    name: str
+    column: str = ""
+    bits: int = 16
+    seed: int = 0
+    type: ClassVar[str] = "hash"
+    width = 1
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return (self.column or self.name,)
+
+    def fit(self, columns: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        if not 1 <= self.bits <= 30:
+            raise ValueError(f"HashSpec '{self.name}': bits must be in [1, 30], got {self.bits}")
+        _column(columns, self.sources[0], self.name)
+        return {}
+
+    def size(self, state: Mapping[str, Any]) -> int:
+        return 1 << self.bits
+
+    def _values(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        return _as_str(_column(columns, self.sources[0], self.name))
+
+    def encode(self, columns: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> tuple:
+        buckets, signs = hash_bucket(self._values(columns), self.bits, self.seed)
+        return buckets[:, None], signs[:, None]
+
+    def dense(self, columns: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> np.ndarray:
+        buckets, _ = hash_bucket(self._values(columns), self.bits, self.seed)
+        return buckets.astype(np.float64)
+
+
+@dataclass(frozen=True)
+class CrossSpec(HashSpec):
+    """The conjunction of several columns' values, hashed (signed) into ``2^bits`` buckets."""
+
+    columns: tuple[str, ...] = ()
+    type: ClassVar[str] = "cross"
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return tuple(self.columns)
+
+    def fit(self, columns: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        if len(self.columns) < 2:
+            raise ValueError(
+                f"CrossSpec '{self.name}': columns must name >= 2 columns, got {self.columns!r}"
+            )
+        for c in self.columns:
+            _column(columns, c, self.name)
+        return super().fit({self.name: np.zeros(0)} | dict(columns))
+
+    def _values(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        parts = [_as_str(_column(columns, c, self.name)) for c in self.columns]
+        out = parts[0].astype(str).astype(object)
+        for p in parts[1:]:
+            out = out + "\x1f" + p.astype(str).astype(object)
+        return out
+
+
+@dataclass(frozen=True)
+class SequenceSpec:
+    """A multi-valued or sequence column (list of tokens per row), hashed, mean-pooled.
+
+    Keeps the last ``max_len`` tokens (most recent last, as in a click history); each kept token
+    is one slot with value ``sign / n_kept``; padding slots have value 0.
+    """
+
+    name: str
+    column: str = ""
+    max_len: int = 10
+    bits: int = 16
+    seed: int = 0
+    sep: str = "|"
+    type: ClassVar[str] = "sequence"
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return (self.column or self.name,)
+
+    @property
+    def width(self) -> int:  # type: ignore[override]
+        return self.max_len
+
+    def fit(self, columns: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        if self.max_len < 1:
+            raise ValueError(
+                f"SequenceSpec '{self.name}': max_len must be >= 1, got {self.max_len}"
+            )
+        _column(columns, self.sources[0], self.name)
+        return {}
+
+    def size(self, state: Mapping[str, Any]) -> int:
+        return 1 << self.bits
+
+    def _tokens(self, v: Any) -> list[str]:
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            return []
+        if isinstance(v, str):
+            toks = [t for t in v.split(self.sep) if t] if v else []
+        else:
+            toks = [str(t) for t in v if t is not None]
+        return toks[-self.max_len :]
+
+    def encode(self, columns: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> tuple:
+        col = _column(columns, self.sources[0], self.name)
+        n, width = len(col), self.max_len
+        rows = [self._tokens(v) for v in col]
+        lens = np.fromiter((len(r) for r in rows), dtype=np.int64, count=n)
+        flat = np.array([t for r in rows for t in r], dtype=object)
+        buckets, signs = hash_bucket(flat, self.bits, self.seed)
+        idx = np.zeros((n, width), dtype=np.int64)
+        val = np.zeros((n, width), dtype=np.float32)
+        row_of = np.repeat(np.arange(n), lens)
+        starts = np.cumsum(lens) - lens
+        pos = np.arange(len(flat)) - np.repeat(starts, lens)
+        idx[row_of, pos] = buckets
+        val[row_of, pos] = signs / np.repeat(np.maximum(lens, 1), lens).astype(np.float32)
+        return idx, val
+
+    def dense(self, columns: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> np.ndarray:
+        col = _column(columns, self.sources[0], self.name)
+        return np.array([len(self._tokens(v)) for v in col], dtype=np.float64)
+
+
+Spec = NumericSpec | BucketSpec | VocabSpec | HashSpec | CrossSpec | SequenceSpec
+SPEC_TYPES: dict[str, type] = {
+    c.type: c for c in (NumericSpec, BucketSpec, VocabSpec, HashSpec, CrossSpec, SequenceSpec)
+}
+CATEGORICAL_TYPES = frozenset({"bucket", "vocab", "hash", "cross"})
+
+
+def spec_to_dict(spec: Spec) -> dict[str, Any]:
+    out = {"type": spec.type, **asdict(spec)}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+
+def spec_from_dict(raw: Mapping[str, Any]) -> Spec:
+    """Rebuild a spec from its JSON form; unknown types or keys are a ``ConfigError``."""
+    raw = dict(raw)
+    kind = raw.pop("type", None)
+    if kind not in SPEC_TYPES:
+        raise ConfigError(
+            f"feature spec type must be one of {sorted(SPEC_TYPES)}; got {kind!r} in {raw!r}"
+        )
+    return from_mapping(SPEC_TYPES[kind], raw, where=f"feature spec {raw.get('name')!r}")
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Model input: ``idx`` int64 (n, M) global feature indices, ``val`` float32 (n, M)."""
+
+    idx: np.ndarray
+    val: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.idx.shape[0])
+
+    def take(self, rows: np.ndarray) -> Encoded:
+        return Encoded(self.idx[rows], self.val[rows])
+
+
+@dataclass
+class FeatureSet:
+    """An ordered list of specs (one field each), fitted once and encoded the same way always.
+
+    Example
+    -------
+    >>> fs = FeatureSet([VocabSpec("cat"), NumericSpec("price", log1p=True)])
+    >>> fs = fs.fit({"cat": ["a", "b"], "price": [1.0, 9.0]})
+    >>> enc = fs.transform({"cat": ["a"], "price": [3.0]})
+    >>> enc.idx.shape, fs.num_fields
+    ((1, 2), 2)
+    """
+
+    specs: Sequence[Spec]
+    states_: list[dict[str, Any]] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        names = [s.name for s in self.specs]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"feature names must be unique; got {names}")
+        if not names:
+            raise ConfigError("a FeatureSet needs at least one feature spec; got none")
+
+    # ---- fitting -------------------------------------------------------------------------
+    def fit(self, data: Any) -> FeatureSet:
+        columns = as_columns(data)
+        self.states_ = [s.fit(columns) for s in self.specs]
+        return self
+
+    @property
+    def field_names(self) -> list[str]:
+        return [s.name for s in self.specs]
+
+    @property
+    def num_fields(self) -> int:
+        return len(self.specs)
+
+    @property
+    def field_sizes(self) -> list[int]:
+        check_is_fitted(self, "states_")
+        assert self.states_ is not None
+        return [s.size(st) for s, st in zip(self.specs, self.states_, strict=True)]
+
+    @property
+    def offsets(self) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum(self.field_sizes)[:-1]]).astype(np.int64)
+
+    @property
+    def num_features(self) -> int:
+        return int(sum(self.field_sizes))
+
+    @property
+    def slot_fields(self) -> np.ndarray:
+        """Field of each input slot, (M,) int64; sequences own several slots."""
+        return np.repeat(np.arange(self.num_fields), [s.width for s in self.specs]).astype(np.int64)
+
+    @property
+    def source_columns(self) -> list[str]:
+        return sorted({c for s in self.specs for c in s.sources})
+
+    # ---- encoding (the one path for training and serving) ---------------------------------
+    def transform(self, data: Any) -> Encoded:
+        """Raw columns -> :class:`Encoded` model input."""
+        check_is_fitted(self, "states_")
+        assert self.states_ is not None
+        columns = as_columns(data)
+        idx_parts, val_parts = [], []
+        for spec, state, off in zip(self.specs, self.states_, self.offsets, strict=True):
+            local, val = spec.encode(columns, state)
+            idx_parts.append(local + off)
+            val_parts.append(val)
+        return Encoded(
+            np.ascontiguousarray(np.concatenate(idx_parts, axis=1)),
+            np.ascontiguousarray(np.concatenate(val_parts, axis=1)),
+        )
+
+    def dense(self, data: Any) -> tuple[np.ndarray, list[int]]:
+        """A (n, F) float matrix for trees, plus the indices of its categorical columns."""
+        check_is_fitted(self, "states_")
+        assert self.states_ is not None
+        columns = as_columns(data)
+        mats = [s.dense(columns, st) for s, st in zip(self.specs, self.states_, strict=True)]
+        cats = [i for i, s in enumerate(self.specs) if s.type in ("bucket", "vocab")]
+        return np.stack(mats, axis=1), cats
+
+    # ---- persistence -----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        check_is_fitted(self, "states_")
+        return {
+            "specs": [spec_to_dict(s) for s in self.specs],
+            "states": self.states_,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> FeatureSet:
+        unknown = set(raw) - {"specs", "states"}
+        if unknown:
+            raise ConfigError(f"feature set: unknown key(s) {sorted(unknown)}")
+        specs = [spec_from_dict(s) for s in raw["specs"]]
+        states = raw.get("states")
+        if states is not None and len(states) != len(specs):
+            raise ConfigError(f"feature set: {len(states)} states for {len(specs)} specs")
+        return cls(specs, states_=[dict(s) for s in states] if states is not None else None)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), ensure_ascii=False))
+
+    @classmethod
+    def load(cls, path: Path) -> FeatureSet:
+        return cls.from_dict(json.loads(path.read_text()))
+
+    @classmethod
+    def from_specs(cls, raw: Sequence[Mapping[str, Any]]) -> FeatureSet:
+        """An unfitted set from JSON/TOML spec dicts (``{"type": "vocab", "name": ...}``)."""
+        return cls([spec_from_dict(s) for s in raw])

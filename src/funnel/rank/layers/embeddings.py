@@ -1,0 +1,59 @@
+"""Embedding lookups from ``(idx, val)`` slots to per-field vectors."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _pool_matrix(slot_fields: tuple[int, ...], num_fields: int) -> torch.Tensor | None:
+    """(M, F) 0/1 matrix summing slots into fields, or None when every field has one slot."""
+    if len(slot_fields) == num_fields and list(slot_fields) == list(range(num_fields)):
+        return None
+    mat = torch.zeros(len(slot_fields), num_fields)
+    mat[torch.arange(len(slot_fields)), torch.tensor(slot_fields)] = 1.0
+    return mat
+
+
+class FieldEmbedding(nn.Module):
+    """One shared table; slot embeddings scaled by their value and summed per field."""
+
+    def __init__(
+        self, num_features: int, dim: int, slot_fields: tuple[int, ...], num_fields: int
+    ) -> None:
+        super().__init__()
+        self.table = nn.Embedding(num_features, dim)
+        nn.init.normal_(self.table.weight, std=0.01)
+        pool = _pool_matrix(slot_fields, num_fields)
+        self.pooled = pool is not None
+        self.register_buffer("pool", pool if pool is not None else torch.zeros(0), persistent=False)
+
+    def forward(self, idx: torch.Tensor, val: torch.Tensor) -> torch.Tensor:
+        """idx, val (B, M) -> field embeddings (B, F, d)."""
+        e = self.table(idx) * val.unsqueeze(-1)  # (B, M, d)
+        if self.pooled:
+            e = torch.einsum("bmd,mf->bfd", e, self.pool)  # (B, F, d)
+        return e
+
+
+class FieldAwareEmbedding(nn.Module):
+    """FFM table: every feature has one vector per *other* field (Juan et al. 2016)."""
+
+    def __init__(
+        self, num_features: int, dim: int, slot_fields: tuple[int, ...], num_fields: int
+    ) -> None:
+        super().__init__()
+        self.num_fields, self.dim = num_fields, dim
+        self.table = nn.Embedding(num_features, num_fields * dim)
+        nn.init.normal_(self.table.weight, std=0.01)
+        pool = _pool_matrix(slot_fields, num_fields)
+        self.pooled = pool is not None
+        self.register_buffer("pool", pool if pool is not None else torch.zeros(0), persistent=False)
+
+    def forward(self, idx: torch.Tensor, val: torch.Tensor) -> torch.Tensor:
+        """idx, val (B, M) -> (B, F, F, d): [b, i, j] = field i's vector towards field j."""
+        b, m = idx.shape
+        e = self.table(idx) * val.unsqueeze(-1)  # (B, M, F*d)
+        if self.pooled:
+            e = torch.einsum("bmk,mf->bfk", e, self.pool)  # (B, F, F*d)
+        return e.view(b, self.num_fields, self.num_fields, self.dim)  # (B, F, F, d)

@@ -1,0 +1,291 @@
+"""The PyTorch estimator shared by LR, FM, FFM, Wide&Deep, DeepFM and DCNv2.
+
+The estimator owns training (Adam, mini-batches, early stopping on validation logloss, seeds,
+progress); the network (``rank.models``) only maps ``(idx, val)`` to logits (STYLE P2).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from funnel._checks import (
+    check_is_fitted,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    unit_interval,
+    validate_params,
+)
+from funnel.exceptions import ArtifactError, ModelFitError
+from funnel.features.specs import Encoded, FeatureSet, Spec, as_columns
+from funnel.rank.base import Ranker, RankingData, fix_position, specs_of, undo_negative_sampling
+from funnel.rank.metrics import auc, logloss
+from funnel.rank.models import NETWORKS, NetworkConfig
+
+_PARAMS = {
+    "embedding_dim": (positive_int, "a positive int"),
+    "batch_size": (positive_int, "a positive int"),
+    "epochs": (positive_int, "a positive int"),
+    "patience": (non_negative_int, "a non-negative int"),
+    "learning_rate": (positive_float, "a positive float"),
+    "weight_decay": (lambda v: isinstance(v, int | float) and v >= 0, "a float >= 0"),
+    "dropout": (lambda v: unit_interval(v) and v < 1, "a float in [0, 1)"),
+    "num_cross_layers": (positive_int, "a positive int"),
+    "hidden_units": (
+        lambda v: isinstance(v, tuple | list) and all(positive_int(h) for h in v),
+        "a tuple of positive ints",
+    ),
+    "seed": (non_negative_int, "a non-negative int"),
+}
+
+
+class TorchRanker(Ranker):
+    """Base of the neural CTR rankers; subclasses only set ``name`` (a ``NETWORKS`` key)."""
+
+    def __init__(
+        self,
+        features: Sequence[Spec | Mapping[str, Any]] | FeatureSet = (),
+        *,
+        embedding_dim: int = 8,
+        hidden_units: tuple[int, ...] = (64, 32),
+        dropout: float = 0.0,
+        num_cross_layers: int = 2,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 0.0,
+        batch_size: int = 1024,
+        epochs: int = 10,
+        patience: int = 2,
+        position_column: str = "position",
+        seed: int = 0,
+        verbose: bool = False,
+    ) -> None:
+        self.features = features
+        self.embedding_dim = embedding_dim
+        self.hidden_units = hidden_units
+        self.dropout = dropout
+        self.num_cross_layers = num_cross_layers
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.patience = patience
+        self.position_column = position_column
+        self.seed = seed
+        self.verbose = verbose
+
+    def get_params(self) -> dict[str, Any]:
+        return {
+            "features": self.features,
+            "embedding_dim": self.embedding_dim,
+            "hidden_units": list(self.hidden_units),
+            "dropout": self.dropout,
+            "num_cross_layers": self.num_cross_layers,
+            "learning_rate": self.learning_rate,
+            "weight_decay": self.weight_decay,
+            "batch_size": self.batch_size,
+            "epochs": self.epochs,
+            "patience": self.patience,
+            "position_column": self.position_column,
+            "seed": self.seed,
+            "verbose": self.verbose,
+        }
+
+    # ---- training ---------------------------------------------------------------------------
+    def _network_config(self, fs: FeatureSet) -> NetworkConfig:
+        return NetworkConfig(
+            num_features=fs.num_features,
+            num_fields=fs.num_fields,
+            slot_fields=tuple(int(f) for f in fs.slot_fields),
+            embedding_dim=self.embedding_dim,
+            hidden_units=tuple(self.hidden_units),
+            dropout=float(self.dropout),
+            num_cross_layers=self.num_cross_layers,
+        )
+
+    def fit(self, train: RankingData, valid: RankingData | None = None) -> TorchRanker:
+        validate_params(self.get_params(), _PARAMS)
+        if self.name not in NETWORKS:
+            raise ModelFitError(f"{type(self).__name__} has no network; use get_ranker(name)")
+        if len(train) == 0:
+            raise ModelFitError("train has 0 rows; expected at least one labelled row")
+        specs = specs_of(self.features)
+        if not specs:
+            raise ValueError("features must list at least one feature spec; got none")
+        torch.manual_seed(self.seed)
+        self.features_ = FeatureSet(specs).fit(train.columns)
+        enc = self.features_.transform(train.columns)
+        venc = self.features_.transform(valid.columns) if valid is not None else None
+        self.network_config_ = self._network_config(self.features_)
+        self.network_ = NETWORKS[self.name](self.network_config_)
+        self.negative_rate_ = float(train.negative_rate)
+        self.history_ = self._train(enc, train.label, venc, None if valid is None else valid.label)
+        return self
+
+    def _train(
+        self, enc: Encoded, y: np.ndarray, venc: Encoded | None, vy: np.ndarray | None
+    ) -> list[dict[str, float]]:
+        net = self.network_
+        opt = torch.optim.Adam(
+            net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
+        )
+        loss_fn = nn.BCEWithLogitsLoss()
+        idx_t, val_t = torch.from_numpy(enc.idx), torch.from_numpy(enc.val)
+        y_t = torch.from_numpy(np.asarray(y, dtype=np.float32))
+        gen = torch.Generator().manual_seed(self.seed)
+        n, bs = len(y_t), self.batch_size
+        n_batches = (n + bs - 1) // bs
+        history: list[dict[str, float]] = []
+        best, best_state, bad = np.inf, None, 0
+        progress = _progress(self.verbose, f"{self.name}", self.epochs * n_batches)
+        with progress:
+            task = progress.add_task(self.name, total=self.epochs * n_batches, info="")
+            for epoch in range(self.epochs):
+                net.train()
+                perm = torch.randperm(n, generator=gen)
+                total = 0.0
+                for b in range(n_batches):
+                    rows = perm[b * bs : (b + 1) * bs]
+                    opt.zero_grad(set_to_none=True)
+                    loss = loss_fn(net(idx_t[rows], val_t[rows]), y_t[rows])
+                    loss.backward()
+                    opt.step()
+                    total += loss.detach().item() * len(rows)
+                    if b % 20 == 0:
+                        progress.update(task, info=f"loss {total / min(n, (b + 1) * bs):.4f}")
+                    progress.advance(task)
+                record = {"epoch": float(epoch + 1), "train_logloss": total / n}
+                if venc is not None and vy is not None:
+                    p = self._raw_proba(venc)
+                    record["valid_logloss"] = logloss(vy, p)
+                    if 0 < vy.sum() < len(vy):
+                        record["valid_auc"] = auc(vy, p)
+                    progress.update(
+                        task,
+                        info=f"loss {record['train_logloss']:.4f} "
+                        f"valid {record['valid_logloss']:.4f} auc {record.get('valid_auc', 0):.4f}",
+                    )
+                history.append(record)
+                score = record.get("valid_logloss", record["train_logloss"])
+                if score < best - 1e-6:
+                    best, bad = score, 0
+                    best_state = copy.deepcopy(net.state_dict())
+                else:
+                    bad += 1
+                    if venc is not None and bad > self.patience:
+                        break
+        if best_state is not None:
+            net.load_state_dict(best_state)
+        net.eval()
+        return history
+
+    # ---- prediction ---------------------------------------------------------------------------
+    @torch.inference_mode()
+    def _raw_proba(self, enc: Encoded, chunk: int = 65536) -> np.ndarray:
+        net = self.network_
+        was_training = net.training
+        net.eval()
+        out = []
+        for s in range(0, len(enc), chunk):
+            idx = torch.from_numpy(enc.idx[s : s + chunk])
+            val = torch.from_numpy(enc.val[s : s + chunk])
+            out.append(torch.sigmoid(net(idx, val)).numpy())
+        net.train(was_training)
+        return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+
+    def predict_proba(self, X: Any, *, at_position: int | None = None) -> np.ndarray:
+        check_is_fitted(self, "network_")
+        columns = as_columns(X)
+        if at_position is not None:
+            columns = fix_position(columns, self.position_column, at_position)
+        p = self._raw_proba(self.features_.transform(columns))
+        return undo_negative_sampling(p, self.negative_rate_)
+
+    def predict_encoded(self, enc: Encoded) -> np.ndarray:
+        """Probabilities from already-encoded input (benchmarks, batch scoring)."""
+        check_is_fitted(self, "network_")
+        return undo_negative_sampling(self._raw_proba(enc), self.negative_rate_)
+
+    # ---- persistence ---------------------------------------------------------------------------
+    def _save_model(self, directory: Path) -> dict[str, Any]:
+        state = {k: v.contiguous() for k, v in self.network_.state_dict().items()}
+        save_file(state, str(directory / "weights.safetensors"))
+        cfg = asdict(self.network_config_)
+        cfg["slot_fields"] = list(cfg["slot_fields"])
+        cfg["hidden_units"] = list(cfg["hidden_units"])
+        return {"network": cfg, "negative_rate": self.negative_rate_, "history": self.history_}
+
+    def _load_model(self, directory: Path, state: Mapping[str, Any]) -> None:
+        cfg = dict(state["network"])
+        cfg["slot_fields"] = tuple(cfg["slot_fields"])
+        cfg["hidden_units"] = tuple(cfg["hidden_units"])
+        self.network_config_ = NetworkConfig(**cfg)
+        self.network_ = NETWORKS[self.name](self.network_config_)
+        weights = directory / "weights.safetensors"
+        if not weights.exists():
+            raise ArtifactError(f"{weights}: missing")
+        self.network_.load_state_dict(load_file(str(weights)))
+        self.network_.eval()
+        self.negative_rate_ = float(state["negative_rate"])
+        self.history_ = list(state.get("history", []))
+
+
+def _progress(verbose: bool, label: str, total: int) -> Any:
+    """A rich progress bar with a free-text ``info`` column, or a silent stand-in."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=Console(stderr=True),
+        disable=not verbose,
+        transient=False,
+    )
+
+
+class LRRanker(TorchRanker):
+    """Logistic regression on hashed/encoded features."""
+
+    name = "lr"
+
+
+class FMRanker(TorchRanker):
+    """Factorization machine (Rendle 2010)."""
+
+    name = "fm"
+
+
+class FFMRanker(TorchRanker):
+    """Field-aware factorization machine (Juan et al. 2016)."""
+
+    name = "ffm"
+
+
+class WideDeepRanker(TorchRanker):
+    """Wide & Deep (Cheng et al. 2016)."""
+
+    name = "widedeep"
+
+
+class DeepFMRanker(TorchRanker):
+    """DeepFM (Guo et al. 2017)."""
+
+    name = "deepfm"
+
+
+class DCNv2Ranker(TorchRanker):
+    """DCN-V2 (Wang et al. 2021)."""
+
+    name = "dcnv2"
