@@ -1,0 +1,167 @@
+"""Co-visitation: items clicked near each other in sessions, and items that led to a booking.
+
+Every ordered pair of distinct clicks at most ``window`` positions apart in a session scores
+``click_weight / distance``; every click in a booked session scores ``booking_weight`` towards
+the booked item. Scores decay with the session's age (half-life ``half_life_days`` before the
+newest session), so recent co-visits outweigh old ones. A request is answered from the user's
+recent clicks, the most recent weighing most (``recent_decay`` per step back).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from funnel._checks import check_is_fitted, positive_float, positive_int, validate_params
+from funnel.recall._sql import require_columns, run
+from funnel.recall.base import Candidates, RecallRequest
+from funnel.recall.persist import read_config, write_config
+from funnel.recall.toplists import TopLists
+
+COVISIT_SQL = """
+WITH s AS (
+    SELECT session_id, end_ts, items, booked_item FROM sessions
+), ref AS (SELECT max(end_ts) AS t FROM s),
+rw AS (
+    SELECT session_id, items, booked_item,
+           pow(0.5, (epoch(ref.t) - epoch(s.end_ts)) / (86400.0 * $half_life)) AS w
+    FROM s, ref
+), u AS (
+    SELECT session_id, w, booked_item,
+           unnest(items) AS item, unnest(range(1, len(items) + 1)) AS pos
+    FROM rw
+), pairs AS (
+    SELECT a.item AS key, b.item AS item, a.w * $click_w / abs(a.pos - b.pos) AS score
+    FROM u a JOIN u b ON a.session_id = b.session_id
+    WHERE abs(a.pos - b.pos) BETWEEN 1 AND $window AND a.item <> b.item
+    UNION ALL
+    SELECT item AS key, booked_item AS item, w * $book_w AS score
+    FROM u WHERE booked_item IS NOT NULL AND item <> booked_item
+)
+SELECT key, item, sum(score) AS score FROM pairs GROUP BY key, item
+"""
+
+
+class CoVisitation:
+    """Item -> items seen together in sessions, weighted by recency and clicks vs bookings.
+
+    Parameters
+    ----------
+    window : int
+        Largest distance (in clicks) between two co-visited items of one session.
+    half_life_days : float
+        Age at which a session's pairs count half.
+    click_weight, booking_weight : float
+        Weight of a click pair, and of a click -> booked item pair.
+    top_n : int
+        Neighbours kept per item.
+    recent_decay : float
+        At query time, each step back in the user's recent clicks multiplies their weight.
+    exclude_recent : bool
+        Leave the user's recent items out of the candidates.
+
+    Example
+    -------
+    >>> import datetime as dt
+    >>> t = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    >>> s = pa.table({"session_id": ["s1"], "end_ts": [t], "items": [["a", "b"]],
+    ...               "booked_item": [None]})
+    >>> CoVisitation().fit(s).candidates(RecallRequest(recent_items=["a"])).item_ids.tolist()
+    ['b']
+    """
+
+    name = "covisit"
+
+    def __init__(
+        self,
+        *,
+        window: int = 3,
+        half_life_days: float = 30.0,
+        click_weight: float = 1.0,
+        booking_weight: float = 3.0,
+        top_n: int = 100,
+        recent_decay: float = 0.6,
+        max_recent: int = 5,
+        exclude_recent: bool = True,
+    ) -> None:
+        self.window = window
+        self.half_life_days = half_life_days
+        self.click_weight = click_weight
+        self.booking_weight = booking_weight
+        self.top_n = top_n
+        self.recent_decay = recent_decay
+        self.max_recent = max_recent
+        self.exclude_recent = exclude_recent
+
+    def get_params(self) -> dict[str, Any]:
+        return {
+            "window": self.window, "half_life_days": self.half_life_days,
+            "click_weight": self.click_weight, "booking_weight": self.booking_weight,
+            "top_n": self.top_n, "recent_decay": self.recent_decay,
+            "max_recent": self.max_recent, "exclude_recent": self.exclude_recent,
+        }
+
+    def fit(self, sessions: pa.Table) -> CoVisitation:
+        """Learn from ``sessions`` (session_id, end_ts, items: list<str>, booked_item)."""
+        validate_params(self.get_params(), {
+            "window": (positive_int, "a positive int"),
+            "half_life_days": (positive_float, "a positive float"),
+            "click_weight": (lambda v: v >= 0, "a float >= 0"),
+            "booking_weight": (lambda v: v >= 0, "a float >= 0"),
+            "top_n": (positive_int, "a positive int"),
+            "recent_decay": (lambda v: 0 < v <= 1, "a float in (0, 1]"),
+            "max_recent": (positive_int, "a positive int"),
+            "exclude_recent": (lambda v: isinstance(v, bool), "a bool"),
+        })
+        require_columns(sessions, "sessions", ("session_id", "end_ts", "items"))
+        if "booked_item" not in sessions.column_names:
+            sessions = sessions.append_column(
+                "booked_item", pa.nulls(sessions.num_rows, pa.string())
+            )
+        params = {
+            "half_life": float(self.half_life_days), "click_w": float(self.click_weight),
+            "window": int(self.window), "book_w": float(self.booking_weight),
+        }
+        pairs = run(COVISIT_SQL, {"sessions": sessions}, params)
+        self.neighbors_ = TopLists.from_table(pairs, self.top_n)
+        return self
+
+    def candidates(self, request: RecallRequest) -> Candidates:
+        """Neighbours of the recent clicks, each row scaled to its best neighbour."""
+        check_is_fitted(self, "neighbors_")
+        recent = list(request.recent_items)[-self.max_recent :]
+        scores: dict[str, float] = defaultdict(float)
+        for step, item in enumerate(reversed(recent)):
+            ids, s = self.neighbors_.lookup(item)
+            if len(s) == 0:
+                continue
+            w = self.recent_decay**step / float(s[0])
+            for other, value in zip(ids.tolist(), s.tolist(), strict=True):
+                scores[other] += w * value
+        if self.exclude_recent:
+            for item in recent:
+                scores.pop(item, None)
+        if not scores:
+            return Candidates.empty()
+        best = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[: request.k]
+        return Candidates(
+            np.array([b[0] for b in best], dtype=object),
+            np.array([b[1] for b in best], dtype=np.float32),
+        )
+
+    def save(self, path: Path | str) -> None:
+        check_is_fitted(self, "neighbors_")
+        path = Path(path)
+        write_config(path, "CoVisitation", self.get_params())
+        self.neighbors_.save(path, "neighbors")
+
+    @classmethod
+    def load(cls, path: Path | str) -> CoVisitation:
+        path = Path(path)
+        obj = cls(**read_config(path, "CoVisitation"))
+        obj.neighbors_ = TopLists.load(path, "neighbors")
+        return obj
