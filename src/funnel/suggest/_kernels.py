@@ -1,0 +1,239 @@
+"""Numba kernels of the completion index: prefix ranges, top-k gather, one-edit search.
+
+Keys are sorted and stored as one array of code units (``codes``) with ``offsets``; a prefix
+is a contiguous range of keys found by binary search. The top scores of a range come from a
+sparse table over blocks of ``block`` keys, each row holding the best ``K`` keys of
+``2**level`` consecutive blocks (range-maximum query generalised to top-K), plus a scan of the
+two partial blocks at the range ends. So a lookup reads O(block + K) keys whatever the prefix.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+
+@nb.njit(cache=True, nogil=True)
+def _cmp(codes, offsets, i, p, plen):  # type: ignore[no-untyped-def]
+    """Compare key ``i`` cut to ``plen`` units with ``p[:plen]``: -1, 0 (starts with), 1."""
+    a = offsets[i]
+    n = offsets[i + 1] - a
+    m = min(n, plen)
+    for j in range(m):
+        c = codes[a + j]
+        d = p[j]
+        if c < d:
+            return -1
+        if c > d:
+            return 1
+    if n < plen:
+        return -1
+    return 0
+
+
+@nb.njit(cache=True, nogil=True)
+def prefix_range(codes, offsets, p, plen, lo, hi):  # type: ignore[no-untyped-def]
+    """The half-open range of keys in ``[lo, hi)`` that start with ``p[:plen]``."""
+    a = lo
+    b = hi
+    while a < b:
+        mid = (a + b) // 2
+        if _cmp(codes, offsets, mid, p, plen) < 0:
+            a = mid + 1
+        else:
+            b = mid
+    start = a
+    b = hi
+    while a < b:
+        mid = (a + b) // 2
+        if _cmp(codes, offsets, mid, p, plen) <= 0:
+            a = mid + 1
+        else:
+            b = mid
+    return start, a
+
+
+@nb.njit(cache=True, nogil=True)
+def find_exact(codes, offsets, p):  # type: ignore[no-untyped-def]
+    """Index of the first key equal to ``p``, or -1."""
+    n = offsets.shape[0] - 1
+    lo, hi = prefix_range(codes, offsets, p, p.shape[0], 0, n)
+    if lo < hi and offsets[lo + 1] - offsets[lo] == p.shape[0]:
+        return lo
+    return -1
+
+
+@nb.njit(cache=True, nogil=True)
+def _pool_add(pool_t, pool_s, count, t, s):  # type: ignore[no-untyped-def]
+    """Keep the best ``len(pool_t)`` distinct targets seen so far (max score per target)."""
+    for j in range(count):
+        if pool_t[j] == t:
+            if s > pool_s[j]:
+                pool_s[j] = s
+            return count
+    if count < pool_t.shape[0]:
+        pool_t[count] = t
+        pool_s[count] = s
+        return count + 1
+    jmin = 0
+    for j in range(1, count):
+        if pool_s[j] < pool_s[jmin]:
+            jmin = j
+    if s > pool_s[jmin]:
+        pool_t[jmin] = t
+        pool_s[jmin] = s
+    return count
+
+
+@nb.njit(cache=True, nogil=True)
+def _gather(lo, hi, scores, targets, table, level_start, block, pool_t, pool_s, count, factor):  # type: ignore[no-untyped-def]  # noqa: E501
+    """Add the top keys of range ``[lo, hi)`` (scores times ``factor``) to the pool."""
+    if hi - lo <= 2 * block:
+        for i in range(lo, hi):
+            count = _pool_add(pool_t, pool_s, count, targets[i], scores[i] * factor)
+        return count
+    bl = (lo + block - 1) // block
+    br = hi // block
+    for i in range(lo, bl * block):
+        count = _pool_add(pool_t, pool_s, count, targets[i], scores[i] * factor)
+    for i in range(br * block, hi):
+        count = _pool_add(pool_t, pool_s, count, targets[i], scores[i] * factor)
+    if br > bl:
+        span = br - bl
+        lev = 0
+        while (1 << (lev + 1)) <= span:
+            lev += 1
+        for row in (level_start[lev] + bl, level_start[lev] + br - (1 << lev)):
+            for j in range(table.shape[1]):
+                i = table[row, j]
+                if i < 0:
+                    break
+                count = _pool_add(pool_t, pool_s, count, targets[i], scores[i] * factor)
+    return count
+
+
+@nb.njit(cache=True, nogil=True)
+def _typo(codes, offsets, scores, targets, table, level_start, block, p, pool_t, pool_s, count,  # type: ignore[no-untyped-def]  # noqa: E501
+          penalty):
+    """Add completions of every prefix one edit away from ``p`` (Damerau-Levenshtein).
+
+    The edit must sit at or before the first position where ``p`` leaves the index, and
+    substituted or inserted characters are only those the index has at that node, so the
+    work is bounded by the node fan-out, not the alphabet.
+    """
+    m = p.shape[0]
+    n = offsets.shape[0] - 1
+    los = np.zeros(m + 1, np.int64)
+    his = np.zeros(m + 1, np.int64)
+    his[0] = n
+    f = 0
+    for i in range(1, m + 1):
+        lo, hi = prefix_range(codes, offsets, p, i, los[i - 1], his[i - 1])
+        if lo >= hi:
+            break
+        los[i] = lo
+        his[i] = hi
+        f = i
+    buf = np.empty(m + 1, p.dtype)
+    last = min(f, m - 1)
+    for i in range(last, -1, -1):
+        lo0 = los[i]
+        hi0 = his[i]
+        for j in range(i):
+            buf[j] = p[j]
+        # deletion of p[i]
+        for j in range(i + 1, m):
+            buf[j - 1] = p[j]
+        if m - 1 > 0:
+            a, b = prefix_range(codes, offsets, buf, m - 1, lo0, hi0)
+            if a < b:
+                count = _gather(a, b, scores, targets, table, level_start, block,
+                                pool_t, pool_s, count, penalty)
+        # transposition of p[i], p[i+1]
+        if i + 1 < m and p[i] != p[i + 1]:
+            for j in range(i, m):
+                buf[j] = p[j]
+            buf[i] = p[i + 1]
+            buf[i + 1] = p[i]
+            a, b = prefix_range(codes, offsets, buf, m, lo0, hi0)
+            if a < b:
+                count = _gather(a, b, scores, targets, table, level_start, block,
+                                pool_t, pool_s, count, penalty)
+        # substitution and insertion with each child character of node p[:i]
+        j = lo0
+        while j < hi0:
+            start = offsets[j]
+            if offsets[j + 1] - start <= i:
+                j += 1
+                continue
+            c = codes[start + i]
+            buf[i] = c
+            clo, chi = prefix_range(codes, offsets, buf, i + 1, j, hi0)
+            if c != p[i]:
+                for t in range(i + 1, m):
+                    buf[t] = p[t]
+                a, b = prefix_range(codes, offsets, buf, m, clo, chi)
+                if a < b:
+                    count = _gather(a, b, scores, targets, table, level_start, block,
+                                    pool_t, pool_s, count, penalty)
+            for t in range(i, m):
+                buf[t + 1] = p[t]
+            a, b = prefix_range(codes, offsets, buf, m + 1, clo, chi)
+            if a < b:
+                count = _gather(a, b, scores, targets, table, level_start, block,
+                                pool_t, pool_s, count, penalty)
+            j = max(chi, j + 1)
+    return count
+
+
+@nb.njit(cache=True, nogil=True)
+def complete(codes, offsets, scores, targets, cats, mkts, table, level_start, block, p,  # type: ignore[no-untyped-def]  # noqa: E501
+             user_cats, user_mkt, cat_lift, mkt_lift, k, pool_size, typo_min_len, penalty):
+    """Top-``k`` target keys for prefix ``p``, re-scored for the user; and the exact count.
+
+    Returns ``(targets, scores, n_exact)``: ``n_exact`` distinct completions came from the
+    exact prefix, the rest (if any) from one-edit variants of it.
+    """
+    pool_t = np.empty(pool_size, np.int64)
+    pool_s = np.empty(pool_size, np.float64)
+    n = offsets.shape[0] - 1
+    m = p.shape[0]
+    lo, hi = prefix_range(codes, offsets, p, m, 0, n)
+    count = 0
+    if lo < hi:
+        count = _gather(lo, hi, scores, targets, table, level_start, block,
+                        pool_t, pool_s, count, 1.0)
+    n_exact = count
+    if count < k and m >= typo_min_len:
+        count = _typo(codes, offsets, scores, targets, table, level_start, block, p,
+                      pool_t, pool_s, count, penalty)
+    final = np.empty(count, np.float64)
+    for j in range(count):
+        t = pool_t[j]
+        mult = 1.0
+        c = cats[t]
+        if c >= 0:
+            for u in user_cats:
+                if u == c:
+                    mult *= 1.0 + cat_lift
+                    break
+        if user_mkt >= 0 and mkts[t] == user_mkt:
+            mult *= 1.0 + mkt_lift
+        final[j] = pool_s[j] * mult
+    kk = min(k, count)
+    out_t = np.empty(kk, np.int64)
+    out_s = np.empty(kk, np.float64)
+    used = np.zeros(count, np.bool_)
+    for r in range(kk):
+        best = -1
+        for j in range(count):
+            if used[j]:
+                continue
+            if best < 0 or final[j] > final[best] or (
+                final[j] == final[best] and pool_t[j] < pool_t[best]
+            ):
+                best = j
+        used[best] = True
+        out_t[r] = pool_t[best]
+        out_s[r] = final[best]
+    return out_t, out_s, min(n_exact, kk)

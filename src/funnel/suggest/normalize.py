@@ -1,0 +1,103 @@
+"""Query text normalization, block lists and pinyin aliases.
+
+One function turns every raw query (log mining, index keys, typed prefixes) into the same
+canonical text, so that "Nike  Air", "ＮＩＫＥ air" and "nike-air" count as one query.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+from functools import lru_cache
+
+_APOSTROPHES = str.maketrans("", "", "'’`´")
+_SPACES = re.compile(r"\s+")
+
+
+def _is_separator(ch: str) -> bool:
+    cat = unicodedata.category(ch)
+    return cat[0] in ("P", "Z", "C") or (cat[0] == "S" and ch not in "&+$€£¥%#")
+
+
+@lru_cache(maxsize=65536)
+def _fold(text: str) -> str:
+    folded = unicodedata.normalize("NFKC", text).casefold().translate(_APOSTROPHES)
+    return "".join(" " if _is_separator(ch) else ch for ch in folded)
+
+
+def normalize_query(text: str, *, keep_trailing_space: bool = False) -> str:
+    """Canonical query text: NFKC (full-width to half-width), case-folded, punctuation to spaces.
+
+    ``keep_trailing_space`` keeps one trailing space for typed prefixes, where "nike " (a
+    finished word) must not complete to "nikes".
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"query text must be a str; got {type(text).__name__} {text!r}")
+    folded = _fold(text)
+    out = _SPACES.sub(" ", folded).strip()
+    if keep_trailing_space and out and folded[-1:] == " " and _fold(text[-1:]) == " ":
+        out += " "
+    return out
+
+
+def tokens(query: str) -> list[str]:
+    """Whitespace tokens of a normalized query."""
+    return query.split()
+
+
+def has_cjk(text: str) -> bool:
+    """True when ``text`` contains a CJK unified ideograph (Chinese characters)."""
+    return any("\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf" for ch in text)
+
+
+def pinyin_aliases(query: str) -> list[str]:
+    """Pinyin spellings a user may type for a Chinese query: full, spaced and initials.
+
+    "北京酒店" -> ["beijingjiudian", "bei jing jiu dian", "bjjd"]. Non-Chinese parts are kept
+    as they are. Returns [] for queries without Chinese characters.
+    """
+    if not has_cjk(query):
+        return []
+    from pypinyin import Style, lazy_pinyin  # local: only Chinese queries need it
+
+    syllables = [s.strip() for s in lazy_pinyin(query, style=Style.NORMAL) if s.strip()]
+    initials = [s.strip() for s in lazy_pinyin(query, style=Style.FIRST_LETTER) if s.strip()]
+    full = normalize_query("".join(syllables).replace(" ", ""))
+    spaced = normalize_query(" ".join(syllables))
+    short = normalize_query("".join(initials).replace(" ", ""))
+    out: list[str] = []
+    for alias in (full, spaced, short):
+        if alias and alias != query and alias not in out:
+            out.append(alias)
+    return out
+
+
+class BlockList:
+    """Terms and phrases that must never be suggested (checked on normalized text)."""
+
+    def __init__(self, entries: Iterable[str] = ()) -> None:
+        self.terms: frozenset[str] = frozenset()
+        self.phrases: tuple[str, ...] = ()
+        terms: set[str] = set()
+        phrases: list[str] = []
+        for raw in entries:
+            norm = normalize_query(raw)
+            if not norm:
+                continue
+            if " " in norm:
+                phrases.append(f" {norm} ")
+            else:
+                terms.add(norm)
+        self.terms = frozenset(terms)
+        self.phrases = tuple(phrases)
+
+    def blocks(self, query: str) -> bool:
+        """True when the normalized ``query`` contains a blocked term or phrase."""
+        if any(tok in self.terms for tok in query.split()):
+            return True
+        padded = f" {query} "
+        return any(p in padded for p in self.phrases)
+
+    def __len__(self) -> int:
+        return len(self.terms) + len(self.phrases)
