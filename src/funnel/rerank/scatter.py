@@ -95,14 +95,14 @@ def _value(values: Mapping[str, Sequence[str | None]], attr: str, row: int) -> s
     return None if v is None else str(v)
 
 
-def _window_excess(slots: list[int], pos: int, row: int, rule: ScatterRule,
-                   values: Mapping[str, Sequence[str | None]]) -> int:
-    """How many windows containing ``pos`` exceed the rule if ``row`` goes at ``pos``."""
+def _bad_windows(slots: list[int], pos: int, row: int, rule: ScatterRule,
+                 values: Mapping[str, Sequence[str | None]]) -> list[int]:
+    """Starts of the windows containing ``pos`` over the limit if ``row`` goes at ``pos``."""
     v = _value(values, rule.attribute, row)
     if v is None:
-        return 0
+        return []
     size = len(slots)
-    bad = 0
+    bad: list[int] = []
     for start in range(max(0, pos - rule.window + 1), pos + 1):
         end = min(size, start + rule.window)
         count = 1
@@ -110,7 +110,7 @@ def _window_excess(slots: list[int], pos: int, row: int, rule: ScatterRule,
             if p != pos and slots[p] >= 0 and _value(values, rule.attribute, slots[p]) == v:
                 count += 1
         if count > rule.max_count:
-            bad += 1
+            bad.append(start)
         if end == size:  # later windows are clipped copies of this one
             break
     return bad
@@ -142,26 +142,31 @@ def scatter(order: Sequence[int] | np.ndarray, values: Mapping[str, Sequence[str
             f"The 'on_violation' parameter must be one of {list(ON_VIOLATION)}; "
             f"got {on_violation!r}"
         )
-    fixed = dict(fixed or {})
     order_list = [int(r) for r in order]
-    fixed_rows = set(fixed.values())
+    fixed_rows = {int(r) for r in (fixed or {}).values()}
     queue = [r for r in order_list if r not in fixed_rows]
+    fixed = _compact_fixed(fixed or {}, int(k), len(queue))
     k_eff = min(int(k), len(queue) + len(fixed))
-    fixed = {p: r for p, r in fixed.items() if 0 <= p < k_eff}
     slots = [-1] * k_eff
     for p, r in fixed.items():
         slots[p] = r
     violations: list[ScatterViolation] = []
+    seen: set[tuple[int, int, str]] = set()  # (rule, window start, value): report a window once
+
+    def record(pos: int, row: int, reason: str) -> None:
+        for r_i, rule in enumerate(rules):
+            value = str(_value(values, rule.attribute, row))
+            new = [w for w in _bad_windows(slots, pos, row, rule, values)
+                   if (r_i, w, value) not in seen]
+            seen.update((r_i, w, value) for w in new)
+            if new:
+                violations.append(ScatterViolation(pos, row, rule, value, reason))
     taken = np.zeros(len(queue), dtype=bool)
     first_free = 0
     for pos in range(k_eff):
         if pos in fixed:
             row = fixed[pos]
-            for rule in rules:
-                if _window_excess(slots, pos, row, rule, values):
-                    violations.append(ScatterViolation(
-                        pos, row, rule, str(_value(values, rule.attribute, row)),
-                        "fixed item (pin or sponsored slot) breaks the rule"))
+            record(pos, row, "fixed item (pin or sponsored slot) breaks the rule")
             continue
         while first_free < len(queue) and taken[first_free]:
             first_free += 1
@@ -169,7 +174,7 @@ def scatter(order: Sequence[int] | np.ndarray, values: Mapping[str, Sequence[str
         for qi in range(first_free, len(queue)):
             if taken[qi]:
                 continue
-            bad = sum(_window_excess(slots, pos, queue[qi], rule, values) for rule in rules)
+            bad = sum(len(_bad_windows(slots, pos, queue[qi], rule, values)) for rule in rules)
             if bad == 0:
                 best_q, best_bad = qi, 0
                 break
@@ -180,11 +185,7 @@ def scatter(order: Sequence[int] | np.ndarray, values: Mapping[str, Sequence[str
         row = queue[best_q]
         if best_bad:
             remaining = int((~taken).sum())
-            for rule in rules:
-                if _window_excess(slots, pos, row, rule, values):
-                    violations.append(ScatterViolation(
-                        pos, row, rule, str(_value(values, rule.attribute, row)),
-                        f"each of the {remaining} remaining candidates breaks a rule here"))
+            record(pos, row, f"each of the {remaining} remaining candidates breaks a rule here")
         taken[best_q] = True
         slots[pos] = row
     rows = np.array([s for s in slots if s >= 0], dtype=np.int64)
@@ -192,18 +193,35 @@ def scatter(order: Sequence[int] | np.ndarray, values: Mapping[str, Sequence[str
         violations=tuple(violations),
         moved=sum(1 for p, r in enumerate(rows) if p >= len(order_list) or order_list[p] != r),
         pulled_in=len(set(rows.tolist()) - set(order_list[:k_eff])),
-        ndcg_vs_input=_dcg_ratio(rows, order_list[:k_eff], scores),
+        ndcg_vs_input=_dcg_ratio(rows, order_list, k_eff, scores),
     )
     if violations and on_violation == "raise":
         raise ScatterError(report)
     return rows, report
 
 
-def _dcg_ratio(rows: np.ndarray, reference: list[int], scores: np.ndarray | None) -> float:
+def _compact_fixed(fixed: Mapping[int, int], k: int, n_free: int) -> dict[int, int]:
+    """Fixed rows at positions < k; those past the end of a short list move up to its end.
+
+    A fixed row at position >= k is below the cut and not shown.
+    """
+    inside = sorted((int(p), int(r)) for p, r in fixed.items() if 0 <= p < k)
+    size = min(k, n_free + len(inside))
+    out: dict[int, int] = {}
+    top = size - 1
+    for p, r in reversed(inside):
+        pos = min(p, top)
+        out[pos] = r
+        top = pos - 1
+    return out
+
+
+def _dcg_ratio(rows: np.ndarray, order: list[int], k: int, scores: np.ndarray | None) -> float:
+    reference = order[:k]
     if len(reference) == 0:
         return 1.0
     if scores is None:  # rank-based gains: the input's first item is worth the most
-        gains = {r: 1.0 / (1 + i) for i, r in enumerate(reference)}
+        gains = {r: 1.0 / (1 + i) for i, r in enumerate(order)}
         gain = np.array([gains.get(int(r), 0.0) for r in rows])
         ref = np.array([gains[r] for r in reference])
     else:
