@@ -132,7 +132,7 @@ def stats(workspace: WorkspaceOpt = DEFAULT_WORKSPACE, as_json: JsonOpt = False)
                     store.con.execute(
                         "SELECT count(*) FROM (SELECT user_id FROM users UNION "
                         "SELECT user_id FROM events)"
-                    ).fetchone()[0]  # type: ignore[index]
+                    ).fetchall()[0][0]
                 ),
                 "items": store.count("items"),
                 "sessions": store.count("sessions") if store.has_table("sessions") else 0,

@@ -91,7 +91,8 @@ class EventStore:
             self.con.unregister("_new")
 
     def _scalar(self, sql: str) -> int:
-        row = self.con.execute(sql).fetchone()
+        rows = self.con.execute(sql).fetchall()
+        row = rows[0] if rows else None
         return int(row[0]) if row and row[0] is not None else 0
 
     def count(self, kind: str) -> int:
