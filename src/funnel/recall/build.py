@@ -1,0 +1,197 @@
+"""Build every recall index from a workspace into an artifact, and load them back as a Merger.
+
+Layout of ``<artifact>/recall/``::
+
+    config.json      the RecallConfig used (quotas and timeout for the merger)
+    vector/          VectorIndex over <artifact>/embeddings item vectors (if embeddings exist)
+    lexical/         LexicalIndex (tantivy) over item title / brand / category
+    covisit/         CoVisitation from the sessions table
+    popularity/      Popularity per market from events
+    query_items/     QueryItems from search -> click events
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from funnel.artifacts import ArtifactBuild
+from funnel.config import from_mapping, section, to_mapping
+from funnel.exceptions import ArtifactError
+from funnel.recall.covisit import CoVisitation
+from funnel.recall.lexical import LexicalIndex
+from funnel.recall.merger import Merger
+from funnel.recall.popularity import Popularity
+from funnel.recall.query_items import QueryItems
+from funnel.recall.vector_index import VectorIndex
+from funnel.recall.vector_source import VectorSource
+from funnel.vectors import VectorTable, load_vectors
+from funnel.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("vector", "lexical", "covisit", "popularity", "query_items")
+
+
+@dataclass(frozen=True)
+class RecallConfig:
+    """The ``[recall]`` table of funnel.toml."""
+
+    vector_kind: str = "auto"
+    metric: str = "cosine"
+    hnsw_m: int = 32
+    ef_search: int = 64
+    covisit_window: int = 3
+    covisit_half_life_days: float = 30.0
+    booking_weight: float = 3.0
+    popularity_half_life_days: float = 14.0
+    quota_vector: int = 300
+    quota_lexical: int = 300
+    quota_covisit: int = 300
+    quota_popularity: int = 200
+    quota_query_items: int = 200
+    timeout_ms: float = 200.0
+
+    def quotas(self) -> dict[str, int]:
+        return {name: int(getattr(self, f"quota_{name}")) for name in SOURCES}
+
+
+def _table(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
+    return con.sql(sql).to_arrow_table()
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    row = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def build_recall(
+    workspace: Workspace,
+    build: ArtifactBuild,
+    config: RecallConfig | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, float]:
+    """Fit every source on the workspace's store and write them to ``build``'s ``recall/``.
+
+    Returns the figures to print (sizes and seconds per source). The vector index is built only
+    when the build (inheriting ``current``) holds ``embeddings/item_*``; otherwise it is skipped.
+    """
+    config = config or section(workspace.config(), "recall", RecallConfig)
+    step = progress or (lambda _name: None)
+    metrics: dict[str, float] = {}
+    con = workspace.connect(read_only=True)
+    try:
+        items = _table(con, "SELECT item_id, title, brand, category, market FROM items")
+        events = _table(
+            con, "SELECT ts, user_id, event_type, item_id, query, market FROM events"
+        )
+        sessions = (
+            _table(con, "SELECT session_id, end_ts, items, booked_item FROM sessions")
+            if _has_table(con, "sessions") else None
+        )
+    finally:
+        con.close()
+    out = build.component("recall")
+    (out / "config.json").write_text(json.dumps(to_mapping(config), indent=2))
+    metrics["items"] = float(items.num_rows)
+
+    step("lexical")
+    t0 = time.perf_counter()
+    LexicalIndex().fit(items).save(out / "lexical")
+    metrics["lexical_build_s"] = time.perf_counter() - t0
+
+    step("popularity")
+    t0 = time.perf_counter()
+    pop = Popularity(half_life_days=config.popularity_half_life_days).fit(events)
+    pop.save(out / "popularity")
+    metrics["popularity_markets"] = float(len(pop.lists_))
+    metrics["popularity_build_s"] = time.perf_counter() - t0
+
+    step("query_items")
+    t0 = time.perf_counter()
+    qi = QueryItems(booking_weight=config.booking_weight).fit(events)
+    qi.save(out / "query_items")
+    metrics["query_items_queries"] = float(len(qi.lists_))
+    metrics["query_items_build_s"] = time.perf_counter() - t0
+
+    step("covisit")
+    if sessions is not None and sessions.num_rows:
+        t0 = time.perf_counter()
+        cv = CoVisitation(
+            window=config.covisit_window, half_life_days=config.covisit_half_life_days,
+            booking_weight=config.booking_weight,
+        ).fit(sessions)
+        cv.save(out / "covisit")
+        metrics["covisit_items"] = float(len(cv.neighbors_))
+        metrics["covisit_pairs"] = float(len(cv.neighbors_.codes))
+        metrics["covisit_build_s"] = time.perf_counter() - t0
+    else:
+        log.warning("no sessions table: co-visitation skipped (run 'funnel sessions' first)")
+        metrics["covisit_items"] = 0.0
+
+    step("vector")
+    emb_dir = build.path / "embeddings"
+    if (emb_dir / "item_vectors.npy").exists():
+        t0 = time.perf_counter()
+        table = load_vectors(emb_dir, "item")
+        market_of = dict(
+            zip(items.column("item_id").to_pylist(), items.column("market").to_pylist(),
+                strict=True)
+        )
+        markets = [market_of.get(i) or "" for i in table.ids]
+        index = VectorIndex(
+            kind=config.vector_kind, metric=config.metric, hnsw_m=config.hnsw_m,
+            ef_search=config.ef_search,
+        ).fit(table.ids, table.vectors, {"market": markets})
+        index.save(out / "vector")
+        metrics["vector_items"] = float(len(index))
+        metrics["vector_build_s"] = time.perf_counter() - t0
+    else:
+        log.warning("no %s: vector index skipped (run 'funnel embed' first)", emb_dir)
+        metrics["vector_items"] = 0.0
+    return metrics
+
+
+@dataclass
+class RecallBundle:
+    """The loaded sources of one artifact and the merger over them."""
+
+    sources: dict[str, Any]
+    merger: Merger
+    config: RecallConfig
+
+
+def load_recall(artifact_dir: Path) -> RecallBundle:
+    """Load ``<artifact_dir>/recall`` (and the item vectors) into ready sources + a Merger."""
+    root = Path(artifact_dir) / "recall"
+    cfg_path = root / "config.json"
+    if not cfg_path.exists():
+        raise ArtifactError(f"{cfg_path}: missing; run 'funnel index' first")
+    config = from_mapping(RecallConfig, json.loads(cfg_path.read_text()), where=str(cfg_path))
+    sources: dict[str, Any] = {}
+    loaders: dict[str, Callable[[Path], Any]] = {
+        "lexical": LexicalIndex.load, "popularity": Popularity.load,
+        "query_items": QueryItems.load, "covisit": CoVisitation.load,
+    }
+    for name, load in loaders.items():
+        if (root / name).exists():
+            sources[name] = load(root / name)
+    if (root / "vector").exists():
+        table: VectorTable = load_vectors(Path(artifact_dir) / "embeddings", "item")
+        sources["vector"] = VectorSource(VectorIndex.load(root / "vector"), table)
+    quotas = {k: v for k, v in config.quotas().items() if k in sources}
+    merger = Merger(list(sources.values()), quotas=quotas, timeout_s=config.timeout_ms / 1000)
+    return RecallBundle(sources=sources, merger=merger, config=config)
+
+
+__all__ = ["RecallBundle", "RecallConfig", "build_recall", "load_recall"]

@@ -1,0 +1,94 @@
+"""Offline recall@K of candidate sources: does the candidate set contain what the user did next?
+
+Each held-out session gives up to two cases: *next click* (the last click, given the clicks
+before it) and *booking* (the booked item, given the clicks before it was first clicked). Every
+source and the merged list are asked once with ``k = max(ks)``; a case is a hit at K when the
+target is among the first K candidates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from funnel.recall._sql import require_columns
+from funnel.recall.base import CandidateSource, RecallRequest
+from funnel.recall.merger import Merger
+
+MERGED = "merged"
+
+
+@dataclass(frozen=True)
+class EvalCase:
+    """One prediction: from ``recent`` (most recent last) in ``market``, predict ``target``."""
+
+    recent: tuple[str, ...]
+    target: str
+    kind: str  # "next_click" or "booking"
+    market: str | None = None
+    query: str | None = None
+
+
+def cases_from_sessions(sessions: pa.Table, *, max_recent: int = 5) -> list[EvalCase]:
+    """Next-click and booking cases from contract ``sessions`` rows (items in time order)."""
+    require_columns(sessions, "sessions", ("items",))
+    cols = sessions.column_names
+    items = sessions.column("items").to_pylist()
+    n = sessions.num_rows
+    markets = sessions.column("market").to_pylist() if "market" in cols else [None] * n
+    queries = sessions.column("queries").to_pylist() if "queries" in cols else [None] * n
+    booked = sessions.column("booked_item").to_pylist() if "booked_item" in cols else [None] * n
+    cases: list[EvalCase] = []
+    for clicks, market, qs, book in zip(items, markets, queries, booked, strict=True):
+        clicks = list(clicks or [])
+        query = qs[0] if qs else None
+        if len(clicks) >= 2 and clicks[-1] != clicks[-2]:
+            cases.append(EvalCase(tuple(clicks[:-1][-max_recent:]), clicks[-1], "next_click",
+                                  market, query))
+        if book:
+            before = clicks[: clicks.index(book)] if book in clicks else clicks
+            if before:
+                cases.append(EvalCase(tuple(before[-max_recent:]), book, "booking", market, query))
+    return cases
+
+
+def recall_table(
+    sources: Sequence[CandidateSource],
+    cases: Sequence[EvalCase],
+    *,
+    ks: Sequence[int] = (20, 100, 500),
+    merger: Merger | None = None,
+) -> list[dict[str, float | str]]:
+    """Rows ``{source, target, n, recall@K...}`` per source (and ``merged``) and case kind."""
+    if not ks or any(not isinstance(k, int) or k <= 0 for k in ks):
+        raise ValueError(f"ks must be a non-empty sequence of positive ints; got {ks!r}")
+    kmax = max(ks)
+    ranks: dict[tuple[str, str], list[int | None]] = {}
+    names = [s.name for s in sources] + ([MERGED] if merger is not None else [])
+    for case in cases:
+        request = RecallRequest(
+            query=case.query, market=case.market, recent_items=case.recent, k=kmax
+        )
+        found: dict[str, list[str]] = {
+            s.name: s.candidates(request).item_ids.tolist() for s in sources
+        }
+        if merger is not None:
+            found[MERGED] = merger.recall(request).item_ids.tolist()
+        for name in names:
+            lst = found[name]
+            ranks.setdefault((name, case.kind), []).append(
+                lst.index(case.target) if case.target in lst else None
+            )
+    rows: list[dict[str, float | str]] = []
+    for name in names:
+        for kind in ("next_click", "booking"):
+            rs = ranks.get((name, kind))
+            if not rs:
+                continue
+            row: dict[str, float | str] = {"source": name, "target": kind, "n": float(len(rs))}
+            for k in ks:
+                row[f"recall@{k}"] = sum(r is not None and r < k for r in rs) / len(rs)
+            rows.append(row)
+    return rows
