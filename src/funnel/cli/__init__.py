@@ -4,6 +4,7 @@ from __future__ import annotations
 
 # Each stage module registers its commands on import. Keep one line per module.
 from funnel.cli import data as _data  # noqa: E402,F401
+from funnel.cli import recall as _recall  # noqa: E402,F401
 from funnel.cli._app import app
 
 __all__ = ["app"]
