@@ -58,7 +58,11 @@ def index_cmd(workspace: WorkspaceOpt = DEFAULT_WORKSPACE, as_json: JsonOpt = Fa
         except BaseException:
             build.abort()
             raise
-    metrics_out: dict[str, float | str] = {**metrics, "version": version.name}
+    metrics_out: dict[str, float | int | str] = {
+        k: int(v) if float(v).is_integer() and not k.endswith("_s") else v
+        for k, v in metrics.items()
+    }
+    metrics_out["version"] = version.name
     if as_json:
         print_json(metrics_out)
     else:

@@ -69,10 +69,11 @@ def _table(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
 
 
 def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    row = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
-    ).fetchone()
-    return bool(row and row[0])
+    rows = con.sql(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = $name",
+        params={"name": name},
+    ).fetchall()
+    return bool(rows and rows[0][0])
 
 
 def build_recall(
