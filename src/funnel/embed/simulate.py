@@ -28,6 +28,7 @@ class SessionSimConfig:
     p_accidental: float = 0.1
     p_book: float = 0.5
     queries_per_category: int = 4
+    sessions_per_user: float = 4.0
     seed: int = 0
 
 
@@ -64,11 +65,18 @@ def simulate_sessions(config: SessionSimConfig) -> tuple[pa.Table, pa.Table]:
                    for m in range(c.n_markets)}
     cat_pool = {(m, k): np.concatenate([cell_items[(m, k, p)] for p in range(c.n_price_bands)])
                 for m in range(c.n_markets) for k in range(c.n_categories)}
+    # users keep a home market and price band, and a favourite category (long-term interest)
+    n_users = max(1, int(c.n_sessions / c.sessions_per_user))
+    home = rng.integers(c.n_markets, size=n_users)
+    band = rng.integers(c.n_price_bands, size=n_users)
+    fav = rng.integers(c.n_categories, size=n_users)
+    owner = rng.integers(n_users, size=c.n_sessions)
     rows_items, rows_dwell, rows_booked, rows_market, rows_queries = [], [], [], [], []
-    for _ in range(c.n_sessions):
-        m = int(rng.integers(c.n_markets))
-        k = int(rng.integers(c.n_categories))
-        p = int(rng.integers(c.n_price_bands))
+    for s_idx in range(c.n_sessions):
+        u = int(owner[s_idx])
+        m = int(home[u]) if rng.random() < 0.8 else int(rng.integers(c.n_markets))
+        k = int(fav[u]) if rng.random() < 0.6 else int(rng.integers(c.n_categories))
+        p = int(band[u]) if rng.random() < 0.8 else int(rng.integers(c.n_price_bands))
         n = 1 + int(rng.poisson(c.mean_clicks - 1))
         clicks: list[int] = []
         dwell: list[int] = []
@@ -95,8 +103,14 @@ def simulate_sessions(config: SessionSimConfig) -> tuple[pa.Table, pa.Table]:
         rows_market.append(f"m{m}")
         q = rng.integers(c.queries_per_category, size=1 + int(rng.integers(3)))
         rows_queries.append([f"c{k} q{int(j)}" for j in q])
+    start = np.datetime64("2026-01-01T00:00:00", "ms") + np.arange(c.n_sessions) * np.timedelta64(
+        60_000, "ms"
+    )
     sessions = pa.table({
         "session_id": pa.array([f"s{i}" for i in range(c.n_sessions)]),
+        "user_id": pa.array([f"u{int(u)}" for u in owner]),
+        "start_ts": pa.array(start, type=pa.timestamp("ms", tz="UTC")),
+        "end_ts": pa.array(start + np.timedelta64(30_000, "ms"), type=pa.timestamp("ms", tz="UTC")),
         "items": pa.array(rows_items, type=pa.list_(pa.string())),
         "dwell_ms": pa.array(rows_dwell, type=pa.list_(pa.int64())),
         "queries": pa.array(rows_queries, type=pa.list_(pa.string())),
