@@ -1,0 +1,476 @@
+"""Session simulation: intents, searches, a noisy production ranker, clicks, carts and bookings.
+
+One call simulates every session of a chunk of users with numpy (no loop per event; one small
+loop per search builds its query text, one per (market, category) group ranks results).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from funnel.data.synthetic._config import MarketplaceConfig
+from funnel.data.synthetic._text import add_typo, build_query
+from funnel.data.synthetic._vocab import ADJECTIVES, PRICE_WORDS
+from funnel.data.synthetic._world import BASE_LOG_PRICE, DAY_MS, World, stream
+
+MINUTE_MS = 60_000
+HOUR_MS = 3_600_000
+MAX_RESULTS = 20
+POOL_MAX = 1024
+SCORE_BUDGET = 2_000_000  # score-matrix cells per ranking batch (bounds memory)
+EVENTS_PER_SESSION = 38.0  # measured mean, used to plan how many sessions make n_events
+
+# Index of each event type in funnel.data.schema.EVENT_TYPES.
+IMPRESSION, CLICK, CART, BOOKING, SEARCH = 0, 1, 2, 3, 4
+
+# True click model: p_click = exam(position) * sigmoid(attractiveness logit).
+EXAM_POWER = 0.75
+ATTR_BIAS = -2.6
+ATTR_AFFINITY = 4.0
+ATTR_QUALITY = 0.6
+ATTR_CATEGORY = 0.8
+ATTR_BRAND = 0.7
+ATTR_PRICE = 0.9
+QUALITY_CAP = 1.5  # quality saturates, so the CTR does not drift with catalogue size
+# Booking model: each click j has propensity b_j = sigmoid(BOOK_BIAS + BOOK_SLOPE * logit_j).
+BOOK_BIAS = -4.0
+BOOK_SLOPE = 1.0
+
+
+@dataclass
+class Plan:
+    """Sessions per user and the chunks (user ranges) they are simulated in."""
+
+    sessions: np.ndarray  # (U,) sessions of each user
+    chunks: list[tuple[int, int]]  # [user_start, user_stop)
+
+
+def plan_sessions(config: MarketplaceConfig, world: World) -> Plan:
+    """Allocate sessions to users (heavy-tailed activity) and cut users into chunks."""
+    rng = stream(config, "plan")
+    n_sessions = int(np.ceil(config.n_events / EVENTS_PER_SESSION * 1.1)) + 1
+    act = np.minimum(world.user_activity, 12.0)
+    sessions = rng.multinomial(n_sessions, act / act.sum())
+    cum = np.cumsum(sessions)
+    cuts = np.searchsorted(cum, np.arange(config.chunk_sessions, cum[-1], config.chunk_sessions))
+    bounds = np.unique(np.concatenate([[0], cuts + 1, [len(sessions)]]))
+    bounds = bounds[bounds <= len(sessions)]
+    chunks = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+    return Plan(sessions=sessions, chunks=chunks)
+
+
+def _group_starts(counts: np.ndarray) -> np.ndarray:
+    """Row index where each group of ``counts`` begins."""
+    return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+
+
+def _exclusive_cumsum(x: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Cumulative sum of ``x`` before each row within contiguous groups ``group``."""
+    if len(x) == 0:
+        return x.copy()
+    cs = np.cumsum(x)
+    excl = cs - x
+    first = np.concatenate([[True], group[1:] != group[:-1]])
+    base = excl[first]
+    return excl - np.repeat(base, np.diff(np.concatenate([np.flatnonzero(first), [len(x)]])))
+
+
+def _sample_rows(cum: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Categorical draws: row r of cumulative probabilities ``cum`` with uniform ``u[r]``."""
+    return np.minimum((cum < u[:, None]).sum(axis=1), cum.shape[1] - 1)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _rank_results(
+    rng: np.random.Generator,
+    world: World,
+    q_market: np.ndarray,
+    q_cat_key: np.ndarray,
+    q_brand_key: np.ndarray,
+    q_avail: np.ndarray,
+) -> np.ndarray:
+    """The production ranker: top-20 item ids per search (-1 padded), not personalized.
+
+    Score = category match + brand match + popularity + Gumbel noise over a recall pool of the
+    target market; items created after the search are never shown.
+    """
+    n_q = len(q_market)
+    out = np.full((n_q, MAX_RESULTS), -1, dtype=np.int64)
+    keys = q_market.astype(np.int64) * 1000 + (q_cat_key + 1)
+    order = np.argsort(keys, kind="stable")
+    uniq, starts = np.unique(keys[order], return_index=True)
+    ends = np.append(starts[1:], n_q)
+    for key, a, b in zip(uniq, starts, ends, strict=True):
+        m, c = int(key // 1000), int(key % 1000) - 1
+        qs = order[a:b]
+        market_items = world.market_items[m]
+        if c >= 0:
+            main = world.market_cat_items[(m, c)]
+            n_other = min(48, len(market_items))
+            other = rng.choice(market_items, size=n_other, replace=False)
+            pool = np.union1d(main, other)
+        else:
+            pool = market_items
+        if len(pool) > POOL_MAX:
+            by_q = pool[np.argsort(-world.item_logq[pool], kind="stable")]
+            head, tail = by_q[: POOL_MAX // 2], by_q[POOL_MAX // 2 :]
+            pool = np.concatenate([head, rng.choice(tail, size=POOL_MAX // 2, replace=False)])
+        static = 0.8 * np.minimum(world.item_logq[pool], QUALITY_CAP)
+        if c >= 0:
+            static = static + 2.0 * (world.item_cat[pool] == c)
+        p_brand = world.item_brand[pool]
+        created = world.item_created_ms[pool]
+        k = min(MAX_RESULTS, len(pool))
+        step = max(1, SCORE_BUDGET // len(pool))
+        for s in range(0, len(qs), step):
+            g = qs[s : s + step]
+            score = static + rng.gumbel(size=(len(g), len(pool)))
+            qb = q_brand_key[g, None]
+            score += 1.5 * ((p_brand[None, :] == qb) & (qb >= 0))
+            score[created[None, :] > q_avail[g, None]] = -np.inf
+            top = np.argpartition(-score, k - 1, axis=1)[:, :k]
+            top_score = np.take_along_axis(score, top, axis=1)
+            srt = np.argsort(-top_score, axis=1, kind="stable")
+            top = np.take_along_axis(top, srt, axis=1)
+            top_score = np.take_along_axis(top_score, srt, axis=1)
+            out[g, :k] = np.where(np.isfinite(top_score), pool[top], -1)
+    return out
+
+
+_NULLS = {
+    "item": -1,
+    "query": -1,
+    "request": -1,
+    "position": -1,
+    "dwell": -1,
+    "p_click": np.nan,
+    "p_book": np.nan,
+}
+
+
+def _block(n: int, **cols: np.ndarray | int) -> dict[str, np.ndarray]:
+    """Columns of ``n`` events of one kind; scalars broadcast, missing columns are null."""
+    out = {k: np.full(n, v) for k, v in _NULLS.items()}
+    for k, v in cols.items():
+        out[k] = np.broadcast_to(np.asarray(v), (n,))
+    return out
+
+
+@dataclass
+class ChunkEvents:
+    """Column arrays of one chunk's events (sorted by time) plus their truth."""
+
+    event_type: np.ndarray
+    ts: np.ndarray  # epoch ms
+    user: np.ndarray
+    item: np.ndarray  # -1 = null
+    query: np.ndarray  # index into ``queries``; -1 = null
+    request: np.ndarray  # chunk-local search index; -1 = null
+    position: np.ndarray  # 1-based; -1 = null
+    market: np.ndarray
+    price: np.ndarray  # nan = null
+    dwell: np.ndarray  # -1 = null
+    p_click: np.ndarray  # nan = null
+    p_book: np.ndarray
+    intent_cat: np.ndarray  # -1 = null
+    intent_brand: np.ndarray
+    intent_market: np.ndarray
+    queries: list[str]
+    n_searches: int
+    imp_p: np.ndarray  # p_click of each impression (for the summary)
+    imp_clicked: np.ndarray
+
+
+def simulate_chunk(
+    config: MarketplaceConfig,
+    world: World,
+    users: np.ndarray,
+    sessions: np.ndarray,
+    chunk: int,
+    max_events: int | None = None,
+) -> ChunkEvents:
+    """Simulate all sessions of ``users`` (``sessions[i]`` each); keep at most ``max_events``.
+
+    Truncation drops whole sessions from the end, so every kept session is complete.
+    """
+    rng = stream(config, "events", chunk)
+    dim = world.centres.shape[1]
+    n_s = int(sessions.sum())
+    slot = np.repeat(np.arange(len(users)), sessions)
+    s_user = users[slot]
+    s_rank = np.arange(n_s) - np.repeat(_group_starts(sessions), sessions)
+
+    # --- when: anchors with daily seasonality, sorted per user --------------------------------
+    day = rng.integers(0, config.days, size=n_s)
+    evening = rng.random(n_s) < 0.7
+    hour = np.where(evening, rng.normal(20.5, 2.5, size=n_s), rng.uniform(6.0, 24.0, size=n_s))
+    anchor = day * DAY_MS + (np.mod(hour, 24.0) * HOUR_MS).astype(np.int64)
+    anchor = anchor[np.lexsort((anchor, slot))]
+    ret = (s_rank > 0) & (rng.random(n_s) < config.return_session_prob)
+    prev = np.maximum(np.arange(n_s) - 1, 0)
+    avail = np.where(ret, anchor[prev], anchor)  # a bound on the start, for item availability
+
+    # --- intent: target market, category, brand, latent vector -------------------------------
+    home = world.user_home[s_user]
+    dest = rng.choice(len(world.market_names), size=n_s, p=world.market_weight)
+    s_market = np.where(rng.random(n_s) < config.home_market_prob, home, dest)
+    s_cat = _sample_rows(np.cumsum(world.user_taste[s_user], axis=1), rng.random(n_s))
+    keep_trip = ret & (rng.random(n_s) < 0.7)
+    s_market = np.where(keep_trip, s_market[prev], s_market)
+    s_cat = np.where(keep_trip, s_cat[prev], s_cat)
+    wants_brand = rng.random(n_s) < 0.3
+    pick = (rng.random(n_s) * world.cat_brand_count[s_cat]).astype(np.int64)
+    s_brand = np.where(wants_brand, world.cat_brands[s_cat, pick], -1)
+    s_noise = rng.normal(scale=0.35 / np.sqrt(dim), size=(n_s, dim))
+
+    # --- searches --------------------------------------------------------------------------
+    n_search = np.minimum(rng.geometric(0.45, size=n_s), 8)
+    n_q = int(n_search.sum())
+    q_sess = np.repeat(np.arange(n_s), n_search)
+    q_step = np.arange(n_q) - np.repeat(_group_starts(n_search), n_search)
+    q_user = s_user[q_sess]
+    q_cat = s_cat[q_sess].copy()
+    switch = (q_step > 0) & (rng.random(n_q) < 0.15)
+    alt_cat = _sample_rows(np.cumsum(world.user_taste[q_user], axis=1), rng.random(n_q))
+    q_cat[switch] = alt_cat[switch]
+    q_brand = np.where(switch, -1, s_brand[q_sess])
+    add_brand = (q_step > 0) & (q_brand < 0) & ~switch & (rng.random(n_q) < 0.1)
+    pick = (rng.random(n_q) * world.cat_brand_count[q_cat]).astype(np.int64)
+    q_brand = np.where(add_brand, world.cat_brands[q_cat, pick], q_brand)
+    q_market = s_market[q_sess]
+    q_vec = world.centres[q_cat] + world.user_idio[q_user] + s_noise[q_sess]
+    q_vec /= np.linalg.norm(q_vec, axis=1, keepdims=True)
+
+    has_market = rng.random(n_q) < 0.85
+    has_cat = rng.random(n_q) < np.where(q_step > 0, 0.9, 0.75)
+    has_brand = (q_brand >= 0) & (rng.random(n_q) < 0.85)
+    adj = np.where(
+        rng.random(n_q) < np.where(q_step > 0, 0.45, 0.2),
+        rng.integers(len(ADJECTIVES), size=n_q),
+        -1,
+    )
+    cheap = world.user_budget[q_user] < BASE_LOG_PRICE
+    price_word = (q_step > 0) & (rng.random(n_q) < 0.15)
+    has_market |= ~has_cat & ~has_brand & (adj < 0) & ~price_word  # never an empty query
+    order = (rng.random(n_q) < 0.25).astype(np.int64)
+    typo = rng.random(n_q) < config.typo_rate
+    zh = world.user_zh[q_user]
+    typo_rng = stream(config, "text", chunk)
+    mk = list(zip(world.market_names, world.market_zh, strict=True))
+    ck = list(zip(world.cat_names, world.cat_zh, strict=True))
+    queries = []
+    for i in range(n_q):
+        q = build_query(
+            mk[q_market[i]] if has_market[i] else None,
+            ck[q_cat[i]] if has_cat[i] else None,
+            world.brand_names[q_brand[i]] if has_brand[i] else None,
+            ADJECTIVES[adj[i]] if adj[i] >= 0 else None,
+            (PRICE_WORDS["low"] if cheap[i] else PRICE_WORDS["lux"]) if price_word[i] else None,
+            bool(zh[i]),
+            int(order[i]),
+        )
+        queries.append(add_typo(q, typo_rng) if typo[i] else q)
+
+    # --- results and the true click model ---------------------------------------------------
+    results = _rank_results(
+        rng,
+        world,
+        q_market,
+        np.where(has_cat, q_cat, -1),
+        np.where(has_brand, q_brand, -1),
+        avail[q_sess],
+    )
+    n_shown = rng.integers(10, MAX_RESULTS + 1, size=n_q)
+    shown = (results >= 0) & (np.arange(MAX_RESULTS)[None, :] < n_shown[:, None])
+    imp_q, imp_col = np.nonzero(shown)
+    imp_item = results[imp_q, imp_col]
+    imp_pos = (imp_col + 1).astype(np.int64)
+    imp_user = q_user[imp_q]
+    affinity = np.einsum("ij,ij->i", q_vec[imp_q], world.item_vec[imp_item])
+    overprice = np.maximum(world.item_log_price[imp_item] - world.user_budget[imp_user], 0.0)
+    logit = (
+        ATTR_BIAS
+        + ATTR_AFFINITY * affinity
+        + ATTR_QUALITY * np.minimum(world.item_logq[imp_item], QUALITY_CAP)
+        + ATTR_CATEGORY * (world.item_cat[imp_item] == q_cat[imp_q])
+        + ATTR_BRAND * ((world.item_brand[imp_item] == q_brand[imp_q]) & (q_brand[imp_q] >= 0))
+        - ATTR_PRICE * world.user_sens[imp_user] * overprice
+    )
+    p_click = imp_pos.astype(np.float64) ** -EXAM_POWER * _sigmoid(logit)
+    clicked = rng.random(len(p_click)) < p_click
+
+    # --- clicks: dwell and time within the search --------------------------------------------
+    ck_rows = np.flatnonzero(clicked)
+    c_q = imp_q[ck_rows]
+    n_c = len(ck_rows)
+    accidental = rng.random(n_c) < 0.06
+    dwell = np.where(
+        accidental,
+        rng.integers(500, 4_500, size=n_c),
+        np.clip(rng.lognormal(np.log(40_000) + 0.5 * logit[ck_rows], 0.7), 5_000, HOUR_MS),
+    ).astype(np.int64)
+    step_ms = dwell + rng.integers(1_500, 8_000, size=n_c)
+    c_rel = (
+        1_000
+        + imp_pos[ck_rows] * 700
+        + rng.integers(0, 2_000, size=n_c)
+        + _exclusive_cumsum(step_ms, c_q)
+    )
+    q_dur = 2_000 + n_shown * 400 + rng.integers(0, 5_000, size=n_q)
+    np.maximum.at(q_dur, c_q, c_rel + dwell)
+    think = np.minimum(rng.lognormal(np.log(20_000), 0.8, size=n_q), 10 * MINUTE_MS)
+    q_rel = _exclusive_cumsum(q_dur + think.astype(np.int64), q_sess)
+    s_end = np.zeros(n_s, dtype=np.int64)
+    np.maximum.at(s_end, q_sess, q_rel + q_dur)
+
+    # --- bookings: session books with 1 - prod(1 - b_j), item j with prob b_j / sum(b) -------
+    c_sess = q_sess[c_q]
+    c_item = imp_item[ck_rows]
+    b = _sigmoid(BOOK_BIAS + BOOK_SLOPE * logit[ck_rows])
+    log_none = np.bincount(c_sess, weights=np.log1p(-b), minlength=n_s)
+    p_any = 1.0 - np.exp(log_none)
+    b_sum = np.bincount(c_sess, weights=b, minlength=n_s)
+    pair = c_sess * len(world.item_market) + c_item
+    _, pair_inv = np.unique(pair, return_inverse=True)
+    b_item = np.bincount(pair_inv, weights=b)[pair_inv]
+    c_p_book = p_any[c_sess] * b_item / np.maximum(b_sum[c_sess], 1e-300)
+    booked = rng.random(n_s) < p_any
+    key = np.log(b) + rng.gumbel(size=n_c)
+    by_sess = np.lexsort((key, c_sess))
+    last = np.flatnonzero(np.append(c_sess[by_sess][1:] != c_sess[by_sess][:-1], True))
+    best = np.full(n_s, -1, dtype=np.int64)  # click row chosen if the session books
+    best[c_sess[by_sess][last]] = by_sess[last]
+    top_b = np.full(n_s, -1, dtype=np.int64)  # most bookable click, for abandoned carts
+    by_b = np.lexsort((b, c_sess))
+    last_b = np.flatnonzero(np.append(c_sess[by_b][1:] != c_sess[by_b][:-1], True))
+    top_b[c_sess[by_b][last_b]] = by_b[last_b]
+    booked &= best >= 0
+    cart = np.where(booked, rng.random(n_s) < 0.6, (top_b >= 0) & (rng.random(n_s) < 0.12))
+    cart_item = np.where(booked, c_item[np.maximum(best, 0)], c_item[np.maximum(top_b, 0)])
+    cart_item = np.where(cart, cart_item, -1)
+    book_item = np.where(booked, c_item[np.maximum(best, 0)], -1)
+    cart_rel = s_end + rng.integers(20_000, 120_000, size=n_s)
+    book_rel = np.where(cart, cart_rel, s_end) + rng.integers(60_000, 400_000, size=n_s)
+    dur = np.where(booked, book_rel, np.where(cart, cart_rel, s_end)) + 1
+
+    # --- timeline: sessions of a user never overlap; some return after 20-40 minutes --------
+    gap = np.where(
+        ret,
+        rng.integers(20 * MINUTE_MS, 40 * MINUTE_MS, size=n_s),
+        31 * MINUTE_MS + rng.exponential(2 * HOUR_MS, size=n_s).astype(np.int64),
+    )
+    step = np.where(s_rank > 0, dur[prev] + gap, 0)
+    chain = _exclusive_cumsum(step, slot) + step  # inclusive cumulative offset per user
+    big = np.int64(1) << np.int64(42)
+    wish = np.where(ret, -(np.int64(1) << np.int64(40)), anchor)
+    v = wish - chain + slot.astype(np.int64) * big
+    s_start = np.maximum.accumulate(v) - slot.astype(np.int64) * big + chain
+    base = config.start_ms + s_start
+
+    # --- assemble events ---------------------------------------------------------------------
+    q_ts = base[q_sess] + q_rel
+    n_i = len(imp_q)
+    parts = [
+        _block(
+            n_q,
+            event_type=SEARCH,
+            ts=q_ts,
+            sess=q_sess,
+            query=np.arange(n_q),
+            request=np.arange(n_q),
+            market=q_market,
+            cat=q_cat,
+            brand=q_brand,
+            tie=0,
+        ),
+        _block(
+            n_i,
+            event_type=IMPRESSION,
+            ts=q_ts[imp_q] + 200,
+            sess=q_sess[imp_q],
+            item=imp_item,
+            request=imp_q,
+            position=imp_pos,
+            market=q_market[imp_q],
+            p_click=p_click,
+            cat=q_cat[imp_q],
+            brand=q_brand[imp_q],
+            tie=imp_pos,
+        ),
+        _block(
+            n_c,
+            event_type=CLICK,
+            ts=q_ts[c_q] + c_rel,
+            sess=c_sess,
+            item=c_item,
+            request=c_q,
+            position=imp_pos[ck_rows],
+            market=q_market[c_q],
+            dwell=dwell,
+            p_click=p_click[ck_rows],
+            p_book=c_p_book,
+            cat=q_cat[c_q],
+            brand=q_brand[c_q],
+            tie=100 + imp_pos[ck_rows],
+        ),
+    ]
+    for code, rel, items, tie in (
+        (CART, cart_rel, cart_item, 200),
+        (BOOKING, book_rel, book_item, 201),
+    ):
+        ss = np.flatnonzero(items >= 0)
+        parts.append(
+            _block(
+                len(ss),
+                event_type=code,
+                ts=base[ss] + rel[ss],
+                sess=ss,
+                item=items[ss],
+                market=s_market[ss],
+                cat=s_cat[ss],
+                brand=s_brand[ss],
+                tie=tie,
+            )
+        )
+    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    n_ev = len(cols["ts"])
+    kept_sessions = n_s
+    if max_events is not None and n_ev > max_events:
+        per_sess = np.bincount(cols["sess"], minlength=n_s)
+        kept_sessions = int(np.searchsorted(np.cumsum(per_sess), max_events, side="right"))
+        keep = cols["sess"] < kept_sessions
+        cols = {k: v[keep] for k, v in cols.items()}
+        imp_keep = q_sess[imp_q] < kept_sessions
+        p_click, clicked = p_click[imp_keep], clicked[imp_keep]
+        n_q = int(np.searchsorted(q_sess, kept_sessions))
+        queries = queries[:n_q]
+    srt = np.lexsort((cols["tie"], cols["ts"]))
+    cols = {k: v[srt] for k, v in cols.items()}
+    item = cols["item"]
+    return ChunkEvents(
+        event_type=cols["event_type"].astype(np.int64),
+        ts=cols["ts"].astype(np.int64),
+        user=s_user[cols["sess"]],
+        item=item,
+        query=cols["query"],
+        request=cols["request"],
+        position=cols["position"],
+        market=cols["market"],
+        price=np.where(item >= 0, world.item_price[np.maximum(item, 0)], np.nan),
+        dwell=cols["dwell"],
+        p_click=cols["p_click"],
+        p_book=cols["p_book"],
+        intent_cat=cols["cat"],
+        intent_brand=cols["brand"],
+        intent_market=cols["market"],
+        queries=queries,
+        n_searches=n_q,
+        imp_p=p_click,
+        imp_clicked=clicked,
+    )
