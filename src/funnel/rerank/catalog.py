@@ -1,0 +1,121 @@
+"""Per-item attributes and embeddings looked up by id at re-rank time.
+
+The serving path hands the re-ranker only ids and scores; the catalog supplies what the
+diversity and scatter steps compare (embeddings from ``<artifact>/embeddings/``, brand /
+seller / category / price band from the item store). Saved as Parquet, never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from funnel.exceptions import ArtifactError
+from funnel.rerank.base import ItemFeatures
+from funnel.vectors import VectorTable
+
+ATTRIBUTES_FILE = "item_attributes.parquet"
+DEFAULT_ATTRIBUTES = ("category", "brand", "seller", "market", "price_band")
+N_PRICE_BANDS = 5
+
+
+@dataclass
+class ItemCatalog:
+    """Attribute columns (aligned with ``item_ids``) and optional item vectors."""
+
+    item_ids: list[str]
+    attributes: dict[str, list[str | None]]
+    vectors: VectorTable | None = None
+    _row: dict[str, int] = field(default_factory=dict, repr=False)
+    _vec_row: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._row = {item: i for i, item in enumerate(self.item_ids)}
+        self._vec_row = self.vectors.index() if self.vectors is not None else {}
+
+    def features(self, item_ids: Sequence[str]) -> ItemFeatures:
+        """Features of ``item_ids`` (unknown ids: attributes None, a zero vector)."""
+        rows = [self._row.get(str(i), -1) for i in item_ids]
+        attrs = {name: [col[r] if r >= 0 else None for r in rows]
+                 for name, col in self.attributes.items()}
+        vectors = None
+        if self.vectors is not None:
+            vr = np.array([self._vec_row.get(str(i), -1) for i in item_ids], dtype=np.int64)
+            vectors = np.zeros((len(vr), self.vectors.dim), dtype=np.float32)
+            known = vr >= 0
+            vectors[known] = self.vectors.vectors[vr[known]]
+        return ItemFeatures(vectors=vectors, attributes=attrs)
+
+    @classmethod
+    def from_items(cls, items: pa.Table, vectors: VectorTable | None = None) -> ItemCatalog:
+        """Build from an ``items`` table of the data contract.
+
+        ``seller`` and ``price_band`` come from the ``attributes`` JSON when present; without a
+        band, ``price_band`` is the price quintile within the item's category (``p0`` =
+        cheapest), so "no more than two budget items in a row" means the same everywhere.
+        """
+        ids = [str(v) for v in items.column("item_id").to_pylist()]
+        attrs: dict[str, list[str | None]] = {}
+        for name in ("category", "brand", "market"):
+            if name in items.column_names:
+                attrs[name] = [None if v is None else str(v)
+                               for v in items.column(name).to_pylist()]
+        if "attributes" in items.column_names:
+            extra: dict[str, list[str | None]] = {"seller": [], "price_band": []}
+            for raw in items.column("attributes").to_pylist():
+                try:
+                    obj = json.loads(raw) if raw else {}
+                except json.JSONDecodeError:
+                    obj = {}
+                obj = obj if isinstance(obj, dict) else {}
+                for key, col in extra.items():
+                    v = obj.get(key)
+                    col.append(None if v is None else str(v))
+            attrs.update({k: v for k, v in extra.items() if any(x is not None for x in v)})
+        if "price_band" not in attrs and "price" in items.column_names:
+            attrs["price_band"] = price_bands(
+                items.column("price").to_pylist(), attrs.get("category", [None] * len(ids)))
+        return cls(ids, attrs, vectors)
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        cols = {"item_id": pa.array(self.item_ids, pa.string())}
+        cols.update({n: pa.array(v, pa.string()) for n, v in self.attributes.items()})
+        pq.write_table(pa.table(cols), directory / ATTRIBUTES_FILE)
+
+    @classmethod
+    def load(cls, directory: Path, vectors: VectorTable | None = None) -> ItemCatalog:
+        path = directory / ATTRIBUTES_FILE
+        if not path.exists():
+            raise ArtifactError(f"{path}: missing; rebuild with 'funnel rerank-build'")
+        table = pq.read_table(path)
+        ids = [str(v) for v in table.column("item_id").to_pylist()]
+        attrs = {n: table.column(n).to_pylist() for n in table.column_names if n != "item_id"}
+        return cls(ids, attrs, vectors)
+
+
+def price_bands(prices: Sequence[float | None], groups: Sequence[str | None]) -> list[str | None]:
+    """Price quintile (``"p0"`` cheapest .. ``"p4"``) within each group; None stays None."""
+    p = pa.array(prices, pa.float64())
+    out: list[str | None] = [None] * len(p)
+    by_group: dict[str | None, list[int]] = {}
+    for i, g in enumerate(groups):
+        by_group.setdefault(g, []).append(i)
+    values = np.array([np.nan if v is None else v for v in p.to_pylist()], dtype=np.float64)
+    for rows in by_group.values():
+        idx = np.array(rows, dtype=np.int64)
+        vals = values[idx]
+        ok = np.isfinite(vals)
+        if not ok.any():
+            continue
+        edges = np.quantile(vals[ok], np.linspace(0, 1, N_PRICE_BANDS + 1)[1:-1])
+        bands = np.searchsorted(edges, vals[ok], side="right")
+        for r, b in zip(idx[ok], bands, strict=True):
+            out[int(r)] = f"p{int(b)}"
+    return out

@@ -1,0 +1,280 @@
+"""The re-rank pipeline: merchandising -> sponsored slots -> diversity -> scatter, each timed.
+
+Configured by the ``[rerank]`` table of the workspace ``funnel.toml``::
+
+    [rerank]
+    method = "dpp"            # dpp | mmr | none
+    diversity = 0.3           # 0 = ranker's order, 1 = most diverse
+    k = 20
+    sponsored_positions = [1, 6]
+    ecpm_floor = 0.02
+
+    [[rerank.scatter]]
+    attribute = "brand"
+    max_count = 1
+    window = 3
+
+    [[rerank.merch]]
+    action = "pin"
+    item_id = "i42"
+    position = 0
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from funnel.config import from_mapping, section, to_mapping
+from funnel.exceptions import ArtifactError, ConfigError
+from funnel.rerank.base import ItemFeatures, Reranker, check_list
+from funnel.rerank.catalog import ItemCatalog
+from funnel.rerank.dpp import DPPReranker
+from funnel.rerank.mmr import MMRReranker, RelevanceReranker
+from funnel.rerank.scatter import ON_VIOLATION, ScatterReport, ScatterRule, scatter
+from funnel.rerank.similarity import SIMILARITIES
+from funnel.rerank.slots import MerchRule, apply_merch, plan_sponsored
+
+RERANKERS: dict[str, type[Reranker]] = {
+    "dpp": DPPReranker,
+    "mmr": MMRReranker,
+    "none": RelevanceReranker,
+}
+CONFIG_FILE = "config.json"
+
+
+def get_reranker(name: str) -> type[Reranker]:
+    """The re-ranker class registered as ``name``."""
+    try:
+        return RERANKERS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown re-ranker {name!r}; valid names are {', '.join(sorted(RERANKERS))}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class RerankConfig:
+    """The ``[rerank]`` table (see module docstring); unknown keys are errors."""
+
+    method: str = "dpp"
+    diversity: float = 0.3
+    k: int = 20
+    similarity: str = "auto"
+    attributes: tuple[str, ...] = ("category", "brand")
+    embedding_weight: float = 0.5
+    jitter: float = 1e-3
+    epsilon: float = 1e-10
+    scatter: tuple[dict[str, Any], ...] = ()
+    on_violation: str = "relax"
+    sponsored_positions: tuple[int, ...] = ()
+    ecpm_floor: float = 0.0
+    merch: tuple[dict[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        where = "funnel.toml [rerank]"
+        if self.method not in RERANKERS:
+            raise ConfigError(f"{where}.method: expected one of {sorted(RERANKERS)}, "
+                              f"got {self.method!r}")
+        if not 0.0 <= self.diversity <= 1.0:
+            raise ConfigError(f"{where}.diversity: expected a float in [0, 1], "
+                              f"got {self.diversity!r}")
+        if self.k < 1:
+            raise ConfigError(f"{where}.k: expected an int >= 1, got {self.k!r}")
+        if self.similarity not in SIMILARITIES:
+            raise ConfigError(f"{where}.similarity: expected one of {list(SIMILARITIES)}, "
+                              f"got {self.similarity!r}")
+        if self.on_violation not in ON_VIOLATION:
+            raise ConfigError(f"{where}.on_violation: expected one of {list(ON_VIOLATION)}, "
+                              f"got {self.on_violation!r}")
+        if any(p < 0 for p in self.sponsored_positions):
+            raise ConfigError(f"{where}.sponsored_positions: expected positions >= 0 "
+                              f"(0 = top), got {list(self.sponsored_positions)}")
+        self.scatter_rules()
+        self.merch_rules()
+
+    def scatter_rules(self) -> tuple[ScatterRule, ...]:
+        rules = []
+        for i, raw in enumerate(self.scatter):
+            try:
+                rules.append(from_mapping(ScatterRule, raw, where=f"[[rerank.scatter]] #{i + 1}"))
+            except ValueError as err:
+                raise ConfigError(f"[[rerank.scatter]] #{i + 1}: {err}") from None
+        return tuple(rules)
+
+    def merch_rules(self) -> tuple[MerchRule, ...]:
+        return tuple(MerchRule.from_dict(raw, where=f"[[rerank.merch]] #{i + 1}")
+                     for i, raw in enumerate(self.merch))
+
+    @classmethod
+    def from_toml(cls, raw: Mapping[str, Any]) -> RerankConfig:
+        """The ``[rerank]`` table of a parsed ``funnel.toml`` (defaults when absent)."""
+        return section(raw, "rerank", cls)
+
+    def make_reranker(self) -> Reranker:
+        """The diversity step named by ``method``, built from the matching config fields."""
+        cls = get_reranker(self.method)
+        names = [p for p in inspect.signature(cls).parameters if p != "self"]
+        return cls(**{n: getattr(self, n) for n in names})
+
+
+@dataclass(frozen=True)
+class RerankResult:
+    """The list to show, what each entry is, and what every step did and cost."""
+
+    item_ids: list[str]
+    scores: list[float]  # ranker score (organic, pinned) or eCPM (sponsored)
+    kinds: list[str]  # "organic" | "pinned" | "sponsored"
+    timings_ms: dict[str, float]
+    scatter: ScatterReport
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "item_ids": self.item_ids, "scores": self.scores, "kinds": self.kinds,
+            "timings_ms": self.timings_ms, "scatter_satisfied": self.scatter.satisfied,
+            "scatter_violations": [
+                {"position": v.position, "rule": str(v.rule), "value": v.value,
+                 "reason": v.reason} for v in self.scatter.violations],
+            "notes": list(self.notes),
+        }
+
+
+class RerankPipeline:
+    """Merchandising, sponsored slots, diversity and scatter rules over one ranked list."""
+
+    def __init__(self, config: RerankConfig | None = None, *,
+                 catalog: ItemCatalog | None = None) -> None:
+        self.config = config if config is not None else RerankConfig()
+        self.catalog = catalog
+
+    def rerank(self, item_ids: Sequence[str] | np.ndarray,
+               scores: Sequence[float] | np.ndarray, *, k: int | None = None,
+               features: ItemFeatures | None = None,
+               sponsored_ids: Sequence[str] = (),
+               sponsored_ecpm: Sequence[float] | np.ndarray = (),
+               sponsored_features: ItemFeatures | None = None) -> RerankResult:
+        """Re-rank one list; ``features`` default to the catalog's (or none)."""
+        t_start = time.perf_counter()
+        cfg = self.config
+        ids, s, k = check_list(item_ids, scores, cfg.k if k is None else k)
+        n = len(ids)
+        feats = features if features is not None else self._features(ids)
+        feats.check(n)
+        timings: dict[str, float] = {}
+
+        t = time.perf_counter()
+        merch = apply_merch(ids.tolist(), s, feats.attributes, cfg.merch_rules())
+        timings["merch"] = _ms(t)
+
+        t = time.perf_counter()
+        plan = plan_sponsored(list(sponsored_ids), np.asarray(sponsored_ecpm, dtype=float)
+                              if len(sponsored_ecpm) else np.empty(0),
+                              cfg.sponsored_positions, floor=cfg.ecpm_floor, k=k,
+                              taken=list(merch.pins))
+        sp_ids = list(plan.placed.values())
+        sp_rows = {item: n + j for j, item in enumerate(sp_ids)}
+        pinned_rows = set(merch.pins.values())
+        dup = np.array([i in sp_rows for i in ids.tolist()], dtype=bool)
+        timings["sponsored"] = _ms(t)
+
+        t = time.perf_counter()
+        eligible = np.flatnonzero(~merch.buried & ~dup & ~np.isin(np.arange(n),
+                                                                   list(pinned_rows)))
+        reranker = cfg.make_reranker()
+        reranker.fit()
+        sub = reranker.order(merch.scores[eligible], feats.take(eligible), k)
+        buried = np.flatnonzero(merch.buried & ~dup)
+        buried = buried[~np.isin(buried, list(pinned_rows))]
+        buried = buried[np.argsort(-merch.scores[buried], kind="stable")]
+        order = np.concatenate([eligible[sub], buried]).astype(np.int64)
+        timings["diversity"] = _ms(t)
+
+        t = time.perf_counter()
+        values = self._scatter_values(feats, sp_ids, sponsored_ids, sponsored_features)
+        fixed = dict(merch.pins)
+        fixed.update({p: sp_rows[item] for p, item in plan.placed.items()})
+        all_scores = np.concatenate([merch.scores, np.full(len(sp_ids), merch.scores.min()
+                                                           if n else 0.0)])
+        rows, report = scatter(order, values, cfg.scatter_rules(), k, fixed=fixed,
+                               scores=all_scores, on_violation=cfg.on_violation)
+        timings["scatter"] = _ms(t)
+
+        out_ids: list[str] = []
+        out_scores: list[float] = []
+        kinds: list[str] = []
+        for r in rows.tolist():
+            if r >= n:
+                item = sp_ids[r - n]
+                out_ids.append(item)
+                out_scores.append(plan.ecpm[item])
+                kinds.append("sponsored")
+            else:
+                out_ids.append(str(ids[r]))
+                out_scores.append(float(s[r]))
+                kinds.append("pinned" if r in pinned_rows else "organic")
+        notes = list(merch.notes)
+        if plan.below_floor:
+            notes.append(f"{len(plan.below_floor)} sponsored item(s) below the eCPM floor "
+                         f"{cfg.ecpm_floor}: {', '.join(plan.below_floor[:5])}")
+        timings["total"] = _ms(t_start)
+        return RerankResult(out_ids, out_scores, kinds, timings, report, tuple(notes))
+
+    def _features(self, ids: np.ndarray) -> ItemFeatures:
+        if self.catalog is None:
+            return ItemFeatures()
+        return self.catalog.features([str(i) for i in ids])
+
+    def _scatter_values(self, feats: ItemFeatures, sp_ids: list[str],
+                        all_sponsored: Sequence[str],
+                        sponsored_features: ItemFeatures | None
+                        ) -> dict[str, list[str | None]]:
+        if sponsored_features is not None:
+            sponsored_features.check(len(all_sponsored))
+            pos = {str(i): j for j, i in enumerate(all_sponsored)}
+            sp = sponsored_features.take([pos[i] for i in sp_ids])
+        elif self.catalog is not None:
+            sp = self.catalog.features(sp_ids)
+        else:
+            sp = ItemFeatures()
+        names = set(feats.attributes) | set(sp.attributes)
+        return {name: list(feats.attributes.get(name, [None] * _rows(feats)))
+                + list(sp.attributes.get(name, [None] * len(sp_ids))) for name in names}
+
+    def save(self, directory: Path) -> None:
+        """Write ``config.json`` (and the catalog's attributes) into ``directory``."""
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / CONFIG_FILE).write_text(json.dumps(to_mapping(self.config), indent=2))
+        if self.catalog is not None:
+            self.catalog.save(directory)
+
+    @classmethod
+    def load(cls, directory: Path, *, vectors: Any = None) -> RerankPipeline:
+        """Rebuild from :meth:`save` output; ``vectors`` is an optional item VectorTable."""
+        path = directory / CONFIG_FILE
+        if not path.exists():
+            raise ArtifactError(f"{path}: missing; rebuild with 'funnel rerank-build'")
+        config = from_mapping(RerankConfig, json.loads(path.read_text()), where=str(path))
+        catalog = None
+        try:
+            catalog = ItemCatalog.load(directory, vectors)
+        except ArtifactError:
+            catalog = None
+        return cls(config, catalog=catalog)
+
+
+def _rows(f: ItemFeatures) -> int:
+    if f.vectors is not None:
+        return int(np.asarray(f.vectors).shape[0])
+    return next((len(v) for v in f.attributes.values()), 0)
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1e3
