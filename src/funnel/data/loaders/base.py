@@ -41,10 +41,16 @@ class SourceTables:
     items: pa.Table | None = None
     users: pa.Table | None = None
     events: pa.Table | None = None
+    truth: pa.Table | None = None
     rejected: pa.Table = field(default_factory=REJECTED_SCHEMA.empty_table)
 
     def kinds(self) -> dict[str, pa.Table]:
-        out = {"items": self.items, "users": self.users, "events": self.events}
+        out = {
+            "items": self.items,
+            "users": self.users,
+            "events": self.events,
+            "truth": self.truth,
+        }
         return {k: v for k, v in out.items() if v is not None}
 
 
