@@ -4,7 +4,10 @@ from __future__ import annotations
 
 # Each stage module registers its commands on import. Keep one line per module.
 from funnel.cli import data as _data  # noqa: E402,F401
+from funnel.cli import build as _build  # noqa: E402,F401
+from funnel.cli import embed as _embed  # noqa: E402,F401
 from funnel.cli import recall as _recall  # noqa: E402,F401
+from funnel.cli import suggest as _suggest  # noqa: E402,F401
 from funnel.cli._app import app
 
 __all__ = ["app"]

@@ -1,0 +1,110 @@
+"""Related queries ("people also search"): session co-occurrence merged with query embeddings.
+
+Co-occurrence counts ordered pairs of queries within a few steps of each other in a search
+session (the next query weighs most); embeddings add neighbours a session never paired. Both
+are scaled to [0, 1] per anchor, summed, and candidates that only re-spell the anchor (same
+token set) are dropped.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from funnel.suggest.normalize import normalize_query
+from funnel.vectors import VectorTable
+
+Neighbours = dict[int, dict[int, float]]
+
+
+def cooccurrence(sessions: list[list[int]], *, window: int = 3) -> Neighbours:
+    """Pair weights within ``window`` steps: forward ``1/d``, backward ``0.5/d``, max-scaled."""
+    acc: Neighbours = defaultdict(lambda: defaultdict(float))
+    for ids in sessions:
+        for i, a in enumerate(ids):
+            for d in range(1, window + 1):
+                if i + d >= len(ids):
+                    break
+                b = ids[i + d]
+                if a == b:
+                    continue
+                acc[a][b] += 1.0 / d
+                acc[b][a] += 0.5 / d
+    out: Neighbours = {}
+    for a, nb in acc.items():
+        top = max(nb.values())
+        out[a] = {b: w / top for b, w in nb.items()}
+    return out
+
+
+def embedding_neighbours(
+    queries: list[str], table: VectorTable | None, *, top: int = 20, chunk: int = 1024
+) -> Neighbours:
+    """Cosine neighbours among ``queries`` that have a vector in ``table`` (clipped at 0)."""
+    if table is None or not table.ids:
+        return {}
+    index = {q: i for i, q in enumerate(queries)}
+    rows, ours = [], []
+    for r, qid in enumerate(table.ids):
+        j = index.get(normalize_query(qid))
+        if j is not None:
+            rows.append(r)
+            ours.append(j)
+    if len(rows) < 2:
+        return {}
+    vec = table.vectors[np.asarray(rows)].astype(np.float32)
+    vec /= np.maximum(np.linalg.norm(vec, axis=1, keepdims=True), 1e-12)
+    ours_arr = np.asarray(ours)
+    kk = min(top + 1, len(rows))
+    out: Neighbours = {}
+    for start in range(0, len(rows), chunk):
+        sims = vec[start : start + chunk] @ vec.T  # (chunk, m)
+        part = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
+        for r in range(sims.shape[0]):
+            a = int(ours_arr[start + r])
+            nb = {}
+            for c in part[r]:
+                b = int(ours_arr[c])
+                s = float(sims[r, c])
+                if b != a and s > 0:
+                    nb[b] = s
+            if nb:
+                out[a] = nb
+    return out
+
+
+def merge_related(
+    queries: list[str],
+    cooc: Neighbours,
+    emb: Neighbours,
+    *,
+    embedding_weight: float = 0.5,
+    top: int = 10,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merged top lists as CSR ``(indptr, ids, scores)``, deduped against the anchor."""
+    sigs = [frozenset(q.split()) for q in queries]
+    indptr = [0]
+    ids: list[int] = []
+    scores: list[float] = []
+    for a in range(len(queries)):
+        merged: dict[int, float] = defaultdict(float)
+        for b, w in cooc.get(a, {}).items():
+            merged[b] += w
+        for b, w in emb.get(a, {}).items():
+            merged[b] += embedding_weight * w
+        seen = {sigs[a]}
+        for b, s in sorted(merged.items(), key=lambda kv: (-kv[1], kv[0])):
+            if sigs[b] in seen:
+                continue
+            seen.add(sigs[b])
+            ids.append(b)
+            scores.append(s)
+            if len(seen) > top:
+                break
+        indptr.append(len(ids))
+    return (
+        np.asarray(indptr, dtype=np.int64),
+        np.asarray(ids, dtype=np.int32),
+        np.asarray(scores, dtype=np.float32),
+    )
