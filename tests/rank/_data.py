@@ -15,7 +15,9 @@ SPECS = [
 ]
 
 
-def interaction_data(n: int, seed: int = 0, strength: float = 2.0) -> tuple[RankingData, np.ndarray]:
+def interaction_data(
+    n: int, seed: int = 0, strength: float = 2.0
+) -> tuple[RankingData, np.ndarray]:
     """Rows whose true logit has an FM-style term <u_user, v_item>; returns (data, true p)."""
     rng = np.random.default_rng(12345)  # the world (fixed); rows vary with ``seed``
     n_u, n_i, k = 30, 30, 2

@@ -1,0 +1,219 @@
+"""Real-time personalization features from item embeddings (Grbovic & Cheng, KDD 2018, 4.4).
+
+For each candidate: cosine similarity to the user's recent clicks (EmbClickSim), skips
+(EmbSkipSim: shown above a clicked item but not clicked), long clicks (EmbLongClickSim), the last
+click (EmbLastClickSim), bookings (EmbBookSim), and user-type x item-type similarity
+(UserTypeItemTypeSim). Click-like sets are grouped by market and the candidate takes the max
+similarity over the market centroids, as in the paper. The same :func:`personalization_features`
+serves training (from a :class:`RecentActions` replayed up to the impression) and serving (from
+the live session state), and :func:`observe` is the one way that state is updated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from funnel.vectors import load_vectors
+
+FEATURE_NAMES = (
+    "emb_click_sim",
+    "emb_skip_sim",
+    "emb_long_click_sim",
+    "emb_last_click_sim",
+    "emb_book_sim",
+    "emb_type_sim",
+)
+
+
+@dataclass(frozen=True)
+class RecentActions:
+    """A user's recent actions, most recent last; immutable so requests can share it."""
+
+    clicks: tuple[str, ...] = ()
+    long_clicks: tuple[tuple[str, int], ...] = ()
+    """(item, ms at which the dwell reached the long-click threshold)."""
+    skips: tuple[str, ...] = ()
+    bookings: tuple[str, ...] = ()
+    shown: tuple[tuple[str, int, str], ...] = ()
+    """(request_id, position, item) of recent impressions, to derive skips when a click lands."""
+    user_type: str | None = None
+    max_len: int = 20
+
+
+def observe(
+    recent: RecentActions,
+    event_type: str,
+    item_id: str | None,
+    *,
+    ts_ms: int,
+    dwell_ms: int | None = None,
+    request_id: str | None = None,
+    position: int | None = None,
+    long_click_ms: int = 60_000,
+) -> RecentActions:
+    """The state after one event (pure: returns a new object)."""
+    k = recent.max_len
+    if item_id is None:
+        return recent
+    if event_type == "impression":
+        if request_id is None or position is None:
+            return recent
+        shown = (*recent.shown, (request_id, int(position), item_id))[-4 * k :]
+        return replace(recent, shown=shown)
+    if event_type == "click":
+        clicks = (*recent.clicks, item_id)[-k:]
+        long_clicks = recent.long_clicks
+        if dwell_ms is not None and dwell_ms >= long_click_ms:
+            long_clicks = (*long_clicks, (item_id, ts_ms + long_click_ms))[-k:]
+        skips = recent.skips
+        if request_id is not None:
+            clicked_pos = [p for r, p, i in recent.shown if r == request_id and i == item_id]
+            if clicked_pos:
+                clicked = set(clicks)
+                above = sorted(
+                    (p, i) for r, p, i in recent.shown
+                    if r == request_id and p < clicked_pos[0] and i not in clicked
+                )
+                new = tuple(i for _, i in above if i not in skips)
+                skips = (*skips, *new)[-k:]
+        return replace(recent, clicks=clicks, long_clicks=long_clicks, skips=skips)
+    if event_type == "booking":
+        return replace(recent, bookings=(*recent.bookings, item_id)[-k:])
+    return recent
+
+
+@dataclass
+class ItemVectorLookup:
+    """Item vectors by id (rows L2-normalized), plus optional market and type information."""
+
+    ids: list[str]
+    vectors: np.ndarray
+    item_market: Mapping[str, str] | None = None
+    item_type: Mapping[str, str] | None = None
+    type_vectors: Mapping[str, np.ndarray] | None = None
+
+    def __post_init__(self) -> None:
+        v = np.asarray(self.vectors, dtype=np.float32)
+        if v.ndim != 2 or len(v) != len(self.ids):
+            raise ValueError(f"vectors must be (n_ids, d); got {v.shape} for {len(self.ids)} ids")
+        norms = np.linalg.norm(v, axis=1, keepdims=True)
+        self.vectors = v / np.maximum(norms, 1e-12)
+        self._row = {item: r for r, item in enumerate(self.ids)}
+
+    @classmethod
+    def from_directory(
+        cls, directory: Path, item_market: Mapping[str, str] | None = None,
+        item_type: Mapping[str, str] | None = None,
+    ) -> ItemVectorLookup:
+        """Read ``item`` (and, if present, ``type``) tables written by the embeddings stage."""
+        table = load_vectors(directory, "item")
+        types = None
+        if (directory / "type_vectors.npy").exists():
+            tt = load_vectors(directory, "type")
+            types = {t: tt.vectors[r] for r, t in enumerate(tt.ids)}
+        return cls(table.ids, table.vectors, item_market, item_type, types)
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def rows(self, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(row index, found mask); unknown ids get row 0 and found False."""
+        r = np.array([self._row.get(i, -1) for i in ids], dtype=np.int64)
+        return np.maximum(r, 0), r >= 0
+
+    def _centroids(self, ids: Sequence[str], by_market: bool) -> np.ndarray:
+        """(g, d) normalized centroids of the known ids, one per market when ``by_market``."""
+        rows, found = self.rows(ids)
+        rows = rows[found]
+        if rows.size == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        known = [i for i, f in zip(ids, found, strict=True) if f]
+        if by_market and self.item_market is not None:
+            keys = np.array([self.item_market.get(i, "") for i in known], dtype=object)
+        else:
+            keys = np.zeros(len(known), dtype=object)
+        cents = []
+        for key in dict.fromkeys(keys.tolist()):
+            c = self.vectors[rows[keys == key]].mean(0)
+            cents.append(c / max(float(np.linalg.norm(c)), 1e-12))
+        return np.stack(cents).astype(np.float32)
+
+
+def _sim(cand: np.ndarray, found: np.ndarray, cents: np.ndarray) -> np.ndarray:
+    if cents.shape[0] == 0:
+        return np.zeros(len(cand), dtype=np.float32)
+    return np.where(found, (cand @ cents.T).max(1), 0.0).astype(np.float32)  # (n,)
+
+
+def personalization_features(
+    candidate_ids: Sequence[str],
+    recent: RecentActions,
+    vectors: ItemVectorLookup,
+    *,
+    now_ms: int | None = None,
+) -> dict[str, np.ndarray]:
+    """The six KDD 2018 similarities for each candidate, ``{name: (n,) float32}``.
+
+    Empty histories and unknown items give 0. ``now_ms`` hides long clicks whose dwell had not
+    yet reached the threshold at that time (point-in-time); ``None`` means all are visible.
+    """
+    rows, found = vectors.rows(candidate_ids)
+    cand = vectors.vectors[rows]  # (n, d)
+    long_ids = [i for i, t in recent.long_clicks if now_ms is None or t < now_ms]
+    out = {
+        "emb_click_sim": _sim(cand, found, vectors._centroids(recent.clicks, True)),
+        "emb_skip_sim": _sim(cand, found, vectors._centroids(recent.skips, True)),
+        "emb_long_click_sim": _sim(cand, found, vectors._centroids(long_ids, True)),
+        "emb_last_click_sim": _sim(cand, found, vectors._centroids(recent.clicks[-1:], False)),
+        "emb_book_sim": _sim(cand, found, vectors._centroids(recent.bookings, False)),
+    }
+    type_sim = np.zeros(len(candidate_ids), dtype=np.float32)
+    tv, it = vectors.type_vectors, vectors.item_type
+    if recent.user_type is not None and tv is not None and it is not None:
+        u = tv.get(recent.user_type)
+        if u is not None:
+            un = u / max(float(np.linalg.norm(u)), 1e-12)
+            for j, item in enumerate(candidate_ids):
+                v = tv.get(it.get(item, ""))
+                if v is not None:
+                    type_sim[j] = float(un @ v) / max(float(np.linalg.norm(v)), 1e-12)
+    out["emb_type_sim"] = type_sim
+    return out
+
+
+def cooccurrence_vectors(
+    sessions: Sequence[Sequence[str]], dim: int = 16, seed: int = 0
+) -> tuple[list[str], np.ndarray]:
+    """Item vectors from a truncated SVD of the in-session co-click matrix.
+
+    A stand-in for the embeddings artifact when it has not been built (tests, first runs);
+    it never imports the embeddings stage.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.linalg import svds
+
+    ids = sorted({i for s in sessions for i in s})
+    index = {item: r for r, item in enumerate(ids)}
+    r_, c_ = [], []
+    for s in sessions:
+        uniq = list(dict.fromkeys(s))
+        for a in uniq:
+            for b in uniq:
+                if a != b:
+                    r_.append(index[a])
+                    c_.append(index[b])
+    n = len(ids)
+    if n < 3:
+        raise ValueError(f"need at least 3 distinct items in sessions to factorize; got {n}")
+    m = coo_matrix((np.ones(len(r_)), (r_, c_)), shape=(n, n)).tocsr()
+    m.data = np.log1p(m.data)
+    k = max(1, min(dim, n - 2))
+    v0 = np.random.default_rng(seed).random(n)
+    u, s, _ = svds(m, k=k, v0=v0)
+    vec = (u * np.sqrt(s)).astype(np.float32)
+    return ids, vec

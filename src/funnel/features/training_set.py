@@ -1,0 +1,212 @@
+"""Point-in-time training sets from the DuckDB event store: one row per impression.
+
+Labels: ``click`` (same user clicks the item in the same request, or within
+``click_window_minutes`` when request ids are missing) and ``booking`` (a clicked impression
+whose item the user books within ``booking_window_hours``). Features see only events strictly
+before the impression's own timestamp: item and user counters come from SQL windows ending
+one millisecond before, and the user's recent clicks/skips/long clicks/bookings are replayed in
+time order through :func:`funnel.features.personalization.observe` (the function the server
+uses), so a row never sees the future. Negatives can be downsampled at ``negative_rate``;
+rankers undo it at prediction.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from funnel._checks import positive_float, unit_interval, validate_params
+from funnel.features.personalization import (
+    FEATURE_NAMES,
+    ItemVectorLookup,
+    RecentActions,
+    observe,
+    personalization_features,
+)
+
+
+@dataclass(frozen=True)
+class TrainingSetConfig:
+    click_window_minutes: float = 30.0
+    booking_window_hours: float = 24.0
+    long_click_ms: int = 60_000
+    negative_rate: float = 1.0
+    recent_k: int = 10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        validate_params(
+            vars(self),
+            {
+                "click_window_minutes": (positive_float, "a positive float"),
+                "booking_window_hours": (positive_float, "a positive float"),
+                "long_click_ms": (positive_float, "a positive number of ms"),
+                "negative_rate": (lambda v: unit_interval(v) and v > 0, "a float in (0, 1]"),
+                "recent_k": (lambda v: isinstance(v, int) and v > 0, "a positive int"),
+            },
+        )
+
+
+ROWS_SQL = """
+WITH imp AS (
+    SELECT event_id, ts, user_id, item_id, request_id, position, market, query, price
+    FROM events WHERE event_type = 'impression' AND item_id IS NOT NULL
+), clk AS (
+    SELECT user_id, item_id, request_id, ts FROM events WHERE event_type = 'click'
+), bk AS (
+    SELECT user_id, item_id, ts FROM events WHERE event_type = 'booking'
+), clicked AS (
+    SELECT i.event_id, min(c.ts) AS click_ts
+    FROM imp i JOIN clk c
+      ON c.user_id = i.user_id AND c.item_id = i.item_id AND c.ts >= i.ts
+     AND c.ts <= i.ts + to_milliseconds(CAST({click_ms} AS BIGINT))
+     AND (c.request_id = i.request_id OR c.request_id IS NULL OR i.request_id IS NULL)
+    GROUP BY i.event_id
+), booked AS (
+    SELECT k.event_id
+    FROM clicked k JOIN imp i USING (event_id) JOIN bk b
+      ON b.user_id = i.user_id AND b.item_id = i.item_id AND b.ts >= k.click_ts
+     AND b.ts <= k.click_ts + to_milliseconds(CAST({book_ms} AS BIGINT))
+    GROUP BY k.event_id
+), item_ev AS (
+    SELECT e.event_id, e.item_id, e.ts, e.event_type, e.user_id, it.category
+    FROM events e LEFT JOIN items it USING (item_id)
+    WHERE e.item_id IS NOT NULL AND e.event_type IN ('impression', 'click', 'booking')
+), pit AS (
+    SELECT event_id, event_type,
+        count(*) FILTER (WHERE event_type = 'impression') OVER wi AS item_imps_before,
+        count(*) FILTER (WHERE event_type = 'click') OVER wi AS item_clicks_before,
+        count(*) FILTER (WHERE event_type = 'booking') OVER wi AS item_bookings_before,
+        count(*) FILTER (WHERE event_type = 'impression') OVER wu AS user_imps_before,
+        count(*) FILTER (WHERE event_type = 'click') OVER wu AS user_clicks_before,
+        count(*) FILTER (WHERE event_type = 'booking') OVER wu AS user_bookings_before,
+        count(*) FILTER (WHERE event_type = 'click') OVER wc AS user_cat_clicks_before
+    FROM item_ev
+    WINDOW
+        wi AS (PARTITION BY item_id ORDER BY ts
+               RANGE BETWEEN UNBOUNDED PRECEDING AND INTERVAL 1 MILLISECOND PRECEDING),
+        wu AS (PARTITION BY user_id ORDER BY ts
+               RANGE BETWEEN UNBOUNDED PRECEDING AND INTERVAL 1 MILLISECOND PRECEDING),
+        wc AS (PARTITION BY user_id, category ORDER BY ts
+               RANGE BETWEEN UNBOUNDED PRECEDING AND INTERVAL 1 MILLISECOND PRECEDING)
+)
+SELECT i.event_id, i.ts, i.user_id, i.item_id, i.request_id,
+       coalesce(i.request_id, i.user_id || '@' || CAST(epoch_ms(i.ts) AS VARCHAR)) AS group_id,
+       CAST(coalesce(i.position, 0) AS BIGINT) AS position,
+       coalesce(i.market, it.market) AS market, it.category, it.brand,
+       coalesce(i.price, it.price) AS price, it.bid,
+       (i.query IS NOT NULL) AS has_query,
+       coalesce(p.item_imps_before, 0) AS item_imps_before,
+       coalesce(p.item_clicks_before, 0) AS item_clicks_before,
+       coalesce(p.item_bookings_before, 0) AS item_bookings_before,
+       coalesce(p.user_imps_before, 0) AS user_imps_before,
+       coalesce(p.user_clicks_before, 0) AS user_clicks_before,
+       coalesce(p.user_bookings_before, 0) AS user_bookings_before,
+       coalesce(p.user_cat_clicks_before, 0) AS user_cat_clicks_before,
+       (c.event_id IS NOT NULL) AS click,
+       (b.event_id IS NOT NULL) AS booking
+FROM imp i
+LEFT JOIN items it USING (item_id)
+LEFT JOIN pit p USING (event_id)
+LEFT JOIN clicked c USING (event_id)
+LEFT JOIN booked b USING (event_id)
+ORDER BY i.ts, i.event_id
+"""
+
+REPLAY_SQL = """
+SELECT user_id, epoch_ms(ts) AS ts_ms, event_type, item_id, request_id, position, dwell_ms,
+       event_id
+FROM events
+WHERE event_type IN ('impression', 'click', 'booking') AND item_id IS NOT NULL
+ORDER BY user_id, ts, CASE WHEN event_type = 'impression' THEN 0 ELSE 1 END, event_id
+"""
+
+
+def _replay(
+    con: duckdb.DuckDBPyConnection,
+    config: TrainingSetConfig,
+    vectors: ItemVectorLookup | None,
+) -> dict[str, tuple[list[str], dict[str, float]]]:
+    """Per impression event id: recent clicks and personalization features as of its time.
+
+    Events of one user at one timestamp are applied only after every impression at that
+    timestamp has been scored, so nothing at or after an impression's time is visible to it.
+    """
+    ev = con.sql(REPLAY_SQL).to_arrow_table().to_pydict()
+    out: dict[str, tuple[list[str], dict[str, float]]] = {}
+    n = len(ev["event_id"])
+    state: dict[str, RecentActions] = defaultdict(lambda: RecentActions(max_len=config.recent_k))
+    j = 0
+    while j < n:
+        user, ts = ev["user_id"][j], ev["ts_ms"][j]
+        k = j
+        while k < n and ev["user_id"][k] == user and ev["ts_ms"][k] == ts:
+            k += 1
+        recent = state[user]
+        imps = [r for r in range(j, k) if ev["event_type"][r] == "impression"]
+        if imps:
+            cands = [ev["item_id"][r] for r in imps]
+            feats = (
+                personalization_features(cands, recent, vectors, now_ms=ts)
+                if vectors is not None else None
+            )
+            for pos, r in enumerate(imps):
+                f = {} if feats is None else {name: float(feats[name][pos]) for name in feats}
+                out[ev["event_id"][r]] = (list(recent.clicks), f)
+        for r in range(j, k):
+            recent = observe(
+                recent, ev["event_type"][r], ev["item_id"][r], ts_ms=ts,
+                dwell_ms=ev["dwell_ms"][r], request_id=ev["request_id"][r],
+                position=ev["position"][r], long_click_ms=config.long_click_ms,
+            )
+        state[user] = recent
+        j = k
+    return out
+
+
+def build_training_set(
+    con: duckdb.DuckDBPyConnection,
+    config: TrainingSetConfig | None = None,
+    vectors: ItemVectorLookup | None = None,
+) -> pa.Table:
+    """One row per impression with labels and point-in-time features, in time order.
+
+    Columns: ids (event_id, ts, user_id, item_id, request_id, group_id), position, item
+    attributes (market, category, brand, price, bid), has_query, the ``*_before`` counters,
+    ``item_ctr_before`` (smoothed), ``recent_clicks`` (list, most recent last), the six
+    ``emb_*_sim`` features when ``vectors`` is given, and labels ``click`` / ``booking``.
+    Negative rows are kept with probability ``config.negative_rate`` (recorded in the schema
+    metadata as ``negative_rate``).
+    """
+    config = config or TrainingSetConfig()
+    sql = ROWS_SQL.format(
+        click_ms=int(config.click_window_minutes * 60_000),
+        book_ms=int(config.booking_window_hours * 3_600_000),
+    )
+    table = con.sql(sql).to_arrow_table()
+    replay = _replay(con, config, vectors)
+    ids = table.column("event_id").to_pylist()
+    recent = [replay.get(e, ([], {}))[0] for e in ids]
+    cols = {name: table.column(name) for name in table.column_names}
+    imps = np.asarray(cols["item_imps_before"], dtype=np.float64)
+    clicks = np.asarray(cols["item_clicks_before"], dtype=np.float64)
+    prior = float(np.asarray(cols["click"]).mean()) if len(ids) else 0.0
+    cols["item_ctr_before"] = pa.array((clicks + 10 * prior) / (imps + 10))
+    cols["recent_clicks"] = pa.array(recent, type=pa.list_(pa.string()))
+    if vectors is not None:
+        for name in FEATURE_NAMES:
+            cols[name] = pa.array(
+                [replay.get(e, ([], {}))[1].get(name, 0.0) for e in ids], type=pa.float32()
+            )
+    out = pa.table(cols)
+    if config.negative_rate < 1.0 and len(ids):
+        rng = np.random.default_rng(config.seed)
+        label = np.asarray(out.column("click"))
+        keep = label | (rng.random(len(label)) < config.negative_rate)
+        out = out.filter(pa.array(keep))
+    meta = {b"negative_rate": str(config.negative_rate).encode()}
+    return out.replace_schema_metadata(meta)

@@ -1,0 +1,81 @@
+"""Airbnb KDD'18 real-time personalization features on hand-made vectors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from funnel.features.personalization import (
+    ItemVectorLookup,
+    RecentActions,
+    cooccurrence_vectors,
+    observe,
+    personalization_features,
+)
+from funnel.vectors import save_vectors
+
+IDS = ["a", "b", "c", "d"]
+VEC = np.array([[1, 0], [0, 1], [1, 1], [-1, 0]], dtype=np.float32)
+
+
+def test_similarities_by_hand() -> None:
+    lk = ItemVectorLookup(IDS, VEC, item_market={"a": "m1", "b": "m2", "c": "m1", "d": "m1"})
+    recent = RecentActions(clicks=("a", "b"), skips=("d",), bookings=("c",),
+                           long_clicks=(("b", 100),))
+    f = personalization_features(["a", "c", "zzz"], recent, lk, now_ms=200)
+    # clicks grouped by market: m1 -> a, m2 -> b; candidate takes the max over centroids
+    assert f["emb_click_sim"] == pytest.approx([1.0, np.sqrt(0.5), 0.0], abs=1e-6)
+    assert f["emb_last_click_sim"] == pytest.approx([0.0, np.sqrt(0.5), 0.0], abs=1e-6)
+    assert f["emb_skip_sim"] == pytest.approx([-1.0, -np.sqrt(0.5), 0.0], abs=1e-6)
+    assert f["emb_book_sim"] == pytest.approx([np.sqrt(0.5), 1.0, 0.0], abs=1e-6)
+    assert f["emb_long_click_sim"] == pytest.approx([0.0, np.sqrt(0.5), 0.0], abs=1e-6)
+    # before the long click's dwell reached the threshold it is invisible
+    early = personalization_features(["c"], recent, lk, now_ms=50)
+    assert early["emb_long_click_sim"][0] == 0.0
+
+
+def test_type_similarity_needs_user_type_and_item_types() -> None:
+    types = {"user_type:x": np.array([1.0, 0.0]), "item_type:p": np.array([0.0, 2.0]),
+             "item_type:q": np.array([3.0, 3.0])}
+    lk = ItemVectorLookup(IDS, VEC, item_type={"a": "item_type:p", "b": "item_type:q"},
+                          type_vectors=types)
+    f = personalization_features(["a", "b", "c"], RecentActions(user_type="user_type:x"), lk)
+    assert f["emb_type_sim"] == pytest.approx([0.0, np.sqrt(0.5), 0.0], abs=1e-6)
+    assert personalization_features(["b"], RecentActions(), lk)["emb_type_sim"][0] == 0.0
+
+
+def test_observe_derives_skips_above_the_clicked_position() -> None:
+    r = RecentActions()
+    for pos, item in enumerate(["a", "b", "c", "d"], start=1):
+        r = observe(r, "impression", item, ts_ms=0, request_id="q1", position=pos)
+    r = observe(r, "click", "c", ts_ms=10, request_id="q1", dwell_ms=120_000)
+    assert r.clicks == ("c",)
+    assert r.skips == ("a", "b")  # shown above c, not clicked; d was below
+    assert r.long_clicks == (("c", 60_010),)
+    r = observe(r, "booking", "c", ts_ms=20)
+    assert r.bookings == ("c",)
+    short = observe(RecentActions(), "click", "a", ts_ms=0, dwell_ms=5)
+    assert short.long_clicks == ()
+
+
+def test_history_is_bounded() -> None:
+    r = RecentActions(max_len=3)
+    for k in range(10):
+        r = observe(r, "click", f"i{k}", ts_ms=k)
+    assert r.clicks == ("i7", "i8", "i9")
+
+
+def test_lookup_reads_the_embedding_artifact(tmp_path) -> None:
+    save_vectors(tmp_path, "item", IDS, VEC * 3)
+    lk = ItemVectorLookup.from_directory(tmp_path)
+    np.testing.assert_allclose(np.linalg.norm(lk.vectors, axis=1), 1.0, atol=1e-6)
+    with pytest.raises(ValueError, match=r"vectors must be \(n_ids, d\)"):
+        ItemVectorLookup(["a"], VEC)
+
+
+def test_cooccurrence_vectors_put_co_clicked_items_together() -> None:
+    sessions = [["a1", "a2", "a3"]] * 20 + [["b1", "b2", "b3"]] * 20 + [["a1", "b1"]]
+    ids, vec = cooccurrence_vectors(sessions, dim=3)
+    lk = ItemVectorLookup(ids, vec)
+    f = personalization_features(["a2", "b2"], RecentActions(clicks=("a3",)), lk)
+    assert f["emb_click_sim"][0] > f["emb_click_sim"][1] + 0.5
