@@ -44,10 +44,8 @@ def as_sessions_table(sessions: Any, column: str = "items") -> pa.Table:
     """Accept a pyarrow table, a DuckDB relation, or a list of token lists."""
     if isinstance(sessions, pa.Table):
         table = sessions
-    elif hasattr(sessions, "arrow") and callable(sessions.arrow):  # duckdb relation
-        table = sessions.arrow()
-        if isinstance(table, pa.RecordBatchReader):
-            table = table.read_all()
+    elif hasattr(sessions, "to_arrow_table"):  # duckdb relation or result
+        table = sessions.to_arrow_table()
     elif isinstance(sessions, Sequence) and not isinstance(sessions, str | bytes):
         rows = [list(map(str, s)) for s in sessions]
         table = pa.table({column: pa.array(rows, type=pa.list_(pa.string()))})
