@@ -114,8 +114,10 @@ def price_bands(prices: Sequence[float | None], groups: Sequence[str | None]) ->
         ok = np.isfinite(vals)
         if not ok.any():
             continue
-        edges = np.quantile(vals[ok], np.linspace(0, 1, N_PRICE_BANDS + 1)[1:-1])
-        bands = np.searchsorted(edges, vals[ok], side="right")
+        good = vals[ok]
+        # rank of each price among the group's (ties share the lowest rank) -> quintile
+        ranks = np.searchsorted(np.sort(good), good, side="left")
+        bands = (N_PRICE_BANDS * ranks) // good.size
         for r, b in zip(idx[ok], bands, strict=True):
             out[int(r)] = f"p{int(b)}"
     return out
