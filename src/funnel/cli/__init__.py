@@ -7,6 +7,7 @@ from funnel.cli import data as _data  # noqa: E402,F401
 from funnel.cli import build as _build  # noqa: E402,F401
 from funnel.cli import embed as _embed  # noqa: E402,F401
 from funnel.cli import recall as _recall  # noqa: E402,F401
+from funnel.cli import rerank as _rerank  # noqa: E402,F401
 from funnel.cli import suggest as _suggest  # noqa: E402,F401
 from funnel.cli._app import app
 
