@@ -204,7 +204,8 @@ class Fields:
         self.require(field, bad, "one of " + ", ".join(allowed))
 
     def rejected(self) -> pa.Table:
-        return concat(self._rejects, REJECTED_SCHEMA)
+        """The rejected lines, in file order."""
+        return concat(self._rejects, REJECTED_SCHEMA).sort_by([("source_row", "ascending")])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -53,8 +53,7 @@ def load_diginetica(path: Path) -> SourceTables:
     f.require_int("session_id")
     f.require_int("item_id")
     f.require_int("timeframe")
-    dates = pc.strptime(f["eventdate"], format="%Y-%m-%d", unit="ms", error_is_null=True)
-    f.require("eventdate", pc.is_null(dates), "a date like 2016-05-09")
+    f.require("eventdate", pc.invert(_is_date(f["eventdate"])), "a date like 2016-05-09")
     dates = pc.strptime(f["eventdate"], format="%Y-%m-%d", unit="ms")
 
     day_ms = pc.cast(pc.cast(dates, pa.timestamp("ms")), pa.int64())
@@ -73,3 +72,10 @@ def load_diginetica(path: Path) -> SourceTables:
         market=MARKET,
     )
     return SourceTables(events=events, rejected=f.rejected())
+
+
+def _is_date(values: pa.Array) -> pa.Array:
+    """True where ``values`` is a real calendar date ``YYYY-MM-DD`` (2016-02-30 is not)."""
+    parsed = pc.strptime(values, format="%Y-%m-%d", unit="ms", error_is_null=True)
+    # strptime rolls impossible days over (Feb 30 -> Mar 1); formatting back catches that
+    return pc.fill_null(pc.equal(pc.strftime(parsed, format="%Y-%m-%d"), values), False)

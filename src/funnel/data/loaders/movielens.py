@@ -268,7 +268,7 @@ def load_recbole(path: Path) -> SourceTables:
     return merge([_RECBOLE_READERS[p.suffix](p) for p in files])
 
 
-_RECBOLE_EXPECTED = "a RecBole atomic file (*.inter, *.item, *.user)"
+_RECBOLE_EXPECTED = "RecBole atomic file (*.inter, *.item, *.user)"
 
 
 def _recbole_kind(p: Path) -> str | None:
@@ -408,7 +408,7 @@ def load_ml1m(path: Path) -> SourceTables:
     return merge([_ML1M_READERS[p.name](p) for p in _files(path, _ml1m_kind, _ML1M_EXPECTED)])
 
 
-_ML1M_EXPECTED = "an ml-1m file (ratings.dat, movies.dat, users.dat)"
+_ML1M_EXPECTED = "ml-1m file (ratings.dat, movies.dat, users.dat)"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -420,7 +420,7 @@ def _files(path: Path, kind: Any, expected: str) -> Iterator[Path]:
         raise DataFileError(str(path), "no such file or directory")
     if path.is_file():
         if kind(path) is None:
-            raise DataFileError(str(path), f"is not {expected}")
+            raise DataFileError(str(path), f"is not a {expected}")
         yield path
         return
     found = sorted(p for p in path.iterdir() if p.is_file() and kind(p) is not None)

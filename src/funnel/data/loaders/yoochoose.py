@@ -128,12 +128,12 @@ def iso_ms(values: pa.Array) -> pa.Array:
     Vectorized and null-safe per element (a plain cast fails the whole column on one bad value).
     A time without ``Z`` is taken as UTC; other offsets are not accepted.
     """
-    whole = pc.strptime(
-        pc.utf8_slice_codeunits(values, 0, 19),
-        format="%Y-%m-%dT%H:%M:%S",
-        unit="ms",
-        error_is_null=True,
-    )
+    head = pc.utf8_slice_codeunits(values, 0, 19)
+    whole = pc.strptime(head, format="%Y-%m-%dT%H:%M:%S", unit="ms", error_is_null=True)
+    # strptime rolls impossible dates over (April 31 -> May 1); formatting back catches that
+    seconds = pc.cast(whole, pa.timestamp("s"))  # whole seconds: strftime prints no fraction
+    real = pc.equal(pc.strftime(seconds, format="%Y-%m-%dT%H:%M:%S"), head)
+    whole = pc.if_else(pc.fill_null(real, False), whole, pa.scalar(None, whole.type))
     rest = pc.extract_regex(pc.utf8_slice_codeunits(values, 19), r"^(?:\.(?P<frac>[0-9]{1,9}))?Z?$")
     frac = pc.struct_field(rest, "frac")
     frac = pc.utf8_slice_codeunits(pc.utf8_rpad(frac, 3, "0"), 0, 3)

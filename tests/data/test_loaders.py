@@ -1,0 +1,579 @@
+"""Real-format loaders: exact counts on the shared real slices, fixtures for every layout with
+malformed lines that must land in ``rejected`` at the right row, and property tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from funnel.data.loaders import (
+    LOADERS,
+    SOURCE_FILE,
+    SOURCE_ROW,
+    SourceTables,
+    get_loader,
+    load_criteo,
+    load_diginetica,
+    load_ml1m,
+    load_ml100k,
+    load_recbole,
+    load_taobao,
+    load_yoochoose,
+    read_criteo,
+)
+from funnel.data.loaders.base import REJECTED_SCHEMA
+from funnel.data.loaders.yoochoose import iso_ms
+from funnel.data.paths import SHARED_DATA_ENV, repo_root, shared_data_dir
+from funnel.data.schema import EVENT_SCHEMA, ITEM_SCHEMA, USER_SCHEMA
+from funnel.exceptions import DataFileError
+
+UTC = dt.UTC
+
+
+def real(*parts: str) -> Path:
+    path = shared_data_dir().joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data slice not found at {path}")
+    return path
+
+
+def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def counts(events: pa.Table) -> dict[str, int]:
+    return dict(Counter(events.column("event_type").to_pylist()))
+
+
+def rejected_rows(tables: SourceTables) -> list[tuple[int, str | None]]:
+    r = tables.rejected
+    return list(zip(r.column("source_row").to_pylist(), r.column("field").to_pylist(), strict=True))
+
+
+def ts_of(events: pa.Table, i: int) -> dt.datetime:
+    return events.column("ts")[i].as_py()
+
+
+def check_contract(tables: SourceTables) -> None:
+    """Every table has exactly the contract columns and types, then the two source columns."""
+    for kind, schema in (("items", ITEM_SCHEMA), ("users", USER_SCHEMA), ("events", EVENT_SCHEMA)):
+        table = tables.kinds().get(kind)
+        if table is None:
+            continue
+        assert table.column_names == [*schema.names, SOURCE_FILE, SOURCE_ROW], kind
+        for fld in schema:
+            assert table.schema.field(fld.name).type == fld.type, (kind, fld.name)
+        assert table.schema.field(SOURCE_ROW).type == pa.int64()
+    assert tables.rejected.schema == REJECTED_SCHEMA
+    if tables.events is not None:
+        ids = tables.events.column("event_id")
+        assert len(pc.unique(ids)) == len(ids), "event ids must be unique within a load"
+
+
+# ---------------------------------------------------------------------------------------------
+# registry and paths
+
+
+def test_registry_lists_every_format_and_rejects_unknown_names():
+    assert set(LOADERS) == {
+        "movielens", "ml-100k", "ml-1m", "criteo", "diginetica", "yoochoose", "taobao"
+    }  # fmt: skip
+    assert get_loader("taobao") is load_taobao
+    with pytest.raises(ValueError, match=r"unknown loader format 'movielen'.*criteo.*taobao"):
+        get_loader("movielen")
+
+
+def test_shared_data_dir_is_next_to_repo_and_overridable(monkeypatch, tmp_path):
+    monkeypatch.delenv(SHARED_DATA_ENV, raising=False)
+    assert (repo_root() / "pyproject.toml").exists()
+    assert shared_data_dir() == (repo_root().parent / "shared" / "data").resolve()
+    monkeypatch.setenv(SHARED_DATA_ENV, str(tmp_path))
+    assert shared_data_dir() == tmp_path.resolve()
+
+
+@pytest.mark.parametrize("name", sorted(LOADERS))
+def test_missing_path_raises_data_file_error_naming_it(name, tmp_path):
+    missing = tmp_path / "nope.txt"
+    with pytest.raises(DataFileError, match=r"nope\.txt: no such file"):
+        get_loader(name)(missing)
+
+
+# ---------------------------------------------------------------------------------------------
+# real slices (exact counts from ../shared/data/README.md)
+
+
+def test_real_movielens_recbole_directory():
+    tables = load_recbole(real("movielens-100k"))
+    check_contract(tables)
+    events = tables.events
+    # independent count of the positive ratings straight from the text
+    inter = real("movielens-100k", "ml-100k.inter").read_text().splitlines()[1:]
+    liked = sum(float(line.split("\t")[2]) >= 4 for line in inter)
+    assert counts(events) == {"click": 100_000, "add_to_cart": liked}
+    assert liked == 55_375
+    assert tables.users.num_rows == 943
+    assert tables.items.num_rows == 1682
+    assert tables.rejected.num_rows == 0
+    assert set(events.column("market").to_pylist()) == {"movielens"}
+    # first rating line: 196 242 3 881250949 -> a click only (3 < 4)
+    first = events.slice(0, 1).to_pylist()[0]
+    assert (first["user_id"], first["item_id"], first["event_type"]) == ("196", "242", "click")
+    assert first["ts"] == dt.datetime.fromtimestamp(881250949, UTC)
+    assert first[SOURCE_ROW] == 1
+    toy = tables.items.slice(0, 1).to_pylist()[0]
+    assert (toy["item_id"], toy["title"], toy["category"]) == ("1", "Toy Story", "Animation")
+    assert json.loads(toy["attributes"]) == {
+        "genres": ["Animation", "Children's", "Comedy"], "year": 1995
+    }  # fmt: skip
+    user = tables.users.slice(0, 1).to_pylist()[0]
+    assert user["user_id"] == "1"
+    assert json.loads(user["attributes"]) == {
+        "age": "24", "gender": "M", "occupation": "technician", "zip_code": "85711"
+    }  # fmt: skip
+
+
+def test_real_movielens_single_inter_file_reads_only_events():
+    tables = load_recbole(real("movielens-100k", "ml-100k.inter"))
+    assert tables.items is None and tables.users is None
+    assert counts(tables.events)["click"] == 100_000
+
+
+def test_real_criteo_frame_and_events():
+    path = real("criteo-sample-8k", "train.csv")
+    frame = read_criteo(path)
+    assert len(frame) == 7200
+    assert frame.labels.dtype == np.int8 and frame.dense.dtype == np.float32
+    assert frame.dense.shape == (7200, 13) and frame.categorical.shape == (7200, 26)
+    assert 0.19 < frame.labels.mean() < 0.25  # README: CTR about 0.22
+    lines = path.read_text().splitlines()
+    empty_dense = sum(f == "" for line in lines for f in line.split("\t")[1:14])
+    empty_cat = sum(f == "" for line in lines for f in line.split("\t")[14:])
+    assert int(np.isnan(frame.dense).sum()) == empty_dense > 0
+    assert int((frame.categorical == "").sum()) == empty_cat > 0
+    # first line: 0 1 1 5 0 1382 4 15 2 181 1 2 <empty> 2 68fd1e64 ...
+    assert frame.labels[0] == 0
+    np.testing.assert_array_equal(frame.dense[0, :3], [1.0, 1.0, 5.0])
+    assert math.isnan(frame.dense[0, 11]) and frame.dense[0, 12] == 2.0
+    assert frame.categorical[0, 0] == "68fd1e64"
+
+    tables = load_criteo(path)
+    check_contract(tables)
+    n_clicks = int(frame.labels.sum())
+    assert counts(tables.events) == {"impression": 7200, "click": n_clicks}
+    assert tables.rejected.num_rows == 0
+    # ad-side C11 -> item ids; C11 determines C13 (one category per item)
+    n_c11 = len({line.split("\t")[24] for line in lines})
+    assert tables.items.num_rows == n_c11
+    for name in ("dev.csv", "test.csv"):
+        assert len(read_criteo(real("criteo-sample-8k", name))) == {"dev.csv": 409,
+                                                                   "test.csv": 391}[name]
+
+
+def test_real_diginetica_views():
+    tables = load_diginetica(real("diginetica-sample-srgnn", "sample_train-item-views.csv"))
+    check_contract(tables)
+    events = tables.events
+    assert counts(events) == {"click": 12_391}
+    assert tables.rejected.num_rows == 0
+    assert len(pc.unique(events.column("item_id"))) == 7_139
+    users = events.column("user_id").to_pylist()
+    anonymous = {u for u in users if u.startswith("dg-")}
+    # 2,986 sessions: 1,724 anonymous ones become users dg-<session>; 1,270 known users
+    assert len(anonymous) == 1_724 and len(set(users)) - len(anonymous) == 1_270
+    # first line: 1;NA;81766;526309;2016-05-09
+    assert users[0] == "dg-1" and events.column("item_id")[0].as_py() == "81766"
+    assert ts_of(events, 0) == dt.datetime(2016, 5, 9, tzinfo=UTC) + dt.timedelta(
+        milliseconds=526309
+    )
+
+
+def test_real_taobao_user_behavior():
+    tables = load_taobao(real("taobao-userbehavior-sample", "UserBehavior_head.csv"))
+    check_contract(tables)
+    events = tables.events
+    # pv 75,872 / cart 4,497 / fav 2,356 / buy 1,750; cart and fav both -> add_to_cart
+    assert counts(events) == {"click": 75_872, "add_to_cart": 4_497 + 2_356, "booking": 1_750}
+    assert events.num_rows == 84_475
+    assert len(pc.unique(events.column("user_id"))) == 815
+    assert tables.items.num_rows == 55_368
+    first = events.slice(0, 1).to_pylist()[0]
+    # 1,2268318,2520377,pv,1511544070
+    assert (first["user_id"], first["item_id"], first["event_type"]) == ("1", "2268318", "click")
+    assert first["ts"] == dt.datetime.fromtimestamp(1511544070, UTC)
+    item = tables.items.slice(0, 1).to_pylist()[0]
+    assert (item["item_id"], item["category"]) == ("2268318", "2520377")
+
+
+# ---------------------------------------------------------------------------------------------
+# fixtures: MovieLens layouts
+
+
+RECBOLE_INTER = (
+    "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+    "196\t242\t3\t881250949\n"
+    "186\t302\t4.5\t891717742\n"
+    "186\t302\n"  # row 3: too few fields
+    "22\t377\tgood\t878887116\n"  # row 4: rating not a number
+    "\n"  # row 5: blank, skipped
+    "244\t51\t2\t880606923.5\n"  # row 6: fractional seconds are fine
+    "\t51\t2\t880606923\n"  # row 7: empty user id
+)
+
+
+def test_recbole_fixture_rejects_with_rows_and_maps_ratings(tmp_path):
+    tables = load_recbole(write(tmp_path / "x.inter", RECBOLE_INTER))
+    check_contract(tables)
+    assert rejected_rows(tables) == [(3, None), (4, "rating"), (7, "user_id")]
+    reasons = tables.rejected.column("reason").to_pylist()
+    assert reasons[0] == "expected 4 fields separated by '\\t', got 2"
+    assert reasons[1] == "expected a number, got 'good'"
+    assert tables.rejected.column("raw").to_pylist()[1] == "22\t377\tgood\t878887116"
+    events = tables.events
+    assert events.column(SOURCE_ROW).to_pylist() == [1, 2, 2, 6]
+    assert events.column("event_type").to_pylist() == ["click", "click", "add_to_cart", "click"]
+    assert ts_of(events, 3) == dt.datetime.fromtimestamp(880606923.5, UTC)
+
+
+def test_recbole_untyped_header_is_a_file_error(tmp_path):
+    path = write(tmp_path / "x.inter", "user_id\titem_id\n1\t2\n")
+    with pytest.raises(DataFileError, match=r"header column 'user_id' is not a RecBole typed"):
+        load_recbole(path)
+    path = write(tmp_path / "y.inter", "user_id:token\titem_id:token\n1\t2\n")
+    with pytest.raises(DataFileError, match=r"lacks column\(s\) \['timestamp'\]"):
+        load_recbole(path)
+    with pytest.raises(DataFileError, match="holds no RecBole atomic file"):
+        load_recbole(write(tmp_path / "empty" / "readme.txt", "hi").parent)
+
+
+def test_recbole_item_and_user_files(tmp_path):
+    write(
+        tmp_path / "ml.item",
+        "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\t"
+        "score:float\n"
+        "1\tToy Story\t1995\tAnimation Children's Comedy\t4.5\n"
+        "2\tNo Genre\t\t\t\n",
+    )
+    write(tmp_path / "ml.user", "user_id:token\tage:token\tgender:token\n7\t24\tM\n")
+    tables = load_recbole(tmp_path)
+    check_contract(tables)
+    items = tables.items.to_pylist()
+    assert json.loads(items[0]["attributes"]) == {
+        "genres": ["Animation", "Children's", "Comedy"], "year": 1995, "score": 4.5
+    }  # fmt: skip
+    assert items[1]["category"] is None
+    assert json.loads(items[1]["attributes"]) == {"genres": [], "year": None, "score": None}
+    assert json.loads(tables.users.to_pylist()[0]["attributes"]) == {"age": "24", "gender": "M"}
+    assert tables.events is None
+
+
+def test_ml100k_original_files(tmp_path):
+    genres = ["0"] * 19
+    genres[3] = genres[5] = "1"  # Animation, Comedy
+    item_line = "|".join(["1", "Toy Story (1995)", "01-Jan-1995", "", "http://imdb/x", *genres])
+    bad_flags = "|".join(["2", "Bad (1995)", "01-Jan-1995", "", "", *(["2"] * 19)])
+    accented = "|".join(["3", "Cité des enfants perdus, La (1995)", "", "", "", *(["0"] * 19)])
+    write(tmp_path / "u.item", f"{item_line}\n{bad_flags}\n{accented}\n", encoding="latin-1")
+    write(
+        tmp_path / "u.data",
+        "196\t242\t3\t881250949\n"
+        "x\t302\t3\t891717742\n"  # row 2: user id not an integer
+        "186\t302\t5\t891717742\n"
+        "186\t302\t5\n",  # row 4: too few fields
+    )
+    write(tmp_path / "u.user", "1|24|M|technician|85711\n2|53|F|other\n")
+    tables = load_ml100k(tmp_path)
+    check_contract(tables)
+    by_file = sorted(
+        (Path(r["source_file"]).name, r["source_row"], r["field"] or "")
+        for r in tables.rejected.to_pylist()
+    )
+    assert by_file == [
+        ("u.data", 2, "user_id"), ("u.data", 4, ""), ("u.item", 2, "g0"), ("u.user", 2, "")
+    ]  # fmt: skip
+    assert counts(tables.events) == {"click": 2, "add_to_cart": 1}
+    items = tables.items.to_pylist()
+    assert [i["item_id"] for i in items] == ["1", "3"]
+    assert items[0]["title"] == "Toy Story" and items[0]["category"] == "Animation"
+    assert json.loads(items[0]["attributes"]) == {
+        "genres": ["Animation", "Comedy"], "year": 1995, "release_date": "01-Jan-1995",
+        "imdb_url": "http://imdb/x",
+    }  # fmt: skip
+    assert items[1]["title"] == "Cité des enfants perdus, La"
+    assert json.loads(tables.users.to_pylist()[0]["attributes"])["occupation"] == "technician"
+    # one file alone reads only that file
+    assert load_ml100k(tmp_path / "u.item").events is None
+
+
+def test_ml1m_dat_files(tmp_path):
+    write(
+        tmp_path / "ratings.dat",
+        "1::1193::5::978300760\n1::661::3::978302109\n1::661::3\n1::x::3::978302109\n",
+    )
+    write(
+        tmp_path / "movies.dat",
+        "1::Toy Story (1995)::Animation|Children's|Comedy\n2::Broken\n",
+        encoding="latin-1",
+    )
+    write(tmp_path / "users.dat", "1::F::1::10::48067\n")
+    tables = load_ml1m(tmp_path)
+    check_contract(tables)
+    assert sorted(rejected_rows(tables)) == [(2, None), (3, None), (4, "item_id")]
+    assert counts(tables.events) == {"click": 2, "add_to_cart": 1}
+    item = tables.items.to_pylist()[0]
+    assert item["title"] == "Toy Story" and item["category"] == "Animation"
+    assert json.loads(item["attributes"])["year"] == 1995
+    assert json.loads(tables.users.to_pylist()[0]["attributes"]) == {
+        "gender": "F", "age": "1", "occupation": "10", "zip_code": "48067"
+    }  # fmt: skip
+
+
+def test_same_rating_gets_the_same_event_id_from_every_movielens_layout(tmp_path):
+    recbole = write(
+        tmp_path / "a.inter",
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n5\t9\t4\t881250949\n",
+    )
+    udata = write(tmp_path / "u.data", "5\t9\t4\t881250949\n")
+    dat = write(tmp_path / "ratings.dat", "5::9::4::881250949\n")
+    ids = [
+        load(p).events.column("event_id").to_pylist()
+        for load, p in ((load_recbole, recbole), (load_ml100k, udata), (load_ml1m, dat))
+    ]
+    assert ids[0] == ids[1] == ids[2] and len(ids[0]) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# fixtures: Criteo
+
+
+def criteo_line(label: str = "1", dense: str = "1", cat: str = "ab") -> str:
+    return "\t".join([label, *([dense] * 13), *([cat] * 26)])
+
+
+def test_criteo_fixture_rejects_and_read_criteo_is_strict(tmp_path):
+    good = criteo_line()
+    empties = "\t".join(["0", *([""] * 13), *([""] * 26)])
+    short = "\t".join(["0", "1"])
+    bad_label = criteo_line(label="2")
+    bad_dense = criteo_line(dense="1.5")
+    path = write(tmp_path / "day.tsv", "\n".join([good, empties, short, bad_label, bad_dense]))
+    tables = load_criteo(path)
+    check_contract(tables)
+    assert rejected_rows(tables) == [(3, None), (4, "label"), (5, "I1")]
+    assert tables.rejected.column("reason").to_pylist()[1] == "expected one of 0, 1, got '2'"
+    events = tables.events.to_pylist()
+    assert [(e["event_type"], e[SOURCE_ROW]) for e in events] == [
+        ("impression", 1), ("click", 1), ("impression", 2)
+    ]  # fmt: skip
+    assert events[0]["request_id"] == events[1]["request_id"] == "day:1"
+    assert events[0]["item_id"] == "ct-i-ab" and events[2]["item_id"] == "ct-i-none"
+    assert events[2]["user_id"] == "ct-u-none" and events[0]["user_id"].startswith("ct-u-")
+    assert events[2]["ts"] - events[0]["ts"] == dt.timedelta(seconds=1)
+    with pytest.raises(DataFileError, match=r"day\.tsv: line 3: expected 40 fields"):
+        read_criteo(path)
+    write(path, f"{good}\n{bad_dense}\n")
+    with pytest.raises(DataFileError, match=r"line 2: field I1: expected an integer or empty"):
+        read_criteo(path)
+
+
+def test_criteo_same_position_in_two_files_does_not_collide(tmp_path):
+    a = load_criteo(write(tmp_path / "a.tsv", criteo_line(dense="1") + "\n"))
+    b = load_criteo(write(tmp_path / "b.tsv", criteo_line(dense="2") + "\n"))
+    assert set(a.events.column("event_id").to_pylist()).isdisjoint(
+        b.events.column("event_id").to_pylist()
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# fixtures: DIGINETICA, YooChoose, Taobao
+
+
+def test_diginetica_fixture(tmp_path):
+    path = write(
+        tmp_path / "views.csv",
+        "session_id;user_id;item_id;timeframe;eventdate\n"
+        "1;NA;81766;526309;2016-05-09\n"
+        "2;4711;31331;0;2016-05-10\n"
+        "3;NA;31331;10;2016-02-30\n"  # row 3: no such date
+        "4;NA;x;10;2016-02-03\n"  # row 4: item id not an integer
+        "5;NA;1;10\n",  # row 5: too few fields
+    )
+    tables = load_diginetica(path)
+    check_contract(tables)
+    assert rejected_rows(tables) == [(3, "eventdate"), (4, "item_id"), (5, None)]
+    events = tables.events.to_pylist()
+    assert [e["user_id"] for e in events] == ["dg-1", "4711"]
+    assert events[1]["ts"] == dt.datetime(2016, 5, 10, tzinfo=UTC)
+    with pytest.raises(DataFileError, match="expected 'session_id;user_id;item_id;timeframe"):
+        load_diginetica(write(tmp_path / "bad.csv", "a;b;c\n1;2;3\n"))
+
+
+def test_yoochoose_session_rec_tsv(tmp_path):
+    path = write(
+        tmp_path / "train.tsv",
+        "SessionId\tItemId\tTime\n1\t214536502\t1396839069.277\n1\t214536500\t1396839100\n"
+        "2\tabc\t1396839100\n",
+    )
+    tables = load_yoochoose(path)
+    check_contract(tables)
+    assert rejected_rows(tables) == [(3, "ItemId")]
+    events = tables.events.to_pylist()
+    assert [e["user_id"] for e in events] == ["yc-1", "yc-1"]
+    assert events[0]["ts"] == dt.datetime(2014, 4, 7, 2, 51, 9, 277000, tzinfo=UTC)
+
+
+def test_yoochoose_raw_clicks_and_buys(tmp_path):
+    clicks = write(
+        tmp_path / "yoochoose-clicks.dat",
+        "1,2014-04-07T10:51:09.277Z,214536502,0\n"
+        "1,2014-04-07T10:54:09.868Z,214536502,3\n"
+        "2,2014-04-07T13:56:37.614Z,214662742,2053518720\n"
+        "2,2014-04-31T13:56:37.614Z,214662742,0\n"  # row 4: no April 31st
+        "3,2014-04-07T13:56:37Z,214825110,S\n",
+    )
+    tables = load_yoochoose(clicks)
+    check_contract(tables)
+    assert rejected_rows(tables) == [(4, "timestamp")]
+    assert "ISO-8601" in tables.rejected.column("reason")[0].as_py()
+    events = tables.events.to_pylist()
+    assert counts(tables.events) == {"click": 4}
+    assert events[0]["ts"] == dt.datetime(2014, 4, 7, 10, 51, 9, 277000, tzinfo=UTC)
+    items = {i["item_id"]: (i["category"], i["brand"]) for i in tables.items.to_pylist()}
+    assert items == {
+        "214536502": ("3", None), "214662742": (None, "2053518720"), "214825110": (None, None)
+    }  # fmt: skip
+    buys = write(
+        tmp_path / "yoochoose-buys.dat",
+        "420374,2014-04-06T18:44:58.314Z,214537888,12462,1\n"
+        "420374,2014-04-06T18:44:58.325Z,214537850,0,0\n"
+        "420375,2014-04-06T18:44:58.325Z,214537850,cheap,1\n",
+    )
+    tables = load_yoochoose(buys)
+    assert rejected_rows(tables) == [(3, "price")]
+    assert [e["price"] for e in tables.events.to_pylist()] == [12462.0, None]
+    assert counts(tables.events) == {"booking": 2}
+    with pytest.raises(DataFileError, match="neither a session-rec header"):
+        load_yoochoose(write(tmp_path / "odd.txt", "a;b\n"))
+
+
+def test_taobao_fixture_with_header_and_bad_lines(tmp_path):
+    path = write(
+        tmp_path / "ub.csv",
+        "user_id,item_id,category_id,behavior,timestamp\n"
+        "1,2268318,2520377,pv,1511544070\n"
+        "1,2268318,2520377,fav,1511544071\n"
+        "1,2268318,2520377,like,1511544072\n"  # row 3: unknown behavior
+        "1,2268318,2520377,buy\n"  # row 4: too few fields
+        "u1,2268318,2520377,buy,1511544073\n"  # row 5: user id not an integer
+        "2,42,7,cart,1511544074\n",
+    )
+    tables = load_taobao(path)
+    check_contract(tables)
+    assert rejected_rows(tables) == [(3, "behavior"), (4, None), (5, "user_id")]
+    assert tables.events.column("event_type").to_pylist() == ["click", "add_to_cart",
+                                                              "add_to_cart"]  # fmt: skip
+    assert tables.events.column(SOURCE_ROW).to_pylist() == [1, 2, 6]
+    assert tables.items.column("item_id").to_pylist() == ["2268318", "42"]
+
+
+def test_true_repeats_keep_distinct_ids_and_rereads_are_identical(tmp_path):
+    path = write(tmp_path / "ub.csv", "1,2,3,pv,1511544070\n" * 3)
+    first = load_taobao(path).events.column("event_id").to_pylist()
+    assert len(set(first)) == 3
+    assert load_taobao(path).events.column("event_id").to_pylist() == first
+
+
+def test_unreadable_file_is_a_data_file_error(tmp_path):
+    directory = tmp_path / "dir.csv"
+    directory.mkdir()
+    with pytest.raises(DataFileError, match="is a directory"):
+        load_taobao(directory)
+    with pytest.raises(DataFileError, match="cannot read"):
+        load_taobao(write(tmp_path / "broken.csv.gz", "not gzip"))
+
+
+# ---------------------------------------------------------------------------------------------
+# property tests
+
+ids = st.integers(min_value=0, max_value=10**12)
+taobao_rows = st.lists(
+    st.tuples(ids, ids, ids, st.sampled_from(["pv", "cart", "fav", "buy"]),
+              st.integers(min_value=0, max_value=4_000_000_000)),  # fmt: skip
+    min_size=1,
+    max_size=40,
+)
+EVENT_OF = {"pv": "click", "cart": "add_to_cart", "fav": "add_to_cart", "buy": "booking"}
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=taobao_rows)
+def test_taobao_rows_round_trip_and_ids_are_idempotent(rows):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write(Path(tmp) / "ub.csv", "".join(f"{u},{i},{c},{b},{t}\n"
+                                                   for u, i, c, b, t in rows))  # fmt: skip
+        tables = load_taobao(path)
+        again = load_taobao(path)
+    events = tables.events.to_pylist()
+    assert tables.rejected.num_rows == 0
+    assert [
+        (e["user_id"], e["item_id"], e["event_type"], e["ts"], e[SOURCE_ROW]) for e in events
+    ] == [
+        (str(u), str(i), EVENT_OF[b], dt.datetime.fromtimestamp(t, UTC), n)
+        for n, (u, i, _, b, t) in enumerate(rows, start=1)
+    ]
+    assert again.events.column("event_id").to_pylist() == [e["event_id"] for e in events]
+    assert len({e["event_id"] for e in events}) == len(events)
+
+
+dense_value = st.one_of(st.just(""), st.integers(min_value=-(2**20), max_value=2**20).map(str))
+cat_value = st.one_of(st.just(""), st.text("0123456789abcdef", min_size=8, max_size=8))
+criteo_rows = st.lists(
+    st.tuples(st.sampled_from(["0", "1"]), st.lists(dense_value, min_size=13, max_size=13),
+              st.lists(cat_value, min_size=26, max_size=26)),  # fmt: skip
+    min_size=1,
+    max_size=20,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=criteo_rows)
+def test_read_criteo_round_trips_random_rows(rows):
+    text = "".join("\t".join([lab, *den, *cat]) + "\n" for lab, den, cat in rows)
+    with tempfile.TemporaryDirectory() as tmp:
+        frame = read_criteo(write(Path(tmp) / "c.tsv", text))
+    assert frame.labels.tolist() == [int(lab) for lab, _, _ in rows]
+    expected = np.array([[float(v) if v else np.nan for v in den] for _, den, _ in rows],
+                        dtype=np.float32)  # fmt: skip
+    np.testing.assert_array_equal(frame.dense, expected)
+    assert frame.categorical.tolist() == [cat for _, _, cat in rows]
+
+
+times = st.datetimes(
+    min_value=dt.datetime(1971, 1, 1), max_value=dt.datetime(2100, 1, 1), timezones=st.just(UTC)
+).map(lambda t: t.replace(microsecond=t.microsecond // 1000 * 1000))
+
+
+@settings(max_examples=60, deadline=None)
+@given(moments=st.lists(times, min_size=1, max_size=20), with_ms=st.booleans())
+def test_iso_times_parse_to_the_exact_millisecond(moments, with_ms):
+    text = [
+        m.strftime("%Y-%m-%dT%H:%M:%S") + (f".{m.microsecond // 1000:03d}Z" if with_ms else "Z")
+        for m in moments
+    ]
+    got = iso_ms(pa.array(text, pa.string())).to_pylist()
+    epoch = dt.datetime(1970, 1, 1, tzinfo=UTC)
+    one_ms = dt.timedelta(milliseconds=1)
+    want = [(m if with_ms else m.replace(microsecond=0)) - epoch for m in moments]
+    assert got == [w // one_ms for w in want]
