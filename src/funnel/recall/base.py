@@ -40,6 +40,9 @@ class Candidates:
                 f"and {len(self.scores)}"
             )
 
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
     @classmethod
     def empty(cls) -> Candidates:
         return cls(np.empty(0, dtype=object), np.empty(0, dtype=np.float32))
