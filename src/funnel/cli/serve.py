@@ -1,0 +1,45 @@
+"""``funnel serve``: the FastAPI app under uvicorn."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from funnel.cli._app import WorkspaceOpt, app, console, user_errors
+from funnel.workspace import DEFAULT_WORKSPACE, Workspace
+
+
+@app.command()
+def serve(
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes (use a Redis state with > 1).", min=1)] = 1,
+    state: Annotated[str, typer.Option(help="Online state store: memory:// or redis://host:port/db.")] = "memory://",
+    admin_token: Annotated[str | None, typer.Option(help="Bearer token for /admin/reload (or FUNNEL_ADMIN_TOKEN).", envvar="FUNNEL_ADMIN_TOKEN")] = None,
+    watch: Annotated[float, typer.Option(help="Poll artifacts/current every N seconds and reload (0 = off).")] = 0.0,
+) -> None:
+    """Serve search, recommendations, suggestions and the web page over HTTP.
+
+    Open http://HOST:PORT/ for the page, /docs for the API.
+
+    Example: funnel serve --workspace shop --port 8000 --admin-token "$(openssl rand -hex 16)"
+    """
+    import uvicorn
+
+    with user_errors():
+        ws = Workspace.open(workspace)
+        ws.artifacts.require_current()
+    if workers > 1 and state.startswith("memory"):
+        console.print("[yellow]warning:[/] memory:// state is per worker; use --state redis://… "
+                      "so every worker sees the same session")
+    os.environ["FUNNEL_WORKSPACE"] = str(ws.root.resolve())
+    os.environ["FUNNEL_STATE_URL"] = state
+    os.environ["FUNNEL_WATCH_ARTIFACTS_S"] = str(watch)
+    if admin_token:
+        os.environ["FUNNEL_ADMIN_TOKEN"] = admin_token
+    console.print(f"serving {ws.artifacts.require_current().name} at [bold]http://{host}:{port}/[/]")
+    uvicorn.run("funnel.serve.app:create_app", factory=True, host=host, port=port,
+                workers=workers, log_level="warning")

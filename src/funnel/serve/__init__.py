@@ -1,0 +1,1 @@
+"""Serving: the funnel over HTTP, online session state, hot reload, the web page."""

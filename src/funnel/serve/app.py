@@ -1,0 +1,127 @@
+"""The FastAPI app factory: settings in, a thin typed HTTP layer over the engine out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from funnel.exceptions import FunnelError
+from funnel.serve.holder import EngineHolder
+from funnel.serve.metrics import Metrics
+from funnel.serve.routes import events, health, search, suggest
+from funnel.serve.settings import Settings, get_settings
+from funnel.serve.spool import EventSpool
+from funnel.serve.state import open_state
+from funnel.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+def _validation_detail(err: RequestValidationError) -> str:
+    parts = []
+    for e in err.errors()[:5]:
+        where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
+        parts.append(f"{where}: {e.get('msg', 'invalid')}" if where else e.get("msg", "invalid"))
+    return "; ".join(parts) or "invalid request"
+
+
+async def _watch(app: FastAPI, every_s: float) -> None:
+    holder: EngineHolder = app.state.holder
+    while True:
+        await asyncio.sleep(every_s)
+        if holder.changed():
+            try:
+                await run_in_threadpool(holder.reload)
+            except Exception as err:  # keep serving the old version
+                log.warning("artifact watch: reload failed: %s", err)
+
+
+async def _flush_spool(app: FastAPI, every_s: float) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        await run_in_threadpool(app.state.spool.flush_to_store, app.state.workspace)
+
+
+def create_app(settings: Settings | None = None, *, load_on_start: bool = True,
+               flush_every_s: float = 10.0) -> FastAPI:
+    """Build the app; models load once at start-up (lifespan) and handlers only read them."""
+    settings = settings or get_settings()
+    workspace = Workspace.open(settings.workspace)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if load_on_start:
+            try:
+                await run_in_threadpool(app.state.holder.reload)
+            except FunnelError as err:
+                log.warning("starting without a model: %s", err)
+        tasks = []
+        if settings.watch_artifacts_s > 0:
+            tasks.append(asyncio.create_task(_watch(app, settings.watch_artifacts_s)))
+        if flush_every_s > 0:
+            tasks.append(asyncio.create_task(_flush_spool(app, flush_every_s)))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            app.state.spool.close()
+
+    app = FastAPI(
+        title="funnel", version="0.1.0", lifespan=lifespan,
+        description="Search and recommendation for marketplaces: recall -> rank -> re-rank.",
+    )
+    app.state.settings = settings
+    app.state.workspace = workspace
+    app.state.metrics = Metrics()
+    app.state.state = open_state(settings.state_url, max_actions=settings.state_max_actions,
+                                 ttl_s=settings.state_ttl_s, max_users=settings.state_max_users)
+    app.state.spool = EventSpool(workspace.root / "spool")
+    app.state.holder = EngineHolder(workspace.root, recall_k=settings.recall_k,
+                                    rank_k=settings.rank_k)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(_: Request, err: RequestValidationError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": _validation_detail(err)})
+
+    @app.exception_handler(FunnelError)
+    async def on_domain_error(_: Request, err: FunnelError) -> JSONResponse:
+        return JSONResponse(status_code=400, content={"detail": str(err)})
+
+    @app.middleware("http")
+    async def limits_and_metrics(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > settings.max_body_bytes):
+            return JSONResponse(
+                status_code=413,
+                content={"detail": f"request body larger than {settings.max_body_bytes} bytes"},
+            )
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        ms = (time.perf_counter() - started) * 1000.0
+        labels = {"route": path, "method": request.method, "status": str(response.status_code)}
+        app.state.metrics.inc("funnel_requests_total", labels, 1, "HTTP requests")
+        app.state.metrics.observe_ms("funnel_request_latency_ms", ms,
+                                     {"route": path, "method": request.method},
+                                     "HTTP request latency in milliseconds")
+        response.headers["X-Funnel-Time-Ms"] = f"{ms:.2f}"
+        return response
+
+    for module in (search, suggest, events, health):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,50 @@
+"""Dependencies handlers declare (STYLE P13): settings, the current engine, state, metrics."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, HTTPException, Request
+
+from funnel.serve.engine import Engine
+from funnel.serve.settings import Settings
+from funnel.serve.state import StateStore
+
+
+def get_app_settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def get_engine(request: Request) -> Engine:
+    try:
+        return request.app.state.holder.engine  # type: ignore[no-any-return]
+    except Exception as err:  # no artifact yet, or it failed to load
+        raise HTTPException(status_code=503, detail=f"no model loaded: {err}") from None
+
+
+def get_state(request: Request) -> StateStore:
+    return request.app.state.state  # type: ignore[no-any-return]
+
+
+def get_services(request: Request) -> Any:
+    return request.app.state
+
+
+def require_admin(
+    settings: Annotated[Settings, Depends(get_app_settings)],
+    authorization: Annotated[str | None, Header()] = None,
+) -> None:
+    if not settings.admin_token:
+        raise HTTPException(status_code=403, detail="admin endpoints are disabled: set FUNNEL_ADMIN_TOKEN")
+    if authorization != f"Bearer {settings.admin_token}":
+        raise HTTPException(
+            status_code=401, detail="missing or wrong bearer token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+StateDep = Annotated[StateStore, Depends(get_state)]
+ServicesDep = Annotated[Any, Depends(get_services)]
+AdminDep = Annotated[None, Depends(require_admin)]

@@ -1,0 +1,282 @@
+"""The funnel orchestrator: recall (~1000) -> rank (~500) -> re-rank (k), from one artifact.
+
+An :class:`Engine` is immutable once loaded: requests only read it, and a reload builds a new
+engine and swaps a reference, so in-flight requests finish on the version they started with.
+It knows nothing of HTTP; the server knows nothing of how the models were trained.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from funnel.exceptions import ArtifactError, FunnelError
+from funnel.features.personalization import RecentActions
+from funnel.recall.base import RecallRequest
+from funnel.serve.catalog import Catalog
+from funnel.serve.scoring import RankStage, load_rank_stage
+from funnel.vectors import VectorTable, load_vectors
+
+log = logging.getLogger(__name__)
+
+
+class UnknownItemError(FunnelError, KeyError):
+    def __init__(self, item_id: str) -> None:
+        super().__init__(f"unknown item {item_id!r}")
+        self.item_id = item_id
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass
+class StageResult:
+    item_ids: list[str]
+    scores: list[float]
+    kinds: list[str]
+    timings_ms: dict[str, float]
+    debug: list[dict[str, Any]] | None = None
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+
+
+def _ms(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000.0, 3)
+
+
+@dataclass
+class Engine:
+    """Every loaded stage of one artifact version."""
+
+    version: str
+    path: Path
+    catalog: Catalog
+    recall: Any  # funnel.recall.build.RecallBundle
+    rank: RankStage | None
+    rerank: Any  # funnel.rerank.pipeline.RerankPipeline
+    suggest: Any | None  # funnel.suggest.model.QuerySuggester
+    item_vectors: VectorTable | None
+    recall_k: int = 1000
+    rank_k: int = 500
+
+    @classmethod
+    def load(cls, artifact_dir: Path, *, recall_k: int = 1000, rank_k: int = 500) -> Engine:
+        """Load every component of ``artifact_dir``; raises ArtifactError naming what is missing."""
+        from funnel.recall.build import load_recall
+        from funnel.rerank.pipeline import RerankConfig, RerankPipeline
+
+        artifact_dir = Path(artifact_dir).resolve()
+        catalog = Catalog.load(artifact_dir)
+        recall = load_recall(artifact_dir)
+        vectors = None
+        if (artifact_dir / "embeddings" / "item_vectors.npy").exists():
+            vectors = load_vectors(artifact_dir / "embeddings", "item")
+        rank = load_rank_stage(artifact_dir, vectors)
+        rerank_dir = artifact_dir / "rerank"
+        if (rerank_dir / "config.json").exists():
+            rerank = RerankPipeline.load(rerank_dir, vectors=vectors)
+        else:
+            rerank = RerankPipeline(RerankConfig())
+        suggest = None
+        if (artifact_dir / "suggest").exists():
+            from funnel.suggest.build import load_suggest
+
+            suggest = load_suggest(artifact_dir)
+        engine = cls(
+            version=artifact_dir.name, path=artifact_dir, catalog=catalog, recall=recall,
+            rank=rank, rerank=rerank, suggest=suggest, item_vectors=vectors,
+            recall_k=recall_k, rank_k=rank_k,
+        )
+        engine.warm_up()
+        return engine
+
+    def warm_up(self) -> None:
+        """Run each path once so JIT compilation and lazy loads happen before traffic does."""
+        state = RecentActions()
+        some = self.catalog.ids[:3].tolist()
+        self.run(query="", user_id=None, market=None, filters={}, k=10, state=state)
+        self.run(query=str(self.catalog.columns["title"][0] or "x"), user_id=None, market=None,
+                 filters={}, k=10, state=RecentActions(clicks=tuple(some)))
+        if self.suggest is not None:
+            self.suggest.complete("a", 5)
+
+    def close(self) -> None:
+        self.recall.merger.close()
+
+    # -- the funnel --------------------------------------------------------------------
+    def _rerank_features(self, ids: list[str]) -> Any:
+        from funnel.rerank.base import ItemFeatures
+
+        attrs = self.catalog.attributes(ids)
+        vectors = None
+        if self.item_vectors is not None:
+            index = self._vector_rows
+            rows = [index.get(i, -1) for i in ids]
+            if all(r >= 0 for r in rows):
+                vectors = self.item_vectors.vectors[rows]
+        return ItemFeatures(
+            vectors=vectors,
+            attributes={
+                "brand": list(attrs["brand"]),
+                "category": list(attrs["category"]),
+            },
+        )
+
+    @property
+    def _vector_rows(self) -> dict[str, int]:
+        cached = self.__dict__.get("_vector_rows_cache")
+        if cached is None and self.item_vectors is not None:
+            cached = self.item_vectors.index()
+            self.__dict__["_vector_rows_cache"] = cached
+        return cached or {}
+
+    def run(
+        self,
+        *,
+        query: str,
+        user_id: str | None,
+        market: str | None,
+        filters: dict[str, str],
+        k: int,
+        state: RecentActions,
+        debug: bool = False,
+    ) -> StageResult:
+        """Recall -> rank -> re-rank for one request."""
+        timings: dict[str, float] = {}
+        t_all = time.perf_counter()
+
+        t0 = time.perf_counter()
+        request = RecallRequest(
+            user_id=user_id, query=query or None, market=market,
+            recent_items=tuple(state.clicks[-5:]), filters=dict(filters), k=self.recall_k,
+        )
+        merged = self.recall.merger.recall(request)
+        ids = [str(i) for i in merged.item_ids.tolist()]
+        provenance = merged.provenance
+        keep = self._admissible(ids, market, filters)
+        ids = [ids[i] for i in keep]
+        provenance = [provenance[i] for i in keep]
+        fused = merged.scores[keep] if len(keep) else np.empty(0, np.float32)
+        timings["recall"] = _ms(t0)
+        for name, ms in merged.timings_ms.items():
+            timings[f"recall.{name}"] = round(ms, 3)
+
+        t0 = time.perf_counter()
+        ids, provenance, fused = ids[: self.rank_k], provenance[: self.rank_k], fused[: self.rank_k]
+        features: dict[str, np.ndarray] = {}
+        if self.rank is not None and ids:
+            scores, features = self.rank.score(ids, query=query, market=market, state=state)
+        else:
+            scores = np.asarray(fused, dtype=np.float64)
+        timings["rank"] = _ms(t0)
+
+        t0 = time.perf_counter()
+        order = np.argsort(-scores, kind="stable")
+        ranked = [ids[i] for i in order]
+        ranked_scores = scores[order]
+        sponsored_ids, ecpm = self._sponsored(ranked, ranked_scores)
+        result = self.rerank.rerank(
+            ranked, ranked_scores, k=min(k, len(ranked)) if ranked else 1,
+            features=self._rerank_features(ranked),
+            sponsored_ids=sponsored_ids, sponsored_ecpm=ecpm,
+        ) if ranked else None
+        timings["rerank"] = _ms(t0)
+        timings["total"] = _ms(t_all)
+        if result is None:
+            return StageResult([], [], [], timings, [] if debug else None)
+        dbg = None
+        if debug:
+            pos = {item: i for i, item in enumerate(ids)}
+            dbg = []
+            for item, kind, score in zip(result.item_ids, result.kinds, result.scores,
+                                         strict=True):
+                i = pos.get(item)
+                entry: dict[str, Any] = {"kind": kind, "final_score": round(float(score), 6)}
+                if i is not None:
+                    entry["recall_sources"] = {s: round(v, 4) for s, v in provenance[i].items()}
+                    entry["recall_score"] = round(float(fused[i]), 6)
+                    entry["rank_score"] = round(float(scores[i]), 6)
+                    entry["features"] = {
+                        name: _plain(col[i]) for name, col in features.items()
+                    }
+                dbg.append(entry)
+        return StageResult(result.item_ids, result.scores, result.kinds, timings, dbg)
+
+    def _admissible(self, ids: list[str], market: str | None, filters: dict[str, str]) -> list[int]:
+        attrs = self.catalog.attributes(ids) if (market or filters) else {}
+        keep = []
+        for i, item in enumerate(ids):
+            if item not in self.catalog:
+                continue
+            if market and attrs["market"][i] != market:
+                continue
+            if any(name in attrs and attrs[name][i] != value for name, value in filters.items()):
+                continue
+            keep.append(i)
+        return keep
+
+    def _sponsored(self, ids: list[str], pctr: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """Candidates that carry a bid, with eCPM = pCTR x bid (x1000)."""
+        if not ids:
+            return [], np.empty(0)
+        bids = self.catalog.attributes(ids)["bid"]
+        has = np.array([b is not None and not (isinstance(b, float) and np.isnan(b)) and b > 0
+                        for b in bids])
+        if not has.any():
+            return [], np.empty(0)
+        rows = np.flatnonzero(has)
+        return [ids[r] for r in rows], pctr[rows] * np.array([float(bids[r]) for r in rows]) * 1000
+
+    def similar(self, item_id: str, k: int) -> StageResult:
+        if item_id not in self.catalog:
+            raise UnknownItemError(item_id)
+        t0 = time.perf_counter()
+        sources = self.recall.sources
+        ids: list[str] = []
+        scores: list[float] = []
+        if "vector" in sources and item_id in self._vector_rows:
+            vec = sources["vector"]
+            found = vec.index.search(vec.vectors.vectors[self._vector_rows[item_id]], k + 1)
+            ids, scores = _pairs(found)
+        if not ids and "covisit" in sources:
+            cands = sources["covisit"].candidates(RecallRequest(recent_items=(item_id,), k=k + 1))
+            ids, scores = [str(i) for i in cands.item_ids], [float(s) for s in cands.scores]
+        pairs = [(i, s) for i, s in zip(ids, scores, strict=True) if i != item_id][:k]
+        return StageResult([p[0] for p in pairs], [p[1] for p in pairs],
+                           ["organic"] * len(pairs), {"similar": _ms(t0)})
+
+
+def _pairs(found: Any) -> tuple[list[str], list[float]]:
+    """(ids, scores) of a 1-D vector-index SearchResult, without its empty slots."""
+    ids = np.asarray(found.ids).reshape(-1).tolist()
+    scores = np.asarray(found.scores, dtype=float).reshape(-1).tolist()
+    pairs = [(str(i), s) for i, s in zip(ids, scores, strict=True) if i is not None]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return round(value, 5)
+    if isinstance(value, list | tuple | np.ndarray):
+        return [str(v) for v in list(value)[:5]]
+    return value
+
+
+def require_artifact(workspace_root: Path) -> Path:
+    from funnel.artifacts import ArtifactStore
+
+    store = ArtifactStore(workspace_root / "artifacts")
+    current = store.current()
+    if current is None:
+        raise ArtifactError(
+            f"{workspace_root}: nothing to serve yet; run 'funnel build --workspace "
+            f"{workspace_root}' first"
+        )
+    return current

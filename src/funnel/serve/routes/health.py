@@ -1,0 +1,48 @@
+"""GET /health, GET /metrics, GET /meta, POST /admin/reload, GET / (the web page)."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import HTMLResponse, PlainTextResponse
+from starlette.concurrency import run_in_threadpool
+
+from funnel.serve.deps import AdminDep, EngineDep, ServicesDep
+from funnel.serve.schemas import ErrorBody, HealthResponse, ReloadResponse
+
+router = APIRouter(tags=["ops"])
+
+
+@router.get("/health", response_model=HealthResponse)
+def health(engine: EngineDep) -> HealthResponse:
+    return HealthResponse(status="ok", version=engine.version, items=len(engine.catalog))
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+def metrics(services: ServicesDep) -> PlainTextResponse:
+    return PlainTextResponse(services.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+@router.get("/meta")
+def meta(engine: EngineDep) -> dict[str, object]:
+    """What the web page needs to offer: markets and a few users with history."""
+    return {"version": engine.version, "markets": engine.catalog.markets,
+            "users": engine.catalog.demo_users}
+
+
+@router.post("/admin/reload", response_model=ReloadResponse,
+             responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody},
+                        503: {"model": ErrorBody}})
+async def reload(_: AdminDep, services: ServicesDep) -> ReloadResponse:
+    try:
+        version, previous = await run_in_threadpool(services.holder.reload)
+    except Exception as err:
+        raise HTTPException(503, detail=f"reload failed, still serving the old version: {err}") from None
+    return ReloadResponse(version=version, previous=previous)
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+def page() -> HTMLResponse:
+    html = resources.files("funnel.serve").joinpath("static/index.html").read_text("utf-8")
+    return HTMLResponse(html)

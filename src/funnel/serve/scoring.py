@@ -1,0 +1,34 @@
+"""The rank stage as the server calls it: candidate ids + request context -> scores + features.
+
+Serving features come from the same functions as training features (``funnel.features``):
+item and user counters from the snapshot written with the model, personalization features from
+the live session state through :func:`funnel.features.personalization.personalization_features`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from funnel.features.personalization import RecentActions
+from funnel.vectors import VectorTable
+
+
+class RankStage(Protocol):
+    def score(
+        self, item_ids: list[str], *, query: str, market: str | None, state: RecentActions
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(pCTR per candidate, the raw feature columns used), rows aligned with ``item_ids``."""
+        ...
+
+
+def load_rank_stage(artifact_dir: Path, vectors: VectorTable | None) -> RankStage | None:
+    """The artifact's rank stage, or None when it was built without one."""
+    if not (artifact_dir / "rank").exists():
+        return None
+    from funnel.rank.serving import load_serving_ranker
+
+    stage: Any = load_serving_ranker(artifact_dir)
+    return stage  # type: ignore[no-any-return]

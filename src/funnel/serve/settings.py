@@ -1,0 +1,49 @@
+"""Server settings from the environment (``FUNNEL_*``), validated once, injected as a dependency."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_TOKENS = frozenset({"", "changeme", "change-me", "secret", "token", "admin"})
+
+
+class Settings(BaseSettings):
+    """Everything the server reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="FUNNEL_", extra="forbid")
+
+    workspace: Path = Path("funnel-workspace")
+    admin_token: str | None = Field(
+        default=None, description="Bearer token for /admin/*; admin endpoints are off without one."
+    )
+    state_url: str = Field(default="memory://", description="memory:// or redis://host:port/db")
+    state_max_actions: int = Field(default=50, ge=1, le=1000)
+    state_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
+    state_max_users: int = Field(default=200_000, ge=1)
+    max_k: int = Field(default=200, ge=1)
+    max_query_chars: int = Field(default=200, ge=1)
+    max_events_per_request: int = Field(default=1000, ge=1)
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    recall_k: int = Field(default=1000, ge=1)
+    rank_k: int = Field(default=500, ge=1)
+    watch_artifacts_s: float = Field(
+        default=0.0, ge=0.0, description="Poll artifacts/current every N seconds (0 = off)."
+    )
+
+    @field_validator("admin_token")
+    @classmethod
+    def _no_placeholder(cls, value: str | None) -> str | None:
+        if value is not None and value.strip().lower() in PLACEHOLDER_TOKENS:
+            raise ValueError(
+                "FUNNEL_ADMIN_TOKEN is a placeholder; set a real secret (e.g. `openssl rand -hex 16`)"
+            )
+        return value
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
