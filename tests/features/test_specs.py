@@ -143,3 +143,11 @@ def test_errors_name_what_was_wrong() -> None:
         FeatureSet([NumericSpec("x")]).fit({"x": np.array(["a"], dtype=object)})
     with pytest.raises(TypeError, match="mapping of columns"):
         FeatureSet([VocabSpec("a")]).fit([1, 2])
+
+
+def test_trailing_nul_is_not_dropped_found_by_hypothesis() -> None:
+    """numpy 'U' arrays strip trailing NULs, so "\\x00" and "" collided; we use object arrays."""
+    buckets, _ = hash_bucket(np.array(["\x00", ""], dtype=object), 20)
+    assert buckets.tolist() == [signed_hash("\x00", 20)[0], signed_hash("", 20)[0]]
+    fs = FeatureSet([VocabSpec("c")]).fit({"c": np.array(["a\x00", "a"], dtype=object)})
+    assert fs.transform({"c": np.array(["a\x00", "a"], dtype=object)}).idx[:, 0].tolist() == [1, 2]

@@ -25,7 +25,9 @@ def hash_bucket(values: np.ndarray, bits: int, seed: int = 0) -> tuple[np.ndarra
     arr = np.asarray(values, dtype=object)
     if arr.size == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-    uniq, inverse = np.unique(arr.astype(str), return_inverse=True)
+    # object dtype, not numpy 'U': fixed-width unicode silently drops trailing NUL characters
+    arr = np.array([v if isinstance(v, str) else str(v) for v in arr.ravel()], dtype=object)
+    uniq, inverse = np.unique(arr, return_inverse=True)
     table = [signed_hash(str(v), bits, seed) for v in uniq]
     buckets = np.fromiter((b for b, _ in table), dtype=np.int64, count=len(table))
     signs = np.fromiter((s for _, s in table), dtype=np.float32, count=len(table))

@@ -195,7 +195,7 @@ class VocabSpec:
 
     def fit(self, columns: Mapping[str, np.ndarray]) -> dict[str, Any]:
         values = _as_str(_column(columns, self.sources[0], self.name))
-        uniq, counts = np.unique(values[values != MISSING].astype(str), return_counts=True)
+        uniq, counts = np.unique(values[values != MISSING], return_counts=True)
         pairs = zip(uniq.tolist(), counts.tolist(), strict=True)
         order = sorted(pairs, key=lambda t: (-t[1], t[0]))
         vocab = [v for v, c in order if c >= self.min_count]
@@ -211,7 +211,7 @@ class VocabSpec:
         lookup = state.get("_lookup")
         if lookup is None:
             lookup = {v: i + 1 for i, v in enumerate(state["vocab"])}
-        uniq, inverse = np.unique(values.astype(str), return_inverse=True)
+        uniq, inverse = np.unique(values, return_inverse=True)
         codes = np.fromiter((lookup.get(v, 0) for v in uniq), dtype=np.int64, count=len(uniq))
         return codes[inverse]
 
@@ -281,9 +281,9 @@ class CrossSpec(HashSpec):
 
     def _values(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
         parts = [_as_str(_column(columns, c, self.name)) for c in self.columns]
-        out = parts[0].astype(str).astype(object)
+        out = parts[0]
         for p in parts[1:]:
-            out = out + "\x1f" + p.astype(str).astype(object)
+            out = out + "\x1f" + p
         return out
 
 

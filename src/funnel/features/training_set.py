@@ -55,6 +55,9 @@ ROWS_SQL = """
 WITH imp AS (
     SELECT event_id, ts, user_id, item_id, request_id, position, market, query, price
     FROM events WHERE event_type = 'impression' AND item_id IS NOT NULL
+), srch AS (
+    SELECT request_id, any_value(query) AS query
+    FROM events WHERE event_type = 'search' AND request_id IS NOT NULL GROUP BY request_id
 ), clk AS (
     SELECT user_id, item_id, request_id, ts FROM events WHERE event_type = 'click'
 ), bk AS (
@@ -99,7 +102,7 @@ SELECT i.event_id, i.ts, i.user_id, i.item_id, i.request_id,
        CAST(coalesce(i.position, 0) AS BIGINT) AS position,
        coalesce(i.market, it.market) AS market, it.category, it.brand,
        coalesce(i.price, it.price) AS price, it.bid,
-       (i.query IS NOT NULL) AS has_query,
+       coalesce(i.query, s.query, '') AS query,
        coalesce(p.item_imps_before, 0) AS item_imps_before,
        coalesce(p.item_clicks_before, 0) AS item_clicks_before,
        coalesce(p.item_bookings_before, 0) AS item_bookings_before,
@@ -111,6 +114,7 @@ SELECT i.event_id, i.ts, i.user_id, i.item_id, i.request_id,
        (b.event_id IS NOT NULL) AS booking
 FROM imp i
 LEFT JOIN items it USING (item_id)
+LEFT JOIN srch s ON s.request_id = i.request_id
 LEFT JOIN pit p USING (event_id)
 LEFT JOIN clicked c USING (event_id)
 LEFT JOIN booked b USING (event_id)
@@ -176,7 +180,7 @@ def build_training_set(
     """One row per impression with labels and point-in-time features, in time order.
 
     Columns: ids (event_id, ts, user_id, item_id, request_id, group_id), position, item
-    attributes (market, category, brand, price, bid), has_query, the ``*_before`` counters,
+    attributes (market, category, brand, price, bid), the request query, the ``*_before`` counters,
     ``item_ctr_before`` (smoothed), ``recent_clicks`` (list, most recent last), the six
     ``emb_*_sim`` features when ``vectors`` is given, and labels ``click`` / ``booking``.
     Negative rows are kept with probability ``config.negative_rate`` (recorded in the schema
@@ -197,6 +201,7 @@ def build_training_set(
     prior = float(np.asarray(cols["click"]).mean()) if len(ids) else 0.0
     cols["item_ctr_before"] = pa.array((clicks + 10 * prior) / (imps + 10))
     cols["recent_clicks"] = pa.array(recent, type=pa.list_(pa.string()))
+    cols["n_recent_clicks"] = pa.array([len(r) for r in recent], type=pa.int64())
     if vectors is not None:
         for name in FEATURE_NAMES:
             cols[name] = pa.array(
