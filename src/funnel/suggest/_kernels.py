@@ -75,11 +75,11 @@ def _pool_add(pool_t, pool_s, count, t, s):  # type: ignore[no-untyped-def]
         pool_t[count] = t
         pool_s[count] = s
         return count + 1
-    jmin = 0
+    jmin = 0  # the worst entry: lowest score, then highest (lexicographically last) target
     for j in range(1, count):
-        if pool_s[j] < pool_s[jmin]:
+        if pool_s[j] < pool_s[jmin] or (pool_s[j] == pool_s[jmin] and pool_t[j] > pool_t[jmin]):
             jmin = j
-    if s > pool_s[jmin]:
+    if s > pool_s[jmin] or (s == pool_s[jmin] and t < pool_t[jmin]):
         pool_t[jmin] = t
         pool_s[jmin] = s
     return count
