@@ -51,8 +51,8 @@ def test_exact_index_hand_computed_cosine_and_ip():
     ids, x = ["a", "b", "c"], np.array([[1, 0], [3, 3], [0, 2]], np.float32)
     cos = ExactIndex().fit(ids, x).search([1.0, 0.2], k=3)
     assert cos.ids.tolist() == ["a", "b", "c"]
-    np.testing.assert_allclose(cos.scores, [1 / np.hypot(1, 0.2), 1.2 / np.hypot(1, 0.2) / np.sqrt(2),
-                                            0.2 / np.hypot(1, 0.2)], rtol=1e-5)
+    qn = np.hypot(1, 0.2)
+    np.testing.assert_allclose(cos.scores, [1 / qn, 1.2 / qn / np.sqrt(2), 0.2 / qn], rtol=1e-5)
     ip = ExactIndex(metric="ip").fit(ids, x).search([1.0, 0.2], k=2)
     assert ip.ids.tolist() == ["b", "a"]
     np.testing.assert_allclose(ip.scores, [3.6, 1.0], rtol=1e-6)
@@ -79,7 +79,8 @@ def test_batch_equals_single_queries(clusters):
 def test_add_and_remove_incrementally(clusters):
     ids, x, attrs, q = clusters
     half = len(ids) // 2
-    ann = VectorIndex(kind="hnsw").fit(ids[:half], x[:half], {k: v[:half] for k, v in attrs.items()})
+    first = {k: v[:half] for k, v in attrs.items()}
+    ann = VectorIndex(kind="hnsw").fit(ids[:half], x[:half], first)
     ann.add(ids[half:], x[half:], {k: v[half:] for k, v in attrs.items()})
     exact = ExactIndex().fit(ids, x, attrs)
     assert len(ann) == len(ids)

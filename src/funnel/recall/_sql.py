@@ -9,7 +9,9 @@ import duckdb
 import pyarrow as pa
 
 
-def run(sql: str, tables: Mapping[str, pa.Table], params: Mapping[str, Any] | None = None) -> pa.Table:
+def run(
+    sql: str, tables: Mapping[str, pa.Table], params: Mapping[str, Any] | None = None
+) -> pa.Table:
     """``sql`` over ``tables`` registered by name, on a private single-thread connection."""
     con = duckdb.connect()
     try:

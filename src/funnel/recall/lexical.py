@@ -203,7 +203,9 @@ class LexicalIndex:
             raise ArtifactError(f"{cfg_path}: missing; not a saved LexicalIndex")
         cfg = json.loads(cfg_path.read_text())
         if cfg.get("format") != FORMAT:
-            raise ArtifactError(f"{cfg_path}: expected format {FORMAT!r}; got {cfg.get('format')!r}")
+            raise ArtifactError(
+                f"{cfg_path}: expected format {FORMAT!r}; got {cfg.get('format')!r}"
+            )
         obj = cls(**cfg["params"])
         obj.index_ = tantivy.Index.open(str(path / "tantivy"))
         obj.ids_ = np.array(json.loads((path / "ids.json").read_text()), dtype=object)

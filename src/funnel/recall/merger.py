@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from funnel.recall.base import CandidateSource, Candidates, RecallRequest
+from funnel.recall.base import Candidates, CandidateSource, RecallRequest
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class Merger:
         futures: dict[str, Future[tuple[Candidates, float]]] = {}
         for source in self.sources:
             quota = (self.quotas or {}).get(source.name, self.default_quota)
-            sub = replace(request, k=max(1, min(quota, request.k)))
+            sub = replace(request, k=max(1, quota))  # full quota: fusion needs depth
             futures[source.name] = pool.submit(self._timed, source, sub)
         results: dict[str, Candidates] = {}
         timings: dict[str, float] = {}

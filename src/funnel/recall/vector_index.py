@@ -281,7 +281,10 @@ class ExactIndex(_Catalog):
         return self
 
     def add(
-        self, ids: Sequence[str], vectors: Any, attributes: Mapping[str, Sequence[str]] | None = None
+        self,
+        ids: Sequence[str],
+        vectors: Any,
+        attributes: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         """Append items; an id that already exists is replaced."""
         check_is_fitted(self, "vectors_")
@@ -476,7 +479,9 @@ class VectorIndex(_Catalog):
                 self._add_to_partition(value, rows, x[rows], fresh=True)
         return self
 
-    def _add_to_partition(self, value: str, rows: np.ndarray, x: np.ndarray, *, fresh: bool) -> None:
+    def _add_to_partition(
+        self, value: str, rows: np.ndarray, x: np.ndarray, *, fresh: bool
+    ) -> None:
         if fresh or value not in self.partitions_:
             kind = self.kind_ if self.kind_ != "ivfpq" or len(rows) >= 1000 else "hnsw"
             if self.kind == "auto":
@@ -489,7 +494,10 @@ class VectorIndex(_Catalog):
         self.part_rows_[value] = np.concatenate([self.part_rows_[value], rows])
 
     def add(
-        self, ids: Sequence[str], vectors: Any, attributes: Mapping[str, Sequence[str]] | None = None
+        self,
+        ids: Sequence[str],
+        vectors: Any,
+        attributes: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         """Add items without a rebuild; an id that already exists is replaced."""
         check_is_fitted(self, "index_")
