@@ -213,12 +213,18 @@ def _chunk_tables(
 def iter_event_chunks(
     config: MarketplaceConfig, world: World | None = None
 ) -> Iterator[tuple[pa.Table, pa.Table, ChunkEvents]]:
-    """Yield (events, truth, raw chunk) per chunk of users, stopping at ``config.n_events``."""
+    """Yield (events, truth, raw chunk) per chunk of users, stopping at ``config.n_events``.
+
+    The raw chunk carries what the contract tables leave out, aligned with the event rows:
+    ``chunk.session`` is the TRUE (generated) session number of each event, a ground truth for
+    testing sessionization; ``imp_p``/``imp_clicked`` are per impression.
+    """
     w = build_world(config) if world is None else world
     plan = plan_sessions(config, w)
     names = {"users": user_ids(len(w.user_home)), "items": item_ids(len(w.item_market))}
     done = 0
     requests = 0
+    sessions = 0
     for k, (a, b) in enumerate(plan.chunks):
         remaining = config.n_events - done
         if remaining <= 0:
@@ -228,8 +234,10 @@ def iter_event_chunks(
         if len(chunk.ts) == 0:
             break
         events, truth = _chunk_tables(w, chunk, done, requests, names)
+        chunk.session = chunk.session + sessions
         done += len(chunk.ts)
         requests += chunk.n_searches
+        sessions += chunk.n_sessions
         yield events, truth, chunk
 
 

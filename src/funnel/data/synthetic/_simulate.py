@@ -20,23 +20,27 @@ HOUR_MS = 3_600_000
 MAX_RESULTS = 20
 POOL_MAX = 1024
 SCORE_BUDGET = 2_000_000  # score-matrix cells per ranking batch (bounds memory)
-EVENTS_PER_SESSION = 38.0  # measured mean, used to plan how many sessions make n_events
+PILOT_USERS = 400
+PILOT = 2**40  # chunk key of the pilot run (real chunks count from 0)
+PLAN_MARGIN = 1.08  # plan a few more sessions than the pilot suggests; the surplus is cut
 
 # Index of each event type in funnel.data.schema.EVENT_TYPES.
 IMPRESSION, CLICK, CART, BOOKING, SEARCH = 0, 1, 2, 3, 4
 
 # True click model: p_click = exam(position) * sigmoid(attractiveness logit).
 EXAM_POWER = 0.75
-ATTR_BIAS = -2.6
-ATTR_AFFINITY = 4.0
+# The latent part splits in two: the search's category centre (knowable from the query) and the
+# user's personal direction plus the session's drift (knowable only from the user's behaviour).
+ATTR_BIAS = -2.7
+ATTR_CATEGORY = 2.5
+ATTR_PERSONAL = 3.0
 ATTR_QUALITY = 0.6
-ATTR_CATEGORY = 0.8
 ATTR_BRAND = 0.7
 ATTR_PRICE = 0.9
 QUALITY_CAP = 1.5  # quality saturates, so the CTR does not drift with catalogue size
 # Booking model: each click j has propensity b_j = sigmoid(BOOK_BIAS + BOOK_SLOPE * logit_j).
-BOOK_BIAS = -4.0
-BOOK_SLOPE = 1.0
+BOOK_BIAS = -3.4
+BOOK_SLOPE = 1.5
 
 
 @dataclass
@@ -48,9 +52,17 @@ class Plan:
 
 
 def plan_sessions(config: MarketplaceConfig, world: World) -> Plan:
-    """Allocate sessions to users (heavy-tailed activity) and cut users into chunks."""
+    """Allocate sessions to users (heavy-tailed activity) and cut users into chunks.
+
+    A pilot of one session for up to ``PILOT_USERS`` users (its own random stream) measures the
+    mean events per session of this config, so the plan produces close to ``n_events``.
+    """
     rng = stream(config, "plan")
-    n_sessions = int(np.ceil(config.n_events / EVENTS_PER_SESSION * 1.1)) + 1
+    n_users = len(world.user_home)
+    pilot_users = np.sort(rng.choice(n_users, size=min(n_users, PILOT_USERS), replace=False))
+    pilot = simulate_chunk(config, world, pilot_users, np.ones(len(pilot_users), np.int64), PILOT)
+    per_session = max(len(pilot.ts) / len(pilot_users), 1.0)
+    n_sessions = int(np.ceil(config.n_events / per_session * PLAN_MARGIN)) + 2
     act = np.minimum(world.user_activity, 12.0)
     sessions = rng.multinomial(n_sessions, act / act.sum())
     cum = np.cumsum(sessions)
@@ -180,8 +192,10 @@ class ChunkEvents:
     intent_cat: np.ndarray  # -1 = null
     intent_brand: np.ndarray
     intent_market: np.ndarray
+    session: np.ndarray  # chunk-local true session index of each event
     queries: list[str]
     n_searches: int
+    n_sessions: int
     imp_p: np.ndarray  # p_click of each impression (for the summary)
     imp_clicked: np.ndarray
 
@@ -213,7 +227,12 @@ def simulate_chunk(
     anchor = anchor[np.lexsort((anchor, slot))]
     ret = (s_rank > 0) & (rng.random(n_s) < config.return_session_prob)
     prev = np.maximum(np.arange(n_s) - 1, 0)
-    avail = np.where(ret, anchor[prev], anchor)  # a bound on the start, for item availability
+    # A return session starts right after the previous one, so its start is only bounded below by
+    # the anchor of the last regular session; items created later must not be shown in it.
+    big = np.int64(1) << np.int64(42)
+    offset = slot.astype(np.int64) * big
+    avail = np.maximum.accumulate(np.where(ret, -(np.int64(1) << np.int64(40)), anchor) + offset)
+    avail -= offset
 
     # --- intent: target market, category, brand, latent vector -------------------------------
     home = world.user_home[s_user]
@@ -243,8 +262,7 @@ def simulate_chunk(
     pick = (rng.random(n_q) * world.cat_brand_count[q_cat]).astype(np.int64)
     q_brand = np.where(add_brand, world.cat_brands[q_cat, pick], q_brand)
     q_market = s_market[q_sess]
-    q_vec = world.centres[q_cat] + world.user_idio[q_user] + s_noise[q_sess]
-    q_vec /= np.linalg.norm(q_vec, axis=1, keepdims=True)
+    q_personal = world.user_idio[q_user] + s_noise[q_sess]
 
     has_market = rng.random(n_q) < 0.85
     has_cat = rng.random(n_q) < np.where(q_step > 0, 0.9, 0.75)
@@ -291,13 +309,15 @@ def simulate_chunk(
     imp_item = results[imp_q, imp_col]
     imp_pos = (imp_col + 1).astype(np.int64)
     imp_user = q_user[imp_q]
-    affinity = np.einsum("ij,ij->i", q_vec[imp_q], world.item_vec[imp_item])
+    i_vec = world.item_vec[imp_item]
+    cat_aff = np.einsum("ij,ij->i", world.centres[q_cat[imp_q]], i_vec)
+    personal = np.einsum("ij,ij->i", q_personal[imp_q], i_vec)
     overprice = np.maximum(world.item_log_price[imp_item] - world.user_budget[imp_user], 0.0)
     logit = (
         ATTR_BIAS
-        + ATTR_AFFINITY * affinity
+        + ATTR_CATEGORY * cat_aff
+        + ATTR_PERSONAL * personal
         + ATTR_QUALITY * np.minimum(world.item_logq[imp_item], QUALITY_CAP)
-        + ATTR_CATEGORY * (world.item_cat[imp_item] == q_cat[imp_q])
         + ATTR_BRAND * ((world.item_brand[imp_item] == q_brand[imp_q]) & (q_brand[imp_q] >= 0))
         - ATTR_PRICE * world.user_sens[imp_user] * overprice
     )
@@ -366,10 +386,8 @@ def simulate_chunk(
     )
     step = np.where(s_rank > 0, dur[prev] + gap, 0)
     chain = _exclusive_cumsum(step, slot) + step  # inclusive cumulative offset per user
-    big = np.int64(1) << np.int64(42)
     wish = np.where(ret, -(np.int64(1) << np.int64(40)), anchor)
-    v = wish - chain + slot.astype(np.int64) * big
-    s_start = np.maximum.accumulate(v) - slot.astype(np.int64) * big + chain
+    s_start = np.maximum.accumulate(wish - chain + offset) - offset + chain
     base = config.start_ms + s_start
 
     # --- assemble events ---------------------------------------------------------------------
@@ -469,8 +487,10 @@ def simulate_chunk(
         intent_cat=cols["cat"],
         intent_brand=cols["brand"],
         intent_market=cols["market"],
+        session=cols["sess"],
         queries=queries,
         n_searches=n_q,
+        n_sessions=kept_sessions,
         imp_p=p_click,
         imp_clicked=clicked,
     )

@@ -18,6 +18,9 @@ BASE_LOG_PRICE = float(np.log(110.0))
 CHINESE_MARKETS = frozenset(
     {"shanghai", "beijing", "hongkong", "taipei", "hangzhou", "chengdu", "xian", "sanya", "lijiang"}
 )
+BRAND_SCALE = 0.5  # norm of a brand's offset from its category centre
+ITEM_NOISE = 0.7  # norm of an item's own offset
+IDIO_SCALE = 1.3  # norm of a user's personal direction (what only personalization can learn)
 _STREAMS = {
     "markets": 1,
     "brands": 2,
@@ -137,7 +140,7 @@ def build_world(config: MarketplaceConfig) -> World:
     b_names, ties = _brands(config, cat_weight)
     n_brand = len(b_names)
     centres = _normalize(rng.normal(size=(n_cat, dim)))
-    brand_off = rng.normal(scale=0.5 / np.sqrt(dim), size=(n_brand, dim))
+    brand_off = rng.normal(scale=BRAND_SCALE / np.sqrt(dim), size=(n_brand, dim))
     brand_price = rng.normal(scale=0.25, size=n_brand)
     brand_size = rng.lognormal(0.0, 1.0, size=n_brand)
     market_price = rng.normal(scale=0.3, size=config.n_markets)
@@ -160,7 +163,7 @@ def build_world(config: MarketplaceConfig) -> World:
         bs = cat_brands[c, : counts[c]]
         p = brand_size[bs] / brand_size[bs].sum()
         item_brand[idx] = bs[rng.choice(len(bs), size=len(idx), p=p)]
-    noise = rng.normal(scale=0.6 / np.sqrt(dim), size=(n, dim))
+    noise = rng.normal(scale=ITEM_NOISE / np.sqrt(dim), size=(n, dim))
     item_vec = _normalize(centres[item_cat] + brand_off[item_brand] + noise)
     item_logq = np.log1p(rng.pareto(1.5, size=n))
     cat_price = np.array([c[2] for c in cats])
@@ -190,7 +193,7 @@ def build_world(config: MarketplaceConfig) -> World:
     zh = rng.random(n_users) < np.where(chinese_home, 0.85, config.zh_user_fraction)
     device = rng.choice(3, size=n_users, p=[0.6, 0.3, 0.1])
     taste = rng.dirichlet(np.maximum(3.0 * cat_weight, 1e-3), size=n_users)
-    idio = rng.normal(scale=0.9 / np.sqrt(dim), size=(n_users, dim))
+    idio = rng.normal(scale=IDIO_SCALE / np.sqrt(dim), size=(n_users, dim))
     sens = rng.lognormal(0.0, 0.5, size=n_users)
     budget = BASE_LOG_PRICE + taste @ cat_price + rng.normal(scale=0.4, size=n_users)
     activity = rng.lognormal(0.0, 1.0, size=n_users)
