@@ -71,7 +71,10 @@ def test_build_commit_load_and_merge(workspace):
     assert set(out.timings_ms) == set(bundle.sources)
     assert len(out) > 20 and len(set(out.item_ids.tolist())) == len(out)
     found_by = {name for prov in out.provenance for name in prov}
-    assert found_by == set(bundle.sources)
+    assert found_by >= {"vector", "lexical", "covisit", "popularity"}
+    known_query = next(iter(bundle.sources["query_items"].lists_.keys))
+    with_query = bundle.merger.recall(RecallRequest(query=known_query, k=50))
+    assert any("query_items" in prov for prov in with_query.provenance)
     # vector candidates respect the market filter (per-market partitions)
     market_of = dict(zip(items.column("item_id").to_pylist(), items.column("market").to_pylist(),
                          strict=True))
