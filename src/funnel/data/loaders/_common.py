@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 
 from funnel.data.loaders.base import REJECTED_SCHEMA, SOURCE_FILE, SOURCE_ROW, SourceTables
 from funnel.data.schema import SCHEMAS, TIMESTAMP
@@ -39,10 +40,7 @@ def read_text(path: Path, *, encoding: str = "utf-8") -> str:
     ``encoding="utf-8"`` falls back to latin-1 for files that are not valid UTF-8 (old GroupLens
     files are latin-1), because latin-1 decodes any byte and the ids we need are ASCII anyway.
     """
-    if not path.exists():
-        raise DataFileError(str(path), "no such file")
-    if path.is_dir():
-        raise DataFileError(str(path), "is a directory, expected a file")
+    _check_file(path)
     try:
         data = path.read_bytes()
         if path.suffix == ".gz":
@@ -72,26 +70,81 @@ class Lines:
 def read_lines(
     path: Path, *, header: bool, encoding: str = "utf-8"
 ) -> tuple[str | None, Lines]:
-    """Split ``path`` into (header line or None, data lines); blank lines are skipped."""
-    raw = read_text(path, encoding=encoding).split("\n")
-    if raw and raw[-1] == "":
-        raw.pop()
+    """Split ``path`` into (header line or None, data lines); blank lines are skipped.
+
+    Lines come from Arrow's CSV reader set up as a one-column, no-quote reader (C++, no Python
+    string per line). Files it cannot take that way (not UTF-8, or holding the ASCII record
+    separator it uses as a delimiter) fall back to decoding in Python.
+    """
+    _check_file(path)
+    try:
+        column = _arrow_lines(path, encoding)
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        raw = read_text(path, encoding=encoding).split("\n")
+        if raw and raw[-1] == "":
+            raw.pop()
+        column = pa.array(raw, type=pa.string())
+    except OSError as err:
+        raise DataFileError(str(path), f"cannot read: {err}") from None
     head: str | None = None
     if header:
-        if not raw:
+        if len(column) == 0:
             raise DataFileError(str(path), "is empty, expected a header line")
-        head = raw.pop(0)
-    text = pa.array(raw, type=pa.string())
-    rows = pa.array(np.arange(1, len(raw) + 1, dtype=np.int64))
-    keep = pc.not_equal(text, "")
-    return head, Lines(path, text.filter(keep), rows.filter(keep))
+        head = column[0].as_py()
+        column = column.slice(1)
+    rows = pa.array(np.arange(1, len(column) + 1, dtype=np.int64))
+    keep = pc.not_equal(column, "")
+    return head, Lines(path, column.filter(keep), rows.filter(keep))
+
+
+_RECORD_SEPARATOR = "\x1e"
+
+
+def _arrow_lines(path: Path, encoding: str) -> pa.Array:
+    table = pa_csv.read_csv(
+        path,
+        read_options=pa_csv.ReadOptions(
+            column_names=["line"],
+            encoding="utf8" if encoding == "utf-8" else encoding,
+            use_threads=False,
+            block_size=1 << 24,
+        ),
+        parse_options=pa_csv.ParseOptions(
+            delimiter=_RECORD_SEPARATOR,
+            quote_char=False,
+            escape_char=False,
+            newlines_in_values=False,
+            ignore_empty_lines=False,
+        ),
+        convert_options=pa_csv.ConvertOptions(
+            column_types={"line": pa.string()},
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+    return table.column("line").combine_chunks()
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise DataFileError(str(path), "no such file")
+    if path.is_dir():
+        raise DataFileError(str(path), "is a directory, expected a file")
 
 
 def first_line(path: Path) -> str:
-    """The first non-blank line of ``path`` (for format sniffing)."""
-    for line in read_text(path).split("\n"):
+    """The first non-blank line of ``path`` (for format sniffing; reads only the start)."""
+    _check_file(path)
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as fh:
+            start = fh.read(1 << 16)
+    except (OSError, EOFError) as err:
+        raise DataFileError(str(path), f"cannot read: {err}") from None
+    text = start.decode("utf-8", errors="replace").lstrip("\ufeff")
+    for line in text.split("\n"):
         if line.strip():
-            return line
+            return line.rstrip("\r")
     raise DataFileError(str(path), "is empty")
 
 
@@ -254,32 +307,52 @@ def json_objects(records: Iterable[Mapping[str, Any]]) -> pa.Array:
 
 def content_ids(
     family: str,
-    users: Sequence[Any],
-    items: Sequence[Any],
-    ts_ms: Sequence[int],
-    types: Sequence[str],
+    users: pa.Array,
+    items: pa.Array | None,
+    ts_ms: pa.Array,
+    event_type: str,
     *,
-    salt: Sequence[str] | None = None,
-) -> list[str]:
+    salt: pa.Array | None = None,
+) -> pa.Array:
     """Idempotent event ids for sources that have none.
 
-    ``blake2b(family|user|item|ts|type[|salt]|k)`` where ``k`` counts earlier events with the
-    same key in the same call, so true repeats in a file stay distinct while a re-read of the
-    same file gives the same ids. ``family`` names the dataset, not the file layout, so the same
-    rating read from RecBole atomic files or from the original ``u.data`` gets the same id.
-    ``salt`` adds per-event content when the other fields are not distinctive (Criteo).
+    ``blake2b(family|user|item|ts|type[|salt]|k)`` (16-byte hex) where ``k`` counts earlier
+    events with the same key in the same call, so true repeats in a file stay distinct while a
+    re-read of the same file gives the same ids. ``family`` names the dataset, not the file
+    layout, so the same rating read from RecBole atomic files or from the original ``u.data``
+    gets the same id. ``salt`` adds per-event content when the other fields are not distinctive
+    (Criteo). Keys and ``k`` are built as columns; only the hashing is a Python loop.
     """
-    seen: dict[str, int] = {}
-    out: list[str] = []
+    n = len(users)
+    parts = [
+        pa.array([family] * n, pa.string()),
+        pc.cast(users, pa.string()),
+        pc.fill_null(pc.cast(items, pa.string()), "") if items is not None else [""] * n,
+        pc.cast(ts_ms, pa.string()),
+        pa.array([event_type] * n, pa.string()),
+    ]
+    if salt is not None:
+        parts.append(pc.cast(salt, pa.string()))
+    keys = pc.binary_join_element_wise(*[pa.array(p, pa.string()) for p in parts], "|")
+    occurrence = occurrence_index(keys)
+    full = pc.binary_join_element_wise(keys, pc.cast(pa.array(occurrence), pa.string()), "|")
     blake = hashlib.blake2b
-    salts = salt if salt is not None else [None] * len(users)
-    for user, item, ts, kind, extra in zip(users, items, ts_ms, types, salts, strict=True):
-        key = f"{family}|{user}|{'' if item is None else item}|{ts}|{kind}"
-        if extra is not None:
-            key = f"{key}|{extra}"
-        k = seen.get(key, 0)
-        seen[key] = k + 1
-        out.append(blake(f"{key}|{k}".encode(), digest_size=16).hexdigest())
+    return pa.array(
+        [blake(k.encode(), digest_size=16).hexdigest() for k in full.to_pylist()], pa.string()
+    )
+
+
+def occurrence_index(values: pa.Array) -> np.ndarray:
+    """For each position, how many earlier positions hold the same value (0 for the first)."""
+    codes = pc.dictionary_encode(values).indices.to_numpy(zero_copy_only=False)
+    n = len(codes)
+    order = np.argsort(codes, kind="stable")  # equal codes stay in file order
+    ranked = codes[order]
+    starts_here = np.ones(n, dtype=bool)
+    starts_here[1:] = ranked[1:] != ranked[:-1]
+    group_start = np.maximum.accumulate(np.where(starts_here, np.arange(n), 0))
+    out = np.empty(n, dtype=np.int64)
+    out[order] = np.arange(n) - group_start
     return out
 
 
@@ -321,12 +394,8 @@ def event_table(
     **extra: Any,
 ) -> pa.Table:
     """Contract events of one type, with content-hash ids (see :func:`content_ids`)."""
-    n = len(rows)
-    users = user_id.to_pylist()
-    items = item_id.to_pylist() if item_id is not None else [None] * n
-    ids = content_ids(family, users, items, ts_ms.to_pylist(), [event_type] * n)
     columns: dict[str, Any] = {
-        "event_id": pa.array(ids, pa.string()),
+        "event_id": content_ids(family, user_id, item_id, ts_ms, event_type),
         "ts": ms_to_ts(ts_ms),
         "user_id": user_id,
         "event_type": event_type,

@@ -159,19 +159,12 @@ def load_criteo(path: Path) -> SourceTables:
             return a if mask is None else a.filter(mask)
 
         users, items, ts = pick(user_id), pick(item_id), pick(ts_ms)
-        ids = content_ids(
-            FAMILY,
-            users.to_pylist(),
-            items.to_pylist(),
-            ts.to_pylist(),
-            [event_type] * len(users),
-            salt=pick(f.raw).to_pylist(),
-        )
+        ids = content_ids(FAMILY, users, items, ts, event_type, salt=pick(f.raw))
         parts.append(
             contract_table(
                 "events",
                 {
-                    "event_id": pa.array(ids, pa.string()),
+                    "event_id": ids,
                     "ts": ms_to_ts(ts),
                     "user_id": users,
                     "event_type": event_type,
