@@ -13,9 +13,10 @@ import numpy as np
 from funnel._checks import validate_params
 from funnel.rerank.base import ItemFeatures, Reranker, normalize_relevance, relevance_tail
 from funnel.rerank.dpp import _PARAMS as _DPP_PARAMS
+from funnel.rerank.dpp import FASTMATH
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
 def _mmr_lowrank(factor: np.ndarray, relevance: np.ndarray, lam: float, k: int) -> np.ndarray:
     n, dim = factor.shape
     k = min(k, n)
@@ -34,12 +35,14 @@ def _mmr_lowrank(factor: np.ndarray, relevance: np.ndarray, lam: float, k: int) 
                 j = i
         selected[t] = j
         picked[j] = True
+        fj = factor[j]
         for i in range(n):
             if picked[i]:
                 continue
+            fi = factor[i]
             dot = 0.0
             for a in range(dim):
-                dot += factor[j, a] * factor[i, a]
+                dot += fj[a] * fi[a]
             if t == 0 or dot > max_sim[i]:
                 max_sim[i] = dot
     return selected

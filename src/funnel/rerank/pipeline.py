@@ -154,6 +154,15 @@ class RerankPipeline:
                  catalog: ItemCatalog | None = None) -> None:
         self.config = config if config is not None else RerankConfig()
         self.catalog = catalog
+        self._parsed: tuple[Reranker, tuple[ScatterRule, ...], tuple[MerchRule, ...]] | None = (
+            None)
+
+    def _steps(self) -> tuple[Reranker, tuple[ScatterRule, ...], tuple[MerchRule, ...]]:
+        """The diversity step and parsed rules, built once (the config is frozen)."""
+        if self._parsed is None:
+            reranker = self.config.make_reranker().fit()
+            self._parsed = (reranker, self.config.scatter_rules(), self.config.merch_rules())
+        return self._parsed
 
     def rerank(self, item_ids: Sequence[str] | np.ndarray,
                scores: Sequence[float] | np.ndarray, *, k: int | None = None,
@@ -169,9 +178,10 @@ class RerankPipeline:
         feats = features if features is not None else self._features(ids)
         feats.check(n)
         timings: dict[str, float] = {}
+        reranker, scatter_rules, merch_rules = self._steps()
 
         t = time.perf_counter()
-        merch = apply_merch(ids.tolist(), s, feats.attributes, cfg.merch_rules())
+        merch = apply_merch(ids.tolist(), s, feats.attributes, merch_rules)
         timings["merch"] = _ms(t)
 
         t = time.perf_counter()
@@ -188,8 +198,6 @@ class RerankPipeline:
         t = time.perf_counter()
         eligible = np.flatnonzero(~merch.buried & ~dup & ~np.isin(np.arange(n),
                                                                    list(pinned_rows)))
-        reranker = cfg.make_reranker()
-        reranker.fit()
         sub = reranker.order(merch.scores[eligible], feats.take(eligible), k)
         buried = np.flatnonzero(merch.buried & ~dup)
         buried = buried[~np.isin(buried, list(pinned_rows))]
@@ -203,7 +211,7 @@ class RerankPipeline:
         fixed.update({p: sp_rows[item] for p, item in plan.placed.items()})
         all_scores = np.concatenate([merch.scores, np.full(len(sp_ids), merch.scores.min()
                                                            if n else 0.0)])
-        rows, report = scatter(order, values, cfg.scatter_rules(), k, fixed=fixed,
+        rows, report = scatter(order, values, scatter_rules, k, fixed=fixed,
                                scores=all_scores, on_violation=cfg.on_violation)
         timings["scatter"] = _ms(t)
 

@@ -96,9 +96,11 @@ def _value(values: Mapping[str, Sequence[str | None]], attr: str, row: int) -> s
 
 
 def _bad_windows(slots: list[int], pos: int, row: int, rule: ScatterRule,
-                 values: Mapping[str, Sequence[str | None]]) -> list[int]:
+                 col: list[str | None] | None) -> list[int]:
     """Starts of the windows containing ``pos`` over the limit if ``row`` goes at ``pos``."""
-    v = _value(values, rule.attribute, row)
+    if col is None:
+        return []
+    v = col[row]
     if v is None:
         return []
     size = len(slots)
@@ -107,13 +109,26 @@ def _bad_windows(slots: list[int], pos: int, row: int, rule: ScatterRule,
         end = min(size, start + rule.window)
         count = 1
         for p in range(start, end):
-            if p != pos and slots[p] >= 0 and _value(values, rule.attribute, slots[p]) == v:
+            r = slots[p]
+            if p != pos and r >= 0 and col[r] == v:
                 count += 1
         if count > rule.max_count:
             bad.append(start)
         if end == size:  # later windows are clipped copies of this one
             break
     return bad
+
+
+def _columns(values: Mapping[str, Sequence[str | None]], rules: Sequence[ScatterRule]
+             ) -> list[list[str | None] | None]:
+    """Each rule's attribute column as str-or-None (None when the attribute is absent)."""
+    cache: dict[str, list[str | None] | None] = {}
+    for rule in rules:
+        if rule.attribute not in cache:
+            col = values.get(rule.attribute)
+            cache[rule.attribute] = (None if col is None
+                                     else [None if v is None else str(v) for v in col])
+    return [cache[rule.attribute] for rule in rules]
 
 
 def scatter(order: Sequence[int] | np.ndarray, values: Mapping[str, Sequence[str | None]],
@@ -152,11 +167,13 @@ def scatter(order: Sequence[int] | np.ndarray, values: Mapping[str, Sequence[str
         slots[p] = r
     violations: list[ScatterViolation] = []
     seen: set[tuple[int, int, str]] = set()  # (rule, window start, value): report a window once
+    cols = _columns(values, rules)
+    checks = list(zip(rules, cols, strict=True))
 
     def record(pos: int, row: int, reason: str) -> None:
-        for r_i, rule in enumerate(rules):
-            value = str(_value(values, rule.attribute, row))
-            new = [w for w in _bad_windows(slots, pos, row, rule, values)
+        for r_i, (rule, col) in enumerate(checks):
+            value = str(None if col is None else col[row])
+            new = [w for w in _bad_windows(slots, pos, row, rule, col)
                    if (r_i, w, value) not in seen]
             seen.update((r_i, w, value) for w in new)
             if new:
@@ -174,7 +191,10 @@ def scatter(order: Sequence[int] | np.ndarray, values: Mapping[str, Sequence[str
         for qi in range(first_free, len(queue)):
             if taken[qi]:
                 continue
-            bad = sum(len(_bad_windows(slots, pos, queue[qi], rule, values)) for rule in rules)
+            row = queue[qi]
+            bad = 0
+            for rule, col in checks:
+                bad += len(_bad_windows(slots, pos, row, rule, col))
             if bad == 0:
                 best_q, best_bad = qi, 0
                 break

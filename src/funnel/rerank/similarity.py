@@ -19,15 +19,20 @@ import numpy as np
 from funnel.rerank.base import ItemFeatures
 
 SIMILARITIES = ("auto", "embedding", "attributes", "mixed")
+_HALF_SQRT = float(np.sqrt(0.5))
 
 
 def embedding_factor(vectors: np.ndarray) -> np.ndarray:
     """``B`` with ``B B^T = (1 + cos) / 2``; zero vectors count as orthogonal to all."""
-    v = np.asarray(vectors, dtype=np.float64)
-    norms = np.linalg.norm(v, axis=1, keepdims=True)
-    unit = v / np.maximum(norms, 1e-12)  # a zero row stays zero: similarity 1/2 to everything
-    ones = np.ones((v.shape[0], 1))
-    return np.hstack([unit, ones]) / np.sqrt(2.0)
+    v = np.asarray(vectors)
+    n, d = v.shape
+    out = np.empty((n, d + 1))
+    norms = np.sqrt(np.einsum("ij,ij->i", v, v, dtype=np.float64))
+    # a zero row stays zero: similarity 1/2 to everything
+    scale = _HALF_SQRT / np.maximum(norms, 1e-12)
+    np.multiply(v, scale[:, None], out=out[:, :d])
+    out[:, d] = _HALF_SQRT
+    return out
 
 
 def attribute_factor(attributes: dict[str, Sequence[str | None]] | None,
