@@ -587,3 +587,30 @@ def test_iso_times_parse_to_the_exact_millisecond(moments, with_ms):
     one_ms = dt.timedelta(milliseconds=1)
     want = [(m if with_ms else m.replace(microsecond=0)) - epoch for m in moments]
     assert got == [w // one_ms for w in want]
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+
+
+def test_cli_formats_and_peek(tmp_path):
+    from typer.testing import CliRunner
+
+    from funnel.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["formats", "--json"])
+    assert result.exit_code == 0, result.output
+    assert set(json.loads(result.stdout)) == set(LOADERS)
+    path = write(tmp_path / "ub.csv", "1,2,3,pv,1511544070\n1,2,3,buy\n2,5,3,buy,1511544071\n")
+    result = runner.invoke(app, ["peek", str(path), "--format", "taobao", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert {k: v for k, v in report.items() if k != "seconds"} == {
+        "events": 2, "events: booking": 1, "events: click": 1, "items": 2, "rejected": 1
+    }  # fmt: skip
+    result = runner.invoke(app, ["peek", str(path), "--format", "tabao"])
+    assert result.exit_code == 1
+    assert "unknown loader format 'tabao'" in " ".join(result.output.split())
+    result = runner.invoke(app, ["peek", str(tmp_path / "none.csv"), "--format", "taobao"])
+    assert result.exit_code == 1 and "none.csv: no such file" in " ".join(result.output.split())
