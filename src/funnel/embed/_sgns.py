@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-_MAX_EXP = 6.0
+_MAX_EXP = np.float32(6.0)
 _LCG_MUL = np.uint64(25214903917)
 _LCG_ADD = np.uint64(11)
 
@@ -43,19 +43,20 @@ def _pair(
     mkt_lo: int,
     mkt_hi: int,
     n_mkt_neg: int,
-    lr: float,
+    lr: np.float32,
     neu1e: np.ndarray,
     state: np.uint64,
 ) -> np.uint64:
     """One positive pair plus its negatives; returns the advanced random state."""
     dim = w_in.shape[1]
+    one = np.float32(1.0)
     for j in range(dim):
         neu1e[j] = 0.0
     total = 1 + n_neg + (n_mkt_neg if mkt_hi > mkt_lo else 0)
     for k in range(total):
         if k == 0:
             target = context
-            label = 1.0
+            label = one
         else:
             state = state * _LCG_MUL + _LCG_ADD
             r = np.int64(state >> np.uint64(16))
@@ -65,16 +66,17 @@ def _pair(
                 target = mkt_table[mkt_lo + r % (mkt_hi - mkt_lo)]
             if target == context:
                 continue
-            label = 0.0
-        f = 0.0
+            label = np.float32(0.0)
+        # float32 throughout so LLVM vectorizes the two loops over dim
+        f = np.float32(0.0)
         for j in range(dim):
             f += w_in[centre, j] * w_out[target, j]
         if f > _MAX_EXP:
-            g = (label - 1.0) * lr
+            g = (label - one) * lr
         elif f < -_MAX_EXP:
             g = label * lr
         else:
-            g = (label - 1.0 / (1.0 + np.exp(-f))) * lr
+            g = (label - one / (one + np.exp(-f))) * lr
         for j in range(dim):
             neu1e[j] += g * w_out[target, j]
             w_out[target, j] += g * w_in[centre, j]
@@ -125,7 +127,7 @@ def train_epoch(
             ) + np.uint64(s)
             state = _splitmix(key)
             progress = (float(epoch) * float(n_tokens) + float(offsets[s])) / denom
-            lr = lr_start - (lr_start - lr_end) * progress
+            lr = np.float32(lr_start - (lr_start - lr_end) * progress)
             n = 0
             for i in range(offsets[s], offsets[s + 1]):
                 w = tokens[i]

@@ -335,6 +335,9 @@ class QueryEmbeddings(_SessionEmbeddings):
 
     Query ids are normalized text (lower case, single spaces); ``vector`` and ``most_similar``
     normalize their argument the same way. Market negatives and booked context do not apply.
+    Subsampling is off by default: query sequences are short and dominated by head queries, so
+    word2vec's ``sample=1e-3`` drops most pairs (measured: neighbour category share 0.15 with
+    it vs 1.0 without on the simulator's 20-query log).
     """
 
     _column = "queries"
@@ -352,7 +355,7 @@ class QueryEmbeddings(_SessionEmbeddings):
         epochs: int = 10,
         learning_rate: float = 0.025,
         min_learning_rate: float = 0.0001,
-        sample: float = 0.001,
+        sample: float = 0.0,
         min_count: int = 1,
         min_dwell_ms: int = 0,
         min_session_length: int = 2,
