@@ -547,6 +547,67 @@ def test_taobao_rows_round_trip_and_ids_are_idempotent(rows):
     assert len({e["event_id"] for e in events}) == len(events)
 
 
+def _recbole(rows):
+    head = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+    return "x.inter", head + "".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in rows)
+
+
+def _diginetica(rows):
+    # one session per row, all on 2016-01-01; timeframe carries the time of day in ms
+    head = "session_id;user_id;item_id;timeframe;eventdate\n"
+    return "v.csv", head + "".join(f"{u};NA;{i};{t % 86_400_000};2016-01-01\n"
+                                   for u, i, _, t in rows)  # fmt: skip
+
+
+LAYOUTS = {
+    "movielens": (_recbole, lambda u, i, t: (str(u), str(i), t * 1000)),
+    "ml-100k": (lambda rows: ("u.data", "".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in rows)),
+                lambda u, i, t: (str(u), str(i), t * 1000)),
+    "ml-1m": (lambda rows: ("ratings.dat", "".join(f"{u}::{i}::{r}::{t}\n" for u, i, r, t in rows)),
+              lambda u, i, t: (str(u), str(i), t * 1000)),
+    "diginetica": (_diginetica,
+                   lambda u, i, t: (f"dg-{u}", str(i), 1451606400000 + t % 86_400_000)),
+    "yoochoose": (lambda rows: ("s.tsv", "SessionId\tItemId\tTime\n"
+                                + "".join(f"{u}\t{i}\t{t}\n" for u, i, _, t in rows)),
+                  lambda u, i, t: (f"yc-{u}", str(i), t * 1000)),
+}  # fmt: skip
+
+rating_rows = st.lists(
+    st.tuples(ids, ids, st.integers(min_value=1, max_value=5),
+              st.integers(min_value=0, max_value=4_000_000_000)),  # fmt: skip
+    min_size=1,
+    max_size=30,
+)
+
+
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
+@settings(max_examples=25, deadline=None)
+@given(rows=rating_rows)
+def test_click_layouts_round_trip_and_ids_are_idempotent(name, rows):
+    render, expect = LAYOUTS[name]
+    filename, text = render(rows)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write(Path(tmp) / filename, text)
+        tables = get_loader(name)(path)
+        again = get_loader(name)(path)
+    assert tables.rejected.num_rows == 0
+    clicks = tables.events.filter(pc.equal(tables.events.column("event_type"), "click"))
+    epoch = dt.datetime(1970, 1, 1, tzinfo=UTC)
+    got = [
+        (e["user_id"], e["item_id"], (e["ts"] - epoch) // dt.timedelta(milliseconds=1),
+         e[SOURCE_ROW])
+        for e in clicks.to_pylist()
+    ]  # fmt: skip
+    assert got == [(*expect(u, i, t), n) for n, (u, i, _, t) in enumerate(rows, start=1)]
+    if name.startswith(("movielens", "ml-")):
+        liked = [n for n, (_, _, r, _) in enumerate(rows, start=1) if r >= 4]
+        positives = tables.events.filter(pc.equal(tables.events.column("event_type"),
+                                                  "add_to_cart"))  # fmt: skip
+        assert positives.column(SOURCE_ROW).to_pylist() == liked
+    assert again.events.column("event_id").equals(tables.events.column("event_id"))
+    assert len(pc.unique(tables.events.column("event_id"))) == tables.events.num_rows
+
+
 dense_value = st.one_of(st.just(""), st.integers(min_value=-(2**20), max_value=2**20).map(str))
 cat_value = st.one_of(st.just(""), st.text("0123456789abcdef", min_size=8, max_size=8))
 criteo_rows = st.lists(
