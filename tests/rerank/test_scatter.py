@@ -98,6 +98,7 @@ def scatter_cases(draw: st.DrawFn):
         zip(positions, fixed_rows, strict=True))
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(scatter_cases())
 def test_rules_hold_on_every_output_or_are_reported(case) -> None:
