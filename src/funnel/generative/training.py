@@ -44,22 +44,29 @@ def diffusion_loss(
     return loss
 
 
-def flow_loss(*, t_max: float = 1.0, paired: bool = False) -> Loss:
+def flow_loss(
+    *, t_max: float = 1.0, paired: bool = False, prediction: str = "velocity",
+    noise_std: float = 1.0,
+) -> Loss:
     """Rectified-flow loss (Liu, Gong & Liu 2023, eq. 1): regress ``z - x0`` on straight paths.
 
     The batch is ``(x0,)`` (noise drawn here) or, for reflow, ``(x0, z)`` pairs
-    (``paired=True``); a trailing tensor is passed to the net as ``cond``.
+    (``paired=True``); a trailing tensor is passed to the net as ``cond``. With
+    ``prediction="x0"`` the net predicts the clean end point instead (wrap it in
+    :class:`X0Velocity` for sampling): the same straight-path objective weighted by ``t^2``,
+    which keeps a high-dimensional sparse target learnable.
     """
 
     def loss(net: nn.Module, batch: Sequence[torch.Tensor], gen: torch.Generator) -> torch.Tensor:
         x0 = batch[0]
         rest = list(batch[1:])
-        z = rest.pop(0) if paired else torch.randn(x0.shape, generator=gen)
+        z = rest.pop(0) if paired else noise_std * torch.randn(x0.shape, generator=gen)
         cond = {"cond": rest[0]} if rest else {}
         t = _uniform(x0.shape[0], gen, 0.0, t_max)
         x_t = (1 - t[:, None]) * x0 + t[:, None] * z
-        v = net(x_t, t, **cond)
-        return ((v - (z - x0)) ** 2).sum(dim=-1).mean()
+        out = net(x_t, t, **cond)
+        target = x0 if prediction == "x0" else z - x0
+        return ((out - target) ** 2).sum(dim=-1).mean()
 
     return loss
 
@@ -74,6 +81,18 @@ def nice_loss() -> Loss:
         return -net.log_prob(batch[0], cond).mean()
 
     return loss
+
+
+class X0Velocity(nn.Module):
+    """Velocity ``(x_t - x0_hat) / t`` of a rectified flow whose net predicts ``x0``."""
+
+    def __init__(self, net: nn.Module, t_floor: float = 1e-4) -> None:
+        super().__init__()
+        self.net = net
+        self.t_floor = t_floor
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, **cond: torch.Tensor) -> torch.Tensor:
+        return (x - self.net(x, t, **cond)) / t.clamp_min(self.t_floor)[:, None]
 
 
 def train(
