@@ -187,26 +187,8 @@ def _typo(codes, offsets, scores, targets, table, level_start, block, p, pool_t,
 
 
 @nb.njit(cache=True, nogil=True)
-def complete(codes, offsets, scores, targets, cats, mkts, table, level_start, block, p,  # type: ignore[no-untyped-def]  # noqa: E501
-             user_cats, user_mkt, cat_lift, mkt_lift, k, pool_size, typo_min_len, penalty):
-    """Top-``k`` target keys for prefix ``p``, re-scored for the user; and the exact count.
-
-    Returns ``(targets, scores, n_exact)``: ``n_exact`` distinct completions came from the
-    exact prefix, the rest (if any) from one-edit variants of it.
-    """
-    pool_t = np.empty(pool_size, np.int64)
-    pool_s = np.empty(pool_size, np.float64)
-    n = offsets.shape[0] - 1
-    m = p.shape[0]
-    lo, hi = prefix_range(codes, offsets, p, m, 0, n)
-    count = 0
-    if lo < hi:
-        count = _gather(lo, hi, scores, targets, table, level_start, block,
-                        pool_t, pool_s, count, 1.0)
-    n_exact = count
-    if count < k and m >= typo_min_len:
-        count = _typo(codes, offsets, scores, targets, table, level_start, block, p,
-                      pool_t, pool_s, count, penalty)
+def _rescore(pool_t, pool_s, count, cats, mkts, user_cats, user_mkt, cat_lift, mkt_lift):  # type: ignore[no-untyped-def]  # noqa: E501
+    """Scores times ``1 + lift`` for targets in the user's categories / market."""
     final = np.empty(count, np.float64)
     for j in range(count):
         t = pool_t[j]
@@ -220,11 +202,18 @@ def complete(codes, offsets, scores, targets, cats, mkts, table, level_start, bl
         if user_mkt >= 0 and mkts[t] == user_mkt:
             mult *= 1.0 + mkt_lift
         final[j] = pool_s[j] * mult
-    kk = min(k, count)
-    out_t = np.empty(kk, np.int64)
-    out_s = np.empty(kk, np.float64)
+    return final
+
+
+@nb.njit(cache=True, nogil=True)
+def _select(pool_t, final, count, k, out_t, out_s, n_out, skip):  # type: ignore[no-untyped-def]
+    """Append the best of the pool (score desc, then key order) to the outputs, up to k."""
     used = np.zeros(count, np.bool_)
-    for r in range(kk):
+    for j in range(count):
+        for r in range(skip):
+            if out_t[r] == pool_t[j]:
+                used[j] = True
+    while n_out < k:
         best = -1
         for j in range(count):
             if used[j]:
@@ -233,7 +222,43 @@ def complete(codes, offsets, scores, targets, cats, mkts, table, level_start, bl
                 final[j] == final[best] and pool_t[j] < pool_t[best]
             ):
                 best = j
+        if best < 0:
+            break
         used[best] = True
-        out_t[r] = pool_t[best]
-        out_s[r] = final[best]
-    return out_t, out_s, min(n_exact, kk)
+        out_t[n_out] = pool_t[best]
+        out_s[n_out] = final[best]
+        n_out += 1
+    return n_out
+
+
+@nb.njit(cache=True, nogil=True)
+def complete(codes, offsets, scores, targets, cats, mkts, table, level_start, block, p,  # type: ignore[no-untyped-def]  # noqa: E501
+             user_cats, user_mkt, cat_lift, mkt_lift, k, pool_size, typo_min_len, typo_below,
+             penalty):
+    """Top-``k`` target keys for prefix ``p``, re-scored for the user; and the exact count.
+
+    Exact-prefix completions always come first; when there are fewer than ``typo_below`` of
+    them (and ``p`` has ``typo_min_len`` units or more), completions of one-edit variants of
+    ``p`` fill the remaining slots. Returns ``(targets, scores, n_exact)``.
+    """
+    pool_t = np.empty(pool_size, np.int64)
+    pool_s = np.empty(pool_size, np.float64)
+    n = offsets.shape[0] - 1
+    m = p.shape[0]
+    lo, hi = prefix_range(codes, offsets, p, m, 0, n)
+    count = 0
+    if lo < hi:
+        count = _gather(lo, hi, scores, targets, table, level_start, block,
+                        pool_t, pool_s, count, 1.0)
+    out_t = np.empty(k, np.int64)
+    out_s = np.empty(k, np.float64)
+    final = _rescore(pool_t, pool_s, count, cats, mkts, user_cats, user_mkt, cat_lift, mkt_lift)
+    n_out = _select(pool_t, final, count, k, out_t, out_s, 0, 0)
+    n_exact = n_out
+    if n_out < k and n_out < typo_below and m >= typo_min_len:
+        count = _typo(codes, offsets, scores, targets, table, level_start, block, p,
+                      pool_t, pool_s, 0, penalty)
+        final = _rescore(pool_t, pool_s, count, cats, mkts, user_cats, user_mkt, cat_lift,
+                         mkt_lift)
+        n_out = _select(pool_t, final, count, k, out_t, out_s, n_out, n_exact)
+    return out_t[:n_out], out_s[:n_out], n_exact

@@ -15,7 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from funnel._checks import check_is_fitted, positive_float, positive_int, validate_params
+from funnel._checks import (
+    check_is_fitted,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    validate_params,
+)
 from funnel.exceptions import ArtifactError
 from funnel.suggest import _kernels
 from funnel.suggest.normalize import normalize_query, pinyin_aliases
@@ -25,7 +31,7 @@ _ARRAYS = ("codes", "offsets", "scores", "targets", "cats", "mkts", "table", "le
 
 
 def _encode(text: str, dtype: np.dtype) -> np.ndarray:
-    if dtype == np.uint16 and (not text or max(text) < "\U00010000"):
+    if dtype.itemsize == 2 and (not text or max(text) < "\U00010000"):
         return np.frombuffer(text.encode("utf-16-le"), dtype=np.uint16)
     return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
 
@@ -64,8 +70,10 @@ class QueryCompleter:
     block_size : int
         Keys per block of the sparse table (memory falls, scan work grows, with size).
     typo_min_len : int
-        Prefixes of at least this many characters get one-edit completions when the exact
-        prefix has fewer than k.
+        Prefixes of at least this many characters get one-edit completions ...
+    typo_below : int
+        ... when the exact prefix has fewer than this many completions; they fill the slots
+        after every exact completion. 0 turns typo tolerance off.
     typo_penalty : float
         Factor on the score of a completion reached through an edit.
     pinyin : bool
@@ -87,6 +95,7 @@ class QueryCompleter:
         candidates: int = 16,
         block_size: int = 32,
         typo_min_len: int = 4,
+        typo_below: int = 3,
         typo_penalty: float = 0.3,
         pinyin: bool = True,
         category_lift: float = 1.0,
@@ -95,6 +104,7 @@ class QueryCompleter:
         self.candidates = candidates
         self.block_size = block_size
         self.typo_min_len = typo_min_len
+        self.typo_below = typo_below
         self.typo_penalty = typo_penalty
         self.pinyin = pinyin
         self.category_lift = category_lift
@@ -105,6 +115,7 @@ class QueryCompleter:
             "candidates": self.candidates,
             "block_size": self.block_size,
             "typo_min_len": self.typo_min_len,
+            "typo_below": self.typo_below,
             "typo_penalty": self.typo_penalty,
             "pinyin": self.pinyin,
             "category_lift": self.category_lift,
@@ -115,6 +126,7 @@ class QueryCompleter:
         "candidates": (positive_int, "a positive int"),
         "block_size": (positive_int, "a positive int"),
         "typo_min_len": (positive_int, "a positive int"),
+        "typo_below": (non_negative_int, "an int >= 0"),
         "typo_penalty": (positive_float, "a float > 0"),
         "pinyin": (lambda v: isinstance(v, bool), "a bool"),
         "category_lift": (lambda v: isinstance(v, int | float) and v >= 0, "a float >= 0"),
@@ -199,6 +211,8 @@ class QueryCompleter:
     def _post_load(self) -> None:
         self._cat_index = {c: i for i, c in enumerate(self.category_vocab_)}
         self._mkt_index = {c: i for i, c in enumerate(self.market_vocab_)}
+        self._dtype = self.codes_.dtype
+        self._no_cats = np.empty(0, dtype=np.int32)
 
     @property
     def nbytes(self) -> int:
@@ -259,15 +273,15 @@ class QueryCompleter:
         if not positive_int(k) or k > max(self.candidates, 1):
             raise ValueError(f"k must be an int in [1, {self.candidates}]; got {k!r}")
         text = normalize_query(prefix, keep_trailing_space=True) if normalize else prefix
-        user_cats = np.fromiter(
-            (self._cat_index[c] for c in categories if c in self._cat_index), dtype=np.int32
-        )
+        found = [self._cat_index[c] for c in categories if c in self._cat_index]
+        user_cats = np.array(found, dtype=np.int32) if found else self._no_cats
         user_mkt = self._mkt_index.get(market, -1) if market is not None else -1
         ids, scores, _ = _kernels.complete(
             self.codes_, self.offsets_, self.scores_, self.targets_, self.cats_, self.mkts_,
-            self.table_, self.level_start_, self.block_size, _encode(text, self.codes_.dtype),
+            self.table_, self.level_start_, self.block_size, _encode(text, self._dtype),
             user_cats, user_mkt, float(self.category_lift), float(self.market_lift), k,
-            max(self.candidates, k), self.typo_min_len, float(self.typo_penalty),
+            max(self.candidates, k), self.typo_min_len, self.typo_below,
+            float(self.typo_penalty),
         )
         return [self.key(int(i)) for i in ids], scores
 

@@ -52,6 +52,7 @@ class SuggestConfig:
     candidates: int = 16
     block_size: int = 32
     typo_min_len: int = 4
+    typo_below: int = 3
     typo_penalty: float = 0.3
     pinyin: bool = True
     category_lift: float = 1.0
@@ -70,7 +71,7 @@ class SuggestConfig:
         return MiningConfig(**{n: getattr(self, n) for n in names})
 
     def completer(self) -> QueryCompleter:
-        names = ("candidates", "block_size", "typo_min_len", "typo_penalty", "pinyin",
+        names = ("candidates", "block_size", "typo_min_len", "typo_below", "typo_penalty", "pinyin",
                  "category_lift", "market_lift")
         return QueryCompleter(**{n: getattr(self, n) for n in names})
 
