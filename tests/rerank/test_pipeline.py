@@ -59,6 +59,9 @@ def test_config_from_toml() -> None:
     assert (rule.attribute, rule.max_count, rule.window) == ("brand", 1, 2)
     assert [r.action for r in cfg.merch_rules()] == ["pin", "bury"]
     assert RerankConfig.from_toml({}) == RerankConfig()
+    windowed = RerankConfig.from_toml({"rerank": {"dpp_window": 4}}).make_reranker()
+    assert windowed.get_params()["window"] == 4
+    assert RerankConfig().make_reranker().get_params()["window"] is None
 
 
 @pytest.mark.parametrize(
@@ -68,6 +71,7 @@ def test_config_from_toml() -> None:
         ("[rerank]\nmethod = 'xgb'", r"method: expected one of \['dpp', 'mmr', 'none'\]"),
         ("[rerank]\ndiversity = 2.0", r"diversity: expected a float in \[0, 1\], got 2.0"),
         ("[rerank]\nk = '5'", r"k: expected int, got '5'"),
+        ("[rerank]\ndpp_window = -1", r"dpp_window: expected an int >= 0 \(0 = off\)"),
         ("[[rerank.scatter]]\nattribute = 'brand'\nwindow = 0",
          r"scatter\]\] #1: ScatterRule.window must be an int >= 1; got 0"),
         ("[[rerank.merch]]\naction = 'pin'\nitem_id = 'a'", "needs position >= 0"),

@@ -117,6 +117,75 @@ def _greedy_lowrank(factor: np.ndarray, quality: np.ndarray, jitter: float, k: i
     return selected[:t], gains[:t]
 
 
+@numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _greedy_window_lowrank(factor: np.ndarray, quality: np.ndarray, jitter: float, k: int,
+                           epsilon: float, window: int) -> tuple[np.ndarray, np.ndarray]:
+    # Each pick maximizes log det over itself and the previous (window - 1) picks only.
+    # Kernel rows of picked items are cached; each step re-factors the small window
+    # (Cholesky, O(w^3)) and forward-solves every candidate (O(n w^2)).
+    n, dim = factor.shape
+    k = min(k, n)
+    diag = np.empty(n)
+    for i in range(n):
+        s = 0.0
+        for a in range(dim):
+            s += factor[i, a] * factor[i, a]
+        diag[i] = quality[i] * quality[i] * (s + jitter)
+    rows = np.empty((k, n))
+    d2 = diag.copy()
+    picked = np.zeros(n, dtype=np.bool_)
+    selected = np.empty(k, dtype=np.int64)
+    gains = np.empty(k)
+    chol = np.zeros((window, window))
+    c = np.empty(window)
+    t = 0
+    while t < k:
+        if t > 0:
+            w0 = max(0, t - (window - 1))
+            m = t - w0
+            for a in range(m):  # Cholesky of L[W, W], W = selected[w0:t]
+                for b in range(a + 1):
+                    s = rows[w0 + a, selected[w0 + b]]
+                    for u in range(b):
+                        s -= chol[a, u] * chol[b, u]
+                    if a == b:
+                        chol[a, a] = np.sqrt(max(s, 1e-300))
+                    else:
+                        chol[a, b] = s / chol[b, b]
+            for i in range(n):
+                if picked[i]:
+                    continue
+                acc = 0.0
+                for a in range(m):  # forward solve chol c = L[W, i]
+                    s = rows[w0 + a, i]
+                    for u in range(a):
+                        s -= chol[a, u] * c[u]
+                    c[a] = s / chol[a, a]
+                    acc += c[a] * c[a]
+                d2[i] = diag[i] - acc
+        j = -1
+        best = -np.inf
+        for i in range(n):
+            if not picked[i] and d2[i] > best:
+                best = d2[i]
+                j = i
+        if j < 0 or best < epsilon:
+            break
+        selected[t] = j
+        gains[t] = best
+        picked[j] = True
+        fj = factor[j]
+        for i in range(n):
+            fi = factor[i]
+            dot = 0.0
+            for a in range(dim):
+                dot += fj[a] * fi[a]
+            rows[t, i] = quality[j] * quality[i] * dot
+        rows[t, j] = diag[j]
+        t += 1
+    return selected[:t], gains[:t]
+
+
 def dpp_greedy(kernel: np.ndarray, k: int, *, epsilon: float = 1e-10
                ) -> tuple[np.ndarray, np.ndarray]:
     """Greedy MAP of a DPP with PSD ``kernel`` (n, n): Chen et al. 2018, Algorithm 1.
@@ -134,11 +203,14 @@ def dpp_greedy(kernel: np.ndarray, k: int, *, epsilon: float = 1e-10
 
 
 def dpp_greedy_lowrank(factor: np.ndarray, quality: np.ndarray, k: int, *,
-                       jitter: float = 0.0, epsilon: float = 1e-10
-                       ) -> tuple[np.ndarray, np.ndarray]:
+                       jitter: float = 0.0, epsilon: float = 1e-10,
+                       window: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`dpp_greedy` for ``L = Diag(q) (B B^T + jitter I) Diag(q)`` without forming L.
 
-    O(k n D + k^2 n) for ``factor`` B of shape (n, D).
+    O(k n D + k^2 n) for ``factor`` B of shape (n, D). With ``window`` = w, each pick
+    maximizes the determinant over itself and the previous w - 1 picks only (the sliding
+    window variant of Chen et al., Sec. 5): long lists need diversity only among items seen
+    together; O(k n (D + w^2)). ``window=None`` or ``window >= k`` is the plain greedy.
     """
     B = np.ascontiguousarray(factor, dtype=np.float64)
     q = np.ascontiguousarray(quality, dtype=np.float64)
@@ -148,6 +220,10 @@ def dpp_greedy_lowrank(factor: np.ndarray, quality: np.ndarray, k: int, *,
         )
     if B.shape[0] == 0:
         return np.empty(0, dtype=np.int64), np.empty(0)
+    if window is not None and window < min(k, B.shape[0]):
+        if window < 1:
+            raise ValueError(f"The 'window' parameter must be an int >= 1. Got {window!r}.")
+        return _greedy_window_lowrank(B, q, float(jitter), int(k), float(epsilon), int(window))
     return _greedy_lowrank(B, q, float(jitter), int(k), float(epsilon))
 
 
@@ -202,19 +278,21 @@ class DPPReranker(Reranker):
     values trade relevance for a larger ``det S_Y``. Relevance is min-max scaled per list.
     ``jitter`` is added to diag(S) so low-rank similarities (d-dim embeddings, few attribute
     values) keep the kernel non-singular; once no item adds volume above ``epsilon`` the rest
-    of the list follows in relevance order.
+    of the list follows in relevance order. ``window`` (optional) asks for diversity only
+    among any ``window`` consecutive items (Chen et al.'s sliding window).
     """
 
     def __init__(self, *, diversity: float = 0.3, similarity: str = "auto",
                  attributes: tuple[str, ...] = ("category", "brand"),
                  embedding_weight: float = 0.5, jitter: float = 1e-3,
-                 epsilon: float = 1e-10) -> None:
+                 epsilon: float = 1e-10, window: int | None = None) -> None:
         self.diversity = diversity
         self.similarity = similarity
         self.attributes = attributes
         self.embedding_weight = embedding_weight
         self.jitter = jitter
         self.epsilon = epsilon
+        self.window = window
 
     def _validate_params(self) -> None:
         validate_params(vars(self), _PARAMS)
@@ -230,7 +308,7 @@ class DPPReranker(Reranker):
         # exp(alpha r) with r in [0, 1]; shift so the best item has quality 1 (no overflow).
         q = np.exp(tradeoff_alpha(theta) * (r - 1.0))
         chosen, _ = dpp_greedy_lowrank(B, q, k, jitter=float(self.jitter),
-                                       epsilon=float(self.epsilon))
+                                       epsilon=float(self.epsilon), window=self.window)
         return relevance_tail(relevance, chosen)
 
 
@@ -246,4 +324,6 @@ _PARAMS = {
     "embedding_weight": (_weight, "a float in [0, 1]"),
     "jitter": (lambda v: isinstance(v, int | float) and 0.0 <= v < 1.0, "a float in [0, 1)"),
     "epsilon": (lambda v: isinstance(v, int | float) and v > 0.0, "a float > 0"),
+    "window": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)
+                                       and v >= 1), "None or an int >= 1"),
 }

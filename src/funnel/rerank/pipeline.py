@@ -72,6 +72,8 @@ class RerankConfig:
     embedding_weight: float = 0.5
     jitter: float = 1e-3
     epsilon: float = 1e-10
+    dpp_window: int = 0
+    """DPP sliding window (diversity among any ``dpp_window`` consecutive items); 0 = off."""
     scatter: tuple[dict[str, Any], ...] = ()
     on_violation: str = "relax"
     sponsored_positions: tuple[int, ...] = ()
@@ -94,6 +96,9 @@ class RerankConfig:
         if self.on_violation not in ON_VIOLATION:
             raise ConfigError(f"{where}.on_violation: expected one of {list(ON_VIOLATION)}, "
                               f"got {self.on_violation!r}")
+        if self.dpp_window < 0:
+            raise ConfigError(f"{where}.dpp_window: expected an int >= 0 (0 = off), "
+                              f"got {self.dpp_window!r}")
         if any(p < 0 for p in self.sponsored_positions):
             raise ConfigError(f"{where}.sponsored_positions: expected positions >= 0 "
                               f"(0 = top), got {list(self.sponsored_positions)}")
@@ -122,7 +127,10 @@ class RerankConfig:
         """The diversity step named by ``method``, built from the matching config fields."""
         cls = get_reranker(self.method)
         names = [p for p in inspect.signature(cls).parameters if p != "self"]
-        return cls(**{n: getattr(self, n) for n in names})
+        values = {n: getattr(self, n) for n in names if n != "window"}
+        if "window" in names:
+            values["window"] = self.dpp_window or None
+        return cls(**values)
 
 
 @dataclass(frozen=True)
