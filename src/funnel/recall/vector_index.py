@@ -19,9 +19,8 @@ import math
 import os
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import faiss
 import numpy as np
@@ -34,8 +33,7 @@ KINDS = ("auto", "flat", "hnsw", "ivfpq")
 FORMAT = "funnel.vector_index/1"
 
 
-@dataclass(frozen=True)
-class SearchResult:
+class SearchResult(NamedTuple):
     """Ids and scores, best first. 2-D ``(n_queries, k)`` for a batch, 1-D for one query.
 
     Missing slots (fewer than ``k`` live items pass the filter) hold id ``None`` and score -inf.
@@ -54,13 +52,15 @@ def _as_queries(queries: Any, dim: int) -> tuple[np.ndarray, bool]:
         raise ValueError(
             f"queries must have shape (d,) or (n, d) with d={dim}; got shape {np.shape(queries)}"
         )
-    if not np.isfinite(q).all():
+    # one float sum is cheaper than an elementwise mask and is NaN/inf iff any element is
+    # (or on overflow, where the exact check below decides)
+    if not math.isfinite(float(q.sum())) and not np.isfinite(q).all():
         raise ValueError("queries must be finite; got NaN or inf values")
     return np.ascontiguousarray(q), single
 
 
 def _normalize(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]  # (n, 1)
     return (x / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
 
 
@@ -205,6 +205,8 @@ class _Catalog:
     def _rows_to_result(
         self, rows: np.ndarray, scores: np.ndarray, single: bool
     ) -> SearchResult:
+        if single and rows.shape[1] and rows[0, -1] >= 0:  # fast path: one query, all found
+            return SearchResult(self.ids_[rows[0]], scores[0].astype(np.float32, copy=False))
         valid = rows >= 0
         ids = np.full(rows.shape, None, dtype=object)
         ids[valid] = self.ids_[rows[valid]]
@@ -525,18 +527,6 @@ class VectorIndex(_Catalog):
             return faiss.SearchParametersIVF(nprobe=probe, sel=selector)
         return faiss.SearchParameters(sel=selector) if selector is not None else None
 
-    def _selector(self, key: Any, mask: np.ndarray | None) -> tuple[Any, float]:
-        """A cached faiss bitmap selector for ``mask`` (None when every row is allowed)."""
-        if mask is None:
-            return None, 1.0
-        cached = self._selector_cache.get(key)
-        if cached is None:
-            bits = np.packbits(mask, bitorder="little")
-            sel = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bits))
-            cached = (sel, bits, float(mask.mean()) if len(mask) else 0.0)
-            self._selector_cache[key] = cached
-        return cached[0], cached[2]
-
     def search(
         self, queries: Any, k: int = 10, *, filters: Mapping[str, str] | None = None
     ) -> SearchResult:
@@ -544,43 +534,55 @@ class VectorIndex(_Catalog):
 
         One query ``(d,)`` gives 1-D ids/scores; a batch ``(n, d)`` gives ``(n, k)`` arrays.
         """
-        check_is_fitted(self, "index_")
+        if not hasattr(self, "index_"):
+            check_is_fitted(self, "index_")
         q, single = _as_queries(queries, self.dim_)
         k = self._check_k(k)
         if self.metric == "cosine":
             q = _normalize(q)
-        filters = dict(filters or {})
-        part_value = filters.pop(self.partition_by, None) if self.partitions_ else None
+        plan = self._plan(filters, k)
+        if plan is None:  # a partition value that no item has
+            empty = np.full((len(q), k), -1, dtype=np.int64)
+            return self._rows_to_result(empty, np.zeros((len(q), k), np.float32), single)
+        index, local_rows, params = plan[:3]
+        scores, labels = index.search(q, k, params=params)
+        if local_rows is not None:
+            labels = np.where(labels >= 0, local_rows[np.maximum(labels, 0)], -1)
+        return self._rows_to_result(labels, scores, single)
+
+    def _plan(self, filters: Mapping[str, str] | None, k: int) -> tuple[Any, ...] | None:
+        """Which faiss index to search with which parameters, cached per filter set and k.
+
+        Building SWIG parameter objects costs tens of microseconds, as much as a small HNSW
+        search, so the plan is reused until the next add/remove clears the cache.
+        """
+        fkey = tuple(sorted(filters.items())) if filters else ()
+        key = ("plan", fkey, k, self.ef_search, self.nprobe)
+        if key in self._selector_cache:
+            plan: tuple[Any, ...] | None = self._selector_cache[key]
+            return plan
+        rest = dict(fkey)
+        part_value = rest.pop(self.partition_by, None) if self.partitions_ else None
+        if part_value is not None and part_value not in self.partitions_:
+            self._filter_mask({self.partition_by: part_value})  # validates the name
+            self._selector_cache[key] = None
+            return None
+        mask = self._filter_mask(rest)
         if part_value is not None:
-            if part_value not in self.partitions_:
-                self._filter_mask({self.partition_by: part_value})  # validates the name
-                empty = np.full((len(q), k), -1, dtype=np.int64)
-                return self._rows_to_result(empty, np.zeros((len(q), k), np.float32), single)
-            index = self.partitions_[part_value]
-            local_rows = self.part_rows_[part_value]
-            key = ("part", part_value, tuple(sorted(filters.items())))
-            mask = self._cached_mask(key, filters, local_rows)
+            index, local_rows = self.partitions_[part_value], self.part_rows_[part_value]
+            if mask is not None:
+                mask = mask[local_rows]
         else:
             index, local_rows = self.index_, None
-            key = ("all", tuple(sorted(filters.items())))
-            mask = self._cached_mask(key, filters, None)
-        selector, selectivity = self._selector(key, mask)
-        scores, labels = index.search(q, k, params=self._params(index, k, selector, selectivity))
-        if local_rows is not None:
-            rows = np.where(labels >= 0, local_rows[np.maximum(labels, 0)], -1)
-        else:
-            rows = labels
-        return self._rows_to_result(rows, scores, single)
-
-    def _cached_mask(
-        self, key: Any, filters: Mapping[str, str], local_rows: np.ndarray | None
-    ) -> np.ndarray | None:
-        if key in self._selector_cache:
-            return np.empty(0, dtype=bool)  # selector already cached; mask content unused
-        mask = self._filter_mask(filters)
-        if mask is None:
-            return None
-        return mask if local_rows is None else mask[local_rows]
+        selector, bits, selectivity = None, None, 1.0
+        if mask is not None:
+            bits = np.packbits(mask, bitorder="little")
+            selector = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bits))
+            selectivity = float(mask.mean()) if len(mask) else 0.0
+        params = self._params(index, k, selector, selectivity)
+        plan = (index, local_rows, params, selector, bits)  # keep selector + bits alive
+        self._selector_cache[key] = plan
+        return plan
 
     # ---- persistence ------------------------------------------------------------------------
     def save(self, path: Path | str) -> None:
