@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from funnel.config import from_mapping, to_mapping
 from funnel.data.schema import EVENT_TYPES, SCHEMAS
 from funnel.data.synthetic import (
     GenerationSummary,
@@ -26,6 +27,7 @@ from funnel.data.synthetic import (
     price_band,
     summarize,
 )
+from funnel.data.synthetic._text import add_typo
 from funnel.data.synthetic._vocab import (
     ADJECTIVES,
     BRAND_HEADS,
@@ -34,6 +36,7 @@ from funnel.data.synthetic._vocab import (
     MARKETS,
     PRICE_WORDS,
 )
+from funnel.exceptions import ConfigError
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 CONFIG = MarketplaceConfig(n_events=60_000, seed=3, chunk_sessions=512)
@@ -203,26 +206,23 @@ def test_position_bias_visible(impressions: pd.DataFrame) -> None:
 
 
 def test_user_matters_for_clicks(impressions: pd.DataFrame) -> None:
-    """A score that knows the user's personal direction ranks clicks better than one that does
-    not: personalization has real headroom."""
+    """Knowing the user's personal direction ranks clicks better than the query alone: a
+    personalized model has real headroom over one that ignores the user."""
     lat = latent_state(CONFIG)
     item_row = {k: i for i, k in enumerate(lat["item_ids"])}
     user_row = {k: i for i, k in enumerate(lat["user_ids"])}
     cats = {c: i for i, c in enumerate(lat["category_names"])}
-    it = impressions.item_id.map(item_row).to_numpy()
-    us = impressions.user_id.map(user_row).to_numpy()
+    vec = lat["item_vectors"][impressions.item_id.map(item_row).to_numpy()]
     centre = lat["category_centres"][impressions.intent_category.map(cats).to_numpy()]
-    vec = lat["item_vectors"][it]
-    personal = centre + (lat["user_vectors"][us] - lat["user_taste"][us] @ lat["category_centres"])
-    pos = impressions.position.to_numpy()
-    base = -0.75 * np.log(pos)
-    s_anon = base + 4 * np.einsum("ij,ij->i", vec, centre) / np.linalg.norm(centre, axis=1)
-    unit = personal / np.linalg.norm(personal, axis=1, keepdims=True)
-    s_user = base + 4 * np.einsum("ij,ij->i", vec, unit)
+    personal = lat["user_personal"][impressions.user_id.map(user_row).to_numpy()]
+    s_anon = -0.75 * np.log(impressions.position.to_numpy()) + 2.5 * np.einsum(
+        "ij,ij->i", vec, centre
+    )
+    s_user = s_anon + 3.0 * np.einsum("ij,ij->i", vec, personal)
     y = impressions.clicked.to_numpy()
     auc_anon, _ = bayes_metrics(1 / (1 + np.exp(-s_anon)), y)
     auc_user, _ = bayes_metrics(1 / (1 + np.exp(-s_user)), y)
-    assert auc_user > auc_anon + 0.02, (auc_user, auc_anon)
+    assert auc_user > auc_anon + 0.03, (auc_user, auc_anon)
 
 
 def test_booking_truth_matches_bookings() -> None:
@@ -383,8 +383,9 @@ def test_streaming_parquet_equals_in_memory(tmp_path, tables: dict[str, pa.Table
     assert seen == sorted(seen) and seen[-1] == events.num_rows
     assert isinstance(summary, GenerationSummary)
     assert summary.counts["events"] == events.num_rows
-    assert summary.counts["click"] == int(pa.compute.sum(
-        pa.compute.equal(events["event_type"], "click")).as_py())
+    assert summary.counts["click"] == int(
+        pa.compute.sum(pa.compute.equal(events["event_type"], "click")).as_py()
+    )
     ref = summarize(cfg, tables)
     assert summary.bayes_auc == pytest.approx(ref.bayes_auc)
     assert summary.bayes_logloss == pytest.approx(ref.bayes_logloss)
@@ -489,6 +490,56 @@ def test_price_band_edges_and_errors() -> None:
 def test_config_validation_names_parameter(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         MarketplaceConfig(**kwargs)
+
+
+def test_config_round_trips_through_mapping() -> None:
+    cfg = MarketplaceConfig(n_events=1234, seed=7, n_items=None, typo_rate=0.1)
+    assert from_mapping(MarketplaceConfig, to_mapping(cfg)) == cfg
+    assert json.loads(json.dumps(to_mapping(cfg))) == to_mapping(cfg)
+    with pytest.raises(ConfigError, match="unknown key\\(s\\) n_event;"):
+        from_mapping(MarketplaceConfig, {"n_event": 5})
+    assert cfg.items == 300 and cfg.users == 100  # small runs keep a usable catalogue
+    big = MarketplaceConfig(n_events=10_000_000)
+    assert (big.items, big.users) == (100_000, 50_000)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=9),
+        min_size=1,
+        max_size=4,
+    ),
+    st.integers(0, 2**32 - 1),
+)
+def test_add_typo_is_one_edit(tokens: list[str], seed: int) -> None:
+    query = " ".join(tokens)
+    out = add_typo(query, np.random.default_rng(seed))
+    assert out != query and "  " not in out
+    if any(len(t) >= 4 for t in tokens):
+        assert _damerau(query, out) == 1
+
+
+@given(st.text(alphabet="上海巴黎公寓别墅酒店", min_size=1, max_size=5), st.integers(0, 1000))
+def test_add_typo_on_chinese_changes_query(token: str, seed: int) -> None:
+    out = add_typo(token, np.random.default_rng(seed))
+    assert out != token
+
+
+def _damerau(a: str, b: str) -> int:
+    """Optimal-string-alignment distance (edits incl. adjacent swaps), for the typo property."""
+    d = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+    for i in range(len(a) + 1):
+        d[i][0] = i
+    for j in range(len(b) + 1):
+        d[0][j] = j
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            cost = a[i - 1] != b[j - 1]
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[len(a)][len(b)]
 
 
 def test_generate_rejects_wrong_config_type(tmp_path) -> None:

@@ -98,6 +98,7 @@ def latent_state(config: MarketplaceConfig) -> dict[str, np.ndarray]:
     Keys: item_vectors (n, d, unit rows), item_ids, item_quality (log quality), item_category,
     item_market (indices into category_names/market_names), user_ids, user_taste (u, n_categories
     mixture), user_vectors (u, d: the taste's centre mix plus the personal direction),
+    user_personal (u, d: the personal direction alone, which drives clicks within a category),
     category_centres, category_names, market_names.
     """
     w = build_world(config)
@@ -111,6 +112,7 @@ def latent_state(config: MarketplaceConfig) -> dict[str, np.ndarray]:
         "user_ids": np.array(user_ids(len(w.user_home))),
         "user_taste": w.user_taste,
         "user_vectors": user_vec.astype(np.float32),
+        "user_personal": w.user_idio.astype(np.float32),
         "category_centres": w.centres,
         "category_names": np.array(w.cat_names),
         "market_names": np.array(w.market_names),

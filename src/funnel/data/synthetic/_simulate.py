@@ -19,6 +19,7 @@ MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
 MAX_RESULTS = 20
 POOL_MAX = 1024
+SPONSORED_BOOST = 0.4  # the production ranker lifts items that carry a bid
 SCORE_BUDGET = 2_000_000  # score-matrix cells per ranking batch (bounds memory)
 PILOT_USERS = 400
 PILOT = 2**40  # chunk key of the pilot run (real chunks count from 0)
@@ -108,8 +109,9 @@ def _rank_results(
 ) -> np.ndarray:
     """The production ranker: top-20 item ids per search (-1 padded), not personalized.
 
-    Score = category match + brand match + popularity + Gumbel noise over a recall pool of the
-    target market; items created after the search are never shown.
+    Score = category match + brand match + popularity + sponsored lift + Gumbel noise over a
+    recall pool of the target market (Gumbel top-k = Plackett-Luce sampling, so the ranker is
+    stochastic); items created after the search are never shown.
     """
     n_q = len(q_market)
     out = np.full((n_q, MAX_RESULTS), -1, dtype=np.int64)
@@ -133,6 +135,7 @@ def _rank_results(
             head, tail = by_q[: POOL_MAX // 2], by_q[POOL_MAX // 2 :]
             pool = np.concatenate([head, rng.choice(tail, size=POOL_MAX // 2, replace=False)])
         static = 0.8 * np.minimum(world.item_logq[pool], QUALITY_CAP)
+        static = static + SPONSORED_BOOST * ~np.isnan(world.item_bid[pool])
         if c >= 0:
             static = static + 2.0 * (world.item_cat[pool] == c)
         p_brand = world.item_brand[pool]

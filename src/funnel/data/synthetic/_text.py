@@ -94,6 +94,8 @@ def add_typo(query: str, rng: np.random.Generator) -> str:
         t = tokens[k]
         j = int(rng.integers(1, len(t) - 1))
         op = int(rng.integers(4))
+        if op == 1 and t[j] == t[j + 1]:  # swapping equal letters would change nothing
+            op = 0
         if op == 0:
             t = t[:j] + t[j + 1 :]
         elif op == 1:
@@ -112,7 +114,8 @@ def add_typo(query: str, rng: np.random.Generator) -> str:
         return query + query[-1]
     k = cjk[int(rng.integers(len(cjk)))]
     t = tokens[k]
-    tokens[k] = t[1] + t[0] + t[2:] if rng.random() < 0.5 else t[1:]
+    swap = rng.random() < 0.5 and t[0] != t[1]
+    tokens[k] = t[1] + t[0] + t[2:] if swap else t[1:]
     return " ".join(tokens)
 
 
