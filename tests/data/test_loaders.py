@@ -4,6 +4,7 @@ malformed lines that must land in ``rejected`` at the right row, and property te
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import math
 import tempfile
@@ -675,3 +676,13 @@ def test_cli_formats_and_peek(tmp_path):
     assert "unknown loader format 'tabao'" in " ".join(result.output.split())
     result = runner.invoke(app, ["peek", str(tmp_path / "none.csv"), "--format", "taobao"])
     assert result.exit_code == 1 and "none.csv: no such file" in " ".join(result.output.split())
+
+
+def test_vectorized_and_small_batch_hashing_give_the_same_ids():
+    from funnel.data.loaders._common import SMALL_HASH_BATCH, md5_hex
+
+    keys = pa.array([f"taobao|{i % 7}|{i}|1511544070000|click|0" for i in range(SMALL_HASH_BATCH)])
+    big = md5_hex(keys).to_pylist()  # DuckDB path
+    small = md5_hex(keys.slice(0, 10)).to_pylist()  # hashlib path
+    assert small == big[:10]
+    assert big[-1] == hashlib.md5(keys[-1].as_py().encode()).hexdigest()

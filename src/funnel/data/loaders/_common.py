@@ -3,8 +3,8 @@
 Every reader follows the same vectorized path (no per-line Python parsing): read the file once,
 split it into lines, split each line into fields with ``pyarrow.compute``, check field counts and
 number formats as whole columns, and send each failing line to ``rejected`` with its 1-based row
-number and the first reason it failed. Only the content-hash event ids are computed in a Python
-loop, because blake2b has no vectorized form; that costs about a microsecond per event.
+number and the first reason it failed. Content-hash event ids are built as columns too and
+hashed by DuckDB's vectorized ``md5`` (see :func:`content_ids`).
 """
 
 from __future__ import annotations
@@ -12,11 +12,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -316,12 +319,14 @@ def content_ids(
 ) -> pa.Array:
     """Idempotent event ids for sources that have none.
 
-    ``blake2b(family|user|item|ts|type[|salt]|k)`` (16-byte hex) where ``k`` counts earlier
+    ``md5("family|user|item|ts|type[|salt]|k")`` as 32 hex digits, where ``k`` counts earlier
     events with the same key in the same call, so true repeats in a file stay distinct while a
     re-read of the same file gives the same ids. ``family`` names the dataset, not the file
     layout, so the same rating read from RecBole atomic files or from the original ``u.data``
     gets the same id. ``salt`` adds per-event content when the other fields are not distinctive
-    (Criteo). Keys and ``k`` are built as columns; only the hashing is a Python loop.
+    (Criteo). MD5 is a content fingerprint here, not a security measure; DuckDB computes it
+    vectorized (4x faster than a Python loop over hashlib), and ``hashlib.md5`` of the same
+    string gives the same id.
     """
     n = len(users)
     parts = [
@@ -334,12 +339,34 @@ def content_ids(
     if salt is not None:
         parts.append(pc.cast(salt, pa.string()))
     keys = pc.binary_join_element_wise(*[pa.array(p, pa.string()) for p in parts], "|")
-    occurrence = occurrence_index(keys)
-    full = pc.binary_join_element_wise(keys, pc.cast(pa.array(occurrence), pa.string()), "|")
-    blake = hashlib.blake2b
-    return pa.array(
-        [blake(k.encode(), digest_size=16).hexdigest() for k in full.to_pylist()], pa.string()
-    )
+    occurrence = pc.cast(pa.array(occurrence_index(keys)), pa.string())
+    return md5_hex(pc.binary_join_element_wise(keys, occurrence, "|"))
+
+
+SMALL_HASH_BATCH = 4096
+"""Below this many keys, hashlib in Python beats the round trip through DuckDB."""
+
+_duck: tuple[int, duckdb.DuckDBPyConnection] | None = None  # (owner pid, connection)
+_duck_lock = threading.Lock()
+
+
+def md5_hex(keys: pa.Array) -> pa.Array:
+    """``md5(key)`` as 32 lowercase hex digits per string (identical to ``hashlib.md5``)."""
+    if len(keys) < SMALL_HASH_BATCH:
+        md5 = hashlib.md5
+        return pa.array([md5(k.encode()).hexdigest() for k in keys.to_pylist()], pa.string())
+    global _duck
+    with _duck_lock:  # one in-memory connection per process; connecting costs ~0.1 s
+        if _duck is None or _duck[0] != os.getpid():  # never reuse one across a fork
+            _duck = (os.getpid(), duckdb.connect())
+        con = _duck[1]
+        con.register("event_keys", pa.table({"k": keys}))
+        try:
+            # preserve_insertion_order is on by default: ids come back in row order
+            ids = con.sql("SELECT md5(k) AS id FROM event_keys").to_arrow_table().column("id")
+        finally:
+            con.unregister("event_keys")
+    return ids.combine_chunks().cast(pa.string())
 
 
 def occurrence_index(values: pa.Array) -> np.ndarray:
