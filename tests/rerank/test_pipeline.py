@@ -152,3 +152,17 @@ def test_price_bands_by_hand() -> None:
     # one group of five prices -> quintiles p0..p4; None stays None; groups are separate
     bands = price_bands([1, 2, 3, 4, 5, None, 100], ["g"] * 6 + ["h"])
     assert bands == ["p0", "p1", "p2", "p3", "p4", None, "p0"]
+
+
+def test_missing_features_fall_back_to_ranker_order_with_a_note() -> None:
+    r = RerankPipeline(RerankConfig(k=3)).rerank(["a", "b", "c", "d"], [1, 4, 3, 2])
+    assert r.item_ids == ["b", "c", "d"]
+    assert r.notes == ("diversity skipped: similarity='attributes' needs attribute(s) "
+                       "['category', 'brand'] the list does not have",)
+
+
+def test_empty_list_with_sponsored_only() -> None:
+    cfg = RerankConfig(k=3, sponsored_positions=(0, 1))
+    r = RerankPipeline(cfg).rerank([], [], sponsored_ids=["s1", "s2"],
+                                   sponsored_ecpm=[0.3, 0.5])
+    assert r.item_ids == ["s2", "s1"] and r.kinds == ["sponsored", "sponsored"]

@@ -51,26 +51,9 @@ class ItemFeatures:
         attrs = {k: [v[i] for i in idx] for k, v in self.attributes.items()}
         return ItemFeatures(vectors=vectors, attributes=attrs)
 
-    @staticmethod
-    def concat(parts: Sequence[ItemFeatures]) -> ItemFeatures:
-        """Row-wise concatenation; vectors are kept only when every part has them."""
-        vecs = [p.vectors for p in parts]
-        vectors = (
-            np.concatenate([np.asarray(v) for v in vecs]) if all(v is not None for v in vecs)
-            and vecs else None
-        )
-        names = set().union(*(p.attributes.keys() for p in parts)) if parts else set()
-        attrs: dict[str, list[str | None]] = {}
-        for name in sorted(names):
-            col: list[str | None] = []
-            for p in parts:
-                n = _n_rows(p)
-                col.extend(p.attributes.get(name, [None] * n))
-            attrs[name] = col
-        return ItemFeatures(vectors=vectors, attributes=attrs)
 
-
-def _n_rows(f: ItemFeatures) -> int:
+def n_rows(f: ItemFeatures) -> int:
+    """Rows in ``f`` (0 when it holds nothing)."""
     if f.vectors is not None:
         return int(np.asarray(f.vectors).shape[0])
     for values in f.attributes.values():

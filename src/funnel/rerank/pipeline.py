@@ -34,12 +34,12 @@ import numpy as np
 
 from funnel.config import from_mapping, section, to_mapping
 from funnel.exceptions import ArtifactError, ConfigError
-from funnel.rerank.base import ItemFeatures, Reranker, check_list
+from funnel.rerank.base import ItemFeatures, Reranker, check_list, n_rows
 from funnel.rerank.catalog import ItemCatalog
 from funnel.rerank.dpp import DPPReranker
 from funnel.rerank.mmr import MMRReranker, RelevanceReranker
 from funnel.rerank.scatter import ON_VIOLATION, ScatterReport, ScatterRule, scatter
-from funnel.rerank.similarity import SIMILARITIES
+from funnel.rerank.similarity import SIMILARITIES, missing_inputs
 from funnel.rerank.slots import MerchRule, apply_merch, plan_sponsored
 
 RERANKERS: dict[str, type[Reranker]] = {
@@ -206,7 +206,14 @@ class RerankPipeline:
         t = time.perf_counter()
         eligible = np.flatnonzero(~merch.buried & ~dup & ~np.isin(np.arange(n),
                                                                    list(pinned_rows)))
-        sub = reranker.order(merch.scores[eligible], feats.take(eligible), k)
+        notes = list(merch.notes)
+        why_not = (missing_inputs(feats, kind=cfg.similarity, attributes=cfg.attributes)
+                   if cfg.method != "none" else None)
+        if why_not is not None:  # serve the ranker's order rather than fail the request
+            notes.append(f"diversity skipped: {why_not}")
+            sub = np.argsort(-merch.scores[eligible], kind="stable")
+        else:
+            sub = reranker.order(merch.scores[eligible], feats.take(eligible), k)
         buried = np.flatnonzero(merch.buried & ~dup)
         buried = buried[~np.isin(buried, list(pinned_rows))]
         buried = buried[np.argsort(-merch.scores[buried], kind="stable")]
@@ -236,7 +243,6 @@ class RerankPipeline:
                 out_ids.append(str(ids[r]))
                 out_scores.append(float(s[r]))
                 kinds.append("pinned" if r in pinned_rows else "organic")
-        notes = list(merch.notes)
         if plan.below_floor:
             notes.append(f"{len(plan.below_floor)} sponsored item(s) below the eCPM floor "
                          f"{cfg.ecpm_floor}: {', '.join(plan.below_floor[:5])}")
@@ -261,7 +267,7 @@ class RerankPipeline:
         else:
             sp = ItemFeatures()
         names = set(feats.attributes) | set(sp.attributes)
-        return {name: list(feats.attributes.get(name, [None] * _rows(feats)))
+        return {name: list(feats.attributes.get(name, [None] * n_rows(feats)))
                 + list(sp.attributes.get(name, [None] * len(sp_ids))) for name in names}
 
     def save(self, directory: Path) -> None:
@@ -284,12 +290,6 @@ class RerankPipeline:
         except ArtifactError:
             catalog = None
         return cls(config, catalog=catalog)
-
-
-def _rows(f: ItemFeatures) -> int:
-    if f.vectors is not None:
-        return int(np.asarray(f.vectors).shape[0])
-    return next((len(v) for v in f.attributes.values()), 0)
 
 
 def _ms(t0: float) -> float:

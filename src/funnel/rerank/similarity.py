@@ -66,6 +66,20 @@ def attribute_factor(attributes: dict[str, Sequence[str | None]] | None,
     return np.hstack(blocks) / np.sqrt(len(names))
 
 
+def missing_inputs(features: ItemFeatures, *, kind: str = "auto",
+                   attributes: Sequence[str] = ("category", "brand")) -> str | None:
+    """Why ``similarity_factor`` cannot run on ``features`` (None when it can)."""
+    if kind == "auto":
+        kind = "embedding" if features.vectors is not None else "attributes"
+    if kind in ("embedding", "mixed") and features.vectors is None:
+        return f"similarity={kind!r} needs item vectors and the list has none"
+    if kind in ("attributes", "mixed"):
+        absent = [a for a in attributes if a not in features.attributes]
+        if absent:
+            return f"similarity={kind!r} needs attribute(s) {absent} the list does not have"
+    return None
+
+
 def similarity_factor(features: ItemFeatures, n: int, *, kind: str = "auto",
                       attributes: Sequence[str] = ("category", "brand"),
                       embedding_weight: float = 0.5) -> np.ndarray:
