@@ -44,7 +44,7 @@ class Budget:
 
     @classmethod
     def quick(cls) -> Budget:
-        return cls(configs=2, epochs=30, hidden=300)
+        return cls(configs=2, epochs=20, hidden=200)
 
 
 def _grids(budget: Budget) -> dict[str, list[Any]]:
