@@ -166,3 +166,22 @@ def test_empty_list_with_sponsored_only() -> None:
     r = RerankPipeline(cfg).rerank([], [], sponsored_ids=["s1", "s2"],
                                    sponsored_ecpm=[0.3, 0.5])
     assert r.item_ids == ["s2", "s1"] and r.kinds == ["sponsored", "sponsored"]
+
+
+def test_catalog_fills_attributes_the_caller_lacks() -> None:
+    import pyarrow as pa
+
+    items = pa.table({"item_id": list("abcd"), "brand": list("XXYY"),
+                      "category": list("pppp"), "price": [1.0, 2.0, 3.0, 4.0],
+                      "attributes": ['{"seller": "s1"}', '{"seller": "s1"}',
+                                     '{"seller": "s2"}', '{"seller": "s2"}']})
+    cfg = RerankConfig(method="none", k=4,
+                       scatter=({"attribute": "seller", "max_count": 1, "window": 2},))
+    p = RerankPipeline(cfg, catalog=ItemCatalog.from_items(items))
+    # the caller knows brands (deliberately different from the catalog's) but not sellers
+    given = ItemFeatures(attributes={"brand": ["Q", "R", "S", "T"]})
+    r = p.rerank(list("abcd"), [4, 3, 2, 1], features=given)
+    assert r.item_ids == ["a", "c", "b", "d"]  # sellers s1 s2 s1 s2, from the catalog
+    assert p._features(np.array(list("ab"), dtype=object),
+                       ItemFeatures(attributes={"brand": ["Q", "R"]})).attributes["brand"] == [
+        "Q", "R"]

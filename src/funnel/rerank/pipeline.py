@@ -183,7 +183,7 @@ class RerankPipeline:
         cfg = self.config
         ids, s, k = check_list(item_ids, scores, cfg.k if k is None else k)
         n = len(ids)
-        feats = features if features is not None else self._features(ids)
+        feats = self._features(ids, features)
         feats.check(n)
         timings: dict[str, float] = {}
         reranker, scatter_rules, merch_rules = self._steps()
@@ -249,10 +249,18 @@ class RerankPipeline:
         timings["total"] = _ms(t_start)
         return RerankResult(out_ids, out_scores, kinds, timings, report, tuple(notes))
 
-    def _features(self, ids: np.ndarray) -> ItemFeatures:
+    def _features(self, ids: np.ndarray, given: ItemFeatures | None) -> ItemFeatures:
+        """``given`` completed from the catalog: what the caller passes wins, the catalog
+        fills whatever it lacks (e.g. price band or seller for a scatter rule)."""
         if self.catalog is None:
-            return ItemFeatures()
-        return self.catalog.features([str(i) for i in ids])
+            return given if given is not None else ItemFeatures()
+        known = self.catalog.features([str(i) for i in ids])
+        if given is None:
+            return known
+        given.check(len(ids))
+        attrs = {**known.attributes, **given.attributes}
+        vectors = given.vectors if given.vectors is not None else known.vectors
+        return ItemFeatures(vectors=vectors, attributes=attrs)
 
     def _scatter_values(self, feats: ItemFeatures, sp_ids: list[str],
                         all_sponsored: Sequence[str],
