@@ -325,6 +325,7 @@ def test_sessions_do_not_overlap_and_some_return_within_40_minutes() -> None:
 
 def test_daily_seasonality(ev: pd.DataFrame) -> None:
     hours = ev[ev.event_type == "search"].ts.dt.hour.value_counts(normalize=True)
+    hours = hours.reindex(range(24), fill_value=0.0)
     assert hours.loc[[19, 20, 21, 22]].sum() > 2 * hours.loc[[3, 4, 5, 6]].sum() + 0.1
     days = (ev.ts.max() - ev.ts.min()).days
     assert CONFIG.days - 2 <= days <= CONFIG.days + 3

@@ -20,6 +20,8 @@ HOUR_MS = 3_600_000
 MAX_RESULTS = 20
 POOL_MAX = 1024
 SPONSORED_BOOST = 0.4  # the production ranker lifts items that carry a bid
+RANKER_QUALITY = 1.0  # exposure grows with (uncapped) quality: heavy-tailed popularity
+RANKER_CATEGORY = 3.0  # lift of items in the category the query names
 SCORE_BUDGET = 2_000_000  # score-matrix cells per ranking batch (bounds memory)
 PILOT_USERS = 400
 PILOT = 2**40  # chunk key of the pilot run (real chunks count from 0)
@@ -134,10 +136,10 @@ def _rank_results(
             by_q = pool[np.argsort(-world.item_logq[pool], kind="stable")]
             head, tail = by_q[: POOL_MAX // 2], by_q[POOL_MAX // 2 :]
             pool = np.concatenate([head, rng.choice(tail, size=POOL_MAX // 2, replace=False)])
-        static = 0.8 * np.minimum(world.item_logq[pool], QUALITY_CAP)
+        static = RANKER_QUALITY * world.item_logq[pool]
         static = static + SPONSORED_BOOST * ~np.isnan(world.item_bid[pool])
         if c >= 0:
-            static = static + 2.0 * (world.item_cat[pool] == c)
+            static = static + RANKER_CATEGORY * (world.item_cat[pool] == c)
         p_brand = world.item_brand[pool]
         created = world.item_created_ms[pool]
         k = min(MAX_RESULTS, len(pool))
