@@ -114,3 +114,25 @@ def test_holdout_recall_on_diginetica():
     assert table["covisit"]["recall@20"] > 2 * table["popularity"]["recall@20"]
     assert table["merged"]["recall@500"] >= table["covisit"]["recall@500"]
     assert table["merged"]["recall@500"] >= table["popularity"]["recall@500"]
+
+
+def test_cli_index_and_recall_eval(workspace):
+    import json
+
+    from typer.testing import CliRunner
+
+    from funnel.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["index", "--workspace", str(workspace.root), "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert payload["version"].startswith("v") and payload["items"] > 0
+    assert (workspace.artifacts.require_current() / "recall" / "lexical").is_dir()
+    result = runner.invoke(app, ["recall-eval", "--workspace", str(workspace.root),
+                                 "--max-cases", "50", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout.strip().splitlines()[-1])["rows"]
+    assert {r["source"] for r in rows} >= {"covisit", "popularity", "lexical", "merged"}
+    bad = runner.invoke(app, ["recall-eval", "--dataset", "nope"])
+    assert bad.exit_code == 1 and "--dataset must be 'workspace' or 'diginetica'" in bad.output
