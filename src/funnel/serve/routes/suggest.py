@@ -43,6 +43,7 @@ def suggest(
         recent = state.get(user_id)
         if recent.clicks:
             cats, market = _recent_context(engine, recent.clicks)
+    k = min(k, sug.completer_.candidates)  # the index keeps this many per prefix: clamp, don't fail
     texts, scores = sug.complete(prefix, k, user_id=user_id, categories=cats, market=market)
     out = [Suggestion(text=t, score=float(s)) for t, s in zip(texts, scores, strict=True)]
     return SuggestResponse(suggestions=out, timings_ms={"suggest": (time.perf_counter() - t0) * 1e3})

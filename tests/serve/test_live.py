@@ -1,0 +1,153 @@
+"""A real server on loopback: hot reload under load, Redis state, schemathesis fuzzing."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import schemathesis
+import uvicorn
+
+from funnel.serve.app import create_app
+from funnel.serve.settings import Settings
+
+TOKEN = "live-admin-4b1e"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running(app) -> Iterator[str]:
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.mark.slow
+def test_reload_under_load_drops_no_request(served_workspace):
+    from funnel.cli.build import run_build
+
+    app = create_app(Settings(workspace=served_workspace.root, admin_token=TOKEN),
+                     flush_every_s=0)
+    with running(app) as base:
+        stop = threading.Event()
+        statuses: list[int] = []
+        versions: set[str] = set()
+        lock = threading.Lock()
+
+        def hammer(n: int) -> None:
+            with httpx.Client(base_url=base, timeout=30) as c:
+                for i in range(n):
+                    if stop.is_set():
+                        break
+                    r = c.post("/search", json={"query": ["loft", "villa", ""][i % 3], "k": 10})
+                    with lock:
+                        statuses.append(r.status_code)
+                        if r.status_code == 200:
+                            versions.add(r.json()["version"])
+
+        workers = [threading.Thread(target=hammer, args=(150,)) for _ in range(3)]
+        for w in workers:
+            w.start()
+        reloaded = []
+        with httpx.Client(base_url=base, timeout=120) as admin:
+            for _ in range(2):
+                run_build(served_workspace, ("catalog",))  # a new version becomes current
+                r = admin.post("/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"})
+                assert r.status_code == 200, r.text
+                reloaded.append(r.json()["version"])
+        for w in workers:
+            w.join(timeout=300)
+        stop.set()
+    assert statuses and set(statuses) == {200}, sorted(set(statuses))
+    assert len(reloaded) == 2 and reloaded[0] != reloaded[1]
+    assert reloaded[-1] in versions or len(versions) >= 2
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+def test_redis_state_backend_shares_sessions_between_apps(served_workspace, tmp_path):
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server not installed (make system installs it from Debian packages)")
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        import redis
+
+        client = redis.Redis(port=port)
+        for _ in range(100):
+            with contextlib.suppress(redis.ConnectionError):
+                if client.ping():
+                    break
+            time.sleep(0.05)
+        else:
+            pytest.skip("redis-server did not start")
+        url = f"redis://127.0.0.1:{port}/0"
+        one = create_app(Settings(workspace=served_workspace.root, state_url=url),
+                         load_on_start=False, flush_every_s=0)
+        two = create_app(Settings(workspace=served_workspace.root, state_url=url),
+                         load_on_start=False, flush_every_s=0)
+        events = [{"user_id": "r1", "event_type": "click", "item_id": f"i{k}", "ts_ms": 1000 + k}
+                  for k in range(80)]
+        one.state.state.apply("r1", events)
+        got = two.state.state.get("r1")
+        assert got.clicks[-1] == "i79"
+        assert len(got.clicks) == got.max_len  # bounded per user
+        assert 0 < client.ttl("funnel:state:r1") <= Settings().state_ttl_s
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_schemathesis_finds_no_server_error(served_workspace):
+    app = create_app(Settings(workspace=served_workspace.root, admin_token=TOKEN),
+                     flush_every_s=0)
+    from fastapi.testclient import TestClient
+
+    with TestClient(app):  # run the lifespan: models loaded
+        schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+        failures: list[str] = []
+        from hypothesis import HealthCheck, given, settings
+
+        for result in schema.get_all_operations():
+            operation = result.ok()
+
+            @settings(max_examples=15, deadline=None, derandomize=True,
+                      suppress_health_check=list(HealthCheck))
+            @given(case=operation.as_strategy())
+            def check(case) -> None:
+                response = case.call()
+                if response.status_code >= 500:
+                    failures.append(f"{case.method} {case.formatted_path} -> "
+                                    f"{response.status_code}: {response.text[:200]}")
+
+            check()
+        assert not failures, failures[:5]
