@@ -686,3 +686,31 @@ def test_vectorized_and_small_batch_hashing_give_the_same_ids():
     small = md5_hex(keys.slice(0, 10)).to_pylist()  # hashlib path
     assert small == big[:10]
     assert big[-1] == hashlib.md5(keys[-1].as_py().encode()).hexdigest()
+
+
+field_text = st.one_of(
+    st.text(st.characters(blacklist_characters=",\n\r", blacklist_categories=("Cs",)),
+            max_size=12),
+    st.sampled_from(["+5", "-5", "007", " 5", "1e5", "nan", "inf", "99999999999999999999"]),
+    st.integers(min_value=-(10**20), max_value=10**20).map(str),
+)  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lines=st.lists(
+        st.tuples(field_text, field_text, field_text,
+                  st.one_of(st.sampled_from(["pv", "buy"]), field_text), field_text),
+        min_size=1, max_size=15,
+    )
+)  # fmt: skip
+def test_any_text_is_stored_or_rejected_never_crashes(lines):
+    # a valid first line keeps header sniffing out of the way
+    text = "1,2,3,pv,1511544070\n" + "".join(",".join(fields) + "\n" for fields in lines)
+    with tempfile.TemporaryDirectory() as tmp:
+        tables = load_taobao(write(Path(tmp) / "ub.csv", text))
+    stored = set(tables.events.column(SOURCE_ROW).to_pylist())
+    rejected = tables.rejected.column("source_row").to_pylist()
+    assert len(rejected) == len(set(rejected))  # each line rejected once, for its first problem
+    assert stored.isdisjoint(rejected)
+    assert stored | set(rejected) == set(range(1, len(lines) + 2))  # every line accounted for

@@ -29,7 +29,7 @@ from funnel.data.loaders.base import REJECTED_SCHEMA, SOURCE_FILE, SOURCE_ROW, S
 from funnel.data.schema import SCHEMAS, TIMESTAMP
 from funnel.exceptions import DataFileError
 
-INT_PATTERN = r"^[+-]?[0-9]{1,18}$"
+INT_PATTERN = r"^-?[0-9]{1,18}$"  # what Arrow casts to int64 (it refuses a "+" sign)
 FLOAT_PATTERN = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 
 
@@ -235,14 +235,18 @@ class Fields:
     def require_int(self, field: str, *, allow_empty: bool = False) -> None:
         """Keep rows whose ``field`` is an integer (or empty, if allowed)."""
         values = self.columns[field]
+        if _casts(empty_to_null(values) if allow_empty else values, pa.int64()):
+            return  # the common case: one C++ cast proves every row, no regex needed
         ok = pc.match_substring_regex(values, INT_PATTERN)
         if allow_empty:
             ok = pc.or_(ok, pc.equal(values, ""))
         self.require(field, pc.invert(ok), "an integer" + (" or empty" if allow_empty else ""))
 
     def require_float(self, field: str, *, allow_empty: bool = False) -> None:
-        """Keep rows whose ``field`` is a decimal number (or empty, if allowed)."""
+        """Keep rows whose ``field`` is a finite decimal number (or empty, if allowed)."""
         values = self.columns[field]
+        if _casts(empty_to_null(values) if allow_empty else values, pa.float64(), finite=True):
+            return
         ok = pc.match_substring_regex(values, FLOAT_PATTERN)
         if allow_empty:
             ok = pc.or_(ok, pc.equal(values, ""))
@@ -262,6 +266,16 @@ class Fields:
     def rejected(self) -> pa.Table:
         """The rejected lines, in file order."""
         return concat(self._rejects, REJECTED_SCHEMA).sort_by([("source_row", "ascending")])
+
+
+def _casts(values: pa.Array, type_: pa.DataType, *, finite: bool = False) -> bool:
+    """True when every non-null value casts to ``type_`` (and is finite, if asked)."""
+    try:
+        out = pc.cast(values, type_)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return False
+    # nulls stand for allowed empties; pc.all skips them (and is null when all are null)
+    return not finite or pc.all(pc.is_finite(out)).as_py() is not False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,15 +344,17 @@ def content_ids(
     """
     n = len(users)
     parts = [
-        pa.array([family] * n, pa.string()),
+        pa.repeat(pa.scalar(family, pa.string()), n),
         pc.cast(users, pa.string()),
-        pc.fill_null(pc.cast(items, pa.string()), "") if items is not None else [""] * n,
+        pc.fill_null(pc.cast(items, pa.string()), "")
+        if items is not None
+        else pa.repeat(pa.scalar("", pa.string()), n),
         pc.cast(ts_ms, pa.string()),
-        pa.array([event_type] * n, pa.string()),
+        pa.repeat(pa.scalar(event_type, pa.string()), n),
     ]
     if salt is not None:
         parts.append(pc.cast(salt, pa.string()))
-    keys = pc.binary_join_element_wise(*[pa.array(p, pa.string()) for p in parts], "|")
+    keys = pc.binary_join_element_wise(*parts, "|")
     occurrence = pc.cast(pa.array(occurrence_index(keys)), pa.string())
     return md5_hex(pc.binary_join_element_wise(keys, occurrence, "|"))
 
@@ -398,11 +414,11 @@ def contract_table(
         if value is None:
             arrays.append(pa.nulls(n, fld.type))
         elif isinstance(value, str | int | float):
-            arrays.append(pa.array([value] * n, fld.type))
+            arrays.append(pa.repeat(pa.scalar(value, fld.type), n))
         else:
             arr = value if isinstance(value, pa.Array | pa.ChunkedArray) else pa.array(value)
             arrays.append(pc.cast(arr, fld.type))
-    arrays.append(pa.array([str(path)] * n, pa.string()))
+    arrays.append(pa.repeat(pa.scalar(str(path), pa.string()), n))
     arrays.append(pc.cast(rows, pa.int64()))
     fields = [pa.field(f.name, f.type) for f in schema]
     fields += [pa.field(SOURCE_FILE, pa.string()), pa.field(SOURCE_ROW, pa.int64())]
