@@ -55,17 +55,19 @@ def synth_queries(n: int, seed: int = 0) -> tuple[list[str], np.ndarray, list[st
     word_cat = rng.integers(0, 40, len(words))
     seen: dict[str, str] = {}
     while len(seen) < n:
-        m = n - len(seen)
+        m = int((n - len(seen)) * 1.1) + 16
         lens = rng.integers(1, 5, m)
-        first = rng.integers(0, len(words), m)
+        idx = rng.integers(0, len(words), (m, 4))
+        zh = rng.random(m) < 0.02
+        zh_idx = rng.integers(0, len(ZH), (m, 5))
+        zh_cat = rng.integers(0, 40, m)
         for i in range(m):
-            if rng.random() < 0.02:
-                q = "".join(rng.choice(ZH, int(rng.integers(2, 6))))
-                cat = f"c{int(rng.integers(0, 40))}"
+            if zh[i]:
+                q = "".join(ZH[c] for c in zh_idx[i, : lens[i] + 1])
+                cat = f"c{zh_cat[i]}"
             else:
-                idx = [first[i], *rng.integers(0, len(words), lens[i] - 1)]
-                q = " ".join(words[j] for j in idx)
-                cat = f"c{word_cat[first[i]]}"
+                q = " ".join(words[w] for w in idx[i, : lens[i]])
+                cat = f"c{word_cat[idx[i, 0]]}"
             seen.setdefault(q, cat)
     queries = list(seen)[:n]
     cats = [seen[q] for q in queries]

@@ -262,3 +262,21 @@ def complete(codes, offsets, scores, targets, cats, mkts, table, level_start, bl
                          mkt_lift)
         n_out = _select(pool_t, final, count, k, out_t, out_s, n_out, n_exact)
     return out_t[:n_out], out_s[:n_out], n_exact
+
+
+@nb.njit(cache=True, nogil=True)
+def gather_keys(codes, offsets, ids):  # type: ignore[no-untyped-def]
+    """The code units of keys ``ids`` concatenated, and the end offset of each."""
+    ends = np.empty(ids.shape[0], np.int64)
+    total = 0
+    for j in range(ids.shape[0]):
+        total += offsets[ids[j] + 1] - offsets[ids[j]]
+        ends[j] = total
+    flat = np.empty(total, codes.dtype)
+    pos = 0
+    for j in range(ids.shape[0]):
+        a = offsets[ids[j]]
+        b = offsets[ids[j] + 1]
+        flat[pos : pos + b - a] = codes[a:b]
+        pos += b - a
+    return flat, ends

@@ -212,6 +212,7 @@ class QueryCompleter:
         self._cat_index = {c: i for i, c in enumerate(self.category_vocab_)}
         self._mkt_index = {c: i for i, c in enumerate(self.market_vocab_)}
         self._dtype = self.codes_.dtype
+        self._codec = "utf-16-le" if self._dtype.itemsize == 2 else "utf-32-le"
         self._no_cats = np.empty(0, dtype=np.int32)
 
     @property
@@ -224,7 +225,17 @@ class QueryCompleter:
         """The key text stored at sorted position ``index``."""
         a, b = int(self.offsets_[index]), int(self.offsets_[index + 1])
         raw = self.codes_[a:b].tobytes()
-        return raw.decode("utf-16-le" if self.codes_.dtype == np.uint16 else "utf-32-le")
+        return raw.decode(self._codec)
+
+    def _keys(self, ids: np.ndarray) -> list[str]:
+        """Decode many keys at once (one decode call instead of one per key)."""
+        flat, ends = _kernels.gather_keys(self.codes_, self.offsets_, ids)
+        text = flat.tobytes().decode(self._codec)
+        out, start = [], 0
+        for end in ends.tolist():
+            out.append(text[start:end])
+            start = end
+        return out
 
     def __contains__(self, query: object) -> bool:
         """True when ``query`` (normalized text) is an indexed query, not only an alias."""
@@ -283,7 +294,7 @@ class QueryCompleter:
             max(self.candidates, k), self.typo_min_len, self.typo_below,
             float(self.typo_penalty),
         )
-        return [self.key(int(i)) for i in ids], scores
+        return self._keys(ids), scores
 
     def save(self, directory: Path) -> None:
         """Write ``config.json`` and ``index.npz`` (no pickle) into ``directory``."""
