@@ -81,7 +81,7 @@ class ItemTyper:
         edges = self.price_edges.get(str(market))
         if edges is None or price is None or not np.isfinite(price):
             return None
-        return int(np.searchsorted(edges, price, side="right"))
+        return int(np.searchsorted(edges, price, side="left"))
 
     def attributes(self, row: Mapping[str, Any]) -> dict[str, Any]:
         out = {f: row.get(f) for f in ("market", "category", "brand")}
