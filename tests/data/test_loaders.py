@@ -714,3 +714,47 @@ def test_any_text_is_stored_or_rejected_never_crashes(lines):
     assert len(rejected) == len(set(rejected))  # each line rejected once, for its first problem
     assert stored.isdisjoint(rejected)
     assert stored | set(rejected) == set(range(1, len(lines) + 2))  # every line accounted for
+
+
+FUZZ_FILES = {
+    # name: (file name, valid head: header and/or one good line, separator, fields, table)
+    "movielens": ("x.inter", "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+                  "1\t2\t4\t881250949\n", "\t", 4, "events"),
+    "ml-100k": ("u.data", "1\t2\t4\t881250949\n", "\t", 4, "events"),
+    "ml-100k-items": ("u.item", "|".join(["1", "T (1995)", "", "", "", *["0"] * 19]) + "\n",
+                      "|", 24, "items"),
+    "ml-1m": ("ratings.dat", "1::2::4::881250949\n", "::", 4, "events"),
+    "criteo": ("c.tsv", criteo_line() + "\n", "\t", 40, "events"),
+    "diginetica": ("v.csv", "session_id;user_id;item_id;timeframe;eventdate\n"
+                   "1;NA;2;3;2016-05-09\n", ";", 5, "events"),
+    "yoochoose": ("y.dat", "1,2014-04-07T10:51:09.277Z,214536502,0\n", ",", 4, "events"),
+    "yoochoose-tsv": ("s.tsv", "SessionId\tItemId\tTime\n1\t2\t1396839069\n", "\t", 3,
+                      "events"),
+}  # fmt: skip
+fuzz_field = st.one_of(
+    field_text.map(lambda t: t.replace("\t", " ").replace(";", " ").replace("|", " ")
+                   .replace(":", " ")),
+    st.sampled_from(["", "NA", "0", "1", "2016-02-30", "2014-04-07T10:51:09Z", "S", "1.5"]),
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(FUZZ_FILES))
+@settings(max_examples=30, deadline=None)
+@given(data=st.data())
+def test_every_format_stores_or_rejects_each_line_never_crashes(case, data):
+    filename, head, sep, n_fields, kind = FUZZ_FILES[case]
+    # mostly the right field count (so value checks are exercised), sometimes any count
+    line = st.one_of(st.lists(fuzz_field, min_size=n_fields, max_size=n_fields),
+                     st.lists(fuzz_field, min_size=1, max_size=n_fields + 2))  # fmt: skip
+    lines = data.draw(st.lists(line, min_size=1, max_size=8))
+    name = case.removesuffix("-items").removesuffix("-tsv")
+    body = "".join(sep.join(fields) + "\n" for fields in lines)
+    with tempfile.TemporaryDirectory() as tmp:
+        tables = get_loader(name)(write(Path(tmp) / filename, head + body))
+    n_rows = head.count("\n") + len(lines) - (1 if head.count("\n") == 2 else 0)
+    blank = {n for n, fields in enumerate(lines, start=n_rows - len(lines) + 1)
+             if sep.join(fields) == ""}  # fmt: skip
+    kept = set(getattr(tables, kind).column(SOURCE_ROW).to_pylist())
+    rejected = tables.rejected.column("source_row").to_pylist()
+    assert len(rejected) == len(set(rejected)) and kept.isdisjoint(rejected)
+    assert kept | set(rejected) | blank == set(range(1, n_rows + 1))
