@@ -44,10 +44,13 @@ def rerank_build(workspace: WorkspaceOpt = DEFAULT_WORKSPACE, as_json: JsonOpt =
         except BaseException:
             build.abort()
             raise
+    shown: dict[str, float | int | str] = {
+        k: int(v) if float(v).is_integer() else v for k, v in metrics.items()}
+    shown["version"] = version.name
     if as_json:
-        print_json({**metrics, "version": version.name})
+        print_json(shown)
     else:
-        console.print(summary_table(f"rerank -> {version.name}", metrics))
+        console.print(summary_table(f"rerank -> {version.name}", shown))
 
 
 @app.command("rerank-curve")
