@@ -44,8 +44,10 @@ class VectorSource:
         vec = self.query_vector(list(request.recent_items))
         if vec is None:
             return Candidates.empty()
-        filters = dict(request.filters)
-        if request.market is not None and "market" in self.index.attr_vocab_:
+        known = self.index.attr_vocab_
+        # filters on attributes the index does not carry are other stages' business
+        filters = {k: v for k, v in request.filters.items() if k in known}
+        if request.market is not None and "market" in known:
             filters["market"] = request.market
         exclude = set(request.recent_items)
         res = self.index.search(vec, k=min(request.k + len(exclude), max(len(self.index), 1)),
