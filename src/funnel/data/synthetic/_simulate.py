@@ -205,6 +205,78 @@ class ChunkEvents:
     imp_clicked: np.ndarray
 
 
+def _query_texts(
+    world: World,
+    *,
+    q_market: np.ndarray,
+    q_cat: np.ndarray,
+    q_brand: np.ndarray,
+    adj: np.ndarray,
+    price_word: np.ndarray,
+    zh: np.ndarray,
+    order: np.ndarray,
+    typo: np.ndarray,
+    rng: np.random.Generator,
+) -> list[str]:
+    """Query text of each search from the parts it mentions (-1 = part left out)."""
+    markets = list(zip(world.market_names, world.market_zh, strict=True))
+    cats = list(zip(world.cat_names, world.cat_zh, strict=True))
+    prices = (PRICE_WORDS["low"], PRICE_WORDS["lux"])
+    out = []
+    for i in range(len(q_market)):
+        q = build_query(
+            markets[q_market[i]] if q_market[i] >= 0 else None,
+            cats[q_cat[i]] if q_cat[i] >= 0 else None,
+            world.brand_names[q_brand[i]] if q_brand[i] >= 0 else None,
+            ADJECTIVES[adj[i]] if adj[i] >= 0 else None,
+            prices[price_word[i]] if price_word[i] >= 0 else None,
+            bool(zh[i]),
+            int(order[i]),
+        )
+        out.append(add_typo(q, rng) if typo[i] else q)
+    return out
+
+
+def _bookings(
+    rng: np.random.Generator, c_sess: np.ndarray, c_item: np.ndarray, logit: np.ndarray, n_s: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """True booking model over the clicks of ``n_s`` sessions.
+
+    Click j has propensity b_j; its session books with probability 1 - prod(1 - b_j) and then
+    picks click j with probability b_j / sum(b). So the TRUE probability that click j's item is
+    booked is p_any * (sum of b over that item's clicks in the session) / sum(b), returned per
+    click. Also returns the booked and carted item per session (-1 = none); a booked session
+    carts first 60% of the time, an unbooked one carts its most bookable click 12% of the time.
+    """
+    n_c = len(c_sess)
+    b = _sigmoid(BOOK_BIAS + BOOK_SLOPE * logit)
+    p_any = 1.0 - np.exp(np.bincount(c_sess, weights=np.log1p(-b), minlength=n_s))
+    b_sum = np.bincount(c_sess, weights=b, minlength=n_s)
+    _, pair_inv = np.unique(c_sess * (int(c_item.max(initial=0)) + 1) + c_item, return_inverse=True)
+    b_item = np.bincount(pair_inv, weights=b)[pair_inv]
+    p_book = p_any[c_sess] * b_item / np.maximum(b_sum[c_sess], 1e-300)
+    booked = rng.random(n_s) < p_any
+    best = _group_argmax(c_sess, np.log(b) + rng.gumbel(size=n_c), n_s)  # Gumbel-max pick
+    top_b = _group_argmax(c_sess, b, n_s)
+    booked &= best >= 0
+    cart = np.where(booked, rng.random(n_s) < 0.6, (top_b >= 0) & (rng.random(n_s) < 0.12))
+    cart_item = np.where(booked, c_item[np.maximum(best, 0)], c_item[np.maximum(top_b, 0)])
+    cart_item = np.where(cart, cart_item, -1)
+    book_item = np.where(booked, c_item[np.maximum(best, 0)], -1)
+    return p_book, book_item, cart_item
+
+
+def _group_argmax(group: np.ndarray, key: np.ndarray, n_groups: int) -> np.ndarray:
+    """Row of the largest ``key`` within each group (-1 for groups without rows)."""
+    out = np.full(n_groups, -1, dtype=np.int64)
+    if len(group) == 0:
+        return out
+    order = np.lexsort((key, group))
+    last = np.flatnonzero(np.append(group[order][1:] != group[order][:-1], True))
+    out[group[order][last]] = order[last]
+    return out
+
+
 def simulate_chunk(
     config: MarketplaceConfig,
     world: World,
@@ -283,21 +355,18 @@ def simulate_chunk(
     order = (rng.random(n_q) < 0.25).astype(np.int64)
     typo = rng.random(n_q) < config.typo_rate
     zh = world.user_zh[q_user]
-    typo_rng = stream(config, "text", chunk)
-    mk = list(zip(world.market_names, world.market_zh, strict=True))
-    ck = list(zip(world.cat_names, world.cat_zh, strict=True))
-    queries = []
-    for i in range(n_q):
-        q = build_query(
-            mk[q_market[i]] if has_market[i] else None,
-            ck[q_cat[i]] if has_cat[i] else None,
-            world.brand_names[q_brand[i]] if has_brand[i] else None,
-            ADJECTIVES[adj[i]] if adj[i] >= 0 else None,
-            (PRICE_WORDS["low"] if cheap[i] else PRICE_WORDS["lux"]) if price_word[i] else None,
-            bool(zh[i]),
-            int(order[i]),
-        )
-        queries.append(add_typo(q, typo_rng) if typo[i] else q)
+    queries = _query_texts(
+        world,
+        q_market=np.where(has_market, q_market, -1),
+        q_cat=np.where(has_cat, q_cat, -1),
+        q_brand=np.where(has_brand, q_brand, -1),
+        adj=adj,
+        price_word=np.where(price_word, np.where(cheap, 0, 1), -1),
+        zh=zh,
+        order=order,
+        typo=typo,
+        rng=stream(config, "text", chunk),
+    )
 
     # --- results and the true click model ---------------------------------------------------
     results = _rank_results(
@@ -353,32 +422,11 @@ def simulate_chunk(
     s_end = np.zeros(n_s, dtype=np.int64)
     np.maximum.at(s_end, q_sess, q_rel + q_dur)
 
-    # --- bookings: session books with 1 - prod(1 - b_j), item j with prob b_j / sum(b) -------
+    # --- bookings and carts -----------------------------------------------------------------
     c_sess = q_sess[c_q]
     c_item = imp_item[ck_rows]
-    b = _sigmoid(BOOK_BIAS + BOOK_SLOPE * logit[ck_rows])
-    log_none = np.bincount(c_sess, weights=np.log1p(-b), minlength=n_s)
-    p_any = 1.0 - np.exp(log_none)
-    b_sum = np.bincount(c_sess, weights=b, minlength=n_s)
-    pair = c_sess * len(world.item_market) + c_item
-    _, pair_inv = np.unique(pair, return_inverse=True)
-    b_item = np.bincount(pair_inv, weights=b)[pair_inv]
-    c_p_book = p_any[c_sess] * b_item / np.maximum(b_sum[c_sess], 1e-300)
-    booked = rng.random(n_s) < p_any
-    key = np.log(b) + rng.gumbel(size=n_c)
-    by_sess = np.lexsort((key, c_sess))
-    last = np.flatnonzero(np.append(c_sess[by_sess][1:] != c_sess[by_sess][:-1], True))
-    best = np.full(n_s, -1, dtype=np.int64)  # click row chosen if the session books
-    best[c_sess[by_sess][last]] = by_sess[last]
-    top_b = np.full(n_s, -1, dtype=np.int64)  # most bookable click, for abandoned carts
-    by_b = np.lexsort((b, c_sess))
-    last_b = np.flatnonzero(np.append(c_sess[by_b][1:] != c_sess[by_b][:-1], True))
-    top_b[c_sess[by_b][last_b]] = by_b[last_b]
-    booked &= best >= 0
-    cart = np.where(booked, rng.random(n_s) < 0.6, (top_b >= 0) & (rng.random(n_s) < 0.12))
-    cart_item = np.where(booked, c_item[np.maximum(best, 0)], c_item[np.maximum(top_b, 0)])
-    cart_item = np.where(cart, cart_item, -1)
-    book_item = np.where(booked, c_item[np.maximum(best, 0)], -1)
+    c_p_book, book_item, cart_item = _bookings(rng, c_sess, c_item, logit[ck_rows], n_s)
+    booked, cart = book_item >= 0, cart_item >= 0
     cart_rel = s_end + rng.integers(20_000, 120_000, size=n_s)
     book_rel = np.where(cart, cart_rel, s_end) + rng.integers(60_000, 400_000, size=n_s)
     dur = np.where(booked, book_rel, np.where(cart, cart_rel, s_end)) + 1
