@@ -758,3 +758,34 @@ def test_every_format_stores_or_rejects_each_line_never_crashes(case, data):
     rejected = tables.rejected.column("source_row").to_pylist()
     assert len(rejected) == len(set(rejected)) and kept.isdisjoint(rejected)
     assert kept | set(rejected) | blank == set(range(1, n_rows + 1))
+
+
+# ---------------------------------------------------------------------------------------------
+# through ingest: what the loaders hand over passes validation and the accounting holds
+
+
+@pytest.mark.parametrize(
+    ("fmt", "filename", "text", "stored_events"),
+    [
+        ("taobao", "ub.csv", "1,2,3,pv,1511544070\n1,2,3,buy\n2,5,3,buy,1511544071\n", 2),
+        ("ml-1m", "ratings.dat", "1::2::5::978300760\n1::3::x::978300760\n", 2),
+        ("yoochoose", "clicks.dat", "1,2014-04-07T10:51:09.277Z,7,3\n1,bad,7,3\n", 1),
+        ("criteo", "day.tsv", criteo_line() + "\n" + criteo_line(label="7") + "\n", 2),
+        ("diginetica", "v.csv",
+         "session_id;user_id;item_id;timeframe;eventdate\n1;NA;2;3;2016-05-09\n1;NA;2\n", 1),
+    ],
+)  # fmt: skip
+def test_ingest_stores_loader_output_and_quarantines_rejects(fmt, filename, text, stored_events,
+                                                            tmp_path):  # fmt: skip
+    from funnel.data.ingest import ingest_file
+    from funnel.workspace import Workspace
+
+    ws = Workspace.init(tmp_path / "ws")
+    path = write(tmp_path / filename, text)
+    report = ingest_file(ws, path, fmt)
+    assert report.by_kind["events"]["stored"] == stored_events
+    assert report.by_kind["events"]["quarantined"] == 0  # loader output is always valid
+    assert report.quarantined == 1  # the one malformed line, from the loader's rejects
+    assert report.read == report.stored + report.quarantined + report.duplicates
+    again = ingest_file(ws, path, fmt)
+    assert again.stored == 0 and again.duplicates == report.stored
