@@ -394,6 +394,25 @@ def test_streaming_parquet_equals_in_memory(tmp_path, tables: dict[str, pa.Table
     assert saved["config"]["seed"] == CONFIG.seed and saved["counts"] == summary.counts
 
 
+def test_parquet_output_is_byte_identical_across_runs(tmp_path) -> None:
+    cfg = MarketplaceConfig(n_events=5_000, seed=8, chunk_sessions=64)
+    a, b = generate(cfg, tmp_path / "a"), generate(cfg, tmp_path / "b")
+    assert a.counts == b.counts
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.parquet"))
+    assert len(files) > 4
+    for f in files:
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+
+
+def test_tiny_runs_still_emit_one_whole_session(tmp_path) -> None:
+    tb = generate_tables(MarketplaceConfig(n_events=1, seed=0))
+    types = tb["events"]["event_type"].to_pylist()
+    assert types.count("search") >= 1 and "impression" in types
+    summary = generate(MarketplaceConfig(n_events=1, seed=0), tmp_path)
+    assert summary.counts["events"] == tb["events"].num_rows
+    json.loads((tmp_path / "summary.json").read_text())  # strict JSON, no NaN
+
+
 def test_chunks_are_bounded() -> None:
     cfg = MarketplaceConfig(n_events=200_000, seed=1, chunk_sessions=512)
     sizes = [ev.num_rows for ev, _, _ in iter_event_chunks(cfg)]

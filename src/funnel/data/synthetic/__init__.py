@@ -48,6 +48,7 @@ __all__ = [
     "iter_event_chunks",
     "latent_state",
     "price_band",
+    "summarize",
 ]
 
 _DEVICES = ("mobile", "desktop", "tablet")
@@ -232,7 +233,9 @@ def iter_event_chunks(
         if remaining <= 0:
             break
         users = np.arange(a, b)
-        chunk = simulate_chunk(config, w, users, plan.sessions[a:b], k, max_events=remaining)
+        chunk = simulate_chunk(
+            config, w, users, plan.sessions[a:b], k, max_events=remaining, at_least_one=done == 0
+        )
         if len(chunk.ts) == 0:
             break
         events, truth = _chunk_tables(w, chunk, done, requests, names)
@@ -297,9 +300,9 @@ def generate(
         if progress is not None:
             progress(done)
     summary = _summary(config, w, counts, done, ps, ys, time.perf_counter() - t0)
-    (out / "summary.json").write_text(
-        json.dumps({"config": asdict(config), **asdict(summary)}, indent=2, ensure_ascii=False)
-    )
+    record = {"config": asdict(config), **asdict(summary)}
+    record = {k: None if isinstance(v, float) and np.isnan(v) else v for k, v in record.items()}
+    (out / "summary.json").write_text(json.dumps(record, indent=2, allow_nan=False))
     return summary
 
 

@@ -284,10 +284,13 @@ def simulate_chunk(
     sessions: np.ndarray,
     chunk: int,
     max_events: int | None = None,
+    *,
+    at_least_one: bool = False,
 ) -> ChunkEvents:
     """Simulate all sessions of ``users`` (``sessions[i]`` each); keep at most ``max_events``.
 
-    Truncation drops whole sessions from the end, so every kept session is complete.
+    Truncation drops whole sessions from the end, so every kept session is complete; with
+    ``at_least_one`` the first session is kept even when it alone exceeds ``max_events``.
     """
     rng = stream(config, "events", chunk)
     dim = world.centres.shape[1]
@@ -515,6 +518,8 @@ def simulate_chunk(
     if max_events is not None and n_ev > max_events:
         per_sess = np.bincount(cols["sess"], minlength=n_s)
         kept_sessions = int(np.searchsorted(np.cumsum(per_sess), max_events, side="right"))
+        if kept_sessions == 0 and at_least_one:  # a tiny n_events still gets one whole session
+            kept_sessions = 1
         keep = cols["sess"] < kept_sessions
         cols = {k: v[keep] for k, v in cols.items()}
         imp_keep = q_sess[imp_q] < kept_sessions
