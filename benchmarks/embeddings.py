@@ -92,6 +92,26 @@ def real_sessions(path: Path, fmt: str) -> tuple[pa.Table, pa.Table | None]:
     return sessions, (items if items.num_rows else None)
 
 
+def marketplace_sessions(n_events: int) -> tuple[pa.Table, pa.Table]:
+    """The full synthetic marketplace (funnel.data.synthetic), sessionized by the pipeline."""
+    import duckdb
+
+    from funnel.data.synthetic import MarketplaceConfig, generate_tables
+    from funnel.pipeline.sessions import build_sessions
+
+    tables = generate_tables(MarketplaceConfig(n_events=n_events, seed=0))
+    con = duckdb.connect()
+    try:
+        for name in ("items", "events"):
+            con.register(f"src_{name}", tables[name])
+            con.execute(f"CREATE TABLE {name} AS SELECT * FROM src_{name}")
+        build_sessions(con)
+        sessions = con.sql("SELECT * FROM sessions ORDER BY start_ts, session_id").to_arrow_table()
+    finally:
+        con.close()
+    return sessions, tables["items"]
+
+
 def decode(corpus: Corpus) -> list[list[str]]:
     vocab = corpus.vocab
     return [[vocab[t] for t in corpus.tokens[a:b]]
@@ -104,6 +124,9 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="write the flat results object here")
     ap.add_argument("--sessions", type=Path, help="a real session log (any 'funnel ingest' format)")
     ap.add_argument("--format", help="loader format name for --sessions, e.g. diginetica")
+    ap.add_argument("--marketplace", type=int, metavar="EVENTS",
+                    help="use funnel.data.synthetic with this many events instead of the "
+                         "session simulator")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--epochs", type=int, default=5)
@@ -120,6 +143,10 @@ def main() -> None:
         sessions, items = real_sessions(args.sessions, args.format)
         data_name = f"{args.sessions.name} ({args.format})"
         min_dwell = 0
+    elif args.marketplace:
+        sessions, items = marketplace_sessions(args.marketplace)
+        data_name = f"synthetic marketplace, {args.marketplace:,} events"
+        min_dwell = 2000
     else:
         n = 30_000 if args.quick else 300_000
         cfg = SessionSimConfig(n_sessions=n, n_markets=20, n_categories=10, items_per_cell=20,

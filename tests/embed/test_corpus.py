@@ -92,3 +92,8 @@ def test_normalize_query_is_idempotent_and_lowercase(text: str) -> None:
     once = normalize_query(text)
     assert normalize_query(once) == once
     assert once == once.lower() and "  " not in once and once == once.strip()
+
+
+def test_unknown_dwell_is_never_accidental() -> None:
+    t = table([["a", "b", "c"]], dwell=[[None, 100, None]])
+    assert decode(build_corpus(t, min_dwell_ms=2000)) == [["a", "c"]]

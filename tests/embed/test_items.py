@@ -151,3 +151,16 @@ def test_query_embeddings_group_queries_of_one_category() -> None:
             hits += other.split()[0] == query.split()[0]
             total += 1
     assert hits / total > 0.6  # chance: 3 of 19 other queries share the category
+
+
+def test_batch_vectors_equal_single_vectors(fitted: ItemEmbeddings) -> None:
+    tokens = fitted.vocab_[:4]
+    assert np.array_equal(fitted.vectors(tokens), np.stack([fitted.vector(t) for t in tokens]))
+    assert fitted.vectors([]).shape == (0, 8)
+    with pytest.raises(TypeError, match="use vector"):
+        fitted.vectors("a")
+
+
+def test_items_table_without_market_is_rejected(small_sim) -> None:
+    with pytest.raises(ValueError, match=r"'item_id' and 'market' columns .* got \['item_id'\]"):
+        ItemEmbeddings(**FAST).fit(small_sim[0], pa.table({"item_id": ["x"]}))

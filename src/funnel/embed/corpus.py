@@ -91,7 +91,9 @@ def build_corpus(
     if min_dwell_ms > 0 and "dwell_ms" in table.column_names and column == "items":
         dwell, dwell_owner = _flat(table, "dwell_ms")
         if dwell.shape[0] == values.shape[0]:
-            dwell = np.where(pd_isnull(dwell), np.inf, dwell.astype(np.float64))
+            # unknown dwell (null) is never treated as accidental
+            dwell = np.array([np.inf if v is None else v for v in dwell], dtype=np.float64) \
+                if dwell.dtype == object else np.nan_to_num(dwell.astype(np.float64), nan=np.inf)
             short = dwell < float(min_dwell_ms)
             if booked_raw is not None:  # the booked item is never an accident
                 short &= values != booked_raw[owner]
@@ -130,7 +132,7 @@ def build_corpus(
         booked = np.array(
             [index.get(b, -1) if b is not None else -1 for b in kept_booked], dtype=np.int32
         )
-    markets, word_market = _word_markets(table, session_ok, owner, ids, len(uniq), item_markets,
+    markets, word_market = _word_markets(table, owner, ids, len(uniq), item_markets,
                                           uniq.tolist())
     return Corpus(
         vocab=uniq.tolist(), counts=counts.astype(np.int64), tokens=ids.astype(np.int32),
@@ -138,18 +140,8 @@ def build_corpus(
     )
 
 
-def pd_isnull(values: np.ndarray) -> np.ndarray:
-    """Null mask of a numpy array that may hold None (object) or NaN (float)."""
-    if values.dtype == object:
-        return np.array([v is None for v in values], dtype=bool)
-    if np.issubdtype(values.dtype, np.floating):
-        return np.isnan(values)
-    return np.zeros(values.shape[0], dtype=bool)
-
-
 def _word_markets(
     table: pa.Table,
-    session_ok: np.ndarray,
     owner: np.ndarray,
     ids: np.ndarray,
     vocab_size: int,

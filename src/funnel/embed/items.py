@@ -151,6 +151,14 @@ class _SessionEmbeddings:
             )
         return self.vectors_[row].copy()
 
+    def vectors(self, tokens: list[str]) -> np.ndarray:
+        """Batch :meth:`vector`: an (n, dim) array, row i for ``tokens[i]``."""
+        check_is_fitted(self, "vectors_")
+        if isinstance(tokens, str):
+            raise TypeError("'tokens' must be a list of strings; use vector() for one token")
+        return np.stack([self.vector(t) for t in tokens]) if len(tokens) else np.zeros(
+            (0, self.vectors_.shape[1]), dtype=np.float32)
+
     def most_similar(
         self, item: str | np.ndarray, k: int = 10, market: str | None = None
     ) -> list[tuple[str, float]]:
@@ -176,7 +184,7 @@ class _SessionEmbeddings:
         if exclude >= 0:
             scores[exclude] = -np.inf
         if market is not None:
-            allowed = np.array([m == market for m in self.markets_], dtype=bool)
+            allowed = np.asarray(self.markets_, dtype=object) == market
             if not allowed.any():
                 known = sorted({m for m in self.markets_ if m is not None})
                 raise ValueError(
@@ -272,6 +280,14 @@ class ItemEmbeddings(_SessionEmbeddings):
     def _corpus(self, sessions: Any, items: pa.Table | None) -> Corpus:
         markets = None
         if items is not None:
+            if not isinstance(items, pa.Table) or not {"item_id", "market"} <= set(
+                items.column_names
+            ):
+                got = items.column_names if isinstance(items, pa.Table) else type(items).__name__
+                raise ValueError(
+                    "The 'items' argument must be a pyarrow Table with 'item_id' and 'market' "
+                    f"columns (category and price optional); got {got}"
+                )
             markets = dict(zip(items.column("item_id").to_pylist(),
                                items.column("market").to_pylist(), strict=True))
         return build_corpus(
