@@ -11,6 +11,7 @@ from funnel.cli import embed as _embed  # noqa: E402,F401
 from funnel.cli import recall as _recall  # noqa: E402,F401
 from funnel.cli import rerank as _rerank  # noqa: E402,F401
 from funnel.cli import suggest as _suggest  # noqa: E402,F401
+from funnel.cli import rank as _rank  # noqa: E402,F401
 from funnel.cli import generative as _generative  # noqa: E402,F401
 from funnel.cli._app import app
 

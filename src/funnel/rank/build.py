@@ -1,0 +1,250 @@
+"""Train the configured rankers from a workspace into the ``rank`` artifact component.
+
+Layout of ``<artifact>/rank/``::
+
+    metrics.json        per-model test metrics, Bayes-optimal figures, the split
+    serving.json        which model serves, calibrator, item-counter prior, recent_k
+    models/<name>/      each ranker's config.json + features.json + weights / model.txt
+    cvr/                optional post-click booking model (pCVR) for pCTR x pCVR
+    items.parquet       item snapshot (attributes + counters at the end of the log) for serving
+    reliability.png     reliability plot of the serving model before/after calibration
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from funnel.artifacts import ArtifactBuild
+from funnel.config import section, to_mapping
+from funnel.exceptions import ConfigError, ModelFitError
+from funnel.features.personalization import ItemVectorLookup, cooccurrence_vectors
+from funnel.features.specs import as_columns
+from funnel.features.training_set import TrainingSetConfig, build_training_set
+from funnel.rank.base import Ranker, RankingData
+from funnel.rank.calibration import get_calibrator, reliability_plot
+from funnel.rank.defaults import DEFAULT_FEATURES
+from funnel.rank.metrics import auc, evaluate, logloss
+from funnel.rank.registry import RANKERS, get_ranker
+from funnel.vectors import save_vectors
+from funnel.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class RankConfig:
+    """The ``[rank]`` table of funnel.toml."""
+
+    models: tuple[str, ...] = ("lr", "fm", "deepfm", "gbdt")
+    serve_model: str = "deepfm"
+    epochs: int = 8
+    batch_size: int = 1024
+    embedding_dim: int = 8
+    learning_rate: float = 0.003
+    negative_rate: float = 1.0
+    calibration: str = "isotonic"
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.2
+    recent_k: int = 10
+    train_cvr: bool = True
+    seed: int = 0
+    features: list[dict[str, Any]] = field(default_factory=list)
+    """Feature specs (JSON form); empty = the defaults in ``funnel.rank.defaults``."""
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.models if m not in RANKERS]
+        if unknown or not self.models:
+            raise ConfigError(
+                f"[rank] models: unknown {unknown or 'empty list'}; choose from {sorted(RANKERS)}"
+            )
+        if self.serve_model not in self.models:
+            raise ConfigError(
+                f"[rank] serve_model {self.serve_model!r} must be one of models {self.models}"
+            )
+        if not 0 < self.valid_fraction + self.test_fraction < 0.9:
+            raise ConfigError("[rank] valid_fraction + test_fraction must be in (0, 0.9)")
+
+    @classmethod
+    def from_workspace(cls, workspace: Workspace) -> RankConfig:
+        return section(workspace.config(), "rank", cls)
+
+
+def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    return {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables")
+            .fetchall()}
+
+
+def item_vectors(con: duckdb.DuckDBPyConnection, embeddings_dir: Path | None) -> ItemVectorLookup:
+    """Embedding-artifact vectors if built, else an SVD of in-session co-clicks (fallback)."""
+    markets = dict(con.sql("SELECT item_id, market FROM items").fetchall())
+    if embeddings_dir is not None and (embeddings_dir / "item_vectors.npy").exists():
+        return ItemVectorLookup.from_directory(embeddings_dir, item_market=markets)
+    if "sessions" in _tables(con):
+        sessions = [s for (s,) in con.sql("SELECT items FROM sessions").fetchall() if s]
+    else:
+        sessions = [
+            s for (s,) in con.sql(
+                "SELECT list(item_id ORDER BY ts) FROM events WHERE event_type = 'click' "
+                "GROUP BY user_id, CAST(ts AS DATE)"
+            ).fetchall() if s
+        ]
+    ids, vec = cooccurrence_vectors(sessions, dim=16)
+    return ItemVectorLookup(ids, vec, item_market=markets)
+
+
+def item_snapshot(con: duckdb.DuckDBPyConnection, prior_ctr: float) -> pa.Table:
+    """Item attributes and counters over the whole log: what serving knows about each item."""
+    return con.sql(f"""
+        SELECT it.item_id, it.category, it.brand, it.market, it.price, it.bid,
+               coalesce(c.imps, 0) AS item_imps_before,
+               coalesce(c.clicks, 0) AS item_clicks_before,
+               coalesce(c.books, 0) AS item_bookings_before,
+               (coalesce(c.clicks, 0) + 10 * {prior_ctr!r}) / (coalesce(c.imps, 0) + 10)
+                   AS item_ctr_before
+        FROM items it LEFT JOIN (
+            SELECT item_id,
+                   count(*) FILTER (WHERE event_type = 'impression') AS imps,
+                   count(*) FILTER (WHERE event_type = 'click') AS clicks,
+                   count(*) FILTER (WHERE event_type = 'booking') AS books
+            FROM events WHERE item_id IS NOT NULL GROUP BY item_id
+        ) c USING (item_id)
+    """).to_arrow_table()
+
+
+def time_split(n: int, valid_fraction: float, test_fraction: float) -> tuple[slice, slice, slice]:
+    """Rows are in time order: train | valid | test, the test set is the most recent."""
+    n_test, n_valid = int(n * test_fraction), int(n * valid_fraction)
+    a = n - n_test - n_valid
+    return slice(0, a), slice(a, a + n_valid), slice(a + n_valid, n)
+
+
+def _data(table: pa.Table, rows: slice, label: str, rate: float = 1.0) -> RankingData:
+    t = table.slice(rows.start, rows.stop - rows.start)
+    return RankingData(
+        as_columns(t), np.asarray(t.column(label), dtype=np.float32),
+        group=np.asarray(t.column("group_id").to_numpy(zero_copy_only=False)),
+        negative_rate=rate,
+    )
+
+
+def make_ranker(name: str, config: RankConfig, features: list[dict[str, Any]],
+                verbose: bool = False) -> Ranker:
+    cls = get_ranker(name)
+    if name in ("gbdt", "lambdamart"):
+        return cls(features, seed=config.seed, verbose=False)  # type: ignore[call-arg]
+    return cls(  # type: ignore[call-arg]
+        features, epochs=config.epochs, batch_size=config.batch_size,
+        embedding_dim=config.embedding_dim, learning_rate=config.learning_rate,
+        seed=config.seed, verbose=verbose,
+    )
+
+
+def build_rank(
+    workspace: Workspace,
+    build: ArtifactBuild,
+    config: RankConfig | None = None,
+    *,
+    verbose: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, float]:
+    """Train every configured ranker, evaluate on the most recent impressions, write ``rank/``.
+
+    Returns flat metrics (``<model>.auc``, ``<model>.logloss``, ``bayes.logloss``, gaps, ...).
+    """
+    config = config or RankConfig.from_workspace(workspace)
+    say = log or (lambda _msg: None)
+    con = workspace.connect(read_only=True)
+    try:
+        missing = {"events", "items"} - _tables(con)
+        if missing:
+            raise ConfigError(f"{workspace.store_path}: missing table(s) {sorted(missing)}; "
+                              "run 'funnel ingest' or 'funnel generate' first")
+        emb_dir = build.path / "embeddings"
+        vectors = item_vectors(con, emb_dir if emb_dir.exists() else None)
+        say(f"item vectors: {len(vectors.ids)} items, dim {vectors.dim}")
+        ts_cfg = TrainingSetConfig(recent_k=config.recent_k, seed=config.seed)
+        table = build_training_set(con, ts_cfg, vectors)
+        truth = None
+        if "truth" in _tables(con):
+            truth = dict(con.sql("SELECT event_id, p_click FROM truth WHERE p_click IS NOT NULL")
+                         .fetchall())
+        prior = float(np.asarray(table.column("click")).mean()) if table.num_rows else 0.0
+        snapshot = item_snapshot(con, prior)
+    finally:
+        con.close()
+    if table.num_rows < 100:
+        raise ModelFitError(f"only {table.num_rows} impressions in the store; need >= 100")
+    say(f"training set: {table.num_rows:,} impressions, CTR {prior:.4f}")
+    features = list(config.features) or DEFAULT_FEATURES
+    tr, va, te = time_split(table.num_rows, config.valid_fraction, config.test_fraction)
+    train = _data(table, tr, "click")
+    if config.negative_rate < 1.0:
+        rng = np.random.default_rng(config.seed)
+        keep = (train.label > 0) | (rng.random(len(train)) < config.negative_rate)
+        train = train.take(np.flatnonzero(keep))
+        train.negative_rate = config.negative_rate
+    valid, test = _data(table, va, "click"), _data(table, te, "click")
+    out = build.component("rank")
+    if not (emb_dir / "item_vectors.npy").exists():  # fallback vectors travel with the model
+        save_vectors(out, "item", vectors.ids, vectors.vectors)
+    metrics: dict[str, float] = {"rows.train": float(len(train)), "rows.test": float(len(test))}
+    bayes = None
+    if truth:
+        ids = table.column("event_id").to_pylist()[te]
+        p_true = np.array([truth.get(e, np.nan) for e in ids])
+        if np.isfinite(p_true).all():
+            bayes = {"auc": auc(test.label, p_true), "logloss": logloss(test.label, p_true)}
+            metrics["bayes.auc"], metrics["bayes.logloss"] = bayes["auc"], bayes["logloss"]
+    models: dict[str, Ranker] = {}
+    for name in config.models:
+        say(f"training {name}")
+        model = make_ranker(name, config, features, verbose).fit(train, valid)
+        p = model.predict_proba(test.columns)
+        for k, v in evaluate(test.label, p, test.group).items():
+            metrics[f"{name}.{k}"] = v
+        if bayes:
+            metrics[f"{name}.gap_logloss"] = metrics[f"{name}.logloss"] - bayes["logloss"]
+            metrics[f"{name}.gap_auc"] = bayes["auc"] - metrics[f"{name}.auc"]
+        model.save(out / "models" / name)
+        models[name] = model
+    serving = models[config.serve_model]
+    p_valid = serving.predict_proba(valid.columns)
+    calibrator = get_calibrator(config.calibration).fit(p_valid, valid.label)
+    p_test = serving.predict_proba(test.columns)
+    p_cal = calibrator.predict(p_test)
+    metrics["serving.ece_raw"] = evaluate(test.label, p_test)["ece"]
+    metrics["serving.ece_calibrated"] = evaluate(test.label, p_cal)["ece"]
+    (out / "reliability.png").write_bytes(reliability_plot(
+        {config.serve_model: (p_test, test.label), "calibrated": (p_cal, test.label)},
+        title=f"{config.serve_model} on the most recent {len(test):,} impressions",
+    ))
+    if config.train_cvr:
+        clicked = np.flatnonzero(np.asarray(table.column("click")))
+        clicked_tr = clicked[clicked < tr.stop]
+        books = np.asarray(table.column("booking"))[clicked_tr]
+        if books.sum() >= 30 and (1 - books).sum() >= 30:
+            cvr_rows = table.take(pa.array(clicked_tr))
+            cvr = _data(cvr_rows, slice(0, cvr_rows.num_rows), "booking")
+            cvr_model = make_ranker("gbdt", config, features).fit(cvr)
+            cvr_model.save(out / "cvr")
+            metrics["cvr.train_rows"] = float(len(cvr))
+    pq.write_table(snapshot, out / "items.parquet")
+    serving_cfg = {
+        "model": config.serve_model,
+        "calibrator": calibrator.to_dict(),
+        "recent_k": config.recent_k,
+        "serving_position": 1,
+        "has_cvr": (out / "cvr").exists(),
+    }
+    (out / "serving.json").write_text(json.dumps(serving_cfg))
+    (out / "metrics.json").write_text(json.dumps(
+        {"metrics": metrics, "config": to_mapping(config)}, indent=2, sort_keys=True
+    ))
+    return metrics

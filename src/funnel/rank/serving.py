@@ -1,0 +1,117 @@
+"""The rank stage at serving time: candidate ids + request + session state -> pCTR.
+
+Raw columns are assembled from the item snapshot written at training time, the request (query,
+fixed position) and the live :class:`RecentActions` (recent clicks and the KDD'18 similarities
+through the same ``personalization_features`` the training rows used), then scored by the saved
+ranker through the same ``FeatureSet.transform``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from funnel.exceptions import ArtifactError
+from funnel.features.personalization import (
+    ItemVectorLookup,
+    RecentActions,
+    personalization_features,
+)
+from funnel.rank.base import Ranker
+from funnel.rank.calibration import Calibrator, calibrator_from_dict
+
+_NUMERIC = ("price", "bid", "item_imps_before", "item_clicks_before", "item_bookings_before",
+            "item_ctr_before")
+_TEXT = ("category", "brand", "market")
+
+
+@dataclass
+class ServingRanker:
+    """Scores candidates for one request; read-only after load, safe to share across requests."""
+
+    ranker: Ranker
+    calibrator: Calibrator
+    item_row: dict[str, int]
+    item_cols: dict[str, np.ndarray]
+    vectors: ItemVectorLookup | None
+    recent_k: int
+    position: int
+    cvr: Ranker | None = None
+
+    def columns(
+        self, item_ids: list[str], *, query: str, market: str | None, state: RecentActions,
+        user_id: str | None = None,
+    ) -> dict[str, np.ndarray]:
+        """The raw feature columns of the candidates, as a training row would have them."""
+        n = len(item_ids)
+        rows = np.array([self.item_row.get(i, -1) for i in item_ids], dtype=np.int64)
+        known = rows >= 0
+        safe = np.where(known, rows, 0)
+        cols: dict[str, np.ndarray] = {"item_id": np.array(item_ids, dtype=object)}
+        cols["user_id"] = np.full(n, user_id, dtype=object)  # None -> out-of-vocabulary
+        for name in _NUMERIC:
+            cols[name] = np.where(known, self.item_cols[name][safe], np.nan)
+        for name in _TEXT:
+            cols[name] = np.where(known, self.item_cols[name][safe], None)
+        if market is not None:
+            cols["market"] = np.where(known, cols["market"], market)
+        cols["position"] = np.full(n, self.position, dtype=np.int64)
+        cols["query"] = np.full(n, query or "", dtype=object)
+        recent = list(state.clicks[-self.recent_k :])
+        seq = np.empty(n, dtype=object)
+        seq[:] = [recent] * n
+        cols["recent_clicks"] = seq
+        cols["n_recent_clicks"] = np.full(n, len(recent), dtype=np.int64)
+        if self.vectors is not None:
+            cols.update(personalization_features(item_ids, state, self.vectors))
+        return cols
+
+    def score(
+        self, item_ids: list[str], *, query: str, market: str | None, state: RecentActions,
+        user_id: str | None = None,
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(calibrated pCTR, raw feature columns incl. ``p_cvr`` when a CVR model exists)."""
+        if not item_ids:
+            return np.zeros(0), {}
+        cols = self.columns(item_ids, query=query, market=market, state=state, user_id=user_id)
+        p = self.calibrator.predict(self.ranker.predict_proba(cols))
+        if self.cvr is not None:
+            cols["p_cvr"] = self.cvr.predict_proba(cols)
+        return p, cols
+
+
+def load_serving_ranker(
+    artifact_dir: Path, vectors: ItemVectorLookup | None = None
+) -> ServingRanker:
+    """Load ``<artifact>/rank`` (and item vectors from ``<artifact>/embeddings`` if present)."""
+    rank_dir = artifact_dir / "rank"
+    cfg_path = rank_dir / "serving.json"
+    if not cfg_path.exists():
+        raise ArtifactError(f"{cfg_path}: missing; rebuild with 'funnel train'")
+    cfg: dict[str, Any] = json.loads(cfg_path.read_text())
+    ranker = Ranker.load(rank_dir / "models" / cfg["model"])
+    items = pq.read_table(rank_dir / "items.parquet")
+    item_cols = {name: items.column(name).to_numpy(zero_copy_only=False)
+                 for name in items.column_names}
+    item_row = {i: r for r, i in enumerate(item_cols["item_id"].tolist())}
+    for name in _NUMERIC:
+        item_cols[name] = np.asarray(item_cols[name], dtype=np.float64)
+    if vectors is None:
+        markets = dict(zip(item_cols["item_id"].tolist(), item_cols["market"].tolist(),
+                           strict=True))
+        emb = artifact_dir / "embeddings"
+        if (emb / "item_vectors.npy").exists():
+            vectors = ItemVectorLookup.from_directory(emb, item_market=markets)
+        elif (rank_dir / "item_vectors.npy").exists():
+            vectors = ItemVectorLookup.from_directory(rank_dir, item_market=markets)
+    cvr = Ranker.load(rank_dir / "cvr") if cfg.get("has_cvr") else None
+    return ServingRanker(
+        ranker=ranker, calibrator=calibrator_from_dict(cfg["calibrator"]), item_row=item_row,
+        item_cols=item_cols, vectors=vectors, recent_k=int(cfg["recent_k"]),
+        position=int(cfg["serving_position"]), cvr=cvr,
+    )
