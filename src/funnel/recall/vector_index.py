@@ -178,7 +178,7 @@ class _Catalog:
         return n
 
     def __len__(self) -> int:
-        return int(len(self.row_of_)) if hasattr(self, "row_of_") else 0
+        return len(self.__dict__.get("row_of_", ()))
 
     def __contains__(self, item: object) -> bool:
         return hasattr(self, "row_of_") and item in self.row_of_
@@ -217,7 +217,7 @@ class _Catalog:
         return SearchResult(ids, scores)
 
     def _check_k(self, k: int) -> int:
-        if not positive_int(k):
+        if type(k) is not int or k <= 0:
             raise ValueError(f"The 'k' parameter must be a positive int. Got {k!r} instead.")
         return min(k, max(len(self), 1))
 
@@ -534,7 +534,7 @@ class VectorIndex(_Catalog):
 
         One query ``(d,)`` gives 1-D ids/scores; a batch ``(n, d)`` gives ``(n, k)`` arrays.
         """
-        if not hasattr(self, "index_"):
+        if "index_" not in self.__dict__:
             check_is_fitted(self, "index_")
         q, single = _as_queries(queries, self.dim_)
         k = self._check_k(k)
@@ -544,7 +544,9 @@ class VectorIndex(_Catalog):
         if plan is None:  # a partition value that no item has
             empty = np.full((len(q), k), -1, dtype=np.int64)
             return self._rows_to_result(empty, np.zeros((len(q), k), np.float32), single)
-        index, local_rows, params = plan[:3]
+        index, local_rows, params, hnsw_ef = plan[:4]
+        if hnsw_ef is not None and index.hnsw.efSearch != hnsw_ef:
+            index.hnsw.efSearch = hnsw_ef
         scores, labels = index.search(q, k, params=params)
         if local_rows is not None:
             labels = np.where(labels >= 0, local_rows[np.maximum(labels, 0)], -1)
@@ -580,7 +582,13 @@ class VectorIndex(_Catalog):
             selector = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bits))
             selectivity = float(mask.mean()) if len(mask) else 0.0
         params = self._params(index, k, selector, selectivity)
-        plan = (index, local_rows, params, selector, bits)  # keep selector + bits alive
+        hnsw_ef = None
+        if selector is None and isinstance(index, faiss.IndexHNSW) and k <= self.ef_search:
+            # the common case: no per-call parameter object at all (faiss' parameter path
+            # costs ~10% of a search); the index's own efSearch is set instead. It only ever
+            # holds self.ef_search, so concurrent searches agree on it.
+            params, hnsw_ef = None, self.ef_search
+        plan = (index, local_rows, params, hnsw_ef, selector, bits)  # keep selector alive
         self._selector_cache[key] = plan
         return plan
 
