@@ -31,7 +31,12 @@ from funnel.suggest.mining import (
 )
 from funnel.suggest.normalize import normalize_query
 from funnel.suggest.refine import Catalog, refinements
-from funnel.suggest.related import cooccurrence, embedding_neighbours, merge_related
+from funnel.suggest.related import (
+    cooccurrence,
+    embedding_neighbours,
+    merge_related,
+    token_neighbours,
+)
 from funnel.vectors import VectorTable
 
 _FORMAT = "funnel.suggest/1"
@@ -41,7 +46,7 @@ _FORMAT = "funnel.suggest/1"
 class SuggestConfig:
     """The ``[suggest]`` table of funnel.toml."""
 
-    half_life_days: float = 14.0
+    half_life_days: float = 30.0
     min_count: int = 2
     min_users: int = 1
     attribution_minutes: float = 30.0
@@ -55,11 +60,12 @@ class SuggestConfig:
     typo_below: int = 3
     typo_penalty: float = 0.3
     pinyin: bool = True
-    category_lift: float = 1.0
+    category_lift: float = 2.0
     market_lift: float = 0.5
     related_top: int = 10
     related_window: int = 3
     embedding_weight: float = 0.5
+    token_weight: float = 1.0
     hints_per_category: int = 10
     refine_top_queries: int = 5000
     refinements_per_query: int = 8
@@ -129,8 +135,10 @@ class QuerySuggester:
         sessions = query_sessions(searches, log, cfg.session_gap_minutes)
         cooc = cooccurrence(sessions, window=cfg.related_window)
         emb = embedding_neighbours(log.queries, query_vectors, top=2 * cfg.related_top)
+        tok = token_neighbours(log.queries, log.score, top=2 * cfg.related_top)
         indptr, rel_ids, rel_scores = merge_related(
-            log.queries, cooc, emb, embedding_weight=cfg.embedding_weight, top=cfg.related_top
+            log.queries, cooc, emb, tok, embedding_weight=cfg.embedding_weight,
+            token_weight=cfg.token_weight, top=cfg.related_top,
         )
         conv = conversion_score(log.count, log.booking_rate, log.ctr)
         by_cat = hints_by_category(qcat, conv, top=cfg.hints_per_category)

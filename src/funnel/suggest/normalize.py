@@ -13,6 +13,7 @@ from functools import lru_cache
 
 _APOSTROPHES = str.maketrans("", "", "'’`´")
 _SPACES = re.compile(r"\s+")
+_HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff]")
 
 
 def _is_separator(ch: str) -> bool:
@@ -48,7 +49,7 @@ def tokens(query: str) -> list[str]:
 
 def has_cjk(text: str) -> bool:
     """True when ``text`` contains a CJK unified ideograph (Chinese characters)."""
-    return any("\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf" for ch in text)
+    return _HAN.search(text) is not None
 
 
 def pinyin_aliases(query: str) -> list[str]:
@@ -61,16 +62,36 @@ def pinyin_aliases(query: str) -> list[str]:
         return []
     from pypinyin import Style, lazy_pinyin  # local: only Chinese queries need it
 
-    syllables = [s.strip() for s in lazy_pinyin(query, style=Style.NORMAL) if s.strip()]
-    initials = [s.strip() for s in lazy_pinyin(query, style=Style.FIRST_LETTER) if s.strip()]
-    full = normalize_query("".join(syllables).replace(" ", ""))
-    spaced = normalize_query(" ".join(syllables))
+    parts = [s.strip() for s in lazy_pinyin(query, style=Style.NORMAL) if s.strip()]
+    # a syllable's initial is its first letter; non-Chinese chunks ("nike ") stay whole
+    initials = [p[0] if _HAN.search(ch) else p for p, ch in _align(query, parts)]
+    full = normalize_query("".join(parts).replace(" ", ""))
+    spaced = normalize_query(" ".join(parts))
     short = normalize_query("".join(initials).replace(" ", ""))
     out: list[str] = []
     for alias in (full, spaced, short):
         if alias and alias != query and alias not in out:
             out.append(alias)
     return out
+
+
+def _align(query: str, parts: list[str]) -> list[tuple[str, str]]:
+    """Pair each pinyin part with its source text: one Han character, or a non-Han chunk."""
+    chunks: list[str] = []
+    buf = ""
+    for ch in query:
+        if _HAN.match(ch):
+            if buf.strip():
+                chunks.append(buf.strip())
+            buf = ""
+            chunks.append(ch)
+        else:
+            buf += ch
+    if buf.strip():
+        chunks.append(buf.strip())
+    if len(chunks) != len(parts):  # pypinyin split a chunk differently: treat all as Han
+        return [(p, "\u4e00") for p in parts]
+    return list(zip(parts, chunks, strict=True))
 
 
 class BlockList:

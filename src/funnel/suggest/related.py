@@ -1,9 +1,10 @@
-"""Related queries ("people also search"): session co-occurrence merged with query embeddings.
+"""Related queries ("people also search"): session co-occurrence, query embeddings, refinements.
 
 Co-occurrence counts ordered pairs of queries within a few steps of each other in a search
-session (the next query weighs most); embeddings add neighbours a session never paired. Both
-are scaled to [0, 1] per anchor, summed, and candidates that only re-spell the anchor (same
-token set) are dropped.
+session (the next query weighs most); embeddings add neighbours a session never paired; token
+neighbours add the refinements (one word more) and generalisations (one word less) people
+move to. Each is scaled to [0, 1] per anchor, weighted and summed, and candidates that only
+re-spell the anchor (same token set) are dropped.
 """
 
 from __future__ import annotations
@@ -74,12 +75,46 @@ def embedding_neighbours(
     return out
 
 
+def token_neighbours(queries: list[str], score: np.ndarray, *, top: int = 20) -> Neighbours:
+    """Refinements and generalisations: queries with one token more (weight 1) or one token
+    less (weight 0.5) than the anchor, the more searched first, scaled to [0, 1] per anchor."""
+    sigs = [frozenset(q.split()) for q in queries]
+    by_sig: dict[frozenset[str], int] = {}
+    for i in np.argsort(-score, kind="stable"):
+        by_sig.setdefault(sigs[int(i)], int(i))
+    postings: dict[str, list[int]] = defaultdict(list)
+    for i, sig in enumerate(sigs):
+        for tok in sig:
+            postings[tok].append(i)
+    out: Neighbours = {}
+    for a, sig in enumerate(sigs):
+        if not sig:
+            continue
+        lists = sorted((postings[t] for t in sig), key=len)
+        cand = set(lists[0]).intersection(*lists[1:]) if len(lists) > 1 else set(lists[0])
+        sup = sorted((b for b in cand if len(sigs[b]) == len(sig) + 1),
+                     key=lambda b: (-score[b], b))[:top]
+        nb: dict[int, float] = {}
+        if sup:
+            best = float(score[sup[0]]) or 1.0
+            nb.update({b: float(score[b]) / best for b in sup})
+        for tok in sig:
+            b = by_sig.get(sig - {tok})
+            if b is not None and b != a:
+                nb[b] = max(nb.get(b, 0.0), 0.5)
+        if nb:
+            out[a] = nb
+    return out
+
+
 def merge_related(
     queries: list[str],
     cooc: Neighbours,
     emb: Neighbours,
+    tok: Neighbours | None = None,
     *,
     embedding_weight: float = 0.5,
+    token_weight: float = 0.5,
     top: int = 10,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Merged top lists as CSR ``(indptr, ids, scores)``, deduped against the anchor."""
@@ -93,6 +128,8 @@ def merge_related(
             merged[b] += w
         for b, w in emb.get(a, {}).items():
             merged[b] += embedding_weight * w
+        for b, w in (tok or {}).get(a, {}).items():
+            merged[b] += token_weight * w
         seen = {sigs[a]}
         for b, s in sorted(merged.items(), key=lambda kv: (-kv[1], kv[0])):
             if sigs[b] in seen:
