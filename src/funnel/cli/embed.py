@@ -63,4 +63,5 @@ def embed(
                 version = build.commit()
     if json_out:
         print_json({**metrics, "artifact": str(version)})
-    console.print(summary_table("funnel embed", {**metrics, "artifact": version.name}))
+    shown = {k: int(v) if float(v).is_integer() else v for k, v in metrics.items()}
+    console.print(summary_table("funnel embed", {**shown, "artifact": version.name}))

@@ -20,6 +20,7 @@ from funnel.artifacts import ArtifactBuild
 from funnel.config import section, to_mapping
 from funnel.embed.evaluate import booked_rank_metrics, next_click_metrics, split_sessions
 from funnel.embed.items import ItemEmbeddings, QueryEmbeddings
+from funnel.embed.trainer import warm_up
 from funnel.embed.types import TypeEmbeddings, TypeRules
 from funnel.exceptions import ConfigError, ModelFitError
 from funnel.workspace import Workspace
@@ -102,6 +103,7 @@ def train_all(
     train, test = (split_sessions(sessions, config.eval_fraction) if config.eval_fraction > 0
                    else (sessions, None))
     metrics: dict[str, float] = {"sessions": float(sessions.num_rows)}
+    warm_up()  # compile / load the numba cache first so item_seconds is training only
     t0 = time.perf_counter()
     item = ItemEmbeddings(
         config.dim, window=config.window, negatives=config.negatives,
