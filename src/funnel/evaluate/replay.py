@@ -1,0 +1,204 @@
+"""Replay held-out cases through the serving :class:`~funnel.serve.engine.Engine` and baselines.
+
+Variants, all asked the same cases in the same run:
+
+- ``funnel``: ``Engine.run`` exactly as ``POST /search`` calls it (recall -> rank -> re-rank);
+- ``no_personalization``: the same engine given an empty :class:`RecentActions` (no session
+  features, and no recent items for co-visitation recall);
+- ``no_rerank``: the same engine with the re-rank method ``none`` (the ranker's order);
+- ``popularity``: the artifact's popularity recall list of the request's market alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from funnel.evaluate.cases import KINDS, Case, HeldOut
+from funnel.evaluate.metrics import catalog_coverage, list_metrics, mean_ci
+from funnel.features.personalization import RecentActions
+from funnel.recall.base import RecallRequest
+from funnel.rerank.metrics import entropy, intra_list_distance
+
+VARIANTS = ("funnel", "no_personalization", "no_rerank", "popularity")
+OFFLINE_RECALL_TIMEOUT_S = 600.0
+"""Offline, no source is dropped for being slow (the figures must not depend on machine load)."""
+
+
+def offline_engine(engine: Any) -> Any:
+    """``engine`` with a recall deadline no replay can hit, so results are deterministic."""
+    engine.recall.merger.timeout_s = OFFLINE_RECALL_TIMEOUT_S
+    return engine
+
+
+def without_rerank(engine: Any) -> Any:
+    """A copy of ``engine`` whose re-rank step keeps the ranker's order (method ``none``)."""
+    from funnel.rerank.pipeline import RerankPipeline
+
+    pipe = engine.rerank
+    config = dataclasses.replace(pipe.config, method="none")
+    return dataclasses.replace(engine, rerank=RerankPipeline(config, catalog=pipe.catalog))
+
+
+@dataclass
+class VariantScores:
+    """Per-case NDCG / RR / hit by kind, and every list shown."""
+
+    ndcg: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in KINDS})
+    rr: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in KINDS})
+    hit: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in KINDS})
+    lists: list[list[str]] = field(default_factory=list)
+
+
+@dataclass
+class ReplayResult:
+    scores: dict[str, VariantScores]
+    timings: list[dict[str, float]]
+    """Per funnel request: the engine's per-stage timings in ms."""
+
+
+def _popularity(engine: Any, case: Case, k: int) -> list[str]:
+    source = engine.recall.sources.get("popularity")
+    if source is None:
+        return []
+    request = RecallRequest(user_id=case.user_id, market=case.market, k=k)
+    return [str(i) for i in source.candidates(request).item_ids.tolist()]
+
+
+def replay(engine: Any, held: HeldOut, *, k: int = 10,
+           progress: Callable[[int], None] | None = None) -> ReplayResult:
+    """Ask every variant for a ``k``-list at every held-out case; score it against the targets."""
+    engines = {"funnel": engine, "no_personalization": engine, "no_rerank": without_rerank(engine)}
+    empty = RecentActions(max_len=held_state_len(held))
+    scores = {v: VariantScores() for v in VARIANTS}
+    timings: list[dict[str, float]] = []
+    for kind in KINDS:
+        for case in held.cases[kind]:
+            for variant in VARIANTS:
+                if variant == "popularity":
+                    shown = _popularity(engine, case, k)
+                else:
+                    state = empty if variant == "no_personalization" else case.state
+                    res = engines[variant].run(query=case.query, user_id=case.user_id,
+                                               market=case.market, filters={}, k=k, state=state)
+                    shown = list(res.item_ids)
+                    if variant == "funnel":
+                        timings.append(dict(res.timings_ms))
+                ndcg, rr, hit = list_metrics(shown, case.targets, k)
+                s = scores[variant]
+                s.ndcg[kind].append(ndcg)
+                s.rr[kind].append(rr)
+                s.hit[kind].append(hit)
+                s.lists.append(shown)
+            if progress is not None:
+                progress(1)
+    return ReplayResult(scores, timings)
+
+
+def held_state_len(held: HeldOut) -> int:
+    for rows in held.cases.values():
+        if rows:
+            return rows[0].state.max_len
+    return 50
+
+
+def quality_figures(result: ReplayResult, k: int) -> dict[str, float]:
+    """Flat figures ``{variant}.{kind}.ndcg@k|mrr@k|hit@k`` (+ ``.ci95`` and ``.n``)."""
+    out: dict[str, float] = {}
+    for variant, s in result.scores.items():
+        for kind in KINDS:
+            n = len(s.ndcg[kind])
+            if not n:
+                continue
+            out[f"{variant}.{kind}.n"] = float(n)
+            for name, values in ((f"ndcg@{k}", s.ndcg[kind]), (f"mrr@{k}", s.rr[kind]),
+                                 (f"hit@{k}", s.hit[kind])):
+                mean, half = mean_ci(values)
+                out[f"{variant}.{kind}.{name}"] = mean
+                out[f"{variant}.{kind}.{name}.ci95"] = half
+    return out
+
+
+def margin_figures(result: ReplayResult, k: int, base: str, *, against: str = "funnel"
+                   ) -> dict[str, float]:
+    """Paired gains of ``against`` over ``base`` per kind: mean difference of NDCG@k and its CI."""
+    out: dict[str, float] = {}
+    a, b = result.scores[against], result.scores[base]
+    for kind in KINDS:
+        if not a.ndcg[kind]:
+            continue
+        diff = np.asarray(a.ndcg[kind]) - np.asarray(b.ndcg[kind])
+        mean, half = mean_ci(diff)
+        out[f"gain.{against}_vs_{base}.{kind}.ndcg@{k}"] = mean
+        out[f"gain.{against}_vs_{base}.{kind}.ndcg@{k}.ci95"] = half
+        base_mean = float(np.mean(b.ndcg[kind]))
+        if base_mean > 0:
+            out[f"gain.{against}_vs_{base}.{kind}.ndcg@{k}.relative"] = mean / base_mean
+    return out
+
+
+def diversity_figures(engine: Any, result: ReplayResult, k: int) -> dict[str, float]:
+    """Per variant: mean intra-list distance (item vectors), brand entropy, distinct
+    categories per list, and catalog coverage over every list shown."""
+    out: dict[str, float] = {}
+    rows = engine._vector_rows if engine.item_vectors is not None else {}
+    n_items = len(engine.catalog.ids)
+    for variant, s in result.scores.items():
+        lists = [lst for lst in s.lists if lst]
+        if not lists:
+            continue
+        ild, ent, cats = [], [], []
+        for lst in lists:
+            attrs = engine.catalog.attributes(lst)
+            known = [rows[i] for i in lst if i in rows]
+            if len(known) >= 2:
+                ild.append(intra_list_distance(engine.item_vectors.vectors[known]))
+            ent.append(entropy(list(attrs["brand"])))
+            cats.append(len({c for c in attrs["category"] if c is not None}))
+        if ild:
+            out[f"{variant}.ild@{k}"] = float(np.mean(ild))
+        out[f"{variant}.brand_entropy@{k}"] = float(np.mean(ent))
+        out[f"{variant}.distinct_categories@{k}"] = float(np.mean(cats))
+        out[f"{variant}.catalog_coverage"] = catalog_coverage(lists, n_items)
+    return out
+
+
+def latency_figures(timings: Sequence[dict[str, float]]) -> dict[str, float]:
+    """p50 / p95 / p99 / mean ms of each stage the engine timed."""
+    out: dict[str, float] = {}
+    names = sorted({name for t in timings for name in t})
+    for name in names:
+        v = np.asarray([t[name] for t in timings if name in t], dtype=np.float64)
+        out[f"latency.{name}.p50_ms"] = float(np.percentile(v, 50))
+        out[f"latency.{name}.p95_ms"] = float(np.percentile(v, 95))
+        out[f"latency.{name}.p99_ms"] = float(np.percentile(v, 99))
+        out[f"latency.{name}.mean_ms"] = float(v.mean())
+    return out
+
+
+def tradeoff_lists(engine: Any, held: HeldOut, *, depth: int = 50, max_lists: int = 100
+                   ) -> list[Any]:
+    """The ranker's top-``depth`` lists (re-rank off) of held-out cases, with the chosen items
+    as gains, for :func:`funnel.rerank.curve.tradeoff_curve`."""
+    from funnel.rerank.curve import RankedList
+
+    plain = without_rerank(engine)
+    out: list[RankedList] = []
+    for kind in KINDS:
+        for case in held.cases[kind]:
+            if len(out) >= max_lists:
+                return out
+            res = plain.run(query=case.query, user_id=case.user_id, market=case.market,
+                            filters={}, k=depth, state=case.state)
+            organic = [j for j, kind_ in enumerate(res.kinds) if kind_ == "organic"]
+            if len(organic) < 2:
+                continue
+            ids = [res.item_ids[j] for j in organic]
+            scores = np.asarray([res.scores[j] for j in organic], dtype=np.float64)
+            gains = np.array([1.0 if i in case.targets else 0.0 for i in ids])
+            out.append(RankedList(ids, scores, engine._rerank_features(ids), gains))
+    return out
