@@ -6,6 +6,18 @@ ranker, position-biased clicks with dwell times, carts and bookings. The TRUE cl
 of each impression and booking probability of each click go to the ``truth`` table, so the
 Bayes-optimal AUC/logloss of any click model is a number.
 
+What the tables hold (beyond the contract schemas):
+
+- ``search`` events carry the query and a ``request_id``; the ``impression`` events of that
+  request follow 200 ms later with 1-based ``position`` (10-20 results from the target market),
+  then ``click`` events (with ``dwell_ms``) on some of them. A session may end in
+  ``add_to_cart`` and/or one ``booking`` of a clicked item (no request_id).
+- ``truth`` has one row per event: ``p_click`` on impressions and clicks, ``p_book`` on clicks
+  (the true probability that this click's item is booked in its session), and the search's
+  ``intent_*`` (its relevant items are those of that category/brand in that market).
+- Events are sorted by time within each chunk of users, not globally; event ids are unique
+  (``e0000000042``), request ids look like ``r000000007``.
+
 Example::
 
     tables = generate_tables(MarketplaceConfig(n_events=50_000, seed=1))
@@ -80,16 +92,23 @@ def bayes_metrics(p_click: np.ndarray, clicked: np.ndarray) -> tuple[float, floa
             f"bayes_metrics: need both classes, got {n_pos} positives and {n_neg} negatives"
         )
     order = np.argsort(p, kind="mergesort")
-    sp = p[order]
-    first = np.concatenate([[True], sp[1:] != sp[:-1]])
+    sp, sy = p[order], y[order]
+    del order
+    first = np.empty(len(sp), dtype=bool)
+    first[0] = True
+    np.not_equal(sp[1:], sp[:-1], out=first[1:])
+    group = np.cumsum(first) - 1  # tie group of each sorted row
     start = np.flatnonzero(first)
     stop = np.append(start[1:], len(sp))
     avg_rank = (start + stop + 1) / 2.0  # 1-based average rank of each tie group
-    ranks = np.empty(len(p))
-    ranks[order] = np.repeat(avg_rank, stop - start)
-    auc = (ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
-    q = np.clip(p, 1e-15, 1 - 1e-15)
-    logloss = -np.mean(np.where(y, np.log(q), np.log1p(-q)))
+    pos_in_group = np.bincount(group, weights=sy, minlength=len(start))
+    auc = ((avg_rank * pos_in_group).sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+    total = 0.0
+    for i in range(0, len(p), 1 << 20):  # slices keep the temporaries small on big runs
+        q = np.clip(p[i : i + (1 << 20)], 1e-15, 1 - 1e-15)
+        yi = y[i : i + (1 << 20)]
+        total += float(np.log(q[yi]).sum() + np.log1p(-q[~yi]).sum())
+    logloss = -total / len(p)
     return float(auc), float(logloss)
 
 
