@@ -419,8 +419,56 @@ def test_diginetica_fixture(tmp_path):
     events = tables.events.to_pylist()
     assert [e["user_id"] for e in events] == ["dg-1", "4711"]
     assert events[1]["ts"] == dt.datetime(2016, 5, 10, tzinfo=UTC)
-    with pytest.raises(DataFileError, match="expected 'session_id;user_id;item_id;timeframe"):
+    with pytest.raises(DataFileError, match="expected the header of a DIGINETICA file"):
         load_diginetica(write(tmp_path / "bad.csv", "a;b;c\n1;2;3\n"))
+    # the original CIKM Cup spelling of the same header
+    camel = write(tmp_path / "train-item-views.csv",
+                  "sessionId;userId;itemId;timeframe;eventdate\n1;NA;81766;526309;2016-05-09\n")
+    assert load_diginetica(camel).events.column("event_id").to_pylist() == [
+        tables.events.column("event_id")[0].as_py()
+    ]  # same view, same id, whichever spelling
+
+
+def test_diginetica_full_directory(tmp_path):
+    write(tmp_path / "train-item-views.csv",
+          "sessionId;userId;itemId;timeframe;eventdate\n7;NA;10;1000;2016-05-09\n")
+    write(tmp_path / "train-purchases.csv",
+          "sessionId;userId;timeframe;eventdate;ordernumber;itemId\n"
+          "7;NA;5000;2016-05-09;1;10\n7;NA;5000;2016-05-09;x;11\n")
+    write(tmp_path / "train-queries.csv",
+          "queryId;sessionId;userId;timeframe;duration;eventdate;searchstring.tokens;"
+          "categoryId;items;is.test\n"
+          "1;7;NA;500;120;2016-05-09;16655,244;;10,12,13;FALSE\n"
+          "2;8;42;0;0;2016-05-10;;1096;12,10;FALSE\n"
+          "3;8;42;0;0;2016-05-10;;1096;12,a;FALSE\n")
+    write(tmp_path / "products.csv",
+          "itemId;pricelog2;product.name.tokens\n10;3;4,2,15\n12;;7\n")
+    write(tmp_path / "product-categories.csv", "itemId;categoryId\n10;1\n13;2\n")
+    tables = load_diginetica(tmp_path)
+    check_contract(tables)
+    rejected = {(Path(r["source_file"]).name, r["source_row"], r["field"])
+                for r in tables.rejected.to_pylist()}  # fmt: skip
+    assert rejected == {("train-purchases.csv", 2, "ordernumber"),  # the file's own spelling
+                        ("train-queries.csv", 3, "items")}  # fmt: skip
+    events = tables.events.to_pylist()
+    day = dt.datetime(2016, 5, 9, tzinfo=UTC)
+    got = [(e["event_type"], e["user_id"], e["item_id"], e["query"], e["request_id"],
+            e["position"], e["ts"]) for e in events]  # fmt: skip
+    ms = dt.timedelta(milliseconds=1)
+    assert got == [
+        ("click", "dg-7", "10", None, None, None, day + 1000 * ms),
+        ("booking", "dg-7", "10", None, None, None, day + 5000 * ms),
+        ("search", "dg-7", None, "16655 244", "dg-q1", None, day + 500 * ms),
+        ("impression", "dg-7", "10", None, "dg-q1", 1, day + 500 * ms),
+        ("impression", "dg-7", "12", None, "dg-q1", 2, day + 500 * ms),
+        ("impression", "dg-7", "13", None, "dg-q1", 3, day + 500 * ms),
+        # query 2 is a category browse (no tokens): impressions only
+        ("impression", "42", "12", None, "dg-q2", 1, day + dt.timedelta(days=1)),
+        ("impression", "42", "10", None, "dg-q2", 2, day + dt.timedelta(days=1)),
+    ]  # fmt: skip
+    items = {i["item_id"]: (i["title"], i["price"], i["category"])
+             for i in tables.items.to_pylist()}  # fmt: skip
+    assert items == {"10": ("4 2 15", 8.0, "1"), "12": ("7", None, None), "13": (None, None, "2")}
 
 
 def test_yoochoose_session_rec_tsv(tmp_path):

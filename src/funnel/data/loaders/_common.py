@@ -163,9 +163,13 @@ class Fields:
     the first problem found.
     """
 
-    def __init__(self, lines: Lines, sep: str, names: Sequence[str]) -> None:
+    def __init__(
+        self, lines: Lines, sep: str, names: Sequence[str], labels: Sequence[str] | None = None
+    ) -> None:
         self.path = lines.path
         self._rejects: list[pa.Table] = []
+        # how rejects name a field: the file's own header spelling when it differs from ours
+        self._labels = dict(zip(names, labels, strict=True)) if labels else {}
         lists = pc.split_pattern(lines.text, sep)
         counts = pc.list_value_length(lists)
         ok = pc.equal(counts, len(names))
@@ -226,7 +230,8 @@ class Fields:
             if values is not None
             else [f"expected {expected}"] * n
         )
-        self._reject(self.rows.filter(bad), self.raw.filter(bad), field, reasons)
+        label = self._labels.get(field, field)
+        self._reject(self.rows.filter(bad), self.raw.filter(bad), label, reasons)
         keep = pc.invert(bad)
         self.rows = self.rows.filter(keep)
         self.raw = self.raw.filter(keep)
