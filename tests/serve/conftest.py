@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ from funnel.workspace import Workspace
 
 
 def build_small_workspace(root: Path, *, events: int = 30_000, seed: int = 3) -> Workspace:
-    from funnel.cli.build import run_build
+    from funnel.cli.build import DEFAULT_STAGES, run_build
     from funnel.data.ingest import ingest_file
     from funnel.data.store import EventStore
     from funnel.data.synthetic import MarketplaceConfig, generate
@@ -26,10 +25,7 @@ def build_small_workspace(root: Path, *, events: int = 30_000, seed: int = 3) ->
         ingest_file(ws, path)
     with EventStore.open(ws.store_path) as store:
         build_sessions(store.con)
-    stages = ["catalog", "embeddings", "recall", "suggest"]
-    if importlib.util.find_spec("funnel.rank.build") is not None:
-        stages.insert(3, "rank")
-    run_build(ws, tuple(stages))
+    run_build(ws, DEFAULT_STAGES)
     return ws
 
 

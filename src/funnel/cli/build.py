@@ -12,8 +12,8 @@ from funnel.artifacts import ArtifactBuild
 from funnel.cli._app import JsonOpt, WorkspaceOpt, app, console, print_json, user_errors
 from funnel.workspace import DEFAULT_WORKSPACE, Workspace
 
-STAGES = ("catalog", "embeddings", "recall", "rank", "suggest", "generative")
-DEFAULT_STAGES = ("catalog", "embeddings", "recall", "rank", "suggest")
+STAGES = ("catalog", "embeddings", "recall", "rank", "rerank", "suggest", "generative")
+DEFAULT_STAGES = ("catalog", "embeddings", "recall", "rank", "rerank", "suggest")
 
 
 def _catalog(ws: Workspace, build: ArtifactBuild) -> dict[str, Any]:
@@ -40,6 +40,12 @@ def _rank(ws: Workspace, build: ArtifactBuild) -> dict[str, Any]:
     return build_rank(ws, build)
 
 
+def _rerank(ws: Workspace, build: ArtifactBuild) -> dict[str, Any]:
+    from funnel.rerank.build import build_rerank
+
+    return build_rerank(ws, build)
+
+
 def _suggest(ws: Workspace, build: ArtifactBuild) -> dict[str, Any]:
     from funnel.suggest.build import build_suggest
 
@@ -57,6 +63,7 @@ BUILDERS: dict[str, Callable[[Workspace, ArtifactBuild], dict[str, Any]]] = {
     "embeddings": _embeddings,
     "recall": _recall,
     "rank": _rank,
+    "rerank": _rerank,
     "suggest": _suggest,
     "generative": _generative,
 }

@@ -51,11 +51,19 @@ async def _flush_spool(app: FastAPI, every_s: float) -> None:
         await run_in_threadpool(app.state.spool.flush_to_store, app.state.workspace)
 
 
+def _limit_threads(n: int) -> None:
+    """Small per-request batches gain nothing from intra-op threads and suffer from contention."""
+    import torch
+
+    torch.set_num_threads(n)
+
+
 def create_app(settings: Settings | None = None, *, load_on_start: bool = True,
                flush_every_s: float = 10.0) -> FastAPI:
     """Build the app; models load once at start-up (lifespan) and handlers only read them."""
     settings = settings or get_settings()
     workspace = Workspace.open(settings.workspace)
+    _limit_threads(settings.torch_threads)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     recall_k: int = Field(default=1000, ge=1)
     rank_k: int = Field(default=500, ge=1)
+    torch_threads: int = Field(
+        default=1, ge=1, le=64,
+        description="Intra-op threads per worker: 1 keeps latency flat; scale with --workers.",
+    )
     watch_artifacts_s: float = Field(
         default=0.0, ge=0.0, description="Poll artifacts/current every N seconds (0 = off)."
     )
