@@ -43,7 +43,9 @@ def test_build_writes_item_query_and_type_tables(tmp_path: Path, small_sim) -> N
         build.commit()
     out = ws.artifacts.require_current() / "embeddings"
     items = load_vectors(out, "item")
-    assert items.dim == 8 and len(items.ids) == metrics["items"]
+    assert items.dim == 8
+    # trained items plus cold-start vectors cover the whole catalog (3 x 5 x 3 x 8 = 360)
+    assert len(items.ids) == metrics["items"] + metrics["cold_start_items"] == 360
     assert np.allclose(np.linalg.norm(items.vectors, axis=1), 1.0, atol=1e-5)
     assert load_vectors(out, "query").dim == 4
     types = load_vectors(out, "type")

@@ -164,3 +164,20 @@ def test_batch_vectors_equal_single_vectors(fitted: ItemEmbeddings) -> None:
 def test_items_table_without_market_is_rejected(small_sim) -> None:
     with pytest.raises(ValueError, match=r"'item_id' and 'market' columns .* got \['item_id'\]"):
         ItemEmbeddings(**FAST).fit(small_sim[0], pa.table({"item_id": ["x"]}))
+
+
+def test_fill_cold_start_adds_unseen_catalog_items_searchably(small_sim, tmp_path: Path) -> None:
+    sessions, items = small_sim
+    e = ItemEmbeddings(**FAST).fit(sessions, items)
+    extra = pa.table({"item_id": ["new-1", "new-2", e.vocab_[0]],
+                      "market": ["m1", "nowhere", "m0"], "category": ["c2", "c0", "c0"],
+                      "price": [60.0, 10.0, 1.0]})
+    n_before = len(e.vocab_)
+    added = e.fill_cold_start(extra)
+    assert added == ["new-1"]  # unknown market skipped, known item untouched
+    assert len(e.vocab_) == n_before + 1 and e.counts_[-1] == 0
+    expected = e.cold_start(market="m1", category="c2", price=60.0)
+    assert np.allclose(e.vector("new-1"), expected, atol=1e-6)
+    assert all(t.startswith("m1-") for t, _ in e.most_similar("new-1", k=3))
+    e.save(tmp_path)
+    assert ItemEmbeddings.load(tmp_path).most_similar("new-1", 3) == e.most_similar("new-1", 3)

@@ -53,6 +53,7 @@ class EmbedConfig:
     type_user_fields: tuple[str, ...] = ("market", "price_band", "n_bookings")
     price_bands: int = 3
     eval_fraction: float = 0.0
+    cold_start: bool = True
 
     @classmethod
     def from_workspace(cls, workspace: Workspace) -> EmbedConfig:
@@ -125,6 +126,8 @@ def train_all(
         br = booked_rank_metrics(item.vocab_, item.vectors_, test, markets)
         if br["n"] > 0:
             metrics["booked_mean_rank@50"] = br["booked_mean_rank"]
+    if config.cold_start and catalog is not None:
+        metrics["cold_start_items"] = float(len(item.fill_cold_start(catalog)))
     query: QueryEmbeddings | None = None
     if "queries" in sessions.column_names:
         try:

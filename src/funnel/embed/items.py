@@ -329,11 +329,8 @@ class ItemEmbeddings(_SessionEmbeddings):
         items closest in log-price; the mean is re-normalized to unit length.
         """
         check_is_fitted(self, "vectors_")
-        from funnel.embed.cold_start import nearest_by_attributes
-
-        rows = nearest_by_attributes(
-            self.markets_, self.categories_, self.prices_, market=market, category=category,
-            price=price, k=k,
+        rows = self._attribute_index().nearest(
+            market=market, category=category, price=price, k=k
         )
         if not rows:
             known = sorted({m for m in self.markets_ if m is not None})
@@ -344,6 +341,50 @@ class ItemEmbeddings(_SessionEmbeddings):
             )
         mean = self.vectors_[rows].mean(axis=0)
         return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+
+
+    def _attribute_index(self) -> Any:
+        """Trained items only (count > 0): cold-start vectors are never built from others."""
+        from funnel.embed.cold_start import AttributeIndex
+
+        trained = [m if n > 0 else None for m, n in zip(self.markets_, self.counts_, strict=True)]
+        return AttributeIndex(trained, self.categories_, self.prices_)
+
+    def fill_cold_start(self, items: pa.Table, k: int = 3) -> list[str]:
+        """Give every catalog item without sessions its :meth:`cold_start` vector.
+
+        The new rows are appended to ``vocab_``/``vectors_`` with a count of 0, so they are
+        searchable and saved like trained items. Returns the ids added (items whose market has
+        no trained item are skipped).
+        """
+        check_is_fitted(self, "vectors_")
+        index = self._attribute_index()
+        cols = items.column_names
+        ids = items.column("item_id").to_pylist()
+        markets = items.column("market").to_pylist()
+        cats = items.column("category").to_pylist() if "category" in cols else [None] * len(ids)
+        prices = items.column("price").to_pylist() if "price" in cols else [None] * len(ids)
+        added: list[str] = []
+        new_vectors: list[np.ndarray] = []
+        for item_id, m, c, p in zip(ids, markets, cats, prices, strict=True):
+            if item_id in self.index_ or item_id in added or m is None:
+                continue
+            rows = index.nearest(market=m, category=c, price=p, k=k)
+            if not rows:
+                continue
+            mean = self.vectors_[rows].mean(axis=0)
+            new_vectors.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
+            added.append(item_id)
+            self.markets_.append(m)
+            self.categories_.append(c)
+            self.prices_.append(None if p is None or not math.isfinite(p) else float(p))
+        if added:
+            start = len(self.vocab_)
+            self.vocab_.extend(added)
+            self.vectors_ = np.vstack([self.vectors_, np.asarray(new_vectors, np.float32)])
+            self.counts_ = np.concatenate([self.counts_, np.zeros(len(added), np.int64)])
+            self.index_.update({t: start + i for i, t in enumerate(added)})
+        return added
 
 
 class QueryEmbeddings(_SessionEmbeddings):
