@@ -52,7 +52,8 @@ def test_typo_one_edit_of_each_kind() -> None:
 
 
 def test_typo_results_rank_below_exact_and_carry_penalty() -> None:
-    qc = QueryCompleter(typo_penalty=0.5).fit(["nike shoes", "mike shoes"], [2.0, 10.0])
+    qc = QueryCompleter(typo_penalty=0.5, typo_below=3).fit(["nike shoes", "mike shoes"],
+                                                          [2.0, 10.0])
     got, scores = qc.complete("nike", 5)
     assert got == ["mike shoes", "nike shoes"] or got == ["nike shoes", "mike shoes"]
     assert dict(zip(got, scores, strict=True)) == {"nike shoes": 2.0, "mike shoes": 5.0}
@@ -61,7 +62,8 @@ def test_typo_results_rank_below_exact_and_carry_penalty() -> None:
 
 
 def test_cjk_and_pinyin_input() -> None:
-    qc = QueryCompleter().fit(["北京酒店", "北京大学", "上海酒店", "beijing"], [5.0, 3.0, 4.0, 1.0])
+    qc = QueryCompleter(typo_below=2).fit(["北京酒店", "北京大学", "上海酒店", "beijing"],
+                                        [5.0, 3.0, 4.0, 1.0])
     assert qc.complete("北京", 5)[0] == ["北京酒店", "北京大学"]
     assert qc.complete("ＢＥＩＪＩＮＧ", 5)[0][:2] == ["北京酒店", "北京大学"]  # full-width pinyin
     assert qc.complete("bj", 5)[0] == ["北京酒店", "北京大学"]  # initials

@@ -57,7 +57,7 @@ class SuggestConfig:
     candidates: int = 16
     block_size: int = 32
     typo_min_len: int = 4
-    typo_below: int = 3
+    typo_below: int = 1
     typo_penalty: float = 0.3
     pinyin: bool = True
     category_lift: float = 2.0
