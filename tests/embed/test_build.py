@@ -51,6 +51,11 @@ def test_build_writes_item_query_and_type_tables(tmp_path: Path, small_sim) -> N
     types = load_vectors(out, "type")
     assert any(t.startswith("user_type:") for t in types.ids)
     assert any(t.startswith("item_type:") for t in types.ids)
+    item_types = json.loads((out / "item_types.json").read_text())
+    user_types = json.loads((out / "user_types.json").read_text())
+    assert len(item_types) == 360
+    assert all(t.startswith("item_type:market=m") for t in item_types.values())
+    assert user_types and all(t.startswith("user_type:") for t in user_types.values())
     saved = json.loads((out / "config.json").read_text())
     assert saved["config"]["dim"] == 8 and saved["tables"] == ["item", "query", "type"]
     assert 0.0 < metrics["next_click_hr@10"] <= 1.0

@@ -1,8 +1,14 @@
 """The ``embeddings`` artifact component: item, query and type vectors from the workspace.
 
 ``funnel embed`` and the lead's ``funnel build`` both call :func:`build_embeddings`, which reads
-the ``sessions`` and ``items`` tables of the event store and writes ``<artifact>/embeddings/``
-in the shared vector-table format (``item``, ``query``, ``type``) plus ``config.json``.
+the ``sessions`` and ``items`` tables of the event store and writes ``<artifact>/embeddings/``:
+
+- ``item_*``: trained items plus cold-start vectors for unseen catalog items (count 0 in
+  ``item_meta.json``); ``query_*``: normalized query text; ``type_*``: ``user_type:...`` and
+  ``item_type:...`` ids in one space (shared vector-table format, ``funnel.vectors``);
+- ``item_types.json`` (item_id -> item type) and ``user_types.json`` (user_id -> user type
+  after all their bookings), so other stages can compute ``cos(user_type, item_type)``;
+- ``config.json``: the ``[embed]`` config used and the training metrics.
 """
 
 from __future__ import annotations
@@ -152,6 +158,25 @@ def train_all(
     return item, query, types, metrics
 
 
+def type_lookups(
+    types: TypeEmbeddings, items: pa.Table, bookings: pa.Table
+) -> tuple[dict[str, str], dict[str, str]]:
+    """item_id -> item type, and user_id -> user type after all of the user's bookings.
+
+    Written next to the ``type`` table so ranking and serving can look types up (for the
+    ``cos(user_type, item_type)`` feature) without importing this stage.
+    """
+    rows = {r["item_id"]: r for r in items.to_pylist()}
+    item_types = {item_id: types.item_type(r) for item_id, r in rows.items()}
+    history: dict[str, list[dict[str, Any]]] = {}
+    for user, item_id in zip(bookings.column("user_id").to_pylist(),
+                             bookings.column("item_id").to_pylist(), strict=True):
+        if item_id in rows:
+            history.setdefault(user, []).append(rows[item_id])
+    user_types = {user: types.user_type(booked) for user, booked in history.items()}
+    return item_types, user_types
+
+
 def build_embeddings(
     workspace: Workspace,
     build: ArtifactBuild,
@@ -171,6 +196,9 @@ def build_embeddings(
         query.save(out)
     if types is not None:
         types.save(out)
+        item_types, user_types = type_lookups(types, items, bookings_from_sessions(sessions))
+        (out / "item_types.json").write_text(json.dumps(item_types, sort_keys=True))
+        (out / "user_types.json").write_text(json.dumps(user_types, sort_keys=True))
     payload: dict[str, Any] = {"config": to_mapping(config), "metrics": metrics,
                                "tables": ["item"] + (["query"] if query else [])
                                + (["type"] if types else [])}
