@@ -539,6 +539,27 @@ def test_taobao_fixture_with_header_and_bad_lines(tmp_path):
     assert tables.items.column("item_id").to_pylist() == ["2268318", "42"]
 
 
+def test_cart_and_fav_of_the_same_moment_get_distinct_ids():
+    # regression (found by the round-trip property test): both map to add_to_cart, and ids
+    # were counted per behavior, so these two lines shared one event id and one was dropped
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write(Path(tmp) / "ub.csv", "0,0,0,cart,0\n0,0,0,fav,0\n")
+        ids = load_taobao(path).events.column("event_id").to_pylist()
+    assert len(ids) == 2 and ids[0] != ids[1]
+
+
+def test_epoch_seconds_beyond_year_9999_are_rejected_not_a_crash(tmp_path):
+    # regression (found by the fuzz test): 9223372036854775 s overflowed int64 milliseconds
+    tsv = write(tmp_path / "s.tsv", "SessionId\tItemId\tTime\n-5\t-5\t9223372036854775\n"
+                "1\t2\t253402300799\n")  # fmt: skip
+    tables = load_yoochoose(tsv)
+    assert rejected_rows(tables) == [(1, "Time")]
+    assert ts_of(tables.events, 0) == dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+    taobao = load_taobao(write(tmp_path / "ub.csv", "1,2,3,pv,100000000000000000\n"))
+    assert rejected_rows(taobao) == [(1, "timestamp")]
+    assert "unix seconds within" in taobao.rejected.column("reason")[0].as_py()
+
+
 def test_odd_bytes_take_the_python_fallback_and_keep_row_numbers(tmp_path):
     # \x1e is the delimiter of the fast line reader; such a file is read the slow way
     path = write(tmp_path / "ub.csv", "1,2,3,pv,1511544070\x1e\n\n2,2,3,buy,1511544071\n")

@@ -30,6 +30,7 @@ from funnel.data.schema import SCHEMAS, TIMESTAMP
 from funnel.exceptions import DataFileError
 
 INT_PATTERN = r"^-?[0-9]{1,18}$"  # what Arrow casts to int64 (it refuses a "+" sign)
+MAX_EPOCH_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z: beyond it, datetimes break
 FLOAT_PATTERN = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 
 
@@ -257,6 +258,22 @@ class Fields:
             ok = pc.or_(ok, pc.equal(values, ""))
         self.require(field, pc.invert(ok), "a number" + (" or empty" if allow_empty else ""))
 
+    def require_epoch_seconds(self, field: str, *, integer: bool = False) -> None:
+        """Keep rows whose ``field`` is unix seconds within years 1..9999 (so ms fit int64)."""
+        if integer:
+            self.require_int(field)
+        else:
+            self.require_float(field)
+        seconds = pc.cast(self.columns[field], pa.float64())
+        out_of_range = pc.greater(pc.abs(seconds), MAX_EPOCH_SECONDS)
+        self.require(field, out_of_range, f"unix seconds within +-{MAX_EPOCH_SECONDS:,}")
+
+    def require_int_within(self, field: str, limit: int) -> None:
+        """Keep rows whose ``field`` is an integer with absolute value at most ``limit``."""
+        self.require_int(field)
+        too_big = pc.greater(pc.abs(pc.cast(self.columns[field], pa.float64())), limit)
+        self.require(field, too_big, f"an integer within +-{limit:,}")
+
     def require_nonempty(self, field: str) -> None:
         """Keep rows whose ``field`` is not empty (after trimming spaces)."""
         empty = pc.equal(pc.utf8_trim_whitespace(self.columns[field]), "")
@@ -343,9 +360,10 @@ def content_ids(
     re-read of the same file gives the same ids. ``family`` names the dataset, not the file
     layout, so the same rating read from RecBole atomic files or from the original ``u.data``
     gets the same id. ``salt`` adds per-event content when the other fields are not distinctive
-    (Criteo). MD5 is a content fingerprint here, not a security measure; DuckDB computes it
-    vectorized (4x faster than a Python loop over hashlib), and ``hashlib.md5`` of the same
-    string gives the same id.
+    (Criteo). Pass all events of one type from one file in ONE call: the occurrence count only
+    sees the keys of its call. MD5 is a content fingerprint here, not a security measure;
+    DuckDB computes it vectorized (4x faster than a Python loop over hashlib), and
+    ``hashlib.md5`` of the same string gives the same id.
     """
     n = len(users)
     parts = [

@@ -70,6 +70,7 @@ from funnel.exceptions import DataFileError
 FAMILY: Final = "diginetica"
 MARKET: Final = "diginetica"
 ANONYMOUS: Final = ("NA", "")
+MAX_TIMEFRAME_MS: Final = 10**12  # ~31 years after the session start: anything more is garbage
 
 # normalized header (lower case, no "_" or ".") -> column names used below
 VIEWS: Final = ("sessionid", "userid", "itemid", "timeframe", "eventdate")
@@ -138,7 +139,7 @@ def _is_date(values: pa.Array) -> pa.Array:
 
 def _check_session_time(f: Fields) -> None:
     f.require_int("sessionid")
-    f.require_int("timeframe")
+    f.require_int_within("timeframe", MAX_TIMEFRAME_MS)
     f.require("eventdate", pc.invert(_is_date(f["eventdate"])), "a date like 2016-05-09")
 
 

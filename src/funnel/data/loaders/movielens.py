@@ -183,7 +183,10 @@ def _recbole_fields(path: Path) -> tuple[Fields, list[str], list[str]]:
     f = Fields(lines, "\t", names)
     for name, kind in zip(names, types, strict=True):
         if kind == "float":
-            f.require_float(name, allow_empty=name not in ("rating", "timestamp"))
+            if name == "timestamp":
+                f.require_epoch_seconds(name)
+            else:
+                f.require_float(name, allow_empty=name != "rating")
     return f, names, types
 
 
@@ -282,8 +285,9 @@ def _recbole_kind(p: Path) -> str | None:
 def _load_100k_data(path: Path) -> SourceTables:
     _, lines = read_lines(path, header=False)
     f = Fields(lines, "\t", ("user_id", "item_id", "rating", "timestamp"))
-    for name in ("user_id", "item_id", "timestamp"):
-        f.require_int(name)
+    f.require_int("user_id")
+    f.require_int("item_id")
+    f.require_epoch_seconds("timestamp", integer=True)
     f.require_float("rating")
     events = _ratings(path, f, "user_id", "item_id", "rating", "timestamp")
     return SourceTables(events=events, rejected=f.rejected())
@@ -360,8 +364,9 @@ def load_ml100k(path: Path) -> SourceTables:
 def _load_1m_ratings(path: Path) -> SourceTables:
     _, lines = read_lines(path, header=False)
     f = Fields(lines, "::", ("user_id", "item_id", "rating", "timestamp"))
-    for name in ("user_id", "item_id", "timestamp"):
-        f.require_int(name)
+    f.require_int("user_id")
+    f.require_int("item_id")
+    f.require_epoch_seconds("timestamp", integer=True)
     f.require_float("rating")
     events = _ratings(path, f, "user_id", "item_id", "rating", "timestamp")
     return SourceTables(events=events, rejected=f.rejected())

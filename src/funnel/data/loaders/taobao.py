@@ -29,13 +29,13 @@ import pyarrow.compute as pc
 
 from funnel.data.loaders._common import (
     Fields,
-    as_int,
     concat,
     contract_table,
     event_table,
     first_line,
     first_rows,
     read_lines,
+    seconds_to_ms,
     sort_events,
 )
 from funnel.data.loaders.base import SourceTables
@@ -58,14 +58,18 @@ def load_taobao(path: Path) -> SourceTables:
     has_header = first_line(path).lower().startswith("user")
     _, lines = read_lines(path, header=has_header)
     f = Fields(lines, ",", COLUMNS)
-    for name in ("user_id", "item_id", "category_id", "timestamp"):
+    for name in ("user_id", "item_id", "category_id"):
         f.require_int(name)
+    f.require_epoch_seconds("timestamp", integer=True)
     f.require_in("behavior", BEHAVIOR_EVENTS)
 
-    ts_ms = pc.multiply(as_int(f["timestamp"]), 1000)
+    ts_ms = seconds_to_ms(f["timestamp"])
     parts = []
-    for behavior, event_type in BEHAVIOR_EVENTS.items():
-        mask = pc.equal(f["behavior"], behavior)
+    # one call per event type, not per behavior: cart and fav share add_to_cart, and the
+    # occurrence count behind the ids must see both (else equal cart/fav lines share an id)
+    for event_type in dict.fromkeys(BEHAVIOR_EVENTS.values()):
+        behaviors = [b for b, e in BEHAVIOR_EVENTS.items() if e == event_type]
+        mask = pc.is_in(f["behavior"], value_set=pa.array(behaviors, pa.string()))
         parts.append(
             event_table(
                 family=FAMILY,

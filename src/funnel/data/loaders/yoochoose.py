@@ -77,7 +77,7 @@ def _load_session_rec(path: Path) -> SourceTables:
     f = Fields(lines, "\t", names)
     f.require_int("SessionId")
     f.require_int("ItemId")
-    f.require_float("Time")
+    f.require_epoch_seconds("Time")
     events = event_table(
         family=FAMILY,
         path=path,
