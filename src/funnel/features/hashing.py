@@ -17,18 +17,31 @@ def signed_hash(value: str, bits: int, seed: int = 0) -> tuple[int, float]:
     return bucket, sign
 
 
-def hash_bucket(values: np.ndarray, bits: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorised :func:`signed_hash` over an array of strings (each distinct value hashed once).
+_MEMO: dict[tuple[int, int], dict[str, int]] = {}
+_MEMO_LIMIT = 1 << 20
 
-    Returns ``(buckets int64 (n,), signs float32 (n,))``.
+
+def hash_bucket(values: np.ndarray, bits: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised :func:`signed_hash` over an array of strings.
+
+    Returns ``(buckets int64 (n,), signs float32 (n,))``. Hashes are memoized per
+    ``(bits, seed)`` (a pure function; serving sees the same values again and again), with the
+    sign packed into the memo's integer as ``bucket * 2 + (sign < 0)``.
     """
-    arr = np.asarray(values, dtype=object)
-    if arr.size == 0:
+    arr = np.asarray(values, dtype=object).ravel()
+    n = len(arr)
+    if n == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-    # object dtype, not numpy 'U': fixed-width unicode silently drops trailing NUL characters
-    arr = np.array([v if isinstance(v, str) else str(v) for v in arr.ravel()], dtype=object)
-    uniq, inverse = np.unique(arr, return_inverse=True)
-    table = [signed_hash(str(v), bits, seed) for v in uniq]
-    buckets = np.fromiter((b for b, _ in table), dtype=np.int64, count=len(table))
-    signs = np.fromiter((s for _, s in table), dtype=np.float32, count=len(table))
-    return buckets[inverse], signs[inverse]
+    memo = _MEMO.setdefault((bits, seed), {})
+    if len(memo) > _MEMO_LIMIT:
+        memo.clear()
+    get = memo.get
+    packed = np.empty(n, dtype=np.int64)
+    for k, v in enumerate(arr.tolist()):
+        code = get(v)
+        if code is None:
+            # object values, never numpy 'U': fixed-width unicode drops trailing NULs
+            b, sgn = signed_hash(v if isinstance(v, str) else str(v), bits, seed)
+            code = memo[v] = b * 2 + (sgn < 0)
+        packed[k] = code
+    return packed >> 1, np.where(packed & 1, -1.0, 1.0).astype(np.float32)

@@ -74,10 +74,18 @@ def _as_float(col: np.ndarray, spec: str) -> np.ndarray:
         raise ValueError(f"feature '{spec}': column is not numeric ({err})") from None
 
 
+def _str_of(v: Any) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return MISSING
+    return str(v)
+
+
 def _as_str(col: np.ndarray) -> np.ndarray:
+    """Values as an object array of ``str`` (missing -> ``MISSING``), fast for str columns."""
+    if col.dtype.kind in "iub":
+        return col.astype(str).astype(object)
     out = np.empty(len(col), dtype=object)
-    for i, v in enumerate(col):
-        out[i] = MISSING if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+    out[:] = [v if type(v) is str else _str_of(v) for v in col.tolist()]
     return out
 
 
@@ -209,11 +217,11 @@ class VocabSpec:
     def _local(self, columns: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> np.ndarray:
         values = _as_str(_column(columns, self.sources[0], self.name))
         lookup = state.get("_lookup")
-        if lookup is None:
-            lookup = {v: i + 1 for i, v in enumerate(state["vocab"])}
-        uniq, inverse = np.unique(values, return_inverse=True)
-        codes = np.fromiter((lookup.get(v, 0) for v in uniq), dtype=np.int64, count=len(uniq))
-        return codes[inverse]
+        if lookup is None:  # built once per fitted state; not saved (keys with '_' are not)
+            lookup = state["_lookup"] = {v: i + 1 for i, v in enumerate(state["vocab"])}
+        get = lookup.get
+        return np.fromiter((get(v, 0) for v in values.tolist()), dtype=np.int64,
+                           count=len(values))
 
     def encode(self, columns: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> tuple:
         local = self._local(columns, state)
@@ -477,9 +485,11 @@ class FeatureSet:
     # ---- persistence -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         check_is_fitted(self, "states_")
+        assert self.states_ is not None
         return {
             "specs": [spec_to_dict(s) for s in self.specs],
-            "states": self.states_,
+            "states": [{k: v for k, v in st.items() if not k.startswith("_")}
+                       for st in self.states_],
         }
 
     @classmethod

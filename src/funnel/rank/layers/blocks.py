@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from funnel.rank.layers.embeddings import lookup
+
 
 class LinearTerm(nn.Module):
     """Logistic-regression term ``b + sum_m w[idx_m] * val_m`` over sparse slots."""
@@ -19,7 +21,7 @@ class LinearTerm(nn.Module):
 
     def forward(self, idx: torch.Tensor, val: torch.Tensor) -> torch.Tensor:
         """idx, val (B, M) -> logit (B,)."""
-        return (self.weight(idx).squeeze(-1) * val).sum(1) + self.bias  # (B,)
+        return (lookup(self.weight, idx).squeeze(-1) * val).sum(1) + self.bias  # (B,)
 
 
 class MLP(nn.Module):

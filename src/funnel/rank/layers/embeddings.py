@@ -2,8 +2,34 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
+
+
+class _Lookup(torch.autograd.Function):
+    """Row gather whose backward is one ``index_add_`` (faster on CPU than the generic
+    embedding backward, which sorts the indices)."""
+
+    @staticmethod
+    def forward(ctx: Any, weight: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(idx)
+        ctx.num_rows = weight.shape[0]
+        return weight.index_select(0, idx.reshape(-1)).view(*idx.shape, weight.shape[1])
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (idx,) = ctx.saved_tensors
+        width = grad.shape[-1]
+        out = torch.zeros(ctx.num_rows, width, dtype=grad.dtype, device=grad.device)
+        out.index_add_(0, idx.reshape(-1), grad.reshape(-1, width))
+        return out, None
+
+
+def lookup(table: nn.Embedding, idx: torch.Tensor) -> torch.Tensor:
+    """idx (...) -> rows (..., width) of ``table``; same values as ``table(idx)``."""
+    return _Lookup.apply(table.weight, idx)  # type: ignore[no-any-return]
 
 
 def _pool_matrix(slot_fields: tuple[int, ...], num_fields: int) -> torch.Tensor | None:
@@ -30,7 +56,7 @@ class FieldEmbedding(nn.Module):
 
     def forward(self, idx: torch.Tensor, val: torch.Tensor) -> torch.Tensor:
         """idx, val (B, M) -> field embeddings (B, F, d)."""
-        e = self.table(idx) * val.unsqueeze(-1)  # (B, M, d)
+        e = lookup(self.table, idx) * val.unsqueeze(-1)  # (B, M, d)
         if self.pooled:
             e = torch.einsum("bmd,mf->bfd", e, self.pool)  # (B, F, d)
         return e
@@ -53,7 +79,7 @@ class FieldAwareEmbedding(nn.Module):
     def forward(self, idx: torch.Tensor, val: torch.Tensor) -> torch.Tensor:
         """idx, val (B, M) -> (B, F, F, d): [b, i, j] = field i's vector towards field j."""
         b, m = idx.shape
-        e = self.table(idx) * val.unsqueeze(-1)  # (B, M, F*d)
+        e = lookup(self.table, idx) * val.unsqueeze(-1)  # (B, M, F*d)
         if self.pooled:
             e = torch.einsum("bmk,mf->bfk", e, self.pool)  # (B, F, F*d)
         return e.view(b, self.num_fields, self.num_fields, self.dim)  # (B, F, F, d)
