@@ -115,3 +115,19 @@ def test_build_suggest_writes_component(store: StoreBuilder, tmp_path) -> None: 
     assert metrics["n_queries"] == 4 and 0 <= metrics["mrr_ours"] <= 1
     model = load_suggest(ws.artifacts.require_current())
     assert model.complete("nok", 1)[0] == ["nokia phone"]
+
+
+def test_config_rejects_bad_values_and_unknown_keys() -> None:
+    from funnel.config import from_mapping
+    from funnel.exceptions import ConfigError
+
+    with pytest.raises(ValueError, match="'holdout_fraction' parameter must be a float in"):
+        SuggestConfig(holdout_fraction=1.5)
+    with pytest.raises(ValueError, match="'min_count' parameter must be a positive int"):
+        SuggestConfig(min_count=0)
+    with pytest.raises(ValueError, match="'typo_penalty' parameter must be a float > 0"):
+        SuggestConfig(typo_penalty=0.0)
+    with pytest.raises(ConfigError, match="unknown key"):
+        from_mapping(SuggestConfig, {"min_cout": 3})
+    cfg = from_mapping(SuggestConfig, {"block_terms": ["a b"], "min_count": 3})
+    assert cfg.block_terms == ("a b",) and cfg.min_count == 3

@@ -70,10 +70,11 @@ class QueryCompleter:
     block_size : int
         Keys per block of the sparse table (memory falls, scan work grows, with size).
     typo_min_len : int
-        Prefixes of at least this many characters get one-edit completions ...
+        Only prefixes of at least this many characters get one-edit completions.
     typo_below : int
-        ... when the exact prefix has fewer than this many completions; they fill the slots
-        after every exact completion. 0 turns typo tolerance off.
+        Search one-edit variants when the exact prefix has fewer than this many completions
+        (1: only when it has none); they fill the slots after every exact completion.
+        0 turns typo tolerance off.
     typo_penalty : float
         Factor on the score of a completion reached through an edit.
     pinyin : bool
@@ -133,6 +134,10 @@ class QueryCompleter:
         "market_lift": (lambda v: isinstance(v, int | float) and v >= 0, "a float >= 0"),
     }
 
+    def validate(self) -> None:
+        """Check the hyperparameters (``fit`` does this first)."""
+        validate_params(self.get_params(), self._PARAMS)
+
     def fit(
         self,
         queries: Sequence[str],
@@ -145,7 +150,7 @@ class QueryCompleter:
 
         ``categories`` / ``markets`` (one per query, None when unknown) drive personalization.
         """
-        validate_params(self.get_params(), self._PARAMS)
+        self.validate()
         n = len(queries)
         score_arr = np.asarray(scores, dtype=np.float64)
         if score_arr.shape != (n,):

@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from funnel._checks import check_is_fitted, positive_int
+from funnel._checks import check_is_fitted, non_negative_int, positive_int, validate_params
 from funnel.config import from_mapping, to_mapping
 from funnel.exceptions import ArtifactError
 from funnel.suggest.completion import QueryCompleter
@@ -71,6 +71,27 @@ class SuggestConfig:
     refinements_per_query: int = 8
     holdout_fraction: float = 0.1
     eval_searches: int = 2000
+
+    def __post_init__(self) -> None:
+        non_negative = (lambda v: isinstance(v, int | float) and not isinstance(v, bool)
+                        and v >= 0, "a float >= 0")
+        validate_params(
+            vars(self),
+            {
+                "related_top": (positive_int, "a positive int"),
+                "related_window": (positive_int, "a positive int"),
+                "hints_per_category": (positive_int, "a positive int"),
+                "refine_top_queries": (non_negative_int, "an int >= 0"),
+                "refinements_per_query": (positive_int, "a positive int"),
+                "eval_searches": (positive_int, "a positive int"),
+                "holdout_fraction": (lambda v: isinstance(v, float) and 0.0 < v < 1.0,
+                                     "a float in (0, 1)"),
+                "embedding_weight": non_negative,
+                "token_weight": non_negative,
+            },
+        )
+        self.mining()  # validates the mining fields now, not at fit time
+        self.completer().validate()
 
     def mining(self) -> MiningConfig:
         names = {f.name for f in fields(MiningConfig)}
