@@ -858,3 +858,19 @@ def test_ingest_stores_loader_output_and_quarantines_rejects(fmt, filename, text
     assert report.read == report.stored + report.quarantined + report.duplicates
     again = ingest_file(ws, path, fmt)
     assert again.stored == 0 and again.duplicates == report.stored
+
+
+def test_occurrence_index_counts_earlier_repeats_on_both_paths():
+    from funnel.data.loaders._common import SMALL_HASH_BATCH, occurrence_index
+
+    rng = np.random.default_rng(0)
+    values = [f"k{v}" for v in rng.integers(0, 500, SMALL_HASH_BATCH + 100)]
+    seen: Counter[str] = Counter()
+    expected = []
+    for v in values:
+        expected.append(seen[v])
+        seen[v] += 1
+    big = occurrence_index(pa.array(values))  # DuckDB hash path
+    small = occurrence_index(pa.array(values[:50]))  # dictionary path
+    assert big.tolist() == expected
+    assert small.tolist() == expected[:50]

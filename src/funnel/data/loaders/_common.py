@@ -394,6 +394,11 @@ def md5_hex(keys: pa.Array) -> pa.Array:
     if len(keys) < SMALL_HASH_BATCH:
         md5 = hashlib.md5
         return pa.array([md5(k.encode()).hexdigest() for k in keys.to_pylist()], pa.string())
+    return _duck_query("SELECT md5(k) AS id FROM event_keys", keys, "id").cast(pa.string())
+
+
+def _duck_query(sql: str, keys: pa.Array, column: str) -> pa.Array:
+    """Run ``sql`` over ``keys`` registered as ``event_keys(k)``; one column, in row order."""
     global _duck
     with _duck_lock:  # one in-memory connection per process; connecting costs ~0.1 s
         if _duck is None or _duck[0] != os.getpid():  # never reuse one across a fork
@@ -401,17 +406,26 @@ def md5_hex(keys: pa.Array) -> pa.Array:
         con = _duck[1]
         con.register("event_keys", pa.table({"k": keys}))
         try:
-            # preserve_insertion_order is on by default: ids come back in row order
-            ids = con.sql("SELECT md5(k) AS id FROM event_keys").to_arrow_table().column("id")
+            # preserve_insertion_order is on by default: results come back in row order
+            out = con.sql(sql).to_arrow_table().column(column)
         finally:
             con.unregister("event_keys")
-    return ids.combine_chunks().cast(pa.string())
+    return out.combine_chunks()
 
 
 def occurrence_index(values: pa.Array) -> np.ndarray:
-    """For each position, how many earlier positions hold the same value (0 for the first)."""
-    codes = pc.dictionary_encode(values).indices.to_numpy(zero_copy_only=False)
-    n = len(codes)
+    """For each position, how many earlier positions hold the same value (0 for the first).
+
+    Large inputs group by DuckDB's 64-bit ``hash`` (sorting integers beats dictionary-encoding
+    long strings by ~2x); equal values always share a group, so repeats get distinct counts.
+    A hash collision between two different values (odds ~n^2 / 2^65) would only shift their
+    counts, which stays deterministic for the same input, so ids stay idempotent.
+    """
+    n = len(values)
+    if n < SMALL_HASH_BATCH:
+        codes = pc.dictionary_encode(values).indices.to_numpy(zero_copy_only=False)
+    else:
+        codes = _duck_query("SELECT hash(k) AS h FROM event_keys", values, "h").to_numpy()
     order = np.argsort(codes, kind="stable")  # equal codes stay in file order
     ranked = codes[order]
     starts_here = np.ones(n, dtype=bool)
