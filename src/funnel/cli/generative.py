@@ -29,7 +29,7 @@ def evaluate_recall(
         "--json", help="Write the flat result object (recall20_ease, recall20_ddim_10, ...) here."
     )] = None,
     quick: Annotated[bool, typer.Option(
-        "--quick", help="2 configs x 20 epochs per method instead of 4 x 100.")] = False,
+        "--quick", help="2 configs x 20 epochs per method instead of 4 x 60.")] = False,
     configs: Annotated[int | None, typer.Option(
         "--configs", min=1, max=4, help="Override: configurations tried per method.")] = None,
     epochs: Annotated[int | None, typer.Option(

@@ -39,8 +39,8 @@ class Budget:
     """How much each method may spend: configurations tried and neural-training epochs."""
 
     configs: int = 4
-    epochs: int = 100
-    hidden: int = 600
+    epochs: int = 60
+    hidden: int = 400
 
     @classmethod
     def quick(cls) -> Budget:
