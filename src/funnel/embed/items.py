@@ -12,7 +12,7 @@ import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import pyarrow as pa
@@ -106,7 +106,7 @@ class _SessionEmbeddings:
 
     def fit(
         self, sessions: Any, items: pa.Table | None = None, *, callback: EpochCallback | None = None
-    ) -> _SessionEmbeddings:
+    ) -> Self:
         """Train on ``sessions`` (a sessions table, DuckDB relation, or list of token lists)."""
         validate_params(self.get_params(), _PARAM_TABLE)
         corpus = self._corpus(sessions, items)
@@ -222,7 +222,7 @@ class _SessionEmbeddings:
         return directory
 
     @classmethod
-    def load(cls, directory: Path | str) -> Any:
+    def load(cls, directory: Path | str) -> Self:
         """Rebuild a fitted estimator from :meth:`save` output (unknown params are refused)."""
         directory = Path(directory)
         meta_path = directory / f"{cls._table}_meta.json"
