@@ -223,12 +223,10 @@ def generate(
             "Bayes-optimal logloss": summary.bayes_logloss,
         }
         if out is None:
-            from funnel.data.ingest import ingest_file
+            from funnel.data.ingest import generated_files, ingest_file
 
             ws = Workspace.open(workspace)
-            files = [target / "items.parquet", target / "users.parquet"]
-            files += sorted((target / "events").glob("*.parquet"))
-            files += sorted((target / "truth").glob("*.parquet"))
+            files = generated_files(target)
             stored = 0
             with _progress() as progress:
                 task = progress.add_task("ingesting", total=len(files))

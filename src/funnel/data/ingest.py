@@ -312,3 +312,13 @@ def quarantine_count(ws: Workspace) -> int:
     """Rows currently in the workspace's quarantine files."""
     files = sorted(ws.quarantine_dir.glob("*.parquet"))
     return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+
+
+def generated_files(raw: Path) -> list[Path]:
+    """The files ``funnel.data.synthetic.generate`` writes, in ingest order."""
+    return [
+        raw / "items.parquet",
+        raw / "users.parquet",
+        *sorted((raw / "events").glob("*.parquet")),
+        *sorted((raw / "truth").glob("*.parquet")),
+    ]

@@ -1,0 +1,227 @@
+"""Serving: the whole funnel over HTTP vs the same stages called in-process, on one catalog.
+
+Builds a synthetic marketplace (1,000,000 items on the full run), starts ``funnel serve`` as a
+separate process on loopback, and drives it from a second process with an open-loop load
+generator (requests are sent on a fixed schedule and latency is measured from the scheduled
+time, so a slow server cannot hide its queueing: no coordinated omission). Every request is a
+search with ~1000 recalled candidates, 500 ranked by the DeepFM ranker, 20 returned.
+
+Figures:
+- p50/p99 latency and errors at a fixed 100 req/s for 60 s (``--quick``: 10 s);
+- the highest rate whose p99 stays <= 100 ms with zero errors (rates stepped up);
+- the same requests through ``Engine.run`` in this process without HTTP; the overhead ratio is
+  (HTTP p50 at low load - in-process p50) / in-process p50.
+
+    python benchmarks/serve.py --quick
+    python benchmarks/serve.py --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def drive(base: str, queries: list[str], rate: float, seconds: float, out: mp.Queue) -> None:
+    """Open-loop load at ``rate`` req/s for ``seconds``; puts (latencies_ms, errors, sent)."""
+    n = int(rate * seconds)
+    start = time.perf_counter() + 0.2
+    latencies: list[float] = []
+    errors = 0
+    local = {}
+
+    def client() -> httpx.Client:
+        import threading
+
+        c = local.get(threading.get_ident())
+        if c is None:
+            c = httpx.Client(base_url=base, timeout=10.0)
+            local[threading.get_ident()] = c
+        return c
+
+    def one(i: int) -> tuple[float, bool]:
+        due = start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        try:
+            r = client().post("/search", json={"query": queries[i % len(queries)], "k": 20})
+            ok = r.status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        return (time.perf_counter() - due) * 1000.0, ok
+
+    with ThreadPoolExecutor(max_workers=64) as pool:
+        for ms, ok in pool.map(one, range(n)):
+            latencies.append(ms)
+            errors += 0 if ok else 1
+    out.put((latencies, errors, n))
+
+
+def run_load(base: str, queries: list[str], rate: float, seconds: float) -> dict[str, float]:
+    ctx = mp.get_context("spawn")
+    q: mp.Queue = ctx.Queue()
+    proc = ctx.Process(target=drive, args=(base, queries, rate, seconds, q))
+    proc.start()
+    latencies, errors, sent = q.get(timeout=seconds + 300)
+    proc.join(timeout=60)
+    return {"p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99),
+            "errors": float(errors), "requests": float(sent), "rate": rate}
+
+
+def sequential_http(base: str, queries: list[str], n: int) -> list[float]:
+    out = []
+    with httpx.Client(base_url=base, timeout=30.0) as c:
+        for i in range(n):
+            t0 = time.perf_counter()
+            r = c.post("/search", json={"query": queries[i % len(queries)], "k": 20})
+            r.raise_for_status()
+            out.append((time.perf_counter() - t0) * 1000.0)
+    return out
+
+
+def in_process(artifact: Path, queries: list[str], n: int) -> tuple[list[float], dict[str, float]]:
+    import torch
+
+    from funnel.features.personalization import RecentActions
+    from funnel.serve.engine import Engine
+
+    torch.set_num_threads(1)  # as the server does
+    engine = Engine.load(artifact)
+    times, stages = [], {"recall": [], "rank": [], "rerank": []}
+    for i in range(n):
+        t0 = time.perf_counter()
+        r = engine.run(query=queries[i % len(queries)], user_id=None, market=None, filters={},
+                       k=20, state=RecentActions())
+        times.append((time.perf_counter() - t0) * 1000.0)
+        for s in stages:
+            stages[s].append(r.timings_ms[s])
+    return times, {f"inproc_{s}_p50_ms": percentile(v, 50) for s, v in stages.items()}
+
+
+def sample_queries(ws_root: Path, n: int = 500, seed: int = 0) -> list[str]:
+    import duckdb
+
+    con = duckdb.connect(str(ws_root / "store.duckdb"), read_only=True)
+    rows = [r[0] for r in con.execute(
+        "SELECT query FROM events WHERE event_type = 'search' AND query IS NOT NULL").fetchall()]
+    con.close()
+    random.Random(seed).shuffle(rows)
+    return rows[:n] or ["loft"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small catalog, short runs")
+    ap.add_argument("--json", type=Path, help="write the figures as a flat JSON object")
+    ap.add_argument("--items", type=int, help="catalog size (default 1,000,000; quick 20,000)")
+    ap.add_argument("--events", type=int, help="events (default 2,000,000; quick 100,000)")
+    ap.add_argument("--workspace", type=Path, help="reuse a built workspace")
+    args = ap.parse_args()
+    items = args.items or (20_000 if args.quick else 1_000_000)
+    events = args.events or (100_000 if args.quick else 2_000_000)
+    fixed_s = 10.0 if args.quick else 60.0
+    step_s = 5.0 if args.quick else 15.0
+
+    from funnel.build import synthetic_workspace
+    from funnel.workspace import Workspace
+
+    root = args.workspace or Path(tempfile.mkdtemp(prefix="funnel-serve-bench-"))
+    t0 = time.perf_counter()
+    if (root / "artifacts" / "current").exists():
+        ws = Workspace.open(root)
+    else:
+        print(f"building a {items:,}-item marketplace from {events:,} events in {root} ...")
+        ws = synthetic_workspace(root, events=events, seed=0, n_items=items)
+    build_s = time.perf_counter() - t0
+    artifact = ws.artifacts.require_current()
+    queries = sample_queries(ws.root)
+
+    inproc, stage_p50 = in_process(artifact, queries, 200 if args.quick else 1000)
+    port = free_port()
+    env = dict(os.environ, FUNNEL_STATE_URL="memory://")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "funnel.cli", "serve", "--workspace", str(ws.root),
+         "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            try:
+                if httpx.get(base + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"server did not start: {server.stderr.read().decode()[-2000:]}")
+            time.sleep(0.5)
+        n_items_served = httpx.get(base + "/health").json()["items"]
+        seq = sequential_http(base, queries, 200 if args.quick else 1000)
+        fixed = run_load(base, queries, 100.0, fixed_s)
+        max_rps = 0.0
+        for rate in (25, 50, 100, 150, 200, 300, 400, 600, 800):
+            res = run_load(base, queries, float(rate), step_s)
+            print(f"  {rate:>4} req/s: p50 {res['p50_ms']:7.1f} ms  p99 {res['p99_ms']:7.1f} ms"
+                  f"  errors {res['errors']:.0f}")
+            if res["p99_ms"] <= 100.0 and res["errors"] == 0:
+                max_rps = float(rate)
+            else:
+                break
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    p50_in, p50_http = percentile(inproc, 50), percentile(seq, 50)
+    figures = {
+        "items": float(n_items_served),
+        "events": float(events),
+        "build_s": round(build_s, 1),
+        "p50_ms": round(fixed["p50_ms"], 2),
+        "p99_ms": round(fixed["p99_ms"], 2),
+        "errors": fixed["errors"],
+        "requests": fixed["requests"],
+        "max_rps_at_p99_100ms": max_rps,
+        "sequential_http_p50_ms": round(p50_http, 2),
+        "sequential_http_p99_ms": round(percentile(seq, 99), 2),
+        "inproc_p50_ms": round(p50_in, 2),
+        "inproc_p99_ms": round(percentile(inproc, 99), 2),
+        **{k: round(v, 2) for k, v in stage_p50.items()},
+        "overhead_ratio": round((p50_http - p50_in) / p50_in, 3),
+    }
+    print(f"\nserve benchmark on {platform.node()} ({os.cpu_count()} cores), "
+          f"{n_items_served:,} items")
+    width = max(len(k) for k in figures)
+    for key, value in figures.items():
+        print(f"  {key:<{width}}  {value:,}")
+    print(f"  HTTP + orchestration overhead: {figures['overhead_ratio']:.1%} of in-process time "
+          "(target <= 25%)")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""The build orchestrator: every stage into ONE new artifact version, switched atomically.
+
+Used by ``funnel build``, the tests, the benchmarks and the evaluation, so they all build the
+same way. Stages are imported lazily: a stage's heavy dependencies load only when it runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from funnel.artifacts import ArtifactBuild
+from funnel.workspace import Workspace
+
+STAGES = ("catalog", "embeddings", "recall", "rank", "rerank", "suggest", "generative")
+DEFAULT_STAGES = ("catalog", "embeddings", "recall", "rank", "rerank", "suggest")
+
+
+def _catalog(ws: Workspace, build: ArtifactBuild) -> dict[str, Any]:
+    from funnel.serve.catalog import build_catalog
+
+    return build_catalog(ws, build)
+
+
+def _embeddings(ws: Workspace, build: ArtifactBuild) -> dict[str, Any]:
+    from funnel.embed.build import build_embeddings
+
+    return build_embeddings(ws, build)
+
+
+def _recall(ws: Workspace, build: ArtifactBuild) -> dict[str, Any]:
+    from funnel.recall.build import build_recall
+
+    return build_recall(ws, build)
+
+
+def _rank(ws: Workspace, build: ArtifactBuild) -> dict[str, Any]:
+    from funnel.rank.build import build_rank
+
+    return build_rank(ws, build)
+
+
+def _rerank(ws: Workspace, build: ArtifactBuild) -> dict[str, Any]:
+    from funnel.rerank.build import build_rerank
+
+    return build_rerank(ws, build)
+
+
+def _suggest(ws: Workspace, build: ArtifactBuild) -> dict[str, Any]:
+    from funnel.suggest.build import build_suggest
+
+    return build_suggest(ws, build)
+
+
+def _generative(ws: Workspace, build: ArtifactBuild) -> dict[str, Any]:
+    from funnel.generative.build import build_generative
+
+    return build_generative(ws, build)
+
+
+BUILDERS: dict[str, Callable[[Workspace, ArtifactBuild], dict[str, Any]]] = {
+    "catalog": _catalog,
+    "embeddings": _embeddings,
+    "recall": _recall,
+    "rank": _rank,
+    "rerank": _rerank,
+    "suggest": _suggest,
+    "generative": _generative,
+}
+
+
+def run_build(
+    ws: Workspace,
+    stages: tuple[str, ...] = DEFAULT_STAGES,
+    *,
+    on_stage: Callable[[str], None] | None = None,
+) -> tuple[str, dict[str, dict[str, Any]]]:
+    """Build ``stages`` in order into one staging directory; commit only if all succeed."""
+    unknown = [s for s in stages if s not in BUILDERS]
+    if unknown:
+        raise ValueError(f"unknown stage(s) {unknown}; choose from {', '.join(STAGES)}")
+    results: dict[str, dict[str, Any]] = {}
+    with ws.artifacts.begin() as build:
+        for stage in stages:
+            if on_stage is not None:
+                on_stage(stage)
+            t0 = time.perf_counter()
+            metrics = BUILDERS[stage](ws, build) or {}
+            metrics = dict(metrics)
+            metrics["seconds"] = round(time.perf_counter() - t0, 2)
+            results[stage] = metrics
+        version = build.commit().name
+    return version, results
+
+
+def synthetic_workspace(
+    root: Path,
+    *,
+    events: int = 30_000,
+    seed: int = 0,
+    n_items: int | None = None,
+    stages: tuple[str, ...] = DEFAULT_STAGES,
+) -> Workspace:
+    """Generate, ingest, sessionize and build a synthetic marketplace (tests, benchmarks, demo)."""
+    from funnel.data.ingest import generated_files, ingest_file
+    from funnel.data.store import EventStore
+    from funnel.data.synthetic import MarketplaceConfig, generate
+    from funnel.pipeline.sessions import build_sessions
+
+    ws = Workspace.init(root)
+    raw = ws.raw_dir / f"seed{seed}-n{events}"
+    generate(MarketplaceConfig(n_events=events, seed=seed, n_items=n_items), raw)
+    for path in generated_files(raw):
+        ingest_file(ws, path)
+    with EventStore.open(ws.store_path) as store:
+        build_sessions(store.con)
+    if stages:
+        run_build(ws, stages)
+    return ws
