@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import repeat
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -219,9 +220,8 @@ class VocabSpec:
         lookup = state.get("_lookup")
         if lookup is None:  # built once per fitted state; not saved (keys with '_' are not)
             lookup = state["_lookup"] = {v: i + 1 for i, v in enumerate(state["vocab"])}
-        get = lookup.get
-        return np.fromiter((get(v, 0) for v in values.tolist()), dtype=np.int64,
-                           count=len(values))
+        return np.array(list(map(lookup.get, values.tolist(), repeat(0, len(values)))),
+                        dtype=np.int64)
 
     def encode(self, columns: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> tuple:
         local = self._local(columns, state)
@@ -442,7 +442,12 @@ class FeatureSet:
 
     @property
     def offsets(self) -> np.ndarray:
-        return np.concatenate([[0], np.cumsum(self.field_sizes)[:-1]]).astype(np.int64)
+        cached = getattr(self, "_offsets", None)
+        if cached is not None and cached[0] is self.states_:
+            return cached[1]  # type: ignore[no-any-return]
+        off = np.concatenate([[0], np.cumsum(self.field_sizes)[:-1]]).astype(np.int64)
+        self._offsets = (self.states_, off)
+        return off
 
     @property
     def num_features(self) -> int:
