@@ -1,5 +1,5 @@
 # funnel: two commands on a fresh machine.
-#   make demo   set up, then generate -> ingest -> sessions -> build -> report on the embedded default
+#   make demo   set up, then generate -> ingest -> sessions -> build -> serve on the embedded default
 #   make test   set up, then run the whole test suite
 # Set-up is idempotent: a second run reinstalls nothing (stamp keyed on pyproject.toml).
 
@@ -29,10 +29,18 @@ $(STAMP): pyproject.toml
 system:
 	@bash scripts/setup-system.sh
 
+DEMO_PORT ?= 8000
+DEMO_SERVE ?= 1
+
 demo: install
 	$(FUNNEL) generate --workspace $(DEMO_WS) --events $(DEMO_EVENTS) --seed 0
 	$(FUNNEL) sessions --workspace $(DEMO_WS)
+	$(FUNNEL) build --workspace $(DEMO_WS)
 	$(FUNNEL) stats --workspace $(DEMO_WS)
+ifeq ($(DEMO_SERVE),1)
+	@echo "open http://127.0.0.1:$(DEMO_PORT)/ (Ctrl-C stops the server)"
+	$(FUNNEL) serve --workspace $(DEMO_WS) --port $(DEMO_PORT)
+endif
 
 test: install system
 	$(PY) -m pytest -q
