@@ -299,6 +299,16 @@ def test_searches_retrieve_relevant_items(ev: pd.DataFrame, tables) -> None:
     assert match[top].mean() > match[~top].mean()
 
 
+def test_cheap_queries_get_cheaper_results(ev: pd.DataFrame, tables) -> None:
+    items = tables["items"].to_pandas().set_index("item_id")
+    q = ev[ev.event_type == "search"][["request_id", "query"]].rename(columns={"query": "q"})
+    imp = ev[(ev.event_type == "impression") & (ev.position <= 5)].merge(q, on="request_id")
+    low = price_band(items.loc[imp.item_id, "price"].to_numpy()) == "low"
+    cheap = imp.q.str.contains("cheap|便宜").to_numpy()
+    assert cheap.sum() > 100
+    assert low[cheap].mean() > low[~cheap].mean() + 0.08
+
+
 def test_sessions_do_not_overlap_and_some_return_within_40_minutes() -> None:
     gaps, users_sessions = [], 0
     for events, _, chunk in iter_event_chunks(MarketplaceConfig(n_events=40_000, seed=2)):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from funnel.data.synthetic._config import MarketplaceConfig
-from funnel.data.synthetic._text import add_typo, build_query
+from funnel.data.synthetic._text import PRICE_BAND_EDGES, add_typo, build_query
 from funnel.data.synthetic._vocab import ADJECTIVES, PRICE_WORDS
 from funnel.data.synthetic._world import BASE_LOG_PRICE, DAY_MS, World, stream
 
@@ -22,6 +22,7 @@ POOL_MAX = 1024
 SPONSORED_BOOST = 0.4  # the production ranker lifts items that carry a bid
 RANKER_QUALITY = 1.0  # exposure grows with (uncapped) quality: heavy-tailed popularity
 RANKER_CATEGORY = 3.0  # lift of items in the category the query names
+RANKER_PRICE = 1.5  # lift of items in the price band a "cheap"/"luxury" query asks for
 SCORE_BUDGET = 2_000_000  # score-matrix cells per ranking batch (bounds memory)
 PILOT_USERS = 400
 PILOT = 2**40  # chunk key of the pilot run (real chunks count from 0)
@@ -107,13 +108,15 @@ def _rank_results(
     q_market: np.ndarray,
     q_cat_key: np.ndarray,
     q_brand_key: np.ndarray,
+    q_price_key: np.ndarray,
     q_avail: np.ndarray,
 ) -> np.ndarray:
     """The production ranker: top-20 item ids per search (-1 padded), not personalized.
 
-    Score = category match + brand match + popularity + sponsored lift + Gumbel noise over a
-    recall pool of the target market (Gumbel top-k = Plackett-Luce sampling, so the ranker is
-    stochastic); items created after the search are never shown.
+    Score = category match + brand match + price-word match ("cheap" -> low band, "luxury" ->
+    high/lux band; ``q_price_key`` 0/1, -1 = none) + popularity + sponsored lift + Gumbel noise
+    over a recall pool of the target market (Gumbel top-k = Plackett-Luce sampling, so the ranker
+    is stochastic); items created after the search are never shown.
     """
     n_q = len(q_market)
     out = np.full((n_q, MAX_RESULTS), -1, dtype=np.int64)
@@ -141,6 +144,8 @@ def _rank_results(
         if c >= 0:
             static = static + RANKER_CATEGORY * (world.item_cat[pool] == c)
         p_brand = world.item_brand[pool]
+        band = np.searchsorted(PRICE_BAND_EDGES, world.item_price[pool], side="right")
+        p_low, p_lux = (band == 0)[None, :], (band >= 2)[None, :]
         created = world.item_created_ms[pool]
         k = min(MAX_RESULTS, len(pool))
         step = max(1, SCORE_BUDGET // len(pool))
@@ -149,6 +154,8 @@ def _rank_results(
             score = static + rng.gumbel(size=(len(g), len(pool)))
             qb = q_brand_key[g, None]
             score += 1.5 * ((p_brand[None, :] == qb) & (qb >= 0))
+            pk = q_price_key[g, None]
+            score += RANKER_PRICE * ((p_low & (pk == 0)) | (p_lux & (pk == 1)))
             score[created[None, :] > q_avail[g, None]] = -np.inf
             top = np.argpartition(-score, k - 1, axis=1)[:, :k]
             top_score = np.take_along_axis(score, top, axis=1)
@@ -378,6 +385,7 @@ def simulate_chunk(
         q_market,
         np.where(has_cat, q_cat, -1),
         np.where(has_brand, q_brand, -1),
+        np.where(price_word, np.where(cheap, 0, 1), -1),
         avail[q_sess],
     )
     n_shown = rng.integers(10, MAX_RESULTS + 1, size=n_q)
