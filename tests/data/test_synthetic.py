@@ -333,6 +333,34 @@ def test_sessions_do_not_overlap_and_some_return_within_40_minutes() -> None:
     assert np.median(g) > 120  # usually hours apart
 
 
+def test_thirty_minute_sessionization_merges_quick_returns() -> None:
+    """A 20-minute gap recovers the true sessions; the 30-minute rule merges the quick returns
+    (20-30 minutes after the previous session), so the choice of gap visibly matters."""
+    frames = []
+    for events, _, chunk in iter_event_chunks(CONFIG):
+        frames.append(
+            pd.DataFrame(
+                {
+                    "u": events["user_id"].to_numpy(zero_copy_only=False),
+                    "ts": events["ts"].cast(pa.int64()).to_numpy(),
+                    "s": chunk.session,
+                }
+            )
+        )
+    df = pd.concat(frames).sort_values(["u", "ts"], kind="stable")
+    n_true = df.s.nunique()
+
+    def found(gap_minutes: int) -> tuple[float, float]:
+        sid = (df.u.ne(df.u.shift()) | (df.ts.diff() > gap_minutes * 60_000)).cumsum()
+        purity = (df.groupby(sid).s.nunique() == 1).mean()
+        return sid.nunique() / n_true, purity
+
+    ratio20, purity20 = found(20)
+    ratio30, purity30 = found(30)
+    assert abs(ratio20 - 1) < 0.01 and purity20 > 0.99
+    assert 0.9 < ratio30 < 0.985 and purity30 < 0.99
+
+
 def test_daily_seasonality(ev: pd.DataFrame) -> None:
     hours = ev[ev.event_type == "search"].ts.dt.hour.value_counts(normalize=True)
     hours = hours.reindex(range(24), fill_value=0.0)
