@@ -60,6 +60,8 @@ def _as_queries(queries: Any, dim: int) -> tuple[np.ndarray, bool]:
 
 
 def _normalize(x: np.ndarray) -> np.ndarray:
+    if len(x) == 1:  # the serving case: a scalar norm is several times cheaper than einsum
+        return x * np.float32(1.0 / max(math.sqrt(float(np.dot(x[0], x[0]))), 1e-12))
     norms = np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]  # (n, 1)
     return (x / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
 
@@ -139,6 +141,7 @@ class _Catalog:
             self.attr_vocab_[name] = vocab
             self.attr_codes_[name] = np.array([lookup[v] for v in values], dtype=np.int32)
         self._selector_cache: dict[Any, Any] = {}
+        self._ef_set: dict[int, int] = {}
 
     def _append_catalog(self, ids: Sequence[str], attributes: dict[str, list[str]]) -> np.ndarray:
         """Register new rows (re-added ids tombstone their old row); returns the new rows."""
@@ -237,6 +240,7 @@ class _Catalog:
         self.attr_vocab_ = {k: list(v) for k, v in meta["attr_vocab"].items()}
         self.attr_codes_ = {k: np.asarray(arrays[f"codes__{k}"]) for k in self.attr_vocab_}
         self._selector_cache = {}
+        self._ef_set = {}
 
 
 def _read_meta(path: Path, kind: str) -> dict[str, Any]:
@@ -545,8 +549,9 @@ class VectorIndex(_Catalog):
             empty = np.full((len(q), k), -1, dtype=np.int64)
             return self._rows_to_result(empty, np.zeros((len(q), k), np.float32), single)
         index, local_rows, params, hnsw_ef = plan[:4]
-        if hnsw_ef is not None and index.hnsw.efSearch != hnsw_ef:
-            index.hnsw.efSearch = hnsw_ef
+        if hnsw_ef is not None and self._ef_set.get(id(index)) != hnsw_ef:
+            index.hnsw.efSearch = hnsw_ef  # remembered in Python: a SWIG read costs ~1 us
+            self._ef_set[id(index)] = hnsw_ef
         scores, labels = index.search(q, k, params=params)
         if local_rows is not None:
             labels = np.where(labels >= 0, local_rows[np.maximum(labels, 0)], -1)
