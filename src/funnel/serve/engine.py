@@ -18,12 +18,16 @@ import numpy as np
 
 from funnel.exceptions import ArtifactError, FunnelError
 from funnel.features.personalization import RecentActions
+from funnel.features.query_match import query_match_features
 from funnel.recall.base import RecallRequest
 from funnel.serve.catalog import Catalog
 from funnel.serve.scoring import RankStage, load_rank_stage
 from funnel.vectors import VectorTable, load_vectors
 
 log = logging.getLogger(__name__)
+
+MIN_SEARCH_CANDIDATES = 50
+"""A search keeps at least this many of its best-matching candidates for the ranker."""
 
 
 class UnknownItemError(FunnelError, KeyError):
@@ -159,6 +163,8 @@ class Engine:
         ids = [str(i) for i in merged.item_ids.tolist()]
         provenance = merged.provenance
         keep = self._admissible(ids, market, filters)
+        if query:
+            keep = self._matching(query, ids, provenance, keep)
         ids = [ids[i] for i in keep]
         provenance = [provenance[i] for i in keep]
         fused = merged.scores[keep] if len(keep) else np.empty(0, np.float32)
@@ -219,6 +225,32 @@ class Engine:
                 continue
             keep.append(i)
         return keep
+
+    def _matching(
+        self, query: str, ids: list[str], provenance: list[dict[str, float]], keep: list[int]
+    ) -> list[int]:
+        """For a search, keep candidates that match the query text or came from a query source.
+
+        Browse sources (popularity, co-visitation) add items that may have nothing to do with
+        the query; a search shows only items that match it, unless nothing matches at all.
+        """
+        if not keep:
+            return keep
+        attrs = self.catalog.attributes([ids[i] for i in keep])
+        match = query_match_features(
+            [query] * len(keep), list(attrs["title"]), list(attrs["category"]),
+            list(attrs["brand"]), list(attrs["market"]),
+        )["qm_fuzzy_share"]
+        # the best match tier that still leaves enough candidates to rank: an item matching
+        # every query term beats one matching half of them, unless too few match every term
+        ordered = np.sort(match)[::-1]
+        floor = float(ordered[min(MIN_SEARCH_CANDIDATES, len(ordered)) - 1])
+        floor = max(floor, 1e-6)
+        matched = [
+            i for i, m in zip(keep, match.tolist(), strict=True)
+            if m >= floor or "query_items" in provenance[i]
+        ]
+        return matched or keep
 
     def _sponsored(self, ids: list[str], pctr: np.ndarray) -> tuple[list[str], np.ndarray]:
         """Candidates that carry a bid, with eCPM = pCTR x bid (x1000)."""
