@@ -349,7 +349,7 @@ def content_ids(
     users: pa.Array,
     items: pa.Array | None,
     ts_ms: pa.Array,
-    event_type: str,
+    event_type: str | pa.Array,
     *,
     salt: pa.Array | None = None,
 ) -> pa.Array:
@@ -360,10 +360,10 @@ def content_ids(
     re-read of the same file gives the same ids. ``family`` names the dataset, not the file
     layout, so the same rating read from RecBole atomic files or from the original ``u.data``
     gets the same id. ``salt`` adds per-event content when the other fields are not distinctive
-    (Criteo). Pass all events of one type from one file in ONE call: the occurrence count only
-    sees the keys of its call. MD5 is a content fingerprint here, not a security measure;
-    DuckDB computes it vectorized (4x faster than a Python loop over hashlib), and
-    ``hashlib.md5`` of the same string gives the same id.
+    (Criteo). Pass all events of a type from one file in ONE call (``event_type`` may be a
+    column): the occurrence count only sees the keys of its call. MD5 is a content fingerprint
+    here, not a security measure; DuckDB computes it vectorized (4x faster than a Python loop
+    over hashlib), and ``hashlib.md5`` of the same string gives the same id.
     """
     n = len(users)
     parts = [
@@ -373,7 +373,9 @@ def content_ids(
         if items is not None
         else pa.repeat(pa.scalar("", pa.string()), n),
         pc.cast(ts_ms, pa.string()),
-        pa.repeat(pa.scalar(event_type, pa.string()), n),
+        pa.repeat(pa.scalar(event_type, pa.string()), n)
+        if isinstance(event_type, str)
+        else event_type,
     ]
     if salt is not None:
         parts.append(pc.cast(salt, pa.string()))
@@ -469,11 +471,12 @@ def event_table(
     rows: pa.Array,
     ts_ms: pa.Array,
     user_id: pa.Array,
-    event_type: str,
+    event_type: str | pa.Array,
     item_id: pa.Array | None = None,
     **extra: Any,
 ) -> pa.Table:
-    """Contract events of one type, with content-hash ids (see :func:`content_ids`)."""
+    """Contract events (one type, or a type per row), with content-hash ids (see
+    :func:`content_ids`)."""
     columns: dict[str, Any] = {
         "event_id": content_ids(family, user_id, item_id, ts_ms, event_type),
         "ts": ms_to_ts(ts_ms),

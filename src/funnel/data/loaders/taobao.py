@@ -29,14 +29,12 @@ import pyarrow.compute as pc
 
 from funnel.data.loaders._common import (
     Fields,
-    concat,
     contract_table,
     event_table,
     first_line,
     first_rows,
     read_lines,
     seconds_to_ms,
-    sort_events,
 )
 from funnel.data.loaders.base import SourceTables
 
@@ -63,26 +61,21 @@ def load_taobao(path: Path) -> SourceTables:
     f.require_epoch_seconds("timestamp", integer=True)
     f.require_in("behavior", BEHAVIOR_EVENTS)
 
-    ts_ms = seconds_to_ms(f["timestamp"])
-    parts = []
-    # one call per event type, not per behavior: cart and fav share add_to_cart, and the
-    # occurrence count behind the ids must see both (else equal cart/fav lines share an id)
-    for event_type in dict.fromkeys(BEHAVIOR_EVENTS.values()):
-        behaviors = [b for b, e in BEHAVIOR_EVENTS.items() if e == event_type]
-        mask = pc.is_in(f["behavior"], value_set=pa.array(behaviors, pa.string()))
-        parts.append(
-            event_table(
-                family=FAMILY,
-                path=path,
-                rows=f.rows.filter(mask),
-                ts_ms=ts_ms.filter(mask),
-                user_id=f["user_id"].filter(mask),
-                item_id=f["item_id"].filter(mask),
-                event_type=event_type,
-                market=MARKET,
-            )
-        )
-    events = sort_events(concat(parts))
+    # one call for all lines (the type is a column): cart and fav share add_to_cart, and the
+    # occurrence count behind the ids must see both, else equal cart/fav lines share an id
+    behaviors = pa.array(list(BEHAVIOR_EVENTS), pa.string())
+    types = pa.array(list(BEHAVIOR_EVENTS.values()), pa.string())
+    event_type = pc.take(types, pc.index_in(f["behavior"], value_set=behaviors))
+    events = event_table(
+        family=FAMILY,
+        path=path,
+        rows=f.rows,
+        ts_ms=seconds_to_ms(f["timestamp"]),
+        user_id=f["user_id"],
+        item_id=f["item_id"],
+        event_type=event_type,
+        market=MARKET,
+    )
 
     items_src = pa.table({"item_id": f["item_id"], "category": f["category_id"], "row": f.rows})
     first = first_rows(items_src, "item_id")
