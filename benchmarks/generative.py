@@ -22,7 +22,13 @@ from pathlib import Path
 import torch
 
 from funnel.data.paths import shared_data_dir
-from funnel.generative.evaluate import Budget, compare, table_rows, target_check
+from funnel.generative.evaluate import (
+    Budget,
+    compare,
+    compare_dreamrec,
+    table_rows,
+    target_check,
+)
 from funnel.generative.splits import load_diffrec_split, load_movielens_split, save_diffrec_split
 
 
@@ -31,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="2 configs x 30 epochs per method")
     parser.add_argument("--json", type=Path, help="write the flat result object here")
     parser.add_argument("--split", type=Path, help="a DiffRec split directory (train_list.npy..)")
+    parser.add_argument("--no-dreamrec", action="store_true",
+                        help="skip the embedding-space (DreamRec) rows")
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("FUNNEL_BENCH_THREADS", "1")))
     torch.manual_seed(0)
@@ -54,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"budget per method: {budget.configs} configs, {budget.epochs} epochs, "
           f"hidden {budget.hidden}; threads {torch.get_num_threads()}, nproc {os.cpu_count()}")
     started = time.perf_counter()
-    result = compare(split, budget, progress=lambda msg: print(f"  .. {msg}", flush=True))
+    say = lambda msg: print(f"  .. {msg}", flush=True)  # noqa: E731
+    result = compare(split, budget, progress=say)
+    if not args.no_dreamrec:
+        result.update(compare_dreamrec(split, budget, progress=say))
     result["total_seconds"] = time.perf_counter() - started
 
     ease = result["recall20_ease"]

@@ -34,6 +34,8 @@ def evaluate_recall(
         "--configs", min=1, max=4, help="Override: configurations tried per method.")] = None,
     epochs: Annotated[int | None, typer.Option(
         "--epochs", min=1, help="Override: training epochs of every neural method.")] = None,
+    dreamrec: Annotated[bool, typer.Option(
+        "--dreamrec/--no-dreamrec", help="Also run the embedding-space variant.")] = True,
 ) -> None:
     """Recall@20 / NDCG@20 of EASE, item-kNN, MultVAE and every generative sampler on a split.
 
@@ -46,7 +48,15 @@ def evaluate_recall(
 
     import torch
 
-    from funnel.generative.evaluate import SAMPLER_TABLE, Budget, compare, table_rows, target_check
+    from funnel.generative.evaluate import (
+        DREAMREC_TABLE,
+        SAMPLER_TABLE,
+        Budget,
+        compare,
+        compare_dreamrec,
+        table_rows,
+        target_check,
+    )
     from funnel.generative.splits import load_diffrec_split
 
     with user_errors():
@@ -55,6 +65,7 @@ def evaluate_recall(
     budget = replace(budget, configs=configs or budget.configs, epochs=epochs or budget.epochs)
     torch.manual_seed(0)
     total = 6 * budget.configs + len(SAMPLER_TABLE)
+    total += (1 + budget.configs + len(DREAMREC_TABLE)) if dreamrec else 0
     with _progress() as bar:
         task = bar.add_task("evaluating", total=total)
 
@@ -62,6 +73,8 @@ def evaluate_recall(
             bar.update(task, description=message, advance=1)
 
         result = compare(data, budget, progress=step)
+        if dreamrec:
+            result.update(compare_dreamrec(data, budget, progress=step))
         bar.update(task, completed=total, description="done")
     ease = result["recall20_ease"]
     table = Table(title=f"{split} ({data.n_users:,} users, {data.n_items:,} items)",

@@ -122,7 +122,7 @@ def table_rows(result: dict[str, float]) -> list[tuple[str, float, float, float 
     for fam in ("ease", "itemknn", "multvae"):
         if f"recall20_{fam}" in result:
             rows.append((fam, result[f"recall20_{fam}"], result[f"ndcg20_{fam}"], None))
-    for name, steps in SAMPLER_TABLE:
+    for name, steps in SAMPLER_TABLE + tuple(("dreamrec_" + n, s) for n, s in DREAMREC_TABLE):
         key = f"{name}_{steps}"
         if f"recall20_{key}" in result:
             rows.append((f"{name} ({steps} steps)", result[f"recall20_{key}"],
@@ -148,3 +148,72 @@ def target_check(result: dict[str, float]) -> tuple[str, dict[str, float]]:
         "fast_sampler_speedup": ms_full / max(result[f"ms_per_user_{best_key}"], 1e-9),
         "diffusion_vs_ease_recall_ratio": best_r / max(result["recall20_ease"], 1e-9),
     }
+
+
+DREAMREC_TABLE: tuple[tuple[str, int], ...] = (("ddpm", FULL_DDPM_STEPS), ("ddim", 10))
+
+
+def _user_sequences(pairs: np.ndarray, n_users: int) -> list[list[int]]:
+    """Each user's items in the order the split stores them (chronological for our splits)."""
+    seqs: list[list[int]] = [[] for _ in range(n_users)]
+    for u, i in pairs.tolist():
+        seqs[u].append(i)
+    return seqs
+
+
+def svd_item_vectors(train: sp.csr_matrix, dim: int = 64) -> np.ndarray:
+    """Item vectors ``V sqrt(S)`` of a truncated SVD of the train matrix (stand-in embeddings)."""
+    from scipy.sparse.linalg import svds
+
+    k = max(1, min(dim, min(train.shape) - 1))
+    _, s, vt = svds(train.astype(np.float64), k=k, random_state=0)
+    return (vt.T * np.sqrt(s)[None, :]).astype(np.float32)
+
+
+def compare_dreamrec(
+    split: InteractionSplit, budget: Budget | None = None, *, progress: Progress | None = None
+) -> dict[str, float]:
+    """The embedding-space variant (DreamRec) on the same split and protocol.
+
+    Item vectors are an SVD of the train matrix; one model is trained per split (its epochs are
+    a sixth of the budget's: every epoch already visits each next-item pair) and the guidance
+    scale is tuned over ``budget.configs`` values on valid.
+    """
+    from funnel.generative.dreamrec import DreamRec, DreamRecConfig
+
+    budget = budget or Budget()
+    say = progress or (lambda _msg: None)
+    train, valid, test = split.matrix("train"), split.matrix("valid"), split.matrix("test")
+    seen = (train + valid).tocsr()
+    seen.data[:] = 1.0
+    sequences = _user_sequences(split.train, split.n_users)
+    say("training DreamRec")
+    started = time.perf_counter()
+    model = DreamRec(DreamRecConfig(
+        history_len=20, hidden=(budget.hidden, budget.hidden), epochs=max(1, budget.epochs // 6),
+    )).fit(sequences, svd_item_vectors(train))
+    out: dict[str, float] = {"fit_seconds_dreamrec": time.perf_counter() - started}
+    table = model.item_table_.numpy()
+
+    def scores(guidance: float, sampler: str, steps: int) -> np.ndarray:
+        gen = torch.Generator().manual_seed(0)
+        vecs = model.generate(sequences, sampler=sampler, steps=steps, guidance=guidance,
+                              generator=gen)
+        return vecs.numpy() @ table.T  # (U, I) inner products
+
+    tuned = []
+    for guidance in (2.0, 0.0, 5.0, 1.0)[: budget.configs]:
+        say(f"tuning DreamRec guidance {guidance}")
+        tuned.append((evaluate_scores(scores(guidance, "ddim", 10), valid, train, K)[0], guidance))
+    r_valid, guidance = max(tuned)
+    out["valid_recall20_dreamrec"], out["dreamrec_guidance"] = r_valid, guidance
+    for name, steps in DREAMREC_TABLE:
+        say(f"DreamRec {name} with {steps} steps")
+        started = time.perf_counter()
+        s = scores(guidance, name, steps)
+        elapsed = time.perf_counter() - started
+        r, n = evaluate_scores(s, test, seen, K)
+        key = f"dreamrec_{name}_{steps}"
+        out[f"recall20_{key}"], out[f"ndcg20_{key}"] = r, n
+        out[f"ms_per_user_{key}"] = 1000.0 * elapsed / max(1, split.n_users)
+    return out
