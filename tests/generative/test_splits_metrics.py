@@ -131,3 +131,22 @@ def test_movielens_split_written_and_read_back_in_diffrec_format(tmp_path: Path)
     assert np.array_equal(back.test, split.test)
     assert back.n_items <= split.n_items and back.n_users <= split.n_users
     assert (back.matrix("train").multiply(back.matrix("test"))).nnz == 0  # disjoint parts
+
+
+pairs = st.lists(st.tuples(st.integers(0, 50), st.integers(0, 200)), min_size=1, max_size=40)
+
+
+@given(train=pairs, valid=pairs, test=pairs)
+@settings(max_examples=40, deadline=None)
+def test_diffrec_format_round_trips_any_pairs(tmp_path_factory, train, valid, test) -> None:
+    arrays = [np.array(p, dtype=np.int64) for p in (train, valid, test)]
+    everything = np.concatenate(arrays)
+    split = InteractionSplit(int(everything[:, 0].max()) + 1, int(everything[:, 1].max()) + 1,
+                             *arrays)
+    directory = tmp_path_factory.mktemp("split")
+    save_diffrec_split(split, directory)
+    back = load_diffrec_split(directory)
+    assert (back.n_users, back.n_items) == (split.n_users, split.n_items)
+    for part in ("train", "valid", "test"):
+        assert np.array_equal(getattr(back, part), getattr(split, part))
+    assert back.matrix("train").nnz == len({tuple(p) for p in train})
