@@ -51,7 +51,7 @@ def build_suggest(
     with workspace.connect(read_only=True) as con:
         if evaluate:
             t0 = time.perf_counter()
-            metrics.update(holdout_evaluate(con, cfg))
+            metrics.update(holdout_evaluate(con, cfg, query_vectors=vectors))
             metrics["eval_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         model = QuerySuggester(cfg).fit(con, query_vectors=vectors)
