@@ -748,7 +748,7 @@ def test_cli_formats_and_peek(tmp_path):
 
 
 def test_vectorized_and_small_batch_hashing_give_the_same_ids():
-    from funnel.data.loaders._common import SMALL_HASH_BATCH, md5_hex
+    from funnel.data.loaders._ids import SMALL_HASH_BATCH, md5_hex
 
     keys = pa.array([f"taobao|{i % 7}|{i}|1511544070000|click|0" for i in range(SMALL_HASH_BATCH)])
     big = md5_hex(keys).to_pylist()  # DuckDB path
@@ -861,7 +861,7 @@ def test_ingest_stores_loader_output_and_quarantines_rejects(fmt, filename, text
 
 
 def test_occurrence_index_counts_earlier_repeats_on_both_paths():
-    from funnel.data.loaders._common import SMALL_HASH_BATCH, occurrence_index
+    from funnel.data.loaders._ids import SMALL_HASH_BATCH, occurrence_index
 
     rng = np.random.default_rng(0)
     values = [f"k{v}" for v in rng.integers(0, 500, SMALL_HASH_BATCH + 100)]

@@ -16,6 +16,12 @@ diginetica     DIGINETICA ``train-item-views.csv``
 yoochoose      session-rec ``SessionId ItemId Time`` TSV, raw YooChoose clicks / buys
 taobao         Taobao UserBehavior CSV (pv / cart / fav / buy)
 =============  ====================================================================
+
+How every reader works (no per-line Python parsing): ``_read`` splits the file into lines with
+Arrow's CSV reader; ``_fields`` splits lines into fields and checks counts and numbers as whole
+columns, sending each failing line to ``rejected`` with its row and first reason; ``_ids``
+gives sources without ids idempotent content-hash event ids; ``_tables`` shapes the result into
+exact contract columns plus ``_source_file``/``_source_row``.
 """
 
 from __future__ import annotations

@@ -45,18 +45,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from funnel.data.loaders._common import (
-    Fields,
-    as_float,
-    concat,
-    content_ids,
-    contract_table,
-    first_rows,
-    ms_to_ts,
-    prefixed,
-    read_lines,
-    sort_events,
-)
+from funnel.data.loaders._fields import Fields, as_float, ms_to_ts, prefixed
+from funnel.data.loaders._ids import content_ids
+from funnel.data.loaders._read import read_lines
+from funnel.data.loaders._tables import concat, contract_table, first_rows, sort_events
 from funnel.data.loaders.base import SourceTables
 from funnel.exceptions import DataFileError
 

@@ -49,21 +49,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from funnel.data.loaders._common import (
-    Fields,
-    as_float,
-    as_int,
-    concat,
-    content_ids,
-    contract_table,
-    event_table,
-    json_objects,
-    merge,
-    ms_to_ts,
-    prefixed,
-    read_lines,
-    sort_events,
-)
+from funnel.data.loaders._fields import Fields, as_float, as_int, json_objects, ms_to_ts, prefixed
+from funnel.data.loaders._ids import content_ids
+from funnel.data.loaders._read import read_lines
+from funnel.data.loaders._tables import concat, contract_table, event_table, merge, sort_events
 from funnel.data.loaders.base import SourceTables
 from funnel.exceptions import DataFileError
 

@@ -43,18 +43,9 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from funnel.data.loaders._common import (
-    Fields,
-    as_float,
-    concat,
-    contract_table,
-    event_table,
-    json_objects,
-    merge,
-    read_lines,
-    seconds_to_ms,
-    sort_events,
-)
+from funnel.data.loaders._fields import Fields, as_float, json_objects, seconds_to_ms
+from funnel.data.loaders._read import read_lines
+from funnel.data.loaders._tables import concat, contract_table, event_table, merge, sort_events
 from funnel.data.loaders.base import SourceTables
 from funnel.exceptions import DataFileError
 

@@ -27,15 +27,9 @@ from typing import Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from funnel.data.loaders._common import (
-    Fields,
-    contract_table,
-    event_table,
-    first_line,
-    first_rows,
-    read_lines,
-    seconds_to_ms,
-)
+from funnel.data.loaders._fields import Fields, seconds_to_ms
+from funnel.data.loaders._read import first_line, read_lines
+from funnel.data.loaders._tables import contract_table, event_table, first_rows
 from funnel.data.loaders.base import SourceTables
 
 FAMILY: Final = "taobao"

@@ -32,16 +32,9 @@ from typing import Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from funnel.data.loaders._common import (
-    Fields,
-    as_float,
-    contract_table,
-    event_table,
-    first_line,
-    prefixed,
-    read_lines,
-    seconds_to_ms,
-)
+from funnel.data.loaders._fields import Fields, as_float, prefixed, seconds_to_ms
+from funnel.data.loaders._read import first_line, read_lines
+from funnel.data.loaders._tables import contract_table, event_table
 from funnel.data.loaders.base import SourceTables
 from funnel.exceptions import DataFileError
 
