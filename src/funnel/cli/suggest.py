@@ -84,7 +84,9 @@ def complete(
     market: Annotated[str | None, typer.Option(help="The user's market.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Complete a prefix (typos, pinyin and personalization included). Example:
+    """Complete a prefix (typos, pinyin and personalization included).
+
+    Example:
 
         funnel suggest complete "ams" --user u000012 -w ws
     """
@@ -111,7 +113,9 @@ def related(
     k: KOpt = 10,
     json_out: JsonOpt = False,
 ) -> None:
-    """People also search: related queries for QUERY. Example:
+    """People also search: related queries for QUERY.
+
+    Example:
 
         funnel suggest related "amsterdam loft" -w ws
     """
@@ -131,7 +135,9 @@ def hint(
     k: KOpt = 3,
     json_out: JsonOpt = False,
 ) -> None:
-    """Hint queries for the empty search box of a user (popular ones for new users). Example:
+    """Hint queries for the empty search box of a user (popular ones for new users).
+
+    Example:
 
         funnel suggest hint --user u000012 -w ws
     """
@@ -151,7 +157,9 @@ def refine(
     k: KOpt = 8,
     json_out: JsonOpt = False,
 ) -> None:
-    """Refinement chips (brand, category, price band) for QUERY. Example:
+    """Refinement chips (brand, category, price band) for QUERY.
+
+    Example:
 
         funnel suggest refine "amsterdam" -w ws
     """
