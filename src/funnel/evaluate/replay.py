@@ -147,6 +147,7 @@ def diversity_figures(engine: Any, result: ReplayResult, k: int) -> dict[str, fl
     out: dict[str, float] = {}
     rows = engine._vector_rows if engine.item_vectors is not None else {}
     n_items = len(engine.catalog.ids)
+    out["catalog.items"] = float(n_items)
     for variant, s in result.scores.items():
         lists = [lst for lst in s.lists if lst]
         if not lists:

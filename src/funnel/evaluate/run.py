@@ -83,6 +83,33 @@ def prepare_training(ws: Workspace, split_ms: int, root: Path,
     return train.artifacts.require_current()
 
 
+MIN_IMPRESSIONS = 100
+MIN_SEARCHES = 20
+
+
+def stages_for(ws: Workspace) -> tuple[tuple[str, ...], list[str]]:
+    """``funnel build``'s default stages minus those the log cannot train, and why."""
+    from funnel.cli.build import DEFAULT_STAGES
+
+    con = ws.connect(read_only=True)
+    try:
+        imps, searches = con.execute(
+            "SELECT count(*) FILTER (WHERE event_type = 'impression'), "
+            "count(*) FILTER (WHERE event_type = 'search' AND query IS NOT NULL) FROM events"
+        ).fetchall()[0]
+    finally:
+        con.close()
+    stages, notes = list(DEFAULT_STAGES), []
+    if imps < MIN_IMPRESSIONS:
+        stages.remove("rank")
+        notes.append(f"no rank stage: the log has {imps} impressions (a click model needs "
+                     f">= {MIN_IMPRESSIONS}); the funnel serves the fused recall order")
+    if searches < MIN_SEARCHES:
+        stages.remove("suggest")
+        notes.append(f"no suggest stage: the log has {searches} searches")
+    return tuple(stages), notes
+
+
 def _not_applicable(held: HeldOut, figures: dict[str, float], engine: Any) -> dict[str, str]:
     na: dict[str, str] = {}
     if not held.cases["search"]:
@@ -94,7 +121,8 @@ def _not_applicable(held: HeldOut, figures: dict[str, float], engine: Any) -> di
     if "rank.auc" not in figures:
         na["ranker AUC / group AUC / logloss / calibration"] = (
             "no held-out impressions with both clicked and unclicked rows"
-            if engine.rank is not None else "the artifact has no rank stage")
+            if engine.rank is not None else
+            "no ranker was trained (the log has no impressions to learn clicks from)")
     if "bayes.auc" not in figures:
         na["gap to Bayes-optimal"] = "no true p_click (real data has no 'truth' table)"
     if not any(k.startswith("suggest.") for k in figures):
@@ -164,6 +192,8 @@ def evaluate_artifact(ws: Workspace, artifact_dir: Path, split_ms: int, *,
 
         images, details = build_images(engine, result, preds, curve, cfg)
         details["curve"] = curve
+        if preds is not None:
+            details["ranker_predictions"] = preds
         details["cases"] = _case_details(held, result, cfg.k)
         figures["seconds"] = time.perf_counter() - t0
         na = _not_applicable(held, figures, engine)
@@ -217,8 +247,21 @@ def evaluate_workspace(ws: Workspace, out_dir: Path, *, split_ms: int | None = N
     out_dir.mkdir(parents=True, exist_ok=True)
     step = progress or (lambda _name, _total: None)
     step("train on the past", None)
+    stage_notes: list[str] = []
+    if stages is None:
+        stages, stage_notes = stages_for(ws)
     artifact = prepare_training(ws, split, out_dir / "train-workspace", stages)
     result = evaluate_artifact(ws, artifact, split, config=config, progress=progress)
+    result.notes.extend(stage_notes)
+    con = ws.connect(read_only=True)
+    try:
+        n_items = con.execute("SELECT count(*) FROM items").fetchall()[0][0]
+    finally:
+        con.close()
+    if not n_items:
+        result.notes.append("the store has no catalog: items are the ids seen in training "
+                            "events, with no title, category or brand (lexical recall and "
+                            "attribute diversity have nothing to work with)")
     write_report(result, out_dir, title=f"funnel evaluation of {ws.root}")
     return result
 

@@ -77,6 +77,7 @@ def training_workspace(ws: Workspace, split_ms: int, root: Path) -> Workspace:
 
     Copies ``funnel.toml``, items created before the split (or undated), all users, events
     before the split and their ``truth`` rows, then rebuilds ``sessions`` from those events.
+    A store without items (an event-only log) gets a bare catalog: the ids seen before D.
     """
     from funnel.pipeline.sessions import build_sessions
 
@@ -94,6 +95,10 @@ def training_workspace(ws: Workspace, split_ms: int, root: Path) -> Workspace:
                     f"WHERE created_at IS NULL OR created_at < {cut}", [split_ms])
         con.execute("INSERT INTO users SELECT * FROM src.users")
         con.execute(f"INSERT INTO events SELECT * FROM src.events WHERE ts < {cut}", [split_ms])
+        if not con.execute("SELECT count(*) FROM items").fetchall()[0][0]:
+            # event-only logs (e.g. DIGINETICA views): a bare catalog of the items seen so far
+            con.execute("INSERT INTO items (item_id, market) SELECT item_id, min(market) "
+                        "FROM events WHERE item_id IS NOT NULL GROUP BY item_id")
         has_truth = con.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'src' "
             "AND table_name = 'truth'"
