@@ -1,0 +1,365 @@
+"""Every batch stage of the pipeline, written once as SQL both DuckDB and Spark SQL run.
+
+A :class:`Stage` names its input tables, its output table, the column its Parquet output is
+partitioned by (``dt=YYYY-MM-DD/``) and a function that renders its SQL for a
+:class:`~funnel.pipeline.dialect.Dialect`. Engines (``funnel.pipeline.engines``) only
+materialize ``SELECT`` texts under a name; they never contain stage logic.
+
+Stages and what they mean:
+
+``session_events`` / ``sessions``
+    sessionization (gap rule and tie-breaking as documented in ``funnel.pipeline.sessions``);
+``corpora``
+    embedding corpora: one row per session with at least one click (click sequence, booked item);
+``covisit``
+    co-visitation scores, the same definition as ``funnel.recall.covisit.COVISIT_SQL``
+    (click pairs within ``window`` positions score ``click_weight / distance``, clicks towards
+    the booked item score ``booking_weight``, all decayed by session age with ``half_life_days``)
+    plus the raw pair count ``n``;
+``query_stats``
+    per normalized query (lower case, trimmed, runs of white space collapsed): searches,
+    distinct users, clicks on its results, bookings of items clicked from it later in the same
+    session, first and last seen;
+``training_rows``
+    point-in-time ranking rows, the SQL part of ``funnel.features.training_set.ROWS_SQL``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from funnel._checks import positive_float, positive_int, validate_params
+from funnel.pipeline.dialect import Dialect
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Parameters of the batch stages (defaults match the single-machine stages)."""
+
+    gap_minutes: float = 30.0
+    window: int = 3
+    half_life_days: float = 30.0
+    click_weight: float = 1.0
+    booking_weight: float = 3.0
+    click_window_minutes: float = 30.0
+    booking_window_hours: float = 24.0
+
+    def __post_init__(self) -> None:
+        validate_params(vars(self), {
+            "gap_minutes": (positive_float, "a number > 0"),
+            "window": (positive_int, "a positive int"),
+            "half_life_days": (positive_float, "a number > 0"),
+            "click_weight": (lambda v: isinstance(v, int | float) and v >= 0, "a number >= 0"),
+            "booking_weight": (lambda v: isinstance(v, int | float) and v >= 0, "a number >= 0"),
+            "click_window_minutes": (positive_float, "a number > 0"),
+            "booking_window_hours": (positive_float, "a number > 0"),
+        })
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One batch stage: ``render(dialect, config)`` is a ``SELECT`` producing ``output``."""
+
+    name: str
+    inputs: tuple[str, ...]
+    output: str
+    render: Callable[[Dialect, PipelineConfig], str]
+    partition_by: str | None = None
+    """Timestamp column whose UTC date partitions the Parquet output (None: one file set)."""
+    sort_key: tuple[str, ...] = field(default=())
+    """Columns that identify a row (used to compare engines' outputs)."""
+
+
+def session_events_sql(d: Dialect, c: PipelineConfig) -> str:
+    gap_ms = int(round(c.gap_minutes * 60_000))
+    ts = d.epoch_ms("ts")
+    return f"""
+WITH actions AS (
+    SELECT event_id, user_id, ts, {ts} AS ts_ms
+    FROM events
+    WHERE event_type <> 'impression'
+), marked AS (
+    SELECT event_id, user_id, ts, ts_ms,
+        CASE WHEN lag(ts_ms) OVER w IS NULL OR ts_ms - lag(ts_ms) OVER w > {gap_ms}
+             THEN 1 ELSE 0 END AS starts_session
+    FROM actions
+    WINDOW w AS (PARTITION BY user_id ORDER BY ts_ms, event_id)
+), numbered AS (
+    SELECT event_id, user_id, ts_ms, sum(starts_session) OVER (
+        PARTITION BY user_id ORDER BY ts_ms, event_id
+        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+    ) AS session_no
+    FROM marked
+)
+SELECT event_id,
+       user_id || '#' || CAST(session_no AS STRING) AS session_id,
+       CAST(row_number() OVER (PARTITION BY user_id, session_no ORDER BY ts_ms, event_id)
+            AS INTEGER) AS seq
+FROM numbered
+"""
+
+
+def sessions_sql(d: Dialect, c: PipelineConfig) -> str:
+    clicks, searches = "event_type = 'click'", "event_type = 'search'"
+    return f"""
+WITH e AS (
+    SELECT s.session_id, s.seq, ev.user_id, ev.ts, ev.event_type, ev.item_id, ev.query,
+           ev.dwell_ms, coalesce(ev.market, it.market) AS market
+    FROM session_events s
+    JOIN events ev ON ev.event_id = s.event_id
+    LEFT JOIN items it ON it.item_id = ev.item_id
+), mk AS (
+    SELECT session_id, market, count(*) AS n
+    FROM e WHERE market IS NOT NULL GROUP BY session_id, market
+), top_market AS (
+    SELECT session_id, market FROM (
+        SELECT session_id, market,
+               row_number() OVER (PARTITION BY session_id ORDER BY n DESC, market) AS r
+        FROM mk
+    ) ranked WHERE r = 1
+), agg AS (
+    SELECT session_id,
+           min(user_id) AS user_id,
+           min(ts) AS start_ts,
+           max(ts) AS end_ts,
+           max_by(market, seq) FILTER (WHERE event_type = 'booking') AS booked_market,
+           CAST(count(*) FILTER (WHERE {clicks}) AS INTEGER) AS n_clicks,
+           {d.ordered_list("item_id", "seq", clicks, "VARCHAR")} AS items,
+           {d.ordered_list("dwell_ms", "seq", clicks, "BIGINT")} AS dwell_ms,
+           {d.ordered_list("query", "seq", searches, "VARCHAR")} AS queries,
+           max_by(item_id, seq) FILTER (WHERE event_type = 'booking') AS booked_item,
+           count(*) FILTER (WHERE event_type = 'booking') > 0 AS booked
+    FROM e
+    GROUP BY session_id
+)
+SELECT a.session_id, a.user_id, a.start_ts, a.end_ts,
+       coalesce(a.booked_market, m.market) AS market,
+       a.n_clicks, a.items, a.dwell_ms, a.queries, a.booked_item, a.booked
+FROM agg a LEFT JOIN top_market m ON m.session_id = a.session_id
+"""
+
+
+def corpora_sql(d: Dialect, c: PipelineConfig) -> str:
+    return """
+SELECT session_id, user_id, start_ts, market, items, booked_item
+FROM sessions
+WHERE n_clicks > 0
+"""
+
+
+def covisit_sql(d: Dialect, c: PipelineConfig) -> str:
+    # the click's position in its session's click list is its rank among the session's clicks
+    end_ms, ref_ms = d.epoch_ms("end_ts"), d.epoch_ms("max(end_ts)")
+    return f"""
+WITH ref AS (SELECT {ref_ms} AS t FROM sessions),
+rw AS (
+    SELECT s.session_id, s.booked_item,
+           pow(0.5, CAST(ref.t - {end_ms} AS DOUBLE) / (86400000.0 * {float(c.half_life_days)!r}))
+               AS w
+    FROM sessions s CROSS JOIN ref
+), u AS (
+    SELECT se.session_id, rw.w, rw.booked_item, ev.item_id AS item,
+           row_number() OVER (PARTITION BY se.session_id ORDER BY se.seq) AS pos
+    FROM session_events se
+    JOIN events ev ON ev.event_id = se.event_id
+    JOIN rw ON rw.session_id = se.session_id
+    WHERE ev.event_type = 'click'
+), pairs AS (
+    SELECT a.item AS key, b.item AS item,
+           a.w * {float(c.click_weight)!r} / abs(a.pos - b.pos) AS score
+    FROM u a JOIN u b ON a.session_id = b.session_id
+    WHERE abs(a.pos - b.pos) BETWEEN 1 AND {int(c.window)} AND a.item <> b.item
+    UNION ALL
+    SELECT item AS key, booked_item AS item, w * {float(c.booking_weight)!r} AS score
+    FROM u WHERE booked_item IS NOT NULL AND item <> booked_item
+)
+SELECT key, item, sum(score) AS score, count(*) AS n FROM pairs GROUP BY key, item
+"""
+
+
+WHITESPACE = r"\s+"
+
+
+def normalized_query(d: Dialect, expr: str) -> str:
+    """Lower case, trimmed, white-space runs collapsed: the query key of ``query_stats``."""
+    return f"lower(trim({d.regex_replace_all(expr, WHITESPACE, ' ')}))"
+
+
+def query_stats_sql(d: Dialect, c: PipelineConfig) -> str:
+    return f"""
+WITH srch AS (
+    SELECT {normalized_query(d, "query")} AS q, request_id, user_id, ts
+    FROM events WHERE event_type = 'search' AND query IS NOT NULL
+), nonempty AS (SELECT * FROM srch WHERE q <> ''),
+req AS (
+    SELECT request_id, min(q) AS q FROM nonempty WHERE request_id IS NOT NULL
+    GROUP BY request_id
+), clk AS (
+    SELECT ev.event_id, ev.item_id, r.q, se.session_id, se.seq
+    FROM events ev
+    JOIN req r ON r.request_id = ev.request_id
+    JOIN session_events se ON se.event_id = ev.event_id
+    WHERE ev.event_type = 'click'
+), bk AS (
+    SELECT DISTINCT k.q, b.event_id
+    FROM events b
+    JOIN session_events sb ON sb.event_id = b.event_id
+    JOIN clk k ON k.session_id = sb.session_id AND k.item_id = b.item_id AND k.seq < sb.seq
+    WHERE b.event_type = 'booking'
+), s_agg AS (
+    SELECT q, count(*) AS searches, count(DISTINCT user_id) AS users,
+           min(ts) AS first_seen, max(ts) AS last_seen
+    FROM nonempty GROUP BY q
+), c_agg AS (SELECT q, count(*) AS clicks FROM clk GROUP BY q),
+b_agg AS (SELECT q, count(*) AS bookings FROM bk GROUP BY q)
+SELECT s.q AS query, s.searches, s.users,
+       coalesce(c.clicks, 0) AS clicks, coalesce(b.bookings, 0) AS bookings,
+       s.first_seen, s.last_seen
+FROM s_agg s
+LEFT JOIN c_agg c ON c.q = s.q
+LEFT JOIN b_agg b ON b.q = s.q
+"""
+
+
+def training_rows_sql(d: Dialect, c: PipelineConfig) -> str:
+    click_ms = int(c.click_window_minutes * 60_000)
+    book_ms = int(c.booking_window_hours * 3_600_000)
+    ms = d.epoch_ms
+
+    def before(kind: str, window: str) -> str:
+        hit = f"CASE WHEN event_type = '{kind}' THEN 1 ELSE 0 END"
+        return f"CAST(sum({hit}) OVER {window} AS BIGINT)"
+
+    frame = "ORDER BY ts_ms RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING"
+    return f"""
+WITH imp AS (
+    SELECT event_id, ts, {ms("ts")} AS ts_ms, user_id, item_id, request_id, position, market,
+           query, price
+    FROM events WHERE event_type = 'impression' AND item_id IS NOT NULL
+), srch AS (
+    SELECT request_id, min(query) AS query
+    FROM events WHERE event_type = 'search' AND request_id IS NOT NULL GROUP BY request_id
+), clk AS (
+    SELECT user_id, item_id, request_id, ts, {ms("ts")} AS ts_ms
+    FROM events WHERE event_type = 'click'
+), bk AS (
+    SELECT user_id, item_id, {ms("ts")} AS ts_ms FROM events WHERE event_type = 'booking'
+), clicked AS (
+    SELECT i.event_id, min(c.ts_ms) AS click_ms
+    FROM imp i JOIN clk c
+      ON c.user_id = i.user_id AND c.item_id = i.item_id AND c.ts_ms >= i.ts_ms
+     AND c.ts_ms <= i.ts_ms + {click_ms}
+     AND (c.request_id = i.request_id OR c.request_id IS NULL OR i.request_id IS NULL)
+    GROUP BY i.event_id
+), booked AS (
+    SELECT k.event_id
+    FROM clicked k JOIN imp i ON i.event_id = k.event_id JOIN bk b
+      ON b.user_id = i.user_id AND b.item_id = i.item_id AND b.ts_ms >= k.click_ms
+     AND b.ts_ms <= k.click_ms + {book_ms}
+    GROUP BY k.event_id
+), item_ev AS (
+    SELECT e.event_id, e.item_id, {ms("e.ts")} AS ts_ms, e.event_type, e.user_id, it.category
+    FROM events e LEFT JOIN items it ON it.item_id = e.item_id
+    WHERE e.item_id IS NOT NULL AND e.event_type IN ('impression', 'click', 'booking')
+), pit AS (
+    SELECT event_id,
+        {before("impression", "wi")} AS item_imps_before,
+        {before("click", "wi")} AS item_clicks_before,
+        {before("booking", "wi")} AS item_bookings_before,
+        {before("impression", "wu")} AS user_imps_before,
+        {before("click", "wu")} AS user_clicks_before,
+        {before("booking", "wu")} AS user_bookings_before,
+        {before("click", "wc")} AS user_cat_clicks_before
+    FROM item_ev
+    WINDOW
+        wi AS (PARTITION BY item_id {frame}),
+        wu AS (PARTITION BY user_id {frame}),
+        wc AS (PARTITION BY user_id, category {frame})
+)
+SELECT i.event_id, i.ts, i.user_id, i.item_id, i.request_id,
+       coalesce(i.request_id, i.user_id || '@' || CAST(i.ts_ms AS STRING)) AS group_id,
+       CAST(coalesce(i.position, 0) AS BIGINT) AS position,
+       coalesce(i.market, it.market) AS market, it.category, it.brand,
+       coalesce(i.price, it.price) AS price, it.bid,
+       coalesce(i.query, s.query, '') AS query,
+       coalesce(p.item_imps_before, 0) AS item_imps_before,
+       coalesce(p.item_clicks_before, 0) AS item_clicks_before,
+       coalesce(p.item_bookings_before, 0) AS item_bookings_before,
+       coalesce(p.user_imps_before, 0) AS user_imps_before,
+       coalesce(p.user_clicks_before, 0) AS user_clicks_before,
+       coalesce(p.user_bookings_before, 0) AS user_bookings_before,
+       coalesce(p.user_cat_clicks_before, 0) AS user_cat_clicks_before,
+       (c.event_id IS NOT NULL) AS click,
+       (b.event_id IS NOT NULL) AS booking
+FROM imp i
+LEFT JOIN items it ON it.item_id = i.item_id
+LEFT JOIN srch s ON s.request_id = i.request_id
+LEFT JOIN pit p ON p.event_id = i.event_id
+LEFT JOIN clicked c ON c.event_id = i.event_id
+LEFT JOIN booked b ON b.event_id = i.event_id
+"""
+
+
+STAGES: Mapping[str, tuple[Stage, ...]] = {
+    "sessions": (
+        Stage("sessions", ("events",), "session_events", session_events_sql, None, ("event_id",)),
+        Stage("sessions", ("events", "items", "session_events"), "sessions", sessions_sql,
+              "start_ts", ("session_id",)),
+    ),
+    "corpora": (
+        Stage("corpora", ("sessions",), "corpora", corpora_sql, "start_ts", ("session_id",)),
+    ),
+    "covisit": (
+        Stage("covisit", ("sessions", "session_events", "events"), "covisit", covisit_sql,
+              None, ("key", "item")),
+    ),
+    "query_stats": (
+        Stage("query_stats", ("events", "session_events"), "query_stats", query_stats_sql,
+              None, ("query",)),
+    ),
+    "training_set": (
+        Stage("training_set", ("events", "items"), "training_rows", training_rows_sql, "ts",
+              ("event_id",)),
+    ),
+}
+"""Stage groups in dependency order; ``funnel pipeline run --stages`` picks among the keys."""
+
+STAGE_NAMES = tuple(STAGES)
+DEPENDS: Mapping[str, tuple[str, ...]] = {
+    "sessions": (), "corpora": ("sessions",), "covisit": ("sessions",),
+    "query_stats": ("sessions",), "training_set": (),
+}
+
+
+def plan(names: list[str] | tuple[str, ...]) -> list[Stage]:
+    """The stages to run for ``names``, dependencies first, each once."""
+    unknown = [n for n in names if n not in STAGES]
+    if unknown or not names:
+        raise ValueError(
+            f"stages must be a non-empty subset of {list(STAGE_NAMES)}; got {list(names)!r}"
+        )
+    wanted: set[str] = set()
+
+    def add(n: str) -> None:
+        for dep in DEPENDS[n]:
+            add(dep)
+        wanted.add(n)
+
+    for n in names:
+        add(n)
+    return [s for n in STAGE_NAMES if n in wanted for s in STAGES[n]]
+
+
+def outputs(stages: list[Stage]) -> dict[str, Stage]:
+    return {s.output: s for s in stages}
+
+
+def describe() -> dict[str, Any]:
+    """Stage -> (inputs, outputs), for ``--help`` and docs."""
+    return {
+        name: {"inputs": sorted({i for s in group for i in s.inputs}),
+               "outputs": [s.output for s in group]}
+        for name, group in STAGES.items()
+    }
