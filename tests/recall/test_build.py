@@ -116,6 +116,7 @@ def test_holdout_recall_on_diginetica():
     assert table["merged"]["recall@500"] >= table["popularity"]["recall@500"]
 
 
+@pytest.mark.slow
 def test_cli_index_and_recall_eval(workspace):
     import json
 

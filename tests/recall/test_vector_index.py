@@ -11,11 +11,20 @@ from funnel.recall.vector_index import ExactIndex, VectorIndex
 from .conftest import planted, recall_at
 
 
+@pytest.fixture(scope="module")
+def built(clusters):
+    """The exact oracle and an HNSW index over the same planted clusters (read-only use)."""
+    ids, x, attrs, _ = clusters
+    return ExactIndex().fit(ids, x, attrs), VectorIndex(kind="hnsw").fit(ids, x, attrs)
+
+
 @pytest.mark.parametrize("kind, threshold", [("flat", 1.0), ("hnsw", 0.95)])
-def test_recall_against_exact_before_and_after_round_trip(clusters, tmp_path, kind, threshold):
+def test_recall_against_exact_before_and_after_round_trip(
+    clusters, built, tmp_path, kind, threshold
+):
     ids, x, attrs, q = clusters
-    exact = ExactIndex().fit(ids, x, attrs)
-    ann = VectorIndex(kind=kind).fit(ids, x, attrs)
+    exact = built[0]
+    ann = built[1] if kind == "hnsw" else VectorIndex(kind=kind).fit(ids, x, attrs)
     truth = exact.search(q, 10).ids
     assert recall_at(ann.search(q, 10).ids, truth) >= threshold
     ann.save(tmp_path / "idx")
@@ -24,21 +33,21 @@ def test_recall_against_exact_before_and_after_round_trip(clusters, tmp_path, ki
     np.testing.assert_array_equal(loaded.search(q, 10).ids, ann.search(q, 10).ids)
 
 
-def test_ivfpq_recall_is_reasonable(clusters):
-    ids, x, attrs, q = clusters
+@pytest.mark.slow
+def test_ivfpq_recall_is_reasonable():
+    ids, x, attrs, q = planted(n=2000, d=16, n_clusters=20)
     exact = ExactIndex().fit(ids, x)
-    ivf = VectorIndex(kind="ivfpq", nlist=16, nprobe=8, pq_m=8).fit(ids, x)
-    # PQ codes are lossy (8 bytes for 16 floats); recall@10 well above chance (10/4000)
+    ivf = VectorIndex(kind="ivfpq", nlist=8, nprobe=4, pq_m=8).fit(ids, x)
+    # PQ codes are lossy (8 bytes for 16 floats); recall@10 well above chance (10/2000)
     assert recall_at(ivf.search(q, 10).ids, exact.search(q, 10).ids) >= 0.5
 
 
 @pytest.mark.parametrize(
     "filters", [{"market": "tokyo"}, {"brand": "brand3"}, {"market": "rome", "brand": "brand1"}]
 )
-def test_filtered_search_matches_exact_and_only_returns_matches(clusters, filters):
+def test_filtered_search_matches_exact_and_only_returns_matches(clusters, built, filters):
     ids, x, attrs, q = clusters
-    exact = ExactIndex().fit(ids, x, attrs)
-    ann = VectorIndex(kind="hnsw").fit(ids, x, attrs)
+    exact, ann = built
     got = ann.search(q, 10, filters=filters)
     assert recall_at(got.ids, exact.search(q, 10, filters=filters).ids) >= 0.95
     row = {item: i for i, item in enumerate(ids)}
@@ -66,9 +75,9 @@ def test_flat_vector_index_equals_exact_with_ip(clusters):
     np.testing.assert_allclose(flat.scores, exact.scores, rtol=1e-4)
 
 
-def test_batch_equals_single_queries(clusters):
+def test_batch_equals_single_queries(clusters, built):
     ids, x, attrs, q = clusters
-    ann = VectorIndex(kind="hnsw").fit(ids, x, attrs)
+    ann = built[1]
     batch = ann.search(q[:5], 7, filters={"market": "paris"})
     for i in range(5):
         single = ann.search(q[i], 7, filters={"market": "paris"})
@@ -147,10 +156,10 @@ def test_errors_name_the_problem(tmp_path):
         VectorIndex.load(tmp_path)
 
 
-def test_save_replaces_atomically(tmp_path, clusters):
+def test_save_replaces_atomically(tmp_path, clusters, built):
     ids, x, attrs, q = clusters
     target = tmp_path / "vec"
     VectorIndex(kind="flat").fit(ids[:10], x[:10]).save(target)
-    VectorIndex(kind="hnsw").fit(ids, x, attrs).save(target)
+    built[1].save(target)
     assert VectorIndex.load(target).kind_ == "hnsw"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["vec"]  # no temp dirs left behind
