@@ -26,6 +26,9 @@ def test_typos_count_only_as_fuzzy_matches():
     f = one("pariss lofts", "cozy loft")
     assert f["qm_term_share"] == 0.0
     assert f["qm_fuzzy_share"] == 1.0  # 'pariss'~'paris', 'lofts'~'loft'
+    typing = one("cozy par", "cozy loft")
+    assert typing["qm_term_share"] == 0.5 and typing["qm_fuzzy_share"] == 1.0  # 'par' -> 'paris'
+    assert one("pa", "cozy loft")["qm_fuzzy_share"] == 0.0  # two letters say too little
 
 
 def test_cjk_and_full_width_are_folded():

@@ -6,7 +6,7 @@ whole query strings do not generalize to unseen queries, these do. For each (que
 - ``qm_term_share``: share of query terms found among the item's terms (title, category, brand,
   market), exact after normalization;
 - ``qm_fuzzy_share``: the same, counting a term as found when an item term is within a small
-  character-trigram distance (typos, plurals);
+  character-trigram distance (typos, plurals) or starts with it (a word still being typed);
 - ``qm_category``, ``qm_brand``, ``qm_market``: whether the query names the item's category,
   brand or market (1/0);
 - ``qm_has_query``: 1 for searches, 0 for browse (all other features are then 0).
@@ -51,6 +51,8 @@ def _trigrams(term: str) -> frozenset[str]:
 def _fuzzy_found(term: str, item_terms: frozenset[str], threshold: float = 0.5) -> bool:
     if term in item_terms:
         return True
+    if len(term) >= 3 and any(other.startswith(term) for other in item_terms):
+        return True  # a word still being typed ("par" for "paris")
     if len(term) < 4:  # too short to tell a typo from another word
         return False
     grams = _trigrams(term)
