@@ -133,3 +133,10 @@ def test_index_is_compact() -> None:
     # 2 bytes/char + per-key arrays (offsets 8, score 4, target 8, cat 4, mkt 4) + sparse table
     assert qc.codes_.dtype == np.uint16
     assert qc.nbytes < 2 * chars + 28 * len(queries) + 16 * 4 * len(queries)
+
+
+def test_astral_characters_switch_to_32_bit_codes() -> None:
+    qc = QueryCompleter().fit(["ab", "𠀀b", "a𠀀c"], [1.0, 4.0, 3.0])  # U+20000, beyond BMP
+    assert qc.codes_.dtype == np.uint32
+    assert qc.complete("𠀀")[0] == ["𠀀b"]
+    assert qc.complete("a")[0] == ["a𠀀c", "ab"]

@@ -192,8 +192,12 @@ class QueryCompleter:
         targets = pos[owner_sorted]
 
         joined = "".join(sorted_keys)
-        dtype = np.uint16 if max(joined) < "\U00010000" else np.uint32
-        codes = _encode(joined, np.dtype(dtype)).copy()
+        raw16 = joined.encode("utf-16-le")
+        if len(raw16) == 2 * len(joined):  # no surrogate pairs: every character fits 2 bytes
+            codes = np.frombuffer(raw16, dtype=np.uint16).copy()
+        else:
+            codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32).copy()
+        del raw16
         lengths = np.fromiter(map(len, sorted_keys), dtype=np.int64, count=len(sorted_keys))
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         key_scores = score_arr[owner_sorted].astype(np.float32)
