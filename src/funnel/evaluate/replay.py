@@ -158,12 +158,16 @@ def diversity_figures(engine: Any, result: ReplayResult, k: int) -> dict[str, fl
             known = [rows[i] for i in lst if i in rows]
             if len(known) >= 2:
                 ild.append(intra_list_distance(engine.item_vectors.vectors[known]))
-            ent.append(entropy(list(attrs["brand"])))
-            cats.append(len({c for c in attrs["category"] if c is not None}))
+            if any(b is not None for b in attrs["brand"]):
+                ent.append(entropy(list(attrs["brand"])))
+            if any(c is not None for c in attrs["category"]):
+                cats.append(len({c for c in attrs["category"] if c is not None}))
         if ild:
             out[f"{variant}.ild@{k}"] = float(np.mean(ild))
-        out[f"{variant}.brand_entropy@{k}"] = float(np.mean(ent))
-        out[f"{variant}.distinct_categories@{k}"] = float(np.mean(cats))
+        if ent:  # a catalog without brands has no brand entropy (not zero)
+            out[f"{variant}.brand_entropy@{k}"] = float(np.mean(ent))
+        if cats:
+            out[f"{variant}.distinct_categories@{k}"] = float(np.mean(cats))
         out[f"{variant}.catalog_coverage"] = catalog_coverage(lists, n_items)
     return out
 

@@ -128,6 +128,11 @@ def _not_applicable(held: HeldOut, figures: dict[str, float], engine: Any) -> di
     if not any(k.startswith("suggest.") for k in figures):
         na["suggestion MRR"] = "no held-out searches" if engine.suggest is not None \
             else "the artifact has no suggest stage"
+    if not any(key.startswith(("funnel.brand_entropy@", "funnel.distinct_categories@"))
+               for key in figures):
+        na["brand entropy, categories per list"] = "the catalog has no brand or category"
+    if "embed.items" in figures and "embed.category_cohesion@10" not in figures:
+        na["embedding category cohesion"] = "the catalog has no categories"
     if "embed.items" not in figures:
         na["embedding projection"] = "the artifact has no item embeddings"
     return na

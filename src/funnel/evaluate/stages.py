@@ -143,6 +143,8 @@ def embedding_figures(engine: Any) -> dict[str, float]:
     attrs = engine.catalog.attributes(ids)
     category = dict(zip(ids, attrs["category"], strict=True))
     market = dict(zip(ids, attrs["market"], strict=True))
+    if all(c is None for c in category.values()):
+        return {"embed.items": float(len(ids))}
     return {
         "embed.items": float(len(ids)),
         "embed.category_cohesion@10": neighbour_cohesion(ids, table.vectors, category, k=10),
