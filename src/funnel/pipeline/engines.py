@@ -8,6 +8,7 @@ write one as partitioned Parquet. It holds no stage logic (that lives in ``stage
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -72,7 +73,7 @@ class DuckDBEngine:
 
     def materialize(self, name: str, sql: str) -> int:
         self.con.execute(f"CREATE OR REPLACE TABLE {name} AS {sql}")
-        return int(self.con.execute(f"SELECT count(*) FROM {name}").fetchone()[0])
+        return int(self.con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0])
 
     def to_arrow(self, name: str) -> pa.Table:
         return self.con.sql(f"SELECT * FROM {name}").to_arrow_table()
@@ -81,6 +82,7 @@ class DuckDBEngine:
         out = Path(out)
         if out.exists():
             shutil.rmtree(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
         if partition_by is None:
             out.mkdir(parents=True)
             self.con.execute(f"COPY {name} TO '{out / 'part-0.parquet'}' (FORMAT PARQUET)")
@@ -111,6 +113,7 @@ def spark_session(master: str = "local[2]", *, shuffle_partitions: int = 4,
         SparkSession.builder.master(master)
         .appName(app_name)
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
         .config("spark.default.parallelism", str(shuffle_partitions))
@@ -133,7 +136,11 @@ class SparkEngine:
         self._cached: list[Any] = []
 
     def register_arrow(self, name: str, table: pa.Table) -> None:
-        self.spark.createDataFrame(table).createOrReplaceTempView(name)
+        with warnings.catch_warnings():
+            # PySpark 4.0 warns that it predates pandas 3; the Arrow path does not use pandas
+            warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas",
+                                    FutureWarning)
+            self.spark.createDataFrame(table).createOrReplaceTempView(name)
 
     def read_parquet(self, name: str, path: Path) -> None:
         path = Path(path)
