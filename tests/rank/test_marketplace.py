@@ -85,9 +85,19 @@ def test_build_rank_writes_a_servable_component(tmp_path, tables) -> None:
     p, cols = serving.score(items, query="london studio", market=None, state=state)
     assert p.shape == (len(items),) and np.all((p >= 0) & (p <= 1))
     assert cols["emb_click_sim"].max() > 0.5  # a recently clicked candidate is similar to itself
+    _, with_cvr = serving.score(items, query="london studio", market=None, state=state,
+                                with_cvr=True)
+    assert with_cvr["p_cvr"].shape == (len(items),) and 0 < with_cvr["p_cvr"].mean() < 1
     again = serving.score(items[:5], query="london studio", market=None, state=state)[0]
     assert again == pytest.approx(p[:5])
     assert serving.score([], query="", market=None, state=state)[0].shape == (0,)
+    # item-side fields pre-encoded at load give exactly the full transform's numbers
+    assert serving.item_parts is not None and "item_id" in serving.item_parts
+    np.testing.assert_allclose(serving._predict(items, cols), serving.ranker.predict_proba(cols),
+                               rtol=1e-6)
+    unknown = serving.score(["nope", items[0]], query="london studio", market="paris",
+                            state=state)[0]
+    assert unknown.shape == (2,) and unknown[1] == pytest.approx(p[0])
 
 
 def test_rank_config_rejects_typos() -> None:

@@ -465,17 +465,39 @@ class FeatureSet:
     # ---- encoding (the one path for training and serving) ---------------------------------
     def transform(self, data: Any) -> Encoded:
         """Raw columns -> :class:`Encoded` model input."""
+        return self.assemble(self.encode_fields(data, self.field_names))
+
+    def encode_fields(
+        self, data: Any, names: Sequence[str]
+    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """``{field: (global idx (n, width), val (n, width))}`` for the named fields only.
+
+        Lets a server encode item-side fields once per item and only the request-side fields
+        per request; :meth:`assemble` joins the parts exactly as :meth:`transform` would.
+        """
         check_is_fitted(self, "states_")
         assert self.states_ is not None
         columns = as_columns(data)
-        idx_parts, val_parts = [], []
+        wanted = set(names)
+        unknown = wanted - set(self.field_names)
+        if unknown:
+            raise KeyError(f"unknown field(s) {sorted(unknown)}; fields are {self.field_names}")
+        out = {}
         for spec, state, off in zip(self.specs, self.states_, self.offsets, strict=True):
-            local, val = spec.encode(columns, state)
-            idx_parts.append(local + off)
-            val_parts.append(val)
+            if spec.name in wanted:
+                local, val = spec.encode(columns, state)
+                out[spec.name] = (local + off, val)
+        return out
+
+    def assemble(self, parts: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> Encoded:
+        """Join per-field parts (every field present, any order) into model input."""
+        missing = [n for n in self.field_names if n not in parts]
+        if missing:
+            raise KeyError(f"assemble needs every field; missing {missing}")
+        names = self.field_names
         return Encoded(
-            np.ascontiguousarray(np.concatenate(idx_parts, axis=1)),
-            np.ascontiguousarray(np.concatenate(val_parts, axis=1)),
+            np.ascontiguousarray(np.concatenate([parts[n][0] for n in names], axis=1)),
+            np.ascontiguousarray(np.concatenate([parts[n][1] for n in names], axis=1)),
         )
 
     def dense(self, data: Any) -> tuple[np.ndarray, list[int]]:

@@ -137,7 +137,9 @@ class GBDTRanker(Ranker):
         if at_position is not None:
             columns = fix_position(columns, self.position_column, at_position)
         x, _ = self.features_.dense(columns)
-        return np.asarray(self.booster_.predict(x, raw_score=True), dtype=np.float64)
+        # one thread: requests are small and OpenMP threads fight over shared cores
+        return np.asarray(self.booster_.predict(x, raw_score=True, num_threads=1),
+                          dtype=np.float64)
 
     def predict_proba(self, X: Any, *, at_position: int | None = None) -> np.ndarray:
         p = 1.0 / (1.0 + np.exp(-self.score(X, at_position=at_position)))
