@@ -59,7 +59,8 @@ def prepare(n_events: int, cache: Path) -> Path:
     con = duckdb.connect()
     con.execute("SET TimeZone='UTC'")
     con.execute(
-        f"COPY (SELECT *, strftime(ts, '%Y-%m-%d') AS dt FROM read_parquet('{raw}/events/*.parquet'))"
+        f"COPY (SELECT *, strftime(ts, '%Y-%m-%d') AS dt "
+        f"FROM read_parquet('{raw}/events/*.parquet'))"
         f" TO '{root / 'events'}' (FORMAT PARQUET, PARTITION_BY (dt))"
     )
     (root / "items").mkdir(parents=True, exist_ok=True)
