@@ -36,6 +36,8 @@ from funnel.rank.defaults import DEFAULT_FEATURES  # noqa: E402
 from funnel.rank.metrics import auc, logloss  # noqa: E402
 
 Split = tuple[RankingData, RankingData, RankingData, np.ndarray | None, list[dict[str, Any]]]
+SERVING: dict[str, Any] = {}
+"""What the marketplace run needs to build an in-process ServingRanker (item snapshot, vectors)."""
 
 
 # ---- data ----------------------------------------------------------------------------------
@@ -52,7 +54,12 @@ def marketplace(n_events: int, seed: int) -> Split:
         "GROUP BY user_id, CAST(ts AS DATE)").fetchall() if s]
     ids, vec = cooccurrence_vectors(sessions, dim=16)
     markets = dict(con.sql("SELECT item_id, market FROM items").fetchall())
-    table = build_training_set(con, TrainingSetConfig(), ItemVectorLookup(ids, vec, markets))
+    lookup = ItemVectorLookup(ids, vec, markets)
+    table = build_training_set(con, TrainingSetConfig(), lookup)
+    from funnel.rank.build import item_snapshot
+
+    SERVING.update(snapshot=item_snapshot(con, float(np.asarray(table.column("click")).mean())),
+                   vectors=lookup)
     truth = dict(con.sql("SELECT event_id, p_click FROM truth").fetchall())
     tr, va, te = time_split(table.num_rows, 0.1, 0.2)
     p_true = np.array([truth[e] for e in table.column("event_id").to_pylist()[te]])
@@ -151,7 +158,10 @@ def run(split: Split, epochs: int, seed: int, label: str) -> dict[str, float]:
         deepfm.predict_encoded(enc_req)
         model_times.append(time.perf_counter() - t0)
     out["score_500_ms_deepfm"] = 1000 * float(np.median(times[10:]))
+    out["score_500_ms_deepfm_raw_columns"] = out.pop("score_500_ms_deepfm")
     out["score_500_ms_deepfm_model_only"] = 1000 * float(np.median(model_times[10:]))
+    if SERVING and label.startswith("synthetic"):
+        out["score_500_ms_deepfm"] = serving_latency(deepfm, valid, req)
     # CPU time of this process: what the request costs when the cores are not oversubscribed
     out["score_500_cpu_ms_deepfm"] = 1000 * float(np.median(cpu_times[10:]))
     # LightGBM (through our GBDTRanker: the same fields, LightGBM's own trees)
@@ -196,6 +206,35 @@ def run(split: Split, epochs: int, seed: int, label: str) -> dict[str, float]:
     return out
 
 
+def serving_latency(model: Any, valid: RankingData, req: RankingData) -> float:
+    """Median wall ms of ``ServingRanker.score`` for 500 candidates: the production path (item
+    fields pre-encoded at load, request + session fields and KDD'18 similarities per request,
+    isotonic calibration)."""
+    from funnel.features.personalization import RecentActions
+    from funnel.rank.calibration import IsotonicCalibrator
+    from funnel.rank.serving import ServingRanker
+
+    snap = SERVING["snapshot"]
+    item_cols = {n: snap.column(n).to_numpy(zero_copy_only=False) for n in snap.column_names}
+    for n in ("price", "bid", "item_imps_before", "item_clicks_before", "item_bookings_before",
+              "item_ctr_before"):
+        item_cols[n] = np.asarray(item_cols[n], dtype=np.float64)
+    cal = IsotonicCalibrator().fit(model.predict_proba(valid.columns), valid.label)
+    serving = ServingRanker(
+        ranker=model, calibrator=cal,
+        item_row={i: r for r, i in enumerate(item_cols["item_id"].tolist())},
+        item_cols=item_cols, vectors=SERVING["vectors"], recent_k=10, position=1,
+    ).precompute()
+    ids = list(dict.fromkeys(item_cols["item_id"].tolist()))[:500]
+    state = RecentActions(clicks=tuple(ids[:5]), skips=tuple(ids[5:8]))
+    times = []
+    for _ in range(60):
+        t0 = time.perf_counter()
+        serving.score(ids, query="london studio", market=None, state=state, user_id="u0000001")
+        times.append(time.perf_counter() - t0)
+    return 1000 * float(np.median(times[10:]))
+
+
 def show(out: dict[str, float]) -> None:
     width = max(len(k) for k in out)
     for k, v in out.items():
@@ -224,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nDeepFM training speed ours / DeepCTR-Torch: "
           f"{out['train_speedup_deepfm_vs_deepctr']:.2f}x (target >= 2x); AUC diff "
           f"{out['auc_diff_deepfm_ours_minus_deepctr']:+.4f} (target >= -0.002); "
-          f"500 candidates {out['score_500_ms_deepfm']:.2f} ms (target < 5 ms)")
+          f"500 candidates through the serving path {out['score_500_ms_deepfm']:.2f} ms "
+          f"(target < 5 ms)")
     if args.json:
         args.json.write_text(json.dumps(out, indent=2, sort_keys=True))
     return 0
