@@ -104,6 +104,9 @@ def test_stage_figures_are_present(evaluated: Evaluated) -> None:
     assert f["latency.total.p50_ms"] >= f["latency.rank.p50_ms"]
     assert 0.0 < f["funnel.ild@10"] <= 2.0 and 0.0 < f["funnel.catalog_coverage"] <= 1.0
     assert 0.0 <= f["embed.category_cohesion@10"] <= 1.0
+    assert -1.0 <= f["embed.mean_random_cosine"] <= 1.0
+    assert 0.0 <= f["no_rerank.tied_adjacent_scores@10"] <= 1.0
+    assert "popularity.tied_adjacent_scores@10" not in f  # popularity has no ranker scores
     assert f["curve.dpp.0.ndcg"] == pytest.approx(1.0)  # knob 0 keeps the ranker's order
     assert _report(evaluated)["not_applicable"] == {
         "next-click NDCG/MRR": "every held-out click belongs to a logged request"}

@@ -129,3 +129,33 @@ def test_sample_is_seeded(tiny_store: duckdb.DuckDBPyConnection) -> None:
     assert all(len(v) <= 1 for v in a.cases.values())
     assert a.cases == b.cases
     assert np.isfinite(len(a.requests))
+
+
+def test_mean_random_cosine_spread_and_collapsed() -> None:
+    from funnel.evaluate.stages import mean_random_cosine
+
+    assert mean_random_cosine(np.eye(16)) == pytest.approx(0.0)  # distinct rows: orthogonal
+    same = np.tile([[3.0, 4.0]], (10, 1))
+    assert mean_random_cosine(same) == pytest.approx(1.0)
+    assert math.isnan(mean_random_cosine(np.ones((1, 3))))
+
+
+def test_default_split_ignores_stray_timestamps(tmp_path) -> None:
+    from funnel.evaluate.split import choose_split
+    from funnel.workspace import Workspace
+
+    ws = Workspace.init(tmp_path / "ws")
+    day = 86_400
+    rows = [_ev("stray", 0, "u0", "click", "A")]  # one event 100 days before the log starts
+    rows += [_ev(f"e{i:04d}", 100 * day + i * (10 * day / 2000), f"u{i % 7}", "click", "A")
+             for i in range(2001)]
+    con = ws.connect()
+    con.register("ev", pa.Table.from_pylist(rows, schema=EVENT_SCHEMA))
+    con.execute("INSERT INTO events SELECT * FROM ev")
+    con.close()
+    start = int(T0.timestamp() * 1000)
+    split_day = (choose_split(ws) - start) / 1000 / day
+    assert 107.9 <= split_day <= 108.1  # 80% of the real span (days 100-110), not of 0-110
+    with pytest.raises(ConfigError, match="leaves no training or no held-out events"):
+        choose_split(ws, start - 1)
+    assert choose_split(ws, start + 1) == start + 1

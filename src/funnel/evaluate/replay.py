@@ -52,6 +52,8 @@ class VariantScores:
     rr: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in KINDS})
     hit: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in KINDS})
     lists: list[list[str]] = field(default_factory=list)
+    tied: list[float] = field(default_factory=list)
+    """Per list: share of adjacent top-k pairs whose (ranker) scores are exactly equal."""
 
 
 @dataclass
@@ -88,6 +90,9 @@ def replay(engine: Any, held: HeldOut, *, k: int = 10,
                     shown = list(res.item_ids)
                     if variant == "funnel":
                         timings.append(dict(res.timings_ms))
+                    if len(res.scores) >= 2:
+                        sc = np.asarray(res.scores, dtype=np.float64)
+                        scores[variant].tied.append(float(np.mean(sc[1:] == sc[:-1])))
                 ndcg, rr, hit = list_metrics(shown, case.targets, k)
                 s = scores[variant]
                 s.ndcg[kind].append(ndcg)
@@ -169,6 +174,8 @@ def diversity_figures(engine: Any, result: ReplayResult, k: int) -> dict[str, fl
         if cats:
             out[f"{variant}.distinct_categories@{k}"] = float(np.mean(cats))
         out[f"{variant}.catalog_coverage"] = catalog_coverage(lists, n_items)
+        if s.tied:
+            out[f"{variant}.tied_adjacent_scores@{k}"] = float(np.mean(s.tied))
     return out
 
 

@@ -125,7 +125,8 @@ def _tables(figures: dict[str, float], k: int) -> dict[str, Any]:
     diversity = [{"variant": v, "ild": f(f"{v}.ild@{k}"),
                   "entropy": f(f"{v}.brand_entropy@{k}"),
                   "categories": f(f"{v}.distinct_categories@{k}"),
-                  "coverage": f(f"{v}.catalog_coverage")} for v in VARIANTS]
+                  "coverage": f(f"{v}.catalog_coverage"),
+                  "tied": f(f"{v}.tied_adjacent_scores@{k}")} for v in VARIANTS]
     stages = sorted({key[len("latency."):].rsplit(".", 1)[0] for key in figures
                      if key.startswith("latency.")})
     latency = [{"stage": s, "p50": f(f"latency.{s}.p50_ms"), "p95": f(f"latency.{s}.p95_ms"),

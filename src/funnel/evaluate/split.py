@@ -56,14 +56,35 @@ def event_span(ws: Workspace) -> tuple[int, int, int]:
     return int(lo), int(hi), int(n)
 
 
+OUTLIER_QUANTILE = 0.001
+"""The default split ignores the first and last 0.1% of timestamps: real logs carry a few
+stray dates (the Taobao sample has events weeks before its real start)."""
+
+
+def _robust_span(ws: Workspace) -> tuple[int, int]:
+    con = ws.connect(read_only=True)
+    try:
+        lo, hi = con.execute(
+            "SELECT quantile_disc(epoch_ms(ts), ?), quantile_disc(epoch_ms(ts), ?) FROM events",
+            [OUTLIER_QUANTILE, 1.0 - OUTLIER_QUANTILE]).fetchall()[0]
+    finally:
+        con.close()
+    return int(lo), int(hi)
+
+
 def choose_split(ws: Workspace, split_ms: int | None = None,
                  test_fraction: float = DEFAULT_TEST_FRACTION) -> int:
-    """``split_ms`` checked against the event span, or the start of its last ``test_fraction``."""
+    """``split_ms`` checked against the event span, or the start of the span's last
+    ``test_fraction`` (span between the 0.1% and 99.9% timestamp quantiles)."""
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction: expected a float in (0, 1), got {test_fraction!r}")
     lo, hi, _ = event_span(ws)
     if split_ms is None:
-        return int(lo + (1.0 - test_fraction) * (hi - lo))
+        r_lo, r_hi = _robust_span(ws)
+        if r_hi <= r_lo:
+            r_lo, r_hi = lo, hi
+        split = int(r_lo + (1.0 - test_fraction) * (r_hi - r_lo))
+        return min(max(split, lo + 1), hi)
     if not lo < split_ms <= hi:
         raise ConfigError(
             f"--split-date: {format_ms(split_ms)} leaves no training or no held-out events; "

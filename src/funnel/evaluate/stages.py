@@ -143,11 +143,26 @@ def embedding_figures(engine: Any) -> dict[str, float]:
     attrs = engine.catalog.attributes(ids)
     category = dict(zip(ids, attrs["category"], strict=True))
     market = dict(zip(ids, attrs["market"], strict=True))
+    out = {"embed.items": float(len(ids)),
+           "embed.mean_random_cosine": mean_random_cosine(table.vectors)}
     if all(c is None for c in category.values()):
-        return {"embed.items": float(len(ids))}
+        return out
     return {
-        "embed.items": float(len(ids)),
+        **out,
         "embed.category_cohesion@10": neighbour_cohesion(ids, table.vectors, category, k=10),
         "embed.category_cohesion_in_market@10": neighbour_cohesion(
             ids, table.vectors, category, k=10, within=market),
     }
+
+
+def mean_random_cosine(vectors: np.ndarray, pairs: int = 5000, seed: int = 0) -> float:
+    """Mean cosine of random distinct item pairs: near 0 for a spread-out space, near 1 when
+    every vector points the same way (a collapsed embedding carries little similarity signal)."""
+    v = np.asarray(vectors, dtype=np.float64)
+    if len(v) < 2:
+        return float("nan")
+    u = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, len(u), pairs)
+    b = (a + rng.integers(1, len(u), pairs)) % len(u)  # never the same row
+    return float((u[a] * u[b]).sum(1).mean())
