@@ -21,7 +21,7 @@ query_epochs = 3
 type_epochs = 5
 
 [rank]
-models = ["lr", "gbdt"]
+models = ["gbdt"]
 serve_model = "gbdt"
 train_cvr = false
 """
