@@ -69,10 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     result["total_seconds"] = time.perf_counter() - started
 
     ease = result["recall20_ease"]
-    print(f"\n{'method':<22}{'Recall@20':>10}{'NDCG@20':>10}{'ms/user':>10}{'R/EASE':>9}")
+    print(f"\n{'method':<28}{'Recall@20':>10}{'NDCG@20':>10}{'ms/user':>10}{'R/EASE':>9}")
     for name, r, n, ms in table_rows(result):
         ms_text = f"{ms:10.3f}" if ms is not None else f"{'-':>10}"
-        print(f"{name:<22}{r:10.4f}{n:10.4f}{ms_text}{r / ease:9.3f}")
+        print(f"{name:<28}{r:10.4f}{n:10.4f}{ms_text}{r / ease:9.3f}")
     best, check = target_check(result)
     result.update(check)
     print(f"\nbest <=10-step sampler: {best}: Recall@20 = {check['fast_sampler_recall_ratio']:.3f}"
