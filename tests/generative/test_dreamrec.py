@@ -93,3 +93,15 @@ def test_errors_are_precise(planted) -> None:
         DreamRecConfig(dim=30, heads=4)
     with pytest.raises(ArtifactError, match="not a saved DreamRec directory"):
         DreamRec.load(Path("/nonexistent"))
+
+
+@pytest.mark.slow
+def test_generative_source_plugs_into_the_recall_merger(model) -> None:
+    from funnel.recall.merger import Merger
+
+    item_ids = [f"item{i:02d}" for i in range(C * P)]
+    merger = Merger([GenerativeRecall(model, item_ids)], quotas={"generative": 6})
+    merged = merger.recall(RecallRequest(recent_items=["item31", "item33"], k=10))
+    assert len(merged.item_ids) == 6
+    assert all(30 <= int(i[4:]) < 40 for i in merged.item_ids)  # the history's cluster
+    assert all(set(p) == {"generative"} for p in merged.provenance)
