@@ -26,6 +26,9 @@ from funnel.vectors import VectorTable, load_vectors
 
 log = logging.getLogger(__name__)
 
+GENERATIVE_QUOTA = 200
+"""Candidates taken from the generative source when the artifact has one."""
+
 MIN_SEARCH_CANDIDATES = 50
 """A search keeps at least this many of its best-matching candidates for the ranker."""
 
@@ -77,6 +80,8 @@ class Engine:
         artifact_dir = Path(artifact_dir).resolve()
         catalog = Catalog.load(artifact_dir)
         recall = load_recall(artifact_dir)
+        if (artifact_dir / "generative").exists():
+            recall = _with_generative(recall, artifact_dir)
         vectors = None
         if (artifact_dir / "embeddings" / "item_vectors.npy").exists():
             vectors = load_vectors(artifact_dir / "embeddings", "item")
@@ -281,6 +286,20 @@ class Engine:
         pairs = [(i, s) for i, s in zip(ids, scores, strict=True) if i != item_id][:k]
         return StageResult([p[0] for p in pairs], [p[1] for p in pairs],
                            ["organic"] * len(pairs), {"similar": _ms(t0)})
+
+
+def _with_generative(recall: Any, artifact_dir: Path) -> Any:
+    """Add the artifact's generative (DreamRec) source to the recall merger, with its quota."""
+    from funnel.generative.build import load_generative
+    from funnel.recall.merger import Merger
+
+    source = load_generative(artifact_dir)
+    sources = {**recall.sources, source.name: source}
+    old = recall.merger
+    quotas = {**(old.quotas or {}), source.name: GENERATIVE_QUOTA}
+    recall.sources = sources
+    recall.merger = Merger(list(sources.values()), quotas=quotas, timeout_s=old.timeout_s)
+    return recall
 
 
 def _pairs(found: Any) -> tuple[list[str], list[float]]:
