@@ -31,7 +31,7 @@ from funnel.features.personalization import ItemVectorLookup, cooccurrence_vecto
 from funnel.features.specs import Encoded, FeatureSet  # noqa: E402
 from funnel.features.training_set import TrainingSetConfig, build_training_set  # noqa: E402
 from funnel.rank import RankingData, get_ranker  # noqa: E402
-from funnel.rank.build import _data, time_split  # noqa: E402
+from funnel.rank.build import ranking_data, time_split  # noqa: E402
 from funnel.rank.defaults import DEFAULT_FEATURES  # noqa: E402
 from funnel.rank.metrics import auc, logloss  # noqa: E402
 
@@ -65,8 +65,8 @@ def marketplace(n_events: int, seed: int) -> Split:
     p_true = np.array([truth[e] for e in table.column("event_id").to_pylist()[te]])
     # DeepCTR gets one id per field, so the multi-token query field is left out for both sides.
     specs = [f for f in DEFAULT_FEATURES if f["type"] != "sequence"]
-    return (_data(table, tr, "click"), _data(table, va, "click"), _data(table, te, "click"),
-            p_true, specs)
+    train, valid, test = (ranking_data(table, s, "click") for s in (tr, va, te))
+    return train, valid, test, p_true, specs
 
 
 def criteo(path: Path, seed: int) -> Split:

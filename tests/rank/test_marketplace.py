@@ -13,7 +13,7 @@ from funnel.data.synthetic import MarketplaceConfig, generate_tables
 from funnel.features.personalization import RecentActions
 from funnel.features.training_set import TrainingSetConfig, build_training_set
 from funnel.rank import get_ranker
-from funnel.rank.build import RankConfig, _data, build_rank, item_vectors, time_split
+from funnel.rank.build import RankConfig, build_rank, item_vectors, ranking_data, time_split
 from funnel.rank.defaults import DEFAULT_FEATURES
 from funnel.rank.metrics import logloss
 from funnel.rank.serving import load_serving_ranker
@@ -44,7 +44,7 @@ def test_gap_to_bayes_logloss_is_bounded(training) -> None:
     20% of impressions, and well below the constant-CTR baseline."""
     table, truth = training
     tr, va, te = time_split(table.num_rows, 0.1, 0.2)
-    train, valid, test = (_data(table, s, "click") for s in (tr, va, te))
+    train, valid, test = (ranking_data(table, s, "click") for s in (tr, va, te))
     p_true = np.array([truth[e] for e in table.column("event_id").to_pylist()[te]])
     bayes = logloss(test.label, p_true)
     constant = logloss(test.label, np.full(len(test), train.label.mean()))

@@ -125,7 +125,8 @@ def time_split(n: int, valid_fraction: float, test_fraction: float) -> tuple[sli
     return slice(0, a), slice(a, a + n_valid), slice(a + n_valid, n)
 
 
-def _data(table: pa.Table, rows: slice, label: str, rate: float = 1.0) -> RankingData:
+def ranking_data(table: pa.Table, rows: slice, label: str, rate: float = 1.0) -> RankingData:
+    """Rows ``rows`` of a training-set table as :class:`RankingData` (groups = requests)."""
     t = table.slice(rows.start, rows.stop - rows.start)
     return RankingData(
         as_columns(t), np.asarray(t.column(label), dtype=np.float32),
@@ -184,13 +185,13 @@ def build_rank(
     say(f"training set: {table.num_rows:,} impressions, CTR {prior:.4f}")
     features = list(config.features) or DEFAULT_FEATURES
     tr, va, te = time_split(table.num_rows, config.valid_fraction, config.test_fraction)
-    train = _data(table, tr, "click")
+    train = ranking_data(table, tr, "click")
     if config.negative_rate < 1.0:
         rng = np.random.default_rng(config.seed)
         keep = (train.label > 0) | (rng.random(len(train)) < config.negative_rate)
         train = train.take(np.flatnonzero(keep))
         train.negative_rate = config.negative_rate
-    valid, test = _data(table, va, "click"), _data(table, te, "click")
+    valid, test = ranking_data(table, va, "click"), ranking_data(table, te, "click")
     out = build.component("rank")
     if not (emb_dir / "item_vectors.npy").exists():  # fallback vectors travel with the model
         save_vectors(out, "item", vectors.ids, vectors.vectors)
@@ -231,7 +232,7 @@ def build_rank(
         books = np.asarray(table.column("booking"))[clicked_tr]
         if books.sum() >= 30 and (1 - books).sum() >= 30:
             cvr_rows = table.take(pa.array(clicked_tr))
-            cvr = _data(cvr_rows, slice(0, cvr_rows.num_rows), "booking")
+            cvr = ranking_data(cvr_rows, slice(0, cvr_rows.num_rows), "booking")
             cvr_model = make_ranker("gbdt", config, features).fit(cvr)
             cvr_model.save(out / "cvr")
             metrics["cvr.train_rows"] = float(len(cvr))
