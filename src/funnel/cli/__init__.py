@@ -14,6 +14,7 @@ from funnel.cli import suggest as _suggest  # noqa: E402,F401
 from funnel.cli import rank as _rank  # noqa: E402,F401
 from funnel.cli import generative as _generative  # noqa: E402,F401
 from funnel.cli import evaluate as _evaluate  # noqa: E402,F401
+from funnel.cli import pipeline as _pipeline  # noqa: E402,F401
 from funnel.cli._app import app
 
 __all__ = ["app"]
