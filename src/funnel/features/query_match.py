@@ -48,7 +48,8 @@ def _trigrams(term: str) -> frozenset[str]:
     return frozenset(padded[i : i + 3] for i in range(max(1, len(padded) - 2)))
 
 
-def _fuzzy_found(term: str, item_terms: frozenset[str], threshold: float = 0.5) -> bool:
+def fuzzy_match(term: str, item_terms: frozenset[str], threshold: float = 0.5) -> bool:
+    """Whether ``term`` is in ``item_terms`` exactly, as a typed prefix, or within a typo."""
     if term in item_terms:
         return True
     if len(term) >= 3 and any(other.startswith(term) for other in item_terms):
@@ -83,7 +84,7 @@ def query_match_features(
         cat, brand, market = terms(categories[r]), terms(brands[r]), terms(markets[r])
         item_terms = terms(titles[r]) | cat | brand | market
         exact = sum(t in item_terms for t in q)
-        fuzzy = sum(_fuzzy_found(t, item_terms) for t in q)
+        fuzzy = sum(fuzzy_match(t, item_terms) for t in q)
         out["qm_term_share"][r] = exact / len(q)
         out["qm_fuzzy_share"][r] = fuzzy / len(q)
         out["qm_category"][r] = float(bool(cat) and cat <= q)

@@ -27,6 +27,7 @@ from funnel.features.personalization import (
     observe,
     personalization_features,
 )
+from funnel.features.query_match import query_match_features
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ WITH imp AS (
 SELECT i.event_id, i.ts, i.user_id, i.item_id, i.request_id,
        coalesce(i.request_id, i.user_id || '@' || CAST(epoch_ms(i.ts) AS VARCHAR)) AS group_id,
        CAST(coalesce(i.position, 0) AS BIGINT) AS position,
-       coalesce(i.market, it.market) AS market, it.category, it.brand,
+       coalesce(i.market, it.market) AS market, it.category, it.brand, it.title,
        coalesce(i.price, it.price) AS price, it.bid,
        coalesce(i.query, s.query, '') AS query,
        coalesce(p.item_imps_before, 0) AS item_imps_before,
@@ -181,7 +182,8 @@ def build_training_set(
 
     Columns: ids (event_id, ts, user_id, item_id, request_id, group_id), position, item
     attributes (market, category, brand, price, bid), the request query, the ``*_before`` counters,
-    ``item_ctr_before`` (smoothed), ``recent_clicks`` (list, most recent last), the six
+    ``item_ctr_before`` (smoothed), ``recent_clicks`` (list, most recent last), the
+    query-item match features (``qm_*``, :mod:`funnel.features.query_match`), the six
     ``emb_*_sim`` features when ``vectors`` is given, and labels ``click`` / ``booking``.
     Negative rows are kept with probability ``config.negative_rate`` (recorded in the schema
     metadata as ``negative_rate``).
@@ -202,6 +204,11 @@ def build_training_set(
     cols["item_ctr_before"] = pa.array((clicks + 10 * prior) / (imps + 10))
     cols["recent_clicks"] = pa.array(recent, type=pa.list_(pa.string()))
     cols["n_recent_clicks"] = pa.array([len(r) for r in recent], type=pa.int64())
+    match = query_match_features(
+        *(table.column(c).to_pylist() for c in ("query", "title", "category", "brand", "market"))
+    )
+    for name, values in match.items():
+        cols[name] = pa.array(values, type=pa.float32())
     if vectors is not None:
         for name in FEATURE_NAMES:
             cols[name] = pa.array(

@@ -102,7 +102,7 @@ def item_vectors(con: duckdb.DuckDBPyConnection, embeddings_dir: Path | None) ->
 def item_snapshot(con: duckdb.DuckDBPyConnection, prior_ctr: float) -> pa.Table:
     """Item attributes and counters over the whole log: what serving knows about each item."""
     return con.sql(f"""
-        SELECT it.item_id, it.category, it.brand, it.market, it.price, it.bid,
+        SELECT it.item_id, it.title, it.category, it.brand, it.market, it.price, it.bid,
                coalesce(c.imps, 0) AS item_imps_before,
                coalesce(c.clicks, 0) AS item_clicks_before,
                coalesce(c.books, 0) AS item_bookings_before,

@@ -22,12 +22,13 @@ from funnel.features.personalization import (
     RecentActions,
     personalization_features,
 )
+from funnel.features.query_match import query_match_features
 from funnel.rank.base import Ranker
 from funnel.rank.calibration import Calibrator, calibrator_from_dict
 
 _NUMERIC = ("price", "bid", "item_imps_before", "item_clicks_before", "item_bookings_before",
             "item_ctr_before")
-_TEXT = ("category", "brand", "market")
+_TEXT = ("title", "category", "brand", "market")
 _ITEM_COLUMNS = frozenset({"item_id", *_NUMERIC, *_TEXT})
 
 
@@ -78,6 +79,10 @@ class ServingRanker:
             cols["market"] = np.where(known, cols["market"], market)
         cols["position"] = np.full(n, self.position, dtype=np.int64)
         cols["query"] = np.full(n, query or "", dtype=object)
+        cols.update(query_match_features(
+            cols["query"].tolist(), cols["title"].tolist(), cols["category"].tolist(),
+            cols["brand"].tolist(), cols["market"].tolist(),
+        ))
         recent = list(state.clicks[-self.recent_k :])
         seq = np.empty(n, dtype=object)
         seq[:] = [recent] * n
@@ -130,6 +135,8 @@ def load_serving_ranker(
     item_row = {i: r for r, i in enumerate(item_cols["item_id"].tolist())}
     for name in _NUMERIC:
         item_cols[name] = np.asarray(item_cols[name], dtype=np.float64)
+    for name in _TEXT:  # snapshots written before a column existed serve it as unknown
+        item_cols.setdefault(name, np.full(len(item_row), None, dtype=object))
     if vectors is None:
         markets = dict(zip(item_cols["item_id"].tolist(), item_cols["market"].tolist(),
                            strict=True))

@@ -18,7 +18,7 @@ import numpy as np
 
 from funnel.exceptions import ArtifactError, FunnelError
 from funnel.features.personalization import RecentActions
-from funnel.features.query_match import query_match_features
+from funnel.features.query_match import fuzzy_match, query_match_features, terms
 from funnel.recall.base import RecallRequest
 from funnel.serve.catalog import Catalog
 from funnel.serve.scoring import RankStage, load_rank_stage
@@ -158,6 +158,8 @@ class Engine:
         """Recall -> rank -> re-rank for one request."""
         timings: dict[str, float] = {}
         t_all = time.perf_counter()
+        if query and market is None:
+            market = self.market_in_query(query)
 
         t0 = time.perf_counter()
         request = RecallRequest(
@@ -181,7 +183,9 @@ class Engine:
         ids, provenance, fused = ids[: self.rank_k], provenance[: self.rank_k], fused[: self.rank_k]
         features: dict[str, np.ndarray] = {}
         if self.rank is not None and ids:
-            scores, features = self.rank.score(ids, query=query, market=market, state=state)
+            scores, features = self.rank.score(
+                ids, query=query, market=market, state=state, user_id=user_id
+            )
         else:
             scores = np.asarray(fused, dtype=np.float64)
         timings["rank"] = _ms(t0)
@@ -230,6 +234,19 @@ class Engine:
                 continue
             keep.append(i)
         return keep
+
+    def market_in_query(self, query: str) -> str | None:
+        """The market a search names ("paris loft" -> paris), typos included; None if none.
+
+        Lodging searches are per destination, and the logs only ever show a query's own market,
+        so a ranker cannot learn that another market is wrong: query understanding does it.
+        """
+        words = terms(query)
+        for market in self.catalog.markets:
+            name = terms(market)
+            if name and all(any(fuzzy_match(w, frozenset({n})) for w in words) for n in name):
+                return market
+        return None
 
     def _matching(
         self, query: str, ids: list[str], provenance: list[dict[str, float]], keep: list[int]
