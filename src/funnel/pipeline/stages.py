@@ -281,7 +281,7 @@ WITH imp AS (
 SELECT i.event_id, i.ts, i.user_id, i.item_id, i.request_id,
        coalesce(i.request_id, i.user_id || '@' || CAST(i.ts_ms AS STRING)) AS group_id,
        CAST(coalesce(i.position, 0) AS BIGINT) AS position,
-       coalesce(i.market, it.market) AS market, it.category, it.brand,
+       coalesce(i.market, it.market) AS market, it.category, it.brand, it.title,
        coalesce(i.price, it.price) AS price, it.bid,
        coalesce(i.query, s.query, '') AS query,
        coalesce(p.item_imps_before, 0) AS item_imps_before,
