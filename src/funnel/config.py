@@ -52,7 +52,8 @@ def from_mapping(cls: type[T], raw: Mapping[str, Any], *, where: str = "config")
     unknown = sorted(set(raw) - fields)
     if unknown:
         raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; valid keys are {', '.join(sorted(fields))}"
+            f"{where}: unknown key(s) {', '.join(unknown)}; "
+            f"valid keys are {', '.join(sorted(fields))}"
         )
     kwargs: dict[str, Any] = {}
     for key, value in raw.items():
@@ -86,7 +87,7 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 
 def section(raw: Mapping[str, Any], name: str, cls: type[T]) -> T:
-    """The ``[name]`` table of a parsed ``funnel.toml`` as dataclass ``cls`` (defaults if absent)."""
+    """Table ``[name]`` of a parsed ``funnel.toml`` as dataclass ``cls`` (defaults if absent)."""
     table = raw.get(name, {})
     if not isinstance(table, Mapping):
         raise ConfigError(f"funnel.toml: [{name}] must be a table, got {table!r}")

@@ -22,6 +22,7 @@ from funnel.data.store import EventStore
 from funnel.exceptions import DataFileError
 from funnel.workspace import Workspace
 
+FIXTURE_OK = [HealthCheck.function_scoped_fixture]
 HEADER = "event_id,ts,user_id,event_type,item_id,query,position,price,dwell_ms\n"
 
 
@@ -217,7 +218,7 @@ garbage = st.one_of(st.none(), st.text(max_size=8), st.integers(-10**15, 10**15)
                     st.floats(allow_nan=True))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=FIXTURE_OK)
 @given(rows=st.lists(event_rows, min_size=1, max_size=20, unique_by=lambda r: r["event_id"]))
 def test_property_valid_rows_round_trip_exactly(tmp_path_factory, rows):
     ws = Workspace.init(tmp_path_factory.mktemp("ws"))
@@ -235,7 +236,7 @@ def test_property_valid_rows_round_trip_exactly(tmp_path_factory, rows):
         assert g["query"] == r["query"]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=FIXTURE_OK)
 @given(rows=st.lists(st.dictionaries(
     st.sampled_from(["event_id", "ts", "user_id", "event_type", "item_id", "position", "price",
                      "dwell_ms", "junk"]), garbage), min_size=1, max_size=15))

@@ -84,9 +84,11 @@ def test_suggest_related_hint(client):
 @pytest.mark.parametrize(
     ("method", "path", "payload", "status", "detail"),
     [
-        ("post", "/search", {"query": "x", "k": 201}, 422, "k: Input should be less than or equal to 200"),
+        ("post", "/search", {"query": "x", "k": 201}, 422,
+         "k: Input should be less than or equal to 200"),
         ("post", "/search", {"query": "x" * 201}, 422, "query: String should have at most 200"),
-        ("post", "/search", {"query": "x", "bogus": 1}, 422, "bogus: Extra inputs are not permitted"),
+        ("post", "/search", {"query": "x", "bogus": 1}, 422,
+         "bogus: Extra inputs are not permitted"),
         ("get", "/similar/no-such-item", None, 404, "unknown item 'no-such-item'"),
         ("post", "/events", {"events": []}, 422, "events: List should have at least 1 item"),
         ("post", "/events", {"events": [{"user_id": "u", "event_type": "explode"}]}, 422,

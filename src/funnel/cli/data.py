@@ -57,24 +57,30 @@ def ingest(
         typer.Option(
             "--format",
             "-f",
-            help="parquet, csv, tsv, jsonl, or a loader: movielens, ml-100k, ml-1m, criteo, diginetica, yoochoose, taobao. Default: by extension.",
+            help=(
+                "parquet, csv, tsv, jsonl, or a loader: movielens, ml-100k, ml-1m, criteo, "
+                "diginetica, yoochoose, taobao. Default: by extension."
+            ),
         ),
     ] = None,
     kind: Annotated[
         str | None,
         typer.Option(
             "--kind",
-            help="items, users, events or truth (generic files only; default: detected from the columns).",
+            help=(
+                "items, users, events or truth (generic files only; default: detected "
+                "from the columns)."
+            ),
         ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Validate files and store them; rows that fail go to quarantine with file, row, field and reason.
+    """Validate files and store them; failing rows go to quarantine with file, row, field, reason.
 
     Re-ingesting a file stores nothing twice. Each file is one transaction.
 
     Example: funnel ingest events.csv items.parquet --workspace shop
-    Example: funnel ingest ../shared/data/taobao-userbehavior-sample/UserBehavior_head.csv --format taobao
+    Example: funnel ingest ../shared/data/taobao-userbehavior-sample/UserBehavior_head.csv -f taobao
     """
     from funnel.data.ingest import ingest_file
 

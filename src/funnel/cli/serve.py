@@ -16,10 +16,22 @@ def serve(
     workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
-    workers: Annotated[int, typer.Option(help="Worker processes (use a Redis state with > 1).", min=1)] = 1,
-    state: Annotated[str, typer.Option(help="Online state store: memory:// or redis://host:port/db.")] = "memory://",
-    admin_token: Annotated[str | None, typer.Option(help="Bearer token for /admin/reload (or FUNNEL_ADMIN_TOKEN).", envvar="FUNNEL_ADMIN_TOKEN")] = None,
-    watch: Annotated[float, typer.Option(help="Poll artifacts/current every N seconds and reload (0 = off).")] = 0.0,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes (use a Redis state with > 1).", min=1)
+    ] = 1,
+    state: Annotated[
+        str, typer.Option(help="Online state store: memory:// or redis://host:port/db.")
+    ] = "memory://",
+    admin_token: Annotated[
+        str | None,
+        typer.Option(
+            help="Bearer token for /admin/reload (or FUNNEL_ADMIN_TOKEN).",
+            envvar="FUNNEL_ADMIN_TOKEN",
+        ),
+    ] = None,
+    watch: Annotated[
+        float, typer.Option(help="Poll artifacts/current every N seconds and reload (0 = off).")
+    ] = 0.0,
 ) -> None:
     """Serve search, recommendations, suggestions and the web page over HTTP.
 

@@ -149,7 +149,8 @@ def _checks(kind: str, field: pa.Field, value: str, raw_present: str) -> list[tu
     if name == "attributes":
         out.append(
             (
-                f"{value} IS NOT NULL AND json_type(TRY_CAST({value} AS JSON)) IS DISTINCT FROM 'OBJECT'",
+                f"{value} IS NOT NULL AND "
+                f"json_type(TRY_CAST({value} AS JSON)) IS DISTINCT FROM 'OBJECT'",
                 "must be a JSON object",
             ),
         )
@@ -159,7 +160,8 @@ def _checks(kind: str, field: pa.Field, value: str, raw_present: str) -> list[tu
     if kind == "events" and name == "item_id":
         out.append(
             (
-                f"c_event_type IN ('impression','click','add_to_cart','booking') AND {value} IS NULL",
+                f"c_event_type IN ('impression','click','add_to_cart','booking') "
+                f"AND {value} IS NULL",
                 "required for impression/click/add_to_cart/booking events",
             ),
         )

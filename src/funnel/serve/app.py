@@ -58,8 +58,9 @@ def _limit_threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
-def create_app(settings: Settings | None = None, *, load_on_start: bool = True,
-               flush_every_s: float = 10.0) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, load_on_start: bool = True, flush_every_s: float = 10.0
+) -> FastAPI:
     """Build the app; models load once at start-up (lifespan) and handlers only read them."""
     settings = settings or get_settings()
     workspace = Workspace.open(settings.workspace)
@@ -87,17 +88,24 @@ def create_app(settings: Settings | None = None, *, load_on_start: bool = True,
             app.state.spool.close()
 
     app = FastAPI(
-        title="funnel", version="0.1.0", lifespan=lifespan,
+        title="funnel",
+        version="0.1.0",
+        lifespan=lifespan,
         description="Search and recommendation for marketplaces: recall -> rank -> re-rank.",
     )
     app.state.settings = settings
     app.state.workspace = workspace
     app.state.metrics = Metrics()
-    app.state.state = open_state(settings.state_url, max_actions=settings.state_max_actions,
-                                 ttl_s=settings.state_ttl_s, max_users=settings.state_max_users)
+    app.state.state = open_state(
+        settings.state_url,
+        max_actions=settings.state_max_actions,
+        ttl_s=settings.state_ttl_s,
+        max_users=settings.state_max_users,
+    )
     app.state.spool = EventSpool(workspace.root / "spool")
-    app.state.holder = EngineHolder(workspace.root, recall_k=settings.recall_k,
-                                    rank_k=settings.rank_k)
+    app.state.holder = EngineHolder(
+        workspace.root, recall_k=settings.recall_k, rank_k=settings.rank_k
+    )
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(_: Request, err: RequestValidationError) -> JSONResponse:
@@ -124,9 +132,12 @@ def create_app(settings: Settings | None = None, *, load_on_start: bool = True,
         ms = (time.perf_counter() - started) * 1000.0
         labels = {"route": path, "method": request.method, "status": str(response.status_code)}
         app.state.metrics.inc("funnel_requests_total", labels, 1, "HTTP requests")
-        app.state.metrics.observe_ms("funnel_request_latency_ms", ms,
-                                     {"route": path, "method": request.method},
-                                     "HTTP request latency in milliseconds")
+        app.state.metrics.observe_ms(
+            "funnel_request_latency_ms",
+            ms,
+            {"route": path, "method": request.method},
+            "HTTP request latency in milliseconds",
+        )
         response.headers["X-Funnel-Time-Ms"] = f"{ms:.2f}"
         return response
 

@@ -22,20 +22,29 @@ from funnel.workspace import Workspace
 ITEM_COLUMNS = ("item_id", "title", "category", "brand", "market", "price", "bid")
 
 
-def build_catalog(workspace: Workspace, build: ArtifactBuild, n_demo_users: int = 12) -> dict[str, Any]:
+def build_catalog(
+    workspace: Workspace, build: ArtifactBuild, n_demo_users: int = 12
+) -> dict[str, Any]:
     """Snapshot items and a few active users into ``<build>/catalog``."""
     con = workspace.connect(read_only=True)
     try:
         items = con.sql(
             f"SELECT {', '.join(ITEM_COLUMNS)} FROM items ORDER BY item_id"
         ).to_arrow_table()
-        markets = [r[0] for r in con.execute(
-            "SELECT market FROM items WHERE market IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC"
-        ).fetchall()]
-        users = [r[0] for r in con.execute(
-            "SELECT user_id FROM events WHERE event_type IN ('click', 'booking') "
-            f"GROUP BY 1 ORDER BY count(*) DESC, user_id LIMIT {int(n_demo_users)}"
-        ).fetchall()]
+        markets = [
+            r[0]
+            for r in con.execute(
+                "SELECT market FROM items WHERE market IS NOT NULL "
+                "GROUP BY 1 ORDER BY count(*) DESC"
+            ).fetchall()
+        ]
+        users = [
+            r[0]
+            for r in con.execute(
+                "SELECT user_id FROM events WHERE event_type IN ('click', 'booking') "
+                f"GROUP BY 1 ORDER BY count(*) DESC, user_id LIMIT {int(n_demo_users)}"
+            ).fetchall()
+        ]
     finally:
         con.close()
     if items.num_rows == 0:
@@ -69,8 +78,9 @@ class Catalog:
             raise ArtifactError(f"{path}: missing; run 'funnel build' first")
         table = pq.read_table(path)
         meta = json.loads((root / "meta.json").read_text())
-        columns = {name: table.column(name).to_numpy(zero_copy_only=False)
-                   for name in table.column_names}
+        columns = {
+            name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names
+        }
         ids = columns["item_id"].astype(object)
         return cls(
             ids=ids,

@@ -35,10 +35,13 @@ def require_admin(
     authorization: Annotated[str | None, Header()] = None,
 ) -> None:
     if not settings.admin_token:
-        raise HTTPException(status_code=403, detail="admin endpoints are disabled: set FUNNEL_ADMIN_TOKEN")
+        raise HTTPException(
+            status_code=403, detail="admin endpoints are disabled: set FUNNEL_ADMIN_TOKEN"
+        )
     if authorization != f"Bearer {settings.admin_token}":
         raise HTTPException(
-            status_code=401, detail="missing or wrong bearer token",
+            status_code=401,
+            detail="missing or wrong bearer token",
             headers={"WWW-Authenticate": "Bearer"},
         )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,8 @@ class Engine:
     catalog: Catalog
     recall: Any  # funnel.recall.build.RecallBundle
     rank: RankStage | None
-    rerank: Any  # funnel.rerank.pipeline.RerankPipeline
+    rerank: Any  # funnel.rerank.pipeline.RerankPipeline, for browse feeds
+    search_rerank: Any  # the same pipeline without the diversity step, for searches
     suggest: Any | None  # funnel.suggest.model.QuerySuggester
     item_vectors: VectorTable | None
     recall_k: int = 1000
@@ -91,15 +92,30 @@ class Engine:
             rerank = RerankPipeline.load(rerank_dir, vectors=vectors)
         else:
             rerank = RerankPipeline(RerankConfig())
+        # A search keeps the ranker's order (merch, sponsored slots and scatter rules still
+        # apply): the query already chose what the list is about, and DPP over brand or
+        # embedding similarity would push equally relevant items (two Paris lofts of one host)
+        # to the bottom. Browse feeds get the configured diversity.
+        search_rerank = RerankPipeline(
+            replace(rerank.config, method="none"), catalog=rerank.catalog
+        )
         suggest = None
         if (artifact_dir / "suggest").exists():
             from funnel.suggest.build import load_suggest
 
             suggest = load_suggest(artifact_dir)
         engine = cls(
-            version=artifact_dir.name, path=artifact_dir, catalog=catalog, recall=recall,
-            rank=rank, rerank=rerank, suggest=suggest, item_vectors=vectors,
-            recall_k=recall_k, rank_k=rank_k,
+            version=artifact_dir.name,
+            path=artifact_dir,
+            catalog=catalog,
+            recall=recall,
+            rank=rank,
+            rerank=rerank,
+            search_rerank=search_rerank,
+            suggest=suggest,
+            item_vectors=vectors,
+            recall_k=recall_k,
+            rank_k=rank_k,
         )
         engine.warm_up()
         return engine
@@ -109,8 +125,14 @@ class Engine:
         state = RecentActions()
         some = self.catalog.ids[:3].tolist()
         self.run(query="", user_id=None, market=None, filters={}, k=10, state=state)
-        self.run(query=str(self.catalog.columns["title"][0] or "x"), user_id=None, market=None,
-                 filters={}, k=10, state=RecentActions(clicks=tuple(some)))
+        self.run(
+            query=str(self.catalog.columns["title"][0] or "x"),
+            user_id=None,
+            market=None,
+            filters={},
+            k=10,
+            state=RecentActions(clicks=tuple(some)),
+        )
         if self.suggest is not None:
             self.suggest.complete("a", 5)
 
@@ -118,10 +140,15 @@ class Engine:
         self.recall.merger.close()
 
     # -- the funnel --------------------------------------------------------------------
-    def _rerank_features(self, ids: list[str]) -> Any:
+    def _rerank_features(self, ids: list[str], *, search: bool) -> Any:
+        """What diversity may compare: for a browse feed, embeddings + category + brand; for a
+        search, brand only - the query already chose the category and the place, and spreading
+        a "loft" search over cabins to look diverse would be a relevance bug."""
         from funnel.rerank.base import ItemFeatures
 
         attrs = self.catalog.attributes(ids)
+        if search:
+            return ItemFeatures(vectors=None, attributes={"brand": list(attrs["brand"])})
         vectors = None
         if self.item_vectors is not None:
             index = self._vector_rows
@@ -130,10 +157,7 @@ class Engine:
                 vectors = self.item_vectors.vectors[rows]
         return ItemFeatures(
             vectors=vectors,
-            attributes={
-                "brand": list(attrs["brand"]),
-                "category": list(attrs["category"]),
-            },
+            attributes={"brand": list(attrs["brand"]), "category": list(attrs["category"])},
         )
 
     @property
@@ -162,9 +186,17 @@ class Engine:
             market = self.market_in_query(query)
 
         t0 = time.perf_counter()
+        # a browse feed follows the session: lodging sessions are about one destination, so
+        # market-aware sources (popularity, vector ANN) recall from the market the user is
+        # clicking in; other sources and the ranker still see everything
+        recall_market = market if market or query else self.session_market(state)
         request = RecallRequest(
-            user_id=user_id, query=query or None, market=market,
-            recent_items=tuple(state.clicks[-5:]), filters=dict(filters), k=self.recall_k,
+            user_id=user_id,
+            query=query or None,
+            market=recall_market,
+            recent_items=tuple(state.clicks[-5:]),
+            filters=dict(filters),
+            k=self.recall_k,
         )
         merged = self.recall.merger.recall(request)
         ids = [str(i) for i in merged.item_ids.tolist()]
@@ -195,11 +227,19 @@ class Engine:
         ranked = [ids[i] for i in order]
         ranked_scores = scores[order]
         sponsored_ids, ecpm = self._sponsored(ranked, ranked_scores)
-        result = self.rerank.rerank(
-            ranked, ranked_scores, k=min(k, len(ranked)) if ranked else 1,
-            features=self._rerank_features(ranked),
-            sponsored_ids=sponsored_ids, sponsored_ecpm=ecpm,
-        ) if ranked else None
+        pipeline = self.search_rerank if query else self.rerank
+        result = (
+            pipeline.rerank(
+                ranked,
+                ranked_scores,
+                k=min(k, len(ranked)) if ranked else 1,
+                features=self._rerank_features(ranked, search=bool(query)),
+                sponsored_ids=sponsored_ids,
+                sponsored_ecpm=ecpm,
+            )
+            if ranked
+            else None
+        )
         timings["rerank"] = _ms(t0)
         timings["total"] = _ms(t_all)
         if result is None:
@@ -208,17 +248,14 @@ class Engine:
         if debug:
             pos = {item: i for i, item in enumerate(ids)}
             dbg = []
-            for item, kind, score in zip(result.item_ids, result.kinds, result.scores,
-                                         strict=True):
+            for item, kind, score in zip(result.item_ids, result.kinds, result.scores, strict=True):
                 i = pos.get(item)
                 entry: dict[str, Any] = {"kind": kind, "final_score": round(float(score), 6)}
                 if i is not None:
                     entry["recall_sources"] = {s: round(v, 4) for s, v in provenance[i].items()}
                     entry["recall_score"] = round(float(fused[i]), 6)
                     entry["rank_score"] = round(float(scores[i]), 6)
-                    entry["features"] = {
-                        name: _plain(col[i]) for name, col in features.items()
-                    }
+                    entry["features"] = {name: _plain(col[i]) for name, col in features.items()}
                 dbg.append(entry)
         return StageResult(result.item_ids, result.scores, result.kinds, timings, dbg)
 
@@ -234,6 +271,17 @@ class Engine:
                 continue
             keep.append(i)
         return keep
+
+    def session_market(self, state: RecentActions, last: int = 5) -> str | None:
+        """The market of most of the last clicks (at least half of them), else None."""
+        recent = list(state.clicks[-last:])
+        if not recent:
+            return None
+        markets = [m for m in self.catalog.attributes(recent)["market"] if m]
+        if not markets:
+            return None
+        best = max(set(markets), key=markets.count)
+        return str(best) if markets.count(best) * 2 >= len(recent) else None
 
     def market_in_query(self, query: str) -> str | None:
         """The market a search names ("paris loft" -> paris), typos included; None if none.
@@ -260,8 +308,11 @@ class Engine:
             return keep
         attrs = self.catalog.attributes([ids[i] for i in keep])
         match = query_match_features(
-            [query] * len(keep), list(attrs["title"]), list(attrs["category"]),
-            list(attrs["brand"]), list(attrs["market"]),
+            [query] * len(keep),
+            list(attrs["title"]),
+            list(attrs["category"]),
+            list(attrs["brand"]),
+            list(attrs["market"]),
         )["qm_fuzzy_share"]
         # the best match tier that still leaves enough candidates to rank: an item matching
         # every query term beats one matching half of them, unless too few match every term
@@ -269,7 +320,8 @@ class Engine:
         floor = float(ordered[min(MIN_SEARCH_CANDIDATES, len(ordered)) - 1])
         floor = max(floor, 1e-6)
         matched = [
-            i for i, m in zip(keep, match.tolist(), strict=True)
+            i
+            for i, m in zip(keep, match.tolist(), strict=True)
             if m >= floor or "query_items" in provenance[i]
         ]
         return matched or keep
@@ -279,14 +331,16 @@ class Engine:
         if not ids:
             return [], np.empty(0)
         bids = self.catalog.attributes(ids)["bid"]
-        has = np.array([b is not None and not (isinstance(b, float) and np.isnan(b)) and b > 0
-                        for b in bids])
+        has = np.array(
+            [b is not None and not (isinstance(b, float) and np.isnan(b)) and b > 0 for b in bids]
+        )
         if not has.any():
             return [], np.empty(0)
         rows = np.flatnonzero(has)
         return [ids[r] for r in rows], pctr[rows] * np.array([float(bids[r]) for r in rows]) * 1000
 
     def similar(self, item_id: str, k: int) -> StageResult:
+        """Nearest items to ``item_id`` in the embedding space, in its market."""
         if item_id not in self.catalog:
             raise UnknownItemError(item_id)
         t0 = time.perf_counter()
@@ -295,14 +349,23 @@ class Engine:
         scores: list[float] = []
         if "vector" in sources and item_id in self._vector_rows:
             vec = sources["vector"]
-            found = vec.index.search(vec.vectors.vectors[self._vector_rows[item_id]], k + 1)
+            # similar listings are alternatives in the same place (a lodging guest compares
+            # within a destination); the ANN index filters by market without a scan
+            market = self.catalog.describe(item_id).get("market")
+            filters = {"market": market} if market and "market" in vec.index.attr_vocab_ else {}
+            query_vector = vec.vectors.vectors[self._vector_rows[item_id]]
+            found = vec.index.search(query_vector, k + 1, filters=filters)
             ids, scores = _pairs(found)
         if not ids and "covisit" in sources:
             cands = sources["covisit"].candidates(RecallRequest(recent_items=(item_id,), k=k + 1))
             ids, scores = [str(i) for i in cands.item_ids], [float(s) for s in cands.scores]
         pairs = [(i, s) for i, s in zip(ids, scores, strict=True) if i != item_id][:k]
-        return StageResult([p[0] for p in pairs], [p[1] for p in pairs],
-                           ["organic"] * len(pairs), {"similar": _ms(t0)})
+        return StageResult(
+            [p[0] for p in pairs],
+            [p[1] for p in pairs],
+            ["organic"] * len(pairs),
+            {"similar": _ms(t0)},
+        )
 
 
 def _with_generative(recall: Any, artifact_dir: Path) -> Any:

@@ -29,15 +29,21 @@ class Metrics:
         self._hist: dict[tuple[str, str], list[float]] = {}
         self._help: dict[str, tuple[str, str]] = {}
 
-    def inc(self, name: str, labels: dict[str, str] | None = None, value: float = 1.0,
-            help_text: str = "") -> None:
+    def inc(
+        self,
+        name: str,
+        labels: dict[str, str] | None = None,
+        value: float = 1.0,
+        help_text: str = "",
+    ) -> None:
         key = (name, _labels(labels or {}))
         with self._lock:
             self._help.setdefault(name, ("counter", help_text))
             self._counters[key] += value
 
-    def observe_ms(self, name: str, ms: float, labels: dict[str, str] | None = None,
-                   help_text: str = "") -> None:
+    def observe_ms(
+        self, name: str, ms: float, labels: dict[str, str] | None = None, help_text: str = ""
+    ) -> None:
         key = (name, _labels(labels or {}))
         with self._lock:
             self._help.setdefault(name, ("histogram", help_text))

@@ -18,7 +18,12 @@ from funnel.vectors import VectorTable
 
 class RankStage(Protocol):
     def score(
-        self, item_ids: list[str], *, query: str, market: str | None, state: RecentActions,
+        self,
+        item_ids: list[str],
+        *,
+        query: str,
+        market: str | None,
+        state: RecentActions,
         user_id: str | None = None,
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """(pCTR per candidate, the raw feature columns used), rows aligned with ``item_ids``."""

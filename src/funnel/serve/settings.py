@@ -31,7 +31,9 @@ class Settings(BaseSettings):
     recall_k: int = Field(default=1000, ge=1)
     rank_k: int = Field(default=500, ge=1)
     torch_threads: int = Field(
-        default=1, ge=1, le=64,
+        default=1,
+        ge=1,
+        le=64,
         description="Intra-op threads per worker: 1 keeps latency flat; scale with --workers.",
     )
     watch_artifacts_s: float = Field(
@@ -43,7 +45,8 @@ class Settings(BaseSettings):
     def _no_placeholder(cls, value: str | None) -> str | None:
         if value is not None and value.strip().lower() in PLACEHOLDER_TOKENS:
             raise ValueError(
-                "FUNNEL_ADMIN_TOKEN is a placeholder; set a real secret (e.g. `openssl rand -hex 16`)"
+                "FUNNEL_ADMIN_TOKEN is a placeholder; set a real secret "
+                "(e.g. `openssl rand -hex 16`)"
             )
         return value
 

@@ -17,8 +17,8 @@ from dataclasses import asdict, replace
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
-from funnel.features.personalization import RecentActions, observe
 from funnel.exceptions import ConfigError
+from funnel.features.personalization import RecentActions, observe
 
 
 class StateStore(Protocol):
@@ -52,8 +52,12 @@ def apply_events(state: RecentActions, events: list[dict[str, Any]]) -> RecentAc
     """Fold events (contract dicts, any order) into the state in time order."""
     for ev in sorted(events, key=lambda e: e["ts_ms"]):
         state = observe(
-            state, ev["event_type"], ev.get("item_id"), ts_ms=ev["ts_ms"],
-            dwell_ms=ev.get("dwell_ms"), request_id=ev.get("request_id"),
+            state,
+            ev["event_type"],
+            ev.get("item_id"),
+            ts_ms=ev["ts_ms"],
+            dwell_ms=ev.get("dwell_ms"),
+            request_id=ev.get("request_id"),
             position=ev.get("position"),
         )
     return state
@@ -83,7 +87,8 @@ class MemoryState:
             entry = self._data.get(user_id)
             now = time.monotonic()
             state = (
-                entry[1] if entry and now - entry[0] <= self.ttl_s
+                entry[1]
+                if entry and now - entry[0] <= self.ttl_s
                 else RecentActions(max_len=self.max_actions)
             )
             state = apply_events(state, events)
@@ -105,7 +110,9 @@ class RedisState:
         try:
             import redis
         except ImportError as err:  # pragma: no cover - redis is an extra
-            raise ImportError("Redis state needs the redis extra: pip install 'funnel[redis]'") from err
+            raise ImportError(
+                "Redis state needs the redis extra: pip install 'funnel[redis]'"
+            ) from err
         self.client = redis.Redis.from_url(url)
         self.max_actions = max_actions
         self.ttl_s = int(ttl_s)

@@ -15,12 +15,18 @@ from funnel.serve.schemas import ErrorBody, EventsRequest, EventsResponse
 router = APIRouter(tags=["events"])
 
 
-@router.post("/events", response_model=EventsResponse,
-             responses={413: {"model": ErrorBody}, 422: {"model": ErrorBody}})
-def post_events(body: EventsRequest, state: StateDep, services: ServicesDep,
-                settings: SettingsDep) -> EventsResponse:
+@router.post(
+    "/events",
+    response_model=EventsResponse,
+    responses={413: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+)
+def post_events(
+    body: EventsRequest, state: StateDep, services: ServicesDep, settings: SettingsDep
+) -> EventsResponse:
     if len(body.events) > settings.max_events_per_request:
-        raise HTTPException(413, detail=f"at most {settings.max_events_per_request} events per request")
+        raise HTTPException(
+            413, detail=f"at most {settings.max_events_per_request} events per request"
+        )
     now = datetime.now(UTC)
     rows: list[dict[str, Any]] = []
     for i, ev in enumerate(body.events):

@@ -27,18 +27,25 @@ def metrics(services: ServicesDep) -> PlainTextResponse:
 @router.get("/meta")
 def meta(engine: EngineDep) -> dict[str, object]:
     """What the web page needs to offer: markets and a few users with history."""
-    return {"version": engine.version, "markets": engine.catalog.markets,
-            "users": engine.catalog.demo_users}
+    return {
+        "version": engine.version,
+        "markets": engine.catalog.markets,
+        "users": engine.catalog.demo_users,
+    }
 
 
-@router.post("/admin/reload", response_model=ReloadResponse,
-             responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody},
-                        503: {"model": ErrorBody}})
+@router.post(
+    "/admin/reload",
+    response_model=ReloadResponse,
+    responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+)
 async def reload(_: AdminDep, services: ServicesDep) -> ReloadResponse:
     try:
         version, previous = await run_in_threadpool(services.holder.reload)
     except Exception as err:
-        raise HTTPException(503, detail=f"reload failed, still serving the old version: {err}") from None
+        raise HTTPException(
+            503, detail=f"reload failed, still serving the old version: {err}"
+        ) from None
     return ReloadResponse(version=version, previous=previous)
 
 

@@ -22,34 +22,58 @@ def to_response(engine: Engine, result: StageResult) -> ListResponse:
         info = engine.catalog.describe(item)
         items.append(
             ScoredItem(
-                item_id=item, score=float(score), title=info.get("title"),
-                brand=info.get("brand"), category=info.get("category"),
-                market=info.get("market"), price=info.get("price"),
+                item_id=item,
+                score=float(score),
+                title=info.get("title"),
+                brand=info.get("brand"),
+                category=info.get("category"),
+                market=info.get("market"),
+                price=info.get("price"),
                 sponsored=kind == "sponsored",
                 debug=result.debug[i] if result.debug is not None else None,
             )
         )
-    return ListResponse(items=items, timings_ms=result.timings_ms, version=engine.version,
-                        request_id=result.request_id)
+    return ListResponse(
+        items=items,
+        timings_ms=result.timings_ms,
+        version=engine.version,
+        request_id=result.request_id,
+    )
 
 
 def _observe(services: object, route: str, result: StageResult) -> None:
     metrics = services.metrics  # type: ignore[attr-defined]
     for stage, ms in result.timings_ms.items():
-        metrics.observe_ms("funnel_stage_latency_ms", ms, {"route": route, "stage": stage},
-                           "Latency of each funnel stage in milliseconds")
+        metrics.observe_ms(
+            "funnel_stage_latency_ms",
+            ms,
+            {"route": route, "stage": stage},
+            "Latency of each funnel stage in milliseconds",
+        )
 
 
 @router.post("/search", response_model=ListResponse, responses=ERRORS)
-def search(body: SearchRequest, engine: EngineDep, state: StateDep, services: ServicesDep,
-           settings: SettingsDep) -> ListResponse:
+def search(
+    body: SearchRequest,
+    engine: EngineDep,
+    state: StateDep,
+    services: ServicesDep,
+    settings: SettingsDep,
+) -> ListResponse:
     if len(body.query) > settings.max_query_chars:
         raise HTTPException(422, detail=f"query longer than {settings.max_query_chars} characters")
     if body.k > settings.max_k:
         raise HTTPException(422, detail=f"k must be <= {settings.max_k}")
     recent = state.get(body.user_id) if body.user_id else state.get("")
-    result = engine.run(query=body.query.strip(), user_id=body.user_id, market=body.market,
-                        filters=body.filters, k=body.k, state=recent, debug=body.debug)
+    result = engine.run(
+        query=body.query.strip(),
+        user_id=body.user_id,
+        market=body.market,
+        filters=body.filters,
+        k=body.k,
+        state=recent,
+        debug=body.debug,
+    )
     _observe(services, "search", result)
     return to_response(engine, result)
 
@@ -57,13 +81,22 @@ def search(body: SearchRequest, engine: EngineDep, state: StateDep, services: Se
 @router.get("/recommend/{user_id}", response_model=ListResponse, responses=ERRORS)
 def recommend(
     user_id: Annotated[str, Path(min_length=1, max_length=256)],
-    engine: EngineDep, state: StateDep, services: ServicesDep,
+    engine: EngineDep,
+    state: StateDep,
+    services: ServicesDep,
     k: Annotated[int, Query(ge=1, le=200)] = 20,
     market: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
     debug: bool = False,
 ) -> ListResponse:
-    result = engine.run(query="", user_id=user_id, market=market, filters={}, k=k,
-                        state=state.get(user_id), debug=debug)
+    result = engine.run(
+        query="",
+        user_id=user_id,
+        market=market,
+        filters={},
+        k=k,
+        state=state.get(user_id),
+        debug=debug,
+    )
     _observe(services, "recommend", result)
     return to_response(engine, result)
 
@@ -71,7 +104,8 @@ def recommend(
 @router.get("/similar/{item_id}", response_model=ListResponse, responses=ERRORS)
 def similar(
     item_id: Annotated[str, Path(min_length=1, max_length=256)],
-    engine: EngineDep, services: ServicesDep,
+    engine: EngineDep,
+    services: ServicesDep,
     k: Annotated[int, Query(ge=1, le=200)] = 10,
 ) -> ListResponse:
     try:

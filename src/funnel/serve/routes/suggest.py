@@ -31,7 +31,8 @@ def _recent_context(engine: Engine, clicks: tuple[str, ...]) -> tuple[list[str],
 @router.get("/suggest", response_model=SuggestResponse, responses=ERRORS)
 def suggest(
     prefix: Annotated[str, Query(min_length=1, max_length=100)],
-    engine: EngineDep, state: StateDep,
+    engine: EngineDep,
+    state: StateDep,
     user_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
     k: Annotated[int, Query(ge=1, le=50)] = 8,
 ) -> SuggestResponse:
@@ -46,7 +47,9 @@ def suggest(
     k = min(k, sug.completer_.candidates)  # the index keeps this many per prefix: clamp, don't fail
     texts, scores = sug.complete(prefix, k, user_id=user_id, categories=cats, market=market)
     out = [Suggestion(text=t, score=float(s)) for t, s in zip(texts, scores, strict=True)]
-    return SuggestResponse(suggestions=out, timings_ms={"suggest": (time.perf_counter() - t0) * 1e3})
+    return SuggestResponse(
+        suggestions=out, timings_ms={"suggest": (time.perf_counter() - t0) * 1e3}
+    )
 
 
 @router.get("/related", response_model=SuggestResponse, responses=ERRORS)
@@ -58,17 +61,21 @@ def related(
     t0 = time.perf_counter()
     texts = _suggester(engine).related(query, k)
     out = [Suggestion(text=t, score=float(len(texts) - i)) for i, t in enumerate(texts)]
-    return SuggestResponse(suggestions=out, timings_ms={"related": (time.perf_counter() - t0) * 1e3})
+    return SuggestResponse(
+        suggestions=out, timings_ms={"related": (time.perf_counter() - t0) * 1e3}
+    )
 
 
 @router.get("/hint/{user_id}", response_model=HintResponse, responses=ERRORS)
 def hint(
     user_id: Annotated[str, Path(min_length=1, max_length=256)],
-    engine: EngineDep, state: StateDep,
+    engine: EngineDep,
+    state: StateDep,
 ) -> HintResponse:
     t0 = time.perf_counter()
     recent = state.get(user_id)
     cats, market = _recent_context(engine, recent.clicks) if recent.clicks else (None, None)
     hints = _suggester(engine).hint(user_id, 1, categories=cats, market=market)
-    return HintResponse(hint=hints[0] if hints else None,
-                        timings_ms={"hint": (time.perf_counter() - t0) * 1e3})
+    return HintResponse(
+        hint=hints[0] if hints else None, timings_ms={"hint": (time.perf_counter() - t0) * 1e3}
+    )
