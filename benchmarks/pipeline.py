@@ -79,7 +79,7 @@ def work_duckdb(data: Path, out: Path, all_stages: bool) -> dict[str, Any]:
     from funnel.pipeline.run import load_inputs, run_pipeline
 
     t0 = time.perf_counter()
-    engine = DuckDBEngine(memory_limit="1GB", threads=2)
+    engine = DuckDBEngine(memory_limit="1500MB", threads=2)
     engine.con.execute(f"SET temp_directory='{out}.tmp'")
     load_inputs(engine, data)
     run_pipeline(engine, ["sessions"], out=out)

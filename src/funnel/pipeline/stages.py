@@ -104,11 +104,14 @@ FROM numbered
 def sessions_sql(d: Dialect, c: PipelineConfig) -> str:
     clicks, searches = "event_type = 'click'", "event_type = 'search'"
     return f"""
-WITH e AS (
+WITH actions AS (
+    SELECT event_id, user_id, ts, event_type, item_id, query, dwell_ms, market
+    FROM events WHERE event_type <> 'impression'
+), e AS (
     SELECT s.session_id, s.seq, ev.user_id, ev.ts, ev.event_type, ev.item_id, ev.query,
            ev.dwell_ms, coalesce(ev.market, it.market) AS market
     FROM session_events s
-    JOIN events ev ON ev.event_id = s.event_id
+    JOIN actions ev ON ev.event_id = s.event_id
     LEFT JOIN items it ON it.item_id = ev.item_id
 ), mk AS (
     SELECT session_id, market, count(*) AS n
