@@ -212,5 +212,8 @@ def tradeoff_lists(engine: Any, held: HeldOut, *, depth: int = 50, max_lists: in
             ids = [res.item_ids[j] for j in organic]
             scores = np.asarray([res.scores[j] for j in organic], dtype=np.float64)
             gains = np.array([1.0 if i in case.targets else 0.0 for i in ids])
-            out.append(RankedList(ids, scores, engine._rerank_features(ids), gains))
+            # the curve explores the knob with every similarity input (vectors, category,
+            # brand), as a browse feed has them; searches are served with brand only
+            feats = engine._rerank_features(ids, search=False)
+            out.append(RankedList(ids, scores, feats, gains))
     return out
