@@ -37,3 +37,20 @@ def test_pipeline_run_rejects_unknown_stage_and_engine(tmp_path: Path):
     assert r.exit_code == 1 and "stages must be a non-empty subset" in r.output
     r = CliRunner().invoke(app, ["pipeline", "run", "--engine", "oracle"])
     assert r.exit_code == 1 and "--engine must be duckdb or spark; got 'oracle'" in r.output
+
+
+def test_pipeline_run_reads_the_workspace_store_by_default(tmp_path: Path, market):
+    from funnel.workspace import Workspace
+
+    ws = Workspace.init(tmp_path / "ws")
+    con = ws.connect()
+    for name in ("events", "items"):
+        con.register("t", market[name])
+        con.execute(f"INSERT INTO {name} SELECT * FROM t")
+        con.unregister("t")
+    con.close()
+    r = CliRunner().invoke(app, ["pipeline", "run", "-w", str(ws.root), "--stages", "sessions",
+                                 "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["sessions_rows"] == 498
+    assert (ws.root / "pipeline" / "sessions").is_dir()
