@@ -6,6 +6,7 @@ same way. Stages are imported lazily: a stage's heavy dependencies load only whe
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,57 +19,21 @@ STAGES = ("catalog", "embeddings", "recall", "rank", "rerank", "suggest", "gener
 DEFAULT_STAGES = ("catalog", "embeddings", "recall", "rank", "rerank", "suggest")
 
 
-def _catalog(ws: Workspace, build: ArtifactBuild) -> dict[str, Any]:
-    from funnel.serve.catalog import build_catalog
-
-    return build_catalog(ws, build)
-
-
-def _embeddings(ws: Workspace, build: ArtifactBuild) -> dict[str, Any]:
-    from funnel.embed.build import build_embeddings
-
-    return build_embeddings(ws, build)
-
-
-def _recall(ws: Workspace, build: ArtifactBuild) -> dict[str, Any]:
-    from funnel.recall.build import build_recall
-
-    return build_recall(ws, build)
-
-
-def _rank(ws: Workspace, build: ArtifactBuild) -> dict[str, Any]:
-    from funnel.rank.build import build_rank
-
-    return build_rank(ws, build)
-
-
-def _rerank(ws: Workspace, build: ArtifactBuild) -> dict[str, Any]:
-    from funnel.rerank.build import build_rerank
-
-    return build_rerank(ws, build)
-
-
-def _suggest(ws: Workspace, build: ArtifactBuild) -> dict[str, Any]:
-    from funnel.suggest.build import build_suggest
-
-    return build_suggest(ws, build)
-
-
-def _generative(ws: Workspace, build: ArtifactBuild) -> dict[str, Any]:
-    from funnel.generative.build import build_generative
-
-    return build_generative(ws, build)
-
-
-BUILDERS: dict[str, Callable[[Workspace, ArtifactBuild], dict[str, Any]]] = {
-    "catalog": _catalog,
-    "embeddings": _embeddings,
-    "recall": _recall,
-    "rank": _rank,
-    "rerank": _rerank,
-    "suggest": _suggest,
-    "generative": _generative,
+BUILDERS: dict[str, tuple[str, str]] = {
+    "catalog": ("funnel.serve.catalog", "build_catalog"),
+    "embeddings": ("funnel.embed.build", "build_embeddings"),
+    "recall": ("funnel.recall.build", "build_recall"),
+    "rank": ("funnel.rank.build", "build_rank"),
+    "rerank": ("funnel.rerank.build", "build_rerank"),
+    "suggest": ("funnel.suggest.build", "build_suggest"),
+    "generative": ("funnel.generative.build", "build_generative"),
 }
+"""Stage name -> (module, function ``f(workspace, build) -> metrics``), imported when it runs."""
+
+
+def builder(stage: str) -> Callable[[Workspace, ArtifactBuild], dict[str, Any]]:
+    module, name = BUILDERS[stage]
+    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
 
 
 def run_build(
@@ -87,7 +52,7 @@ def run_build(
             if on_stage is not None:
                 on_stage(stage)
             t0 = time.perf_counter()
-            metrics = BUILDERS[stage](ws, build) or {}
+            metrics = builder(stage)(ws, build) or {}
             metrics = dict(metrics)
             metrics["seconds"] = round(time.perf_counter() - t0, 2)
             results[stage] = metrics
