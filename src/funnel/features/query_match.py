@@ -48,22 +48,40 @@ def _trigrams(term: str) -> frozenset[str]:
     return frozenset(padded[i : i + 3] for i in range(max(1, len(padded) - 2)))
 
 
-def fuzzy_match(term: str, item_terms: frozenset[str], threshold: float = 0.5) -> bool:
-    """Whether ``term`` is in ``item_terms`` exactly, as a typed prefix, or within a typo."""
-    if term in item_terms:
-        return True
-    if len(term) >= 3 and any(other.startswith(term) for other in item_terms):
+@lru_cache(maxsize=1 << 20)
+def _close(term: str, other: str, threshold: float = 0.5) -> bool:
+    """``other`` starts with ``term`` (still being typed) or is a typo away from it."""
+    if len(term) >= 3 and other.startswith(term):
         return True  # a word still being typed ("par" for "paris")
-    if len(term) < 4:  # too short to tell a typo from another word
-        return False
-    grams = _trigrams(term)
-    for other in item_terms:
-        if abs(len(other) - len(term)) > 2:
-            continue
-        og = _trigrams(other)
-        if len(grams & og) / len(grams | og) >= threshold:
-            return True
-    return False
+    if len(term) < 4 or abs(len(other) - len(term)) > 2:
+        return False  # too short to tell a typo from another word, or too different
+    grams, og = _trigrams(term), _trigrams(other)
+    return len(grams & og) / len(grams | og) >= threshold
+
+
+def fuzzy_match(term: str, item_terms: frozenset[str]) -> bool:
+    """Whether ``term`` is in ``item_terms`` exactly, as a typed prefix, or within a typo."""
+    return term in item_terms or any(_close(term, other) for other in item_terms)
+
+
+@lru_cache(maxsize=1 << 18)
+def _match_row(
+    query: str, title: str | None, category: str | None, brand: str | None, market: str | None
+) -> tuple[float, float, float, float, float]:
+    """The five match values of one (query, item) pair; cached, since a request scores the same
+    pairs twice (search gate and ranker) and popular queries recur."""
+    q = terms(query)
+    cat, brd, mkt = terms(category), terms(brand), terms(market)
+    item_terms = terms(title) | cat | brd | mkt
+    exact = sum(t in item_terms for t in q)
+    fuzzy = sum(fuzzy_match(t, item_terms) for t in q)
+    return (
+        exact / len(q),
+        fuzzy / len(q),
+        float(bool(cat) and cat <= q),
+        float(bool(brd) and brd <= q),
+        float(bool(mkt) and mkt <= q),
+    )
 
 
 def query_match_features(
@@ -75,19 +93,11 @@ def query_match_features(
 ) -> dict[str, np.ndarray]:
     """One row per (query, item) pair; all inputs aligned. Returns float32 columns."""
     n = len(queries)
-    out = {name: np.zeros(n, dtype=np.float32) for name in QUERY_MATCH_FEATURES}
+    out = np.zeros((n, len(QUERY_MATCH_FEATURES)), dtype=np.float32)
     for r in range(n):
-        q = terms(queries[r])
-        if not q:
+        query = queries[r]
+        if not query or not terms(query):
             continue
-        out["qm_has_query"][r] = 1.0
-        cat, brand, market = terms(categories[r]), terms(brands[r]), terms(markets[r])
-        item_terms = terms(titles[r]) | cat | brand | market
-        exact = sum(t in item_terms for t in q)
-        fuzzy = sum(fuzzy_match(t, item_terms) for t in q)
-        out["qm_term_share"][r] = exact / len(q)
-        out["qm_fuzzy_share"][r] = fuzzy / len(q)
-        out["qm_category"][r] = float(bool(cat) and cat <= q)
-        out["qm_brand"][r] = float(bool(brand) and brand <= q)
-        out["qm_market"][r] = float(bool(market) and market <= q)
-    return out
+        out[r, :5] = _match_row(query, titles[r], categories[r], brands[r], markets[r])
+        out[r, 5] = 1.0
+    return {name: out[:, i].copy() for i, name in enumerate(QUERY_MATCH_FEATURES)}
