@@ -9,7 +9,7 @@ ranker through the same ``FeatureSet.transform``.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,17 @@ _NUMERIC = ("price", "bid", "item_imps_before", "item_clicks_before", "item_book
             "item_ctr_before")
 _TEXT = ("title", "category", "brand", "market")
 _ITEM_COLUMNS = frozenset({"item_id", *_NUMERIC, *_TEXT})
+
+
+def clip_state(state: RecentActions, k: int) -> RecentActions:
+    """``state`` as ``observe`` would hold it with ``max_len = k`` (the server keeps more)."""
+    if state.max_len <= k:
+        return state
+    return replace(
+        state, clicks=state.clicks[-k:], long_clicks=state.long_clicks[-k:],
+        skips=state.skips[-k:], bookings=state.bookings[-k:], shown=state.shown[-4 * k :],
+        max_len=k,
+    )
 
 
 @dataclass
@@ -66,6 +77,7 @@ class ServingRanker:
     ) -> dict[str, np.ndarray]:
         """The raw feature columns of the candidates, as a training row would have them."""
         n = len(item_ids)
+        state = clip_state(state, self.recent_k)  # the window training rows were replayed with
         rows = np.array([self.item_row.get(i, -1) for i in item_ids], dtype=np.int64)
         known = rows >= 0
         safe = np.where(known, rows, 0)
