@@ -141,6 +141,7 @@ def main() -> None:
     ap.add_argument("--items", type=int, help="catalog size (default 1,000,000; quick 20,000)")
     ap.add_argument("--events", type=int, help="events (default 2,000,000; quick 100,000)")
     ap.add_argument("--workspace", type=Path, help="reuse a built workspace")
+    ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     args = ap.parse_args()
     items = args.items or (20_000 if args.quick else 1_000_000)
     events = args.events or (100_000 if args.quick else 2_000_000)
@@ -166,7 +167,8 @@ def main() -> None:
     env = dict(os.environ, FUNNEL_STATE_URL="memory://")
     server = subprocess.Popen(
         [sys.executable, "-m", "funnel.cli", "serve", "--workspace", str(ws.root),
-         "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+         "--port", str(port), "--workers", str(args.workers)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 600
@@ -198,6 +200,7 @@ def main() -> None:
     p50_in, p50_http = percentile(inproc, 50), percentile(seq, 50)
     figures = {
         "items": float(n_items_served),
+        "workers": float(args.workers),
         "events": float(events),
         "build_s": round(build_s, 1),
         "p50_ms": round(fixed["p50_ms"], 2),
