@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from funnel.data.schema import EVENT_SCHEMA, ITEM_SCHEMA
-from funnel.features.training_set import ROWS_SQL
+from funnel.features.training_set import TrainingSetConfig, rows_sql
 from funnel.pipeline.dialect import Dialect
 from funnel.pipeline.engines import DuckDBEngine
 from funnel.pipeline.run import load_inputs, run_pipeline
@@ -43,8 +43,10 @@ def test_covisit_matches_the_recall_stage_counts(duck):
 
 
 def test_training_rows_match_the_rank_stage_rows_sql(duck, market):
+    """The engine's Parquet output equals the rows the rank stage builds in process."""
     con = duck.con
-    theirs = con.sql(ROWS_SQL.format(click_ms=30 * 60_000, book_ms=24 * 3_600_000))
+    theirs = con.sql(rows_sql(TrainingSetConfig(click_window_minutes=30.0,
+                                                booking_window_hours=24.0)))
     theirs = theirs.to_arrow_table()
     ours = duck.to_arrow("training_rows")
     assert ours.num_rows == theirs.num_rows == sum(

@@ -28,6 +28,8 @@ from funnel.features.personalization import (
     personalization_features,
 )
 from funnel.features.query_match import query_match_features
+from funnel.pipeline.dialect import DUCKDB
+from funnel.pipeline.stages import PipelineConfig, training_rows_sql
 
 
 @dataclass(frozen=True)
@@ -52,75 +54,21 @@ class TrainingSetConfig:
         )
 
 
-ROWS_SQL = """
-WITH imp AS (
-    SELECT event_id, ts, user_id, item_id, request_id, position, market, query, price
-    FROM events WHERE event_type = 'impression' AND item_id IS NOT NULL
-), srch AS (
-    SELECT request_id, any_value(query) AS query
-    FROM events WHERE event_type = 'search' AND request_id IS NOT NULL GROUP BY request_id
-), clk AS (
-    SELECT user_id, item_id, request_id, ts FROM events WHERE event_type = 'click'
-), bk AS (
-    SELECT user_id, item_id, ts FROM events WHERE event_type = 'booking'
-), clicked AS (
-    SELECT i.event_id, min(c.ts) AS click_ts
-    FROM imp i JOIN clk c
-      ON c.user_id = i.user_id AND c.item_id = i.item_id AND c.ts >= i.ts
-     AND c.ts <= i.ts + to_milliseconds(CAST({click_ms} AS BIGINT))
-     AND (c.request_id = i.request_id OR c.request_id IS NULL OR i.request_id IS NULL)
-    GROUP BY i.event_id
-), booked AS (
-    SELECT k.event_id
-    FROM clicked k JOIN imp i USING (event_id) JOIN bk b
-      ON b.user_id = i.user_id AND b.item_id = i.item_id AND b.ts >= k.click_ts
-     AND b.ts <= k.click_ts + to_milliseconds(CAST({book_ms} AS BIGINT))
-    GROUP BY k.event_id
-), item_ev AS (
-    SELECT e.event_id, e.item_id, e.ts, e.event_type, e.user_id, it.category
-    FROM events e LEFT JOIN items it USING (item_id)
-    WHERE e.item_id IS NOT NULL AND e.event_type IN ('impression', 'click', 'booking')
-), pit AS (
-    SELECT event_id, event_type,
-        count(*) FILTER (WHERE event_type = 'impression') OVER wi AS item_imps_before,
-        count(*) FILTER (WHERE event_type = 'click') OVER wi AS item_clicks_before,
-        count(*) FILTER (WHERE event_type = 'booking') OVER wi AS item_bookings_before,
-        count(*) FILTER (WHERE event_type = 'impression') OVER wu AS user_imps_before,
-        count(*) FILTER (WHERE event_type = 'click') OVER wu AS user_clicks_before,
-        count(*) FILTER (WHERE event_type = 'booking') OVER wu AS user_bookings_before,
-        count(*) FILTER (WHERE event_type = 'click') OVER wc AS user_cat_clicks_before
-    FROM item_ev
-    WINDOW
-        wi AS (PARTITION BY item_id ORDER BY ts
-               RANGE BETWEEN UNBOUNDED PRECEDING AND INTERVAL 1 MILLISECOND PRECEDING),
-        wu AS (PARTITION BY user_id ORDER BY ts
-               RANGE BETWEEN UNBOUNDED PRECEDING AND INTERVAL 1 MILLISECOND PRECEDING),
-        wc AS (PARTITION BY user_id, category ORDER BY ts
-               RANGE BETWEEN UNBOUNDED PRECEDING AND INTERVAL 1 MILLISECOND PRECEDING)
-)
-SELECT i.event_id, i.ts, i.user_id, i.item_id, i.request_id,
-       coalesce(i.request_id, i.user_id || '@' || CAST(epoch_ms(i.ts) AS VARCHAR)) AS group_id,
-       CAST(coalesce(i.position, 0) AS BIGINT) AS position,
-       coalesce(i.market, it.market) AS market, it.category, it.brand, it.title,
-       coalesce(i.price, it.price) AS price, it.bid,
-       coalesce(i.query, s.query, '') AS query,
-       coalesce(p.item_imps_before, 0) AS item_imps_before,
-       coalesce(p.item_clicks_before, 0) AS item_clicks_before,
-       coalesce(p.item_bookings_before, 0) AS item_bookings_before,
-       coalesce(p.user_imps_before, 0) AS user_imps_before,
-       coalesce(p.user_clicks_before, 0) AS user_clicks_before,
-       coalesce(p.user_bookings_before, 0) AS user_bookings_before,
-       coalesce(p.user_cat_clicks_before, 0) AS user_cat_clicks_before,
-       (c.event_id IS NOT NULL) AS click,
-       (b.event_id IS NOT NULL) AS booking
-FROM imp i
-LEFT JOIN items it USING (item_id)
-LEFT JOIN srch s ON s.request_id = i.request_id
-LEFT JOIN pit p USING (event_id)
-LEFT JOIN clicked c USING (event_id)
-LEFT JOIN booked b USING (event_id)
-ORDER BY i.ts, i.event_id
-"""
+def rows_sql(config: TrainingSetConfig) -> str:
+    """The point-in-time rows, in time order: the pipeline's one definition, DuckDB dialect.
+
+    ``funnel.pipeline.stages.training_rows_sql`` is the same text Spark runs at scale, so the
+    rows trained on here and there cannot drift apart.
+    """
+    pipeline_config = PipelineConfig(
+        click_window_minutes=config.click_window_minutes,
+        booking_window_hours=config.booking_window_hours,
+    )
+    return (
+        f"SELECT * FROM ({training_rows_sql(DUCKDB, pipeline_config)}) "
+        "ORDER BY ts, event_id"
+    )
+
 
 REPLAY_SQL = """
 SELECT user_id, epoch_ms(ts) AS ts_ms, event_type, item_id, request_id, position, dwell_ms,
@@ -189,11 +137,7 @@ def build_training_set(
     metadata as ``negative_rate``).
     """
     config = config or TrainingSetConfig()
-    sql = ROWS_SQL.format(
-        click_ms=int(config.click_window_minutes * 60_000),
-        book_ms=int(config.booking_window_hours * 3_600_000),
-    )
-    table = con.sql(sql).to_arrow_table()
+    table = con.sql(rows_sql(config)).to_arrow_table()
     replay = _replay(con, config, vectors)
     ids = table.column("event_id").to_pylist()
     recent = [replay.get(e, ([], {}))[0] for e in ids]

@@ -21,7 +21,7 @@ Stages and what they mean:
     distinct users, clicks on its results, bookings of items clicked from it later in the same
     session, first and last seen;
 ``training_rows``
-    point-in-time ranking rows, the SQL part of ``funnel.features.training_set.ROWS_SQL``.
+    point-in-time ranking rows; ``funnel.features.training_set`` builds its rows from this text.
 """
 
 from __future__ import annotations
