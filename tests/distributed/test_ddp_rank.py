@@ -17,8 +17,7 @@ import torch
 from funnel.distributed.train_rank import load_npz, save_npz
 from funnel.rank import Ranker, get_ranker
 from funnel.rank.metrics import auc
-
-from ._data import SPECS, interaction_data
+from rank._data import SPECS, interaction_data  # tests/ is on sys.path (rootdir packages)
 
 PARAMS = {"epochs": 3, "batch_size": 256, "learning_rate": 0.01, "hidden_units": [16],
           "patience": 5}
