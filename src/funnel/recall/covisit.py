@@ -10,7 +10,6 @@ recent clicks, the most recent weighing most (``recent_decay`` per step back).
 from __future__ import annotations
 
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +18,7 @@ import pyarrow as pa
 from funnel._checks import check_is_fitted, positive_float, positive_int, validate_params
 from funnel.recall._sql import require_columns, run
 from funnel.recall.base import Candidates, RecallRequest
-from funnel.recall.persist import read_config, write_config
+from funnel.recall.persist import TopListsPersistence
 from funnel.recall.toplists import TopLists
 
 COVISIT_SQL = """
@@ -46,7 +45,7 @@ SELECT key, item, sum(score) AS score FROM pairs GROUP BY key, item
 """
 
 
-class CoVisitation:
+class CoVisitation(TopListsPersistence):
     """Item -> items seen together in sessions, weighted by recency and clicks vs bookings.
 
     Parameters
@@ -74,6 +73,7 @@ class CoVisitation:
     ['b']
     """
 
+    _toplists = ("neighbors_", "neighbors")
     name = "covisit"
 
     def __init__(
@@ -153,15 +153,3 @@ class CoVisitation:
             np.array([b[1] for b in best], dtype=np.float32),
         )
 
-    def save(self, path: Path | str) -> None:
-        check_is_fitted(self, "neighbors_")
-        path = Path(path)
-        write_config(path, "CoVisitation", self.get_params())
-        self.neighbors_.save(path, "neighbors")
-
-    @classmethod
-    def load(cls, path: Path | str) -> CoVisitation:
-        path = Path(path)
-        obj = cls(**read_config(path, "CoVisitation"))
-        obj.neighbors_ = TopLists.load(path, "neighbors")
-        return obj

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
+from funnel._checks import check_is_fitted
 from funnel.exceptions import ArtifactError
+from funnel.recall.toplists import TopLists
 
 FORMAT = "funnel.recall/1"
 
@@ -30,3 +32,29 @@ def read_config(path: Path, cls: str) -> dict[str, Any]:
         )
     params: dict[str, Any] = cfg["params"]
     return params
+
+
+class TopListsPersistence:
+    """``save``/``load`` for a source whose learned state is one :class:`TopLists` attribute.
+
+    Subclasses name the attribute and its file stem in ``_toplists``; the saved ``config.json``
+    carries the class name and ``get_params()``, so ``load`` rebuilds the same estimator.
+    """
+
+    _toplists: ClassVar[tuple[str, str]]  # (attribute, file stem)
+
+    def get_params(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def save(self, path: Path | str) -> None:
+        attribute, stem = self._toplists
+        check_is_fitted(self, attribute)
+        write_config(Path(path), type(self).__name__, self.get_params())
+        getattr(self, attribute).save(Path(path), stem)
+
+    @classmethod
+    def load(cls, path: Path | str) -> Self:
+        attribute, stem = cls._toplists
+        obj = cls(**read_config(Path(path), cls.__name__))
+        setattr(obj, attribute, TopLists.load(Path(path), stem))
+        return obj

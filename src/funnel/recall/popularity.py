@@ -7,7 +7,6 @@ year's. Market ``"*"`` holds the global list, used when a request names no (know
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,7 +15,7 @@ import pyarrow as pa
 from funnel._checks import check_is_fitted, positive_float, positive_int, validate_params
 from funnel.recall._sql import require_columns, run
 from funnel.recall.base import Candidates, RecallRequest
-from funnel.recall.persist import read_config, write_config
+from funnel.recall.persist import TopListsPersistence
 from funnel.recall.toplists import TopLists
 
 GLOBAL = "*"
@@ -40,7 +39,7 @@ SELECT '*' AS key, item_id AS item, sum(score) AS score FROM s GROUP BY item_id
 """
 
 
-class Popularity:
+class Popularity(TopListsPersistence):
     """Most popular items per market, time-decayed and weighted by event type.
 
     Parameters
@@ -62,6 +61,7 @@ class Popularity:
     ['b', 'a']
     """
 
+    _toplists = ("lists_", "lists")
     name = "popularity"
 
     def __init__(
@@ -114,13 +114,3 @@ class Popularity:
             ids, scores = ids[keep], scores[keep]
         return Candidates(ids[: request.k], scores[: request.k])
 
-    def save(self, path: Path | str) -> None:
-        check_is_fitted(self, "lists_")
-        write_config(Path(path), "Popularity", self.get_params())
-        self.lists_.save(Path(path), "lists")
-
-    @classmethod
-    def load(cls, path: Path | str) -> Popularity:
-        obj = cls(**read_config(Path(path), "Popularity"))
-        obj.lists_ = TopLists.load(Path(path), "lists")
-        return obj

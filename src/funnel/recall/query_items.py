@@ -7,7 +7,6 @@ after :func:`funnel.recall.text.normalize_query` (NFKC, lower case, single space
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -16,7 +15,7 @@ import pyarrow.compute as pc
 from funnel._checks import check_is_fitted, positive_float, positive_int, validate_params
 from funnel.recall._sql import require_columns, run
 from funnel.recall.base import Candidates, RecallRequest
-from funnel.recall.persist import read_config, write_config
+from funnel.recall.persist import TopListsPersistence
 from funnel.recall.text import normalize_query
 from funnel.recall.toplists import TopLists
 
@@ -38,7 +37,7 @@ GROUP BY s.query, c.item_id
 """
 
 
-class QueryItems:
+class QueryItems(TopListsPersistence):
     """Items clicked / booked after each normalized query.
 
     Example
@@ -52,6 +51,7 @@ class QueryItems:
     ['a']
     """
 
+    _toplists = ("lists_", "lists")
     name = "query_items"
 
     def __init__(
@@ -107,13 +107,3 @@ class QueryItems:
         ids, scores = self.lists_.lookup(normalize_query(request.query))
         return Candidates(ids[: request.k], scores[: request.k])
 
-    def save(self, path: Path | str) -> None:
-        check_is_fitted(self, "lists_")
-        write_config(Path(path), "QueryItems", self.get_params())
-        self.lists_.save(Path(path), "lists")
-
-    @classmethod
-    def load(cls, path: Path | str) -> QueryItems:
-        obj = cls(**read_config(Path(path), "QueryItems"))
-        obj.lists_ = TopLists.load(Path(path), "lists")
-        return obj
