@@ -150,7 +150,7 @@ def diversity_figures(engine: Any, result: ReplayResult, k: int) -> dict[str, fl
     """Per variant: mean intra-list distance (item vectors), brand entropy, distinct
     categories per list, and catalog coverage over every list shown."""
     out: dict[str, float] = {}
-    rows = engine._vector_rows if engine.item_vectors is not None else {}
+    rows = engine.vector_rows
     n_items = len(engine.catalog.ids)
     out["catalog.items"] = float(n_items)
     for variant, s in result.scores.items():
@@ -214,6 +214,6 @@ def tradeoff_lists(engine: Any, held: HeldOut, *, depth: int = 50, max_lists: in
             gains = np.array([1.0 if i in case.targets else 0.0 for i in ids])
             # the curve explores the knob with every similarity input (vectors, category,
             # brand), as a browse feed has them; searches are served with brand only
-            feats = engine._rerank_features(ids, search=False)
+            feats = engine.rerank_features(ids, search=False)
             out.append(RankedList(ids, scores, feats, gains))
     return out

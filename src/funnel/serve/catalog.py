@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from funnel.artifacts import ArtifactBuild
@@ -125,6 +124,3 @@ def _plain(value: Any) -> Any:
         return None
     return value
 
-
-def as_table(items: dict[str, np.ndarray]) -> pa.Table:
-    return pa.table({k: pa.array(v.tolist()) for k, v in items.items()})

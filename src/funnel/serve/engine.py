@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 GENERATIVE_QUOTA = 200
 """Candidates taken from the generative source when the artifact has one."""
 
+MATCH_COLUMNS = ("title", "category", "brand", "market")
+"""Catalog columns the query-match features read, in their argument order."""
+
 MIN_SEARCH_CANDIDATES = 50
 """A search keeps at least this many of its best-matching candidates for the ranker."""
 
@@ -71,6 +74,7 @@ class Engine:
     item_vectors: VectorTable | None
     recall_k: int = 1000
     rank_k: int = 500
+    vector_rows: dict[str, int] = field(default_factory=dict)  # item id -> row of item_vectors
 
     @classmethod
     def load(cls, artifact_dir: Path, *, recall_k: int = 1000, rank_k: int = 500) -> Engine:
@@ -116,6 +120,7 @@ class Engine:
             item_vectors=vectors,
             recall_k=recall_k,
             rank_k=rank_k,
+            vector_rows=vectors.index() if vectors is not None else {},
         )
         engine.warm_up()
         return engine
@@ -140,33 +145,25 @@ class Engine:
         self.recall.merger.close()
 
     # -- the funnel --------------------------------------------------------------------
-    def _rerank_features(self, ids: list[str], *, search: bool) -> Any:
+    def rerank_features(
+        self, ids: list[str], *, search: bool, rows: np.ndarray | None = None
+    ) -> Any:
         """What diversity may compare: for a browse feed, embeddings + category + brand; for a
         search, brand only - the query already chose the category and the place, and spreading
         a "loft" search over cabins to look diverse would be a relevance bug."""
         from funnel.rerank.base import ItemFeatures
 
-        attrs = self.catalog.attributes(ids)
+        rows = self.catalog.rows(ids) if rows is None else rows
+        brand = self.catalog.columns["brand"][rows].tolist()
         if search:
-            return ItemFeatures(vectors=None, attributes={"brand": list(attrs["brand"])})
+            return ItemFeatures(vectors=None, attributes={"brand": brand})
         vectors = None
         if self.item_vectors is not None:
-            index = self._vector_rows
-            rows = [index.get(i, -1) for i in ids]
-            if all(r >= 0 for r in rows):
-                vectors = self.item_vectors.vectors[rows]
-        return ItemFeatures(
-            vectors=vectors,
-            attributes={"brand": list(attrs["brand"]), "category": list(attrs["category"])},
-        )
-
-    @property
-    def _vector_rows(self) -> dict[str, int]:
-        cached = self.__dict__.get("_vector_rows_cache")
-        if cached is None and self.item_vectors is not None:
-            cached = self.item_vectors.index()
-            self.__dict__["_vector_rows_cache"] = cached
-        return cached or {}
+            vec_rows = [self.vector_rows.get(i, -1) for i in ids]
+            if all(r >= 0 for r in vec_rows):
+                vectors = self.item_vectors.vectors[vec_rows]
+        category = self.catalog.columns["category"][rows].tolist()
+        return ItemFeatures(vectors=vectors, attributes={"brand": brand, "category": category})
 
     def run(
         self,
@@ -201,10 +198,12 @@ class Engine:
         merged = self.recall.merger.recall(request)
         ids = [str(i) for i in merged.item_ids.tolist()]
         provenance = merged.provenance
-        keep = self._admissible(ids, market, filters)
+        rows = self.catalog.rows(ids)  # catalog row of every candidate, looked up once
+        keep = self._admissible(rows, market, filters)
         if query:
-            keep = self._matching(query, ids, provenance, keep)
+            keep = self._matching(query, rows, provenance, keep)
         ids = [ids[i] for i in keep]
+        rows = rows[keep]
         provenance = [provenance[i] for i in keep]
         fused = merged.scores[keep] if len(keep) else np.empty(0, np.float32)
         timings["recall"] = _ms(t0)
@@ -213,6 +212,7 @@ class Engine:
 
         t0 = time.perf_counter()
         ids, provenance, fused = ids[: self.rank_k], provenance[: self.rank_k], fused[: self.rank_k]
+        rows = rows[: self.rank_k]
         features: dict[str, np.ndarray] = {}
         if self.rank is not None and ids:
             scores, features = self.rank.score(
@@ -225,15 +225,16 @@ class Engine:
         t0 = time.perf_counter()
         order = np.argsort(-scores, kind="stable")
         ranked = [ids[i] for i in order]
+        ranked_rows = rows[order]
         ranked_scores = scores[order]
-        sponsored_ids, ecpm = self._sponsored(ranked, ranked_scores)
+        sponsored_ids, ecpm = self._sponsored(ranked, ranked_rows, ranked_scores)
         pipeline = self.search_rerank if query else self.rerank
         result = (
             pipeline.rerank(
                 ranked,
                 ranked_scores,
                 k=min(k, len(ranked)) if ranked else 1,
-                features=self._rerank_features(ranked, search=bool(query)),
+                features=self.rerank_features(ranked, search=bool(query), rows=ranked_rows),
                 sponsored_ids=sponsored_ids,
                 sponsored_ecpm=ecpm,
             )
@@ -259,18 +260,18 @@ class Engine:
                 dbg.append(entry)
         return StageResult(result.item_ids, result.scores, result.kinds, timings, dbg)
 
-    def _admissible(self, ids: list[str], market: str | None, filters: dict[str, str]) -> list[int]:
-        attrs = self.catalog.attributes(ids) if (market or filters) else {}
-        keep = []
-        for i, item in enumerate(ids):
-            if item not in self.catalog:
-                continue
-            if market and attrs["market"][i] != market:
-                continue
-            if any(name in attrs and attrs[name][i] != value for name, value in filters.items()):
-                continue
-            keep.append(i)
-        return keep
+    def _admissible(
+        self, rows: np.ndarray, market: str | None, filters: dict[str, str]
+    ) -> list[int]:
+        """Positions of candidates in the catalog that pass the market and attribute filters."""
+        ok = rows >= 0
+        safe = np.where(ok, rows, 0)
+        if market:
+            ok &= self.catalog.columns["market"][safe] == market
+        for name, value in filters.items():
+            if name in self.catalog.columns:
+                ok &= self.catalog.columns[name][safe] == value
+        return np.flatnonzero(ok).tolist()
 
     def session_market(self, state: RecentActions, last: int = 5) -> str | None:
         """The market of most of the last clicks (at least half of them), else None."""
@@ -297,7 +298,7 @@ class Engine:
         return None
 
     def _matching(
-        self, query: str, ids: list[str], provenance: list[dict[str, float]], keep: list[int]
+        self, query: str, rows: np.ndarray, provenance: list[dict[str, float]], keep: list[int]
     ) -> list[int]:
         """For a search, keep candidates that match the query text or came from a query source.
 
@@ -306,13 +307,10 @@ class Engine:
         """
         if not keep:
             return keep
-        attrs = self.catalog.attributes([ids[i] for i in keep])
+        cols = self.catalog.columns
+        kept = rows[keep]
         match = query_match_features(
-            [query] * len(keep),
-            list(attrs["title"]),
-            list(attrs["category"]),
-            list(attrs["brand"]),
-            list(attrs["market"]),
+            [query] * len(keep), *(cols[c][kept].tolist() for c in MATCH_COLUMNS)
         )["qm_fuzzy_share"]
         # the best match tier that still leaves enough candidates to rank: an item matching
         # every query term beats one matching half of them, unless too few match every term
@@ -326,18 +324,13 @@ class Engine:
         ]
         return matched or keep
 
-    def _sponsored(self, ids: list[str], pctr: np.ndarray) -> tuple[list[str], np.ndarray]:
+    def _sponsored(
+        self, ids: list[str], rows: np.ndarray, pctr: np.ndarray
+    ) -> tuple[list[str], np.ndarray]:
         """Candidates that carry a bid, with eCPM = pCTR x bid (x1000)."""
-        if not ids:
-            return [], np.empty(0)
-        bids = self.catalog.attributes(ids)["bid"]
-        has = np.array(
-            [b is not None and not (isinstance(b, float) and np.isnan(b)) and b > 0 for b in bids]
-        )
-        if not has.any():
-            return [], np.empty(0)
-        rows = np.flatnonzero(has)
-        return [ids[r] for r in rows], pctr[rows] * np.array([float(bids[r]) for r in rows]) * 1000
+        bids = np.asarray(self.catalog.columns["bid"][rows], dtype=np.float64)
+        has = np.flatnonzero(np.nan_to_num(bids, nan=0.0) > 0)
+        return [ids[r] for r in has], pctr[has] * bids[has] * 1000
 
     def similar(self, item_id: str, k: int) -> StageResult:
         """Nearest items to ``item_id`` in the embedding space, in its market."""
@@ -347,13 +340,13 @@ class Engine:
         sources = self.recall.sources
         ids: list[str] = []
         scores: list[float] = []
-        if "vector" in sources and item_id in self._vector_rows:
+        if "vector" in sources and item_id in self.vector_rows:
             vec = sources["vector"]
             # similar listings are alternatives in the same place (a lodging guest compares
             # within a destination); the ANN index filters by market without a scan
             market = self.catalog.describe(item_id).get("market")
             filters = {"market": market} if market and "market" in vec.index.attr_vocab_ else {}
-            query_vector = vec.vectors.vectors[self._vector_rows[item_id]]
+            query_vector = vec.vectors.vectors[self.vector_rows[item_id]]
             found = vec.index.search(query_vector, k + 1, filters=filters)
             ids, scores = _pairs(found)
         if not ids and "covisit" in sources:
