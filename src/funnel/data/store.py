@@ -99,11 +99,10 @@ class EventStore:
         return self._scalar(f"SELECT count(*) FROM {kind}")
 
     def has_table(self, name: str) -> bool:
-        return bool(
-            self._scalar(
-                f"SELECT count(*) FROM information_schema.tables WHERE table_name = '{name}'"
-            )
-        )
+        rows = self.con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name]
+        ).fetchall()
+        return bool(rows[0][0])
 
     def table(self, kind: str) -> pa.Table:
         return self.con.sql(f"SELECT * FROM {kind}").to_arrow_table()

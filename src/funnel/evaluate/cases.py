@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import duckdb
 import numpy as np
 
+from funnel.data.store import EventStore
 from funnel.features.personalization import RecentActions, observe
 
 KINDS = ("search", "booking", "next_click")
@@ -71,10 +72,6 @@ class HeldOut:
                        self.n_events, self.n_users, self.has_truth)
 
 
-def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?",
-                            [name]).fetchall()[0][0])
-
 
 _EVENTS_SQL = """
 SELECT e.user_id, epoch_ms(e.ts) AS ts_ms, e.event_type, e.item_id, e.query, e.request_id,
@@ -87,7 +84,7 @@ ORDER BY e.user_id, e.ts,
 
 
 def _rows(con: duckdb.DuckDBPyConnection, split_ms: int) -> tuple[dict[str, list], bool]:
-    truth = _has_table(con, "truth") and bool(
+    truth = EventStore(con).has_table("truth") and bool(
         con.execute("SELECT count(*) FROM truth").fetchall()[0][0])
     sql = _EVENTS_SQL.format(
         p_click="t.p_click" if truth else "CAST(NULL AS DOUBLE)",

@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from funnel.artifacts import ArtifactBuild
 from funnel.config import from_mapping, section, to_mapping
+from funnel.data.store import EventStore
 from funnel.exceptions import ArtifactError
 from funnel.recall.covisit import CoVisitation
 from funnel.recall.lexical import LexicalIndex
@@ -68,13 +69,6 @@ def _table(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
     return con.sql(sql).to_arrow_table()
 
 
-def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    rows = con.sql(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = $name",
-        params={"name": name},
-    ).fetchall()
-    return bool(rows and rows[0][0])
-
 
 def build_recall(
     workspace: Workspace,
@@ -98,7 +92,7 @@ def build_recall(
         )
         sessions = (
             _table(con, "SELECT session_id, end_ts, items, booked_item FROM sessions")
-            if _has_table(con, "sessions") else None
+            if EventStore(con).has_table("sessions") else None
         )
     finally:
         con.close()
