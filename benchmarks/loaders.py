@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,22 +31,12 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
+from _timing import median_seconds  # benchmarks/_timing.py (the script directory is on sys.path)
 
 from funnel.data.loaders import SOURCE_ROW, get_loader, read_criteo
 from funnel.data.loaders.criteo import COLUMNS as CRITEO_COLUMNS
 from funnel.data.loaders.criteo import DENSE
 from funnel.data.paths import shared_data_dir
-
-
-def timeit(fn: Callable[[], Any], reps: int) -> float:
-    """Median wall seconds over ``reps`` calls (after one warm-up call)."""
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def synthetic_taobao(path: Path, n: int, seed: int = 0) -> Path:
@@ -148,9 +137,9 @@ def main() -> None:
             rows = sum(t.num_rows for t in tables.kinds().values())
             # source lines = lines that gave events + lines rejected
             lines = len(pc.unique(tables.events.column(SOURCE_ROW))) + tables.rejected.num_rows
-            ours = timeit(lambda loader=loader, path=path: loader(path), reps)
-            peer_pd = timeit(lambda fmt=fmt, path=path: pandas_reader(fmt)(path), reps)
-            peer_db = timeit(lambda fmt=fmt, path=path: duckdb_reader(fmt)(path), reps)
+            ours = median_seconds(lambda loader=loader, path=path: loader(path), reps)
+            peer_pd = median_seconds(lambda fmt=fmt, path=path: pandas_reader(fmt)(path), reps)
+            peer_db = median_seconds(lambda fmt=fmt, path=path: duckdb_reader(fmt)(path), reps)
             out.update({
                 f"{key}_lines": float(lines), f"{key}_rows_out": float(rows),
                 f"{key}_ours_s": ours, f"{key}_pandas_s": peer_pd, f"{key}_duckdb_s": peer_db,
@@ -162,8 +151,8 @@ def main() -> None:
 
     criteo = files["criteo"][1]
     if criteo.exists():
-        ours = timeit(lambda: read_criteo(criteo), reps)
-        peer = timeit(lambda: criteo_pandas_arrays(criteo), reps)
+        ours = median_seconds(lambda: read_criteo(criteo), reps)
+        peer = median_seconds(lambda: criteo_pandas_arrays(criteo), reps)
         mine, theirs = read_criteo(criteo), criteo_pandas_arrays(criteo)
         same = (
             np.array_equal(mine.labels, theirs[0])

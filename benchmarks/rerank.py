@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from _timing import median_seconds  # benchmarks/_timing.py (the script directory is on sys.path)
 from threadpoolctl import threadpool_limits
 
 from funnel.rerank import DPPReranker, ItemFeatures, MMRReranker
@@ -40,13 +41,7 @@ from funnel.rerank.similarity import embedding_factor
 
 def timeit(fn: Callable[[], Any], reps: int) -> float:
     """Median wall time in ms over ``reps`` calls (after one warm-up call)."""
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return float(np.median(times))
+    return median_seconds(fn, reps) * 1e3
 
 
 def dpp_numpy_reference(kernel: np.ndarray, k: int, epsilon: float = 1e-10) -> np.ndarray:

@@ -26,93 +26,87 @@ from funnel.rerank.similarity import SIMILARITIES, similarity_factor
 FASTMATH = {"reassoc", "contract"}
 
 
+@numba.njit(cache=True, nogil=True)
+def best_unpicked(score: np.ndarray, picked: np.ndarray) -> tuple[int, float]:
+    """Index and value of the largest ``score`` among items not yet picked (-1 if none)."""
+    j = -1
+    best = -np.inf
+    for i in range(score.shape[0]):
+        if not picked[i] and score[i] > best:
+            best = score[i]
+            j = i
+    return j, best
+
+
 @numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _greedy_dense(kernel: np.ndarray, k: int, epsilon: float) -> tuple[np.ndarray, np.ndarray]:
-    n = kernel.shape[0]
-    k = min(k, n)
-    cis = np.zeros((n, k))  # row i holds item i's Cholesky coefficients c_i
-    d2 = np.empty(n)
+def lowrank_row(factor: np.ndarray, scale: np.ndarray, j: int, out: np.ndarray) -> None:
+    """``out[i] = scale_j scale_i (b_j . b_i)``: row ``j`` of a low-rank kernel, never stored."""
+    n, dim = factor.shape
+    fj = factor[j]
     for i in range(n):
-        d2[i] = kernel[i, i]
+        fi = factor[i]
+        dot = 0.0
+        for a in range(dim):
+            dot += fj[a] * fi[a]
+        out[i] = scale[j] * scale[i] * dot
+
+
+@numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _lowrank_diag(factor: np.ndarray, quality: np.ndarray, jitter: float) -> np.ndarray:
+    n, dim = factor.shape
+    diag = np.empty(n)
+    for i in range(n):
+        s = 0.0
+        for a in range(dim):
+            s += factor[i, a] * factor[i, a]
+        diag[i] = quality[i] * quality[i] * (s + jitter)
+    return diag
+
+
+@numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _cholesky_step(cis: np.ndarray, d2: np.ndarray, picked: np.ndarray, row: np.ndarray,
+                   j: int, t: int) -> None:
+    # Chen et al., Alg. 1 lines 6-8: e_i = (L_ji - <c_j, c_i>) / d_j; c_i += [e_i]; d_i^2 -= e_i^2
+    dj = np.sqrt(d2[j])
+    cj = cis[j]
+    for i in range(d2.shape[0]):
+        if picked[i]:
+            continue
+        ci = cis[i]
+        s = 0.0
+        for u in range(t):
+            s += cj[u] * ci[u]
+        e = (row[i] - s) / dj
+        ci[t] = e
+        d2[i] -= e * e
+
+
+@numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _greedy(kernel: np.ndarray, factor: np.ndarray, quality: np.ndarray, diag: np.ndarray,
+            k: int, epsilon: float) -> tuple[np.ndarray, np.ndarray]:
+    # Kernel rows come from ``kernel`` when it is (n, n), else from the low-rank ``factor``.
+    n = diag.shape[0]
+    k = min(k, n)
+    dense = kernel.shape[0] == n
+    cis = np.zeros((n, k))  # row i holds item i's Cholesky coefficients c_i
+    d2 = diag.copy()
+    row = np.empty(n)
     picked = np.zeros(n, dtype=np.bool_)
     selected = np.empty(k, dtype=np.int64)
     gains = np.empty(k)
     t = 0
     while t < k:
-        j = -1
-        best = -np.inf
-        for i in range(n):
-            if not picked[i] and d2[i] > best:
-                best = d2[i]
-                j = i
+        j, best = best_unpicked(d2, picked)
         if j < 0 or best < epsilon:  # numerical stop: no item adds volume any more
             break
         selected[t] = j
         gains[t] = best
         picked[j] = True
-        dj = np.sqrt(best)
-        cj = cis[j]
-        for i in range(n):
-            if picked[i]:
-                continue
-            ci = cis[i]
-            s = 0.0
-            for u in range(t):
-                s += cj[u] * ci[u]
-            e = (kernel[j, i] - s) / dj
-            ci[t] = e
-            d2[i] -= e * e
-        t += 1
-    return selected[:t], gains[:t]
-
-
-@numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _greedy_lowrank(factor: np.ndarray, quality: np.ndarray, jitter: float, k: int,
-                    epsilon: float) -> tuple[np.ndarray, np.ndarray]:
-    # L_ij = q_i q_j (b_i . b_j + jitter [i == j]); rows of L are computed only when visited.
-    n, dim = factor.shape
-    k = min(k, n)
-    cis = np.zeros((n, k))
-    d2 = np.empty(n)
-    for i in range(n):
-        s = 0.0
-        for a in range(dim):
-            s += factor[i, a] * factor[i, a]
-        d2[i] = quality[i] * quality[i] * (s + jitter)
-    picked = np.zeros(n, dtype=np.bool_)
-    selected = np.empty(k, dtype=np.int64)
-    gains = np.empty(k)
-    t = 0
-    while t < k:
-        j = -1
-        best = -np.inf
-        for i in range(n):
-            if not picked[i] and d2[i] > best:
-                best = d2[i]
-                j = i
-        if j < 0 or best < epsilon:
-            break
-        selected[t] = j
-        gains[t] = best
-        picked[j] = True
-        dj = np.sqrt(best)
-        qj = quality[j]
-        fj = factor[j]
-        cj = cis[j]
-        for i in range(n):
-            if picked[i]:
-                continue
-            fi = factor[i]
-            dot = 0.0
-            for a in range(dim):
-                dot += fj[a] * fi[a]
-            ci = cis[i]
-            s = 0.0
-            for u in range(t):
-                s += cj[u] * ci[u]
-            e = (qj * quality[i] * dot - s) / dj
-            ci[t] = e
-            d2[i] -= e * e
+        if dense:
+            row[:] = kernel[j]
+        else:
+            lowrank_row(factor, quality, j, row)
+        _cholesky_step(cis, d2, picked, row, j, t)
         t += 1
     return selected[:t], gains[:t]
 
@@ -123,14 +117,9 @@ def _greedy_window_lowrank(factor: np.ndarray, quality: np.ndarray, jitter: floa
     # Each pick maximizes log det over itself and the previous (window - 1) picks only.
     # Kernel rows of picked items are cached; each step re-factors the small window
     # (Cholesky, O(w^3)) and forward-solves every candidate (O(n w^2)).
-    n, dim = factor.shape
+    n = factor.shape[0]
     k = min(k, n)
-    diag = np.empty(n)
-    for i in range(n):
-        s = 0.0
-        for a in range(dim):
-            s += factor[i, a] * factor[i, a]
-        diag[i] = quality[i] * quality[i] * (s + jitter)
+    diag = _lowrank_diag(factor, quality, jitter)
     rows = np.empty((k, n))
     d2 = diag.copy()
     picked = np.zeros(n, dtype=np.bool_)
@@ -163,24 +152,13 @@ def _greedy_window_lowrank(factor: np.ndarray, quality: np.ndarray, jitter: floa
                     c[a] = s / chol[a, a]
                     acc += c[a] * c[a]
                 d2[i] = diag[i] - acc
-        j = -1
-        best = -np.inf
-        for i in range(n):
-            if not picked[i] and d2[i] > best:
-                best = d2[i]
-                j = i
+        j, best = best_unpicked(d2, picked)
         if j < 0 or best < epsilon:
             break
         selected[t] = j
         gains[t] = best
         picked[j] = True
-        fj = factor[j]
-        for i in range(n):
-            fi = factor[i]
-            dot = 0.0
-            for a in range(dim):
-                dot += fj[a] * fi[a]
-            rows[t, i] = quality[j] * quality[i] * dot
+        lowrank_row(factor, quality, j, rows[t])
         rows[t, j] = diag[j]
         t += 1
     return selected[:t], gains[:t]
@@ -199,7 +177,8 @@ def dpp_greedy(kernel: np.ndarray, k: int, *, epsilon: float = 1e-10
         raise ValueError(f"kernel must be a square matrix; got shape {L.shape}")
     if L.shape[0] == 0:
         return np.empty(0, dtype=np.int64), np.empty(0)
-    return _greedy_dense(L, int(k), float(epsilon))
+    none = np.empty((0, 0))
+    return _greedy(L, none, np.empty(0), np.diag(L).copy(), int(k), float(epsilon))
 
 
 def dpp_greedy_lowrank(factor: np.ndarray, quality: np.ndarray, k: int, *,
@@ -224,7 +203,8 @@ def dpp_greedy_lowrank(factor: np.ndarray, quality: np.ndarray, k: int, *,
         if window < 1:
             raise ValueError(f"The 'window' parameter must be an int >= 1. Got {window!r}.")
         return _greedy_window_lowrank(B, q, float(jitter), int(k), float(epsilon), int(window))
-    return _greedy_lowrank(B, q, float(jitter), int(k), float(epsilon))
+    return _greedy(np.empty((0, 0)), B, q, _lowrank_diag(B, q, float(jitter)), int(k),
+                   float(epsilon))
 
 
 def dpp_greedy_naive(kernel: np.ndarray, k: int, *, epsilon: float = 1e-10) -> np.ndarray:

@@ -13,63 +13,35 @@ import numpy as np
 from funnel._checks import validate_params
 from funnel.rerank.base import ItemFeatures, Reranker, normalize_relevance, relevance_tail
 from funnel.rerank.dpp import _PARAMS as _DPP_PARAMS
-from funnel.rerank.dpp import FASTMATH
+from funnel.rerank.dpp import FASTMATH, best_unpicked, lowrank_row
 
 
 @numba.njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _mmr_lowrank(factor: np.ndarray, relevance: np.ndarray, lam: float, k: int) -> np.ndarray:
-    n, dim = factor.shape
+def _mmr(similarity: np.ndarray, factor: np.ndarray, relevance: np.ndarray, lam: float,
+         k: int) -> np.ndarray:
+    # Similarity rows come from ``similarity`` when it is (n, n), else from ``factor`` B B^T.
+    n = relevance.shape[0]
     k = min(k, n)
+    dense = similarity.shape[0] == n
+    ones = np.ones(n)
     max_sim = np.zeros(n)  # nothing shown yet: no penalty
+    score = np.empty(n)
+    row = np.empty(n)
     picked = np.zeros(n, dtype=np.bool_)
     selected = np.empty(k, dtype=np.int64)
     for t in range(k):
-        j = -1
-        best = -np.inf
         for i in range(n):
-            if picked[i]:
-                continue
-            score = lam * relevance[i] - (1.0 - lam) * max_sim[i]
-            if score > best:
-                best = score
-                j = i
+            score[i] = lam * relevance[i] - (1.0 - lam) * max_sim[i]
+        j, _ = best_unpicked(score, picked)
         selected[t] = j
         picked[j] = True
-        fj = factor[j]
+        if dense:
+            row[:] = similarity[j]
+        else:
+            lowrank_row(factor, ones, j, row)
         for i in range(n):
-            if picked[i]:
-                continue
-            fi = factor[i]
-            dot = 0.0
-            for a in range(dim):
-                dot += fj[a] * fi[a]
-            if t == 0 or dot > max_sim[i]:
-                max_sim[i] = dot
-    return selected
-
-
-@numba.njit(cache=True, nogil=True)
-def _mmr_dense(sim: np.ndarray, relevance: np.ndarray, lam: float, k: int) -> np.ndarray:
-    n = sim.shape[0]
-    k = min(k, n)
-    max_sim = np.zeros(n)
-    picked = np.zeros(n, dtype=np.bool_)
-    selected = np.empty(k, dtype=np.int64)
-    for t in range(k):
-        j = -1
-        best = -np.inf
-        for i in range(n):
-            if picked[i]:
-                continue
-            score = lam * relevance[i] - (1.0 - lam) * max_sim[i]
-            if score > best:
-                best = score
-                j = i
-        selected[t] = j
-        picked[j] = True
-        for i in range(n):
-            if not picked[i] and (t == 0 or sim[j, i] > max_sim[i]):
-                max_sim[i] = sim[j, i]
+            if not picked[i] and (t == 0 or row[i] > max_sim[i]):
+                max_sim[i] = row[i]
     return selected
 
 
@@ -82,7 +54,7 @@ def mmr_greedy(relevance: np.ndarray, similarity: np.ndarray, k: int, *, lam: fl
         raise ValueError(f"similarity must be (n, n) with n={r.shape[0]}; got {S.shape}")
     if r.shape[0] == 0:
         return np.empty(0, dtype=np.int64)
-    return _mmr_dense(S, r, float(lam), int(k))
+    return _mmr(S, np.empty((0, 0)), r, float(lam), int(k))
 
 
 def mmr_greedy_lowrank(relevance: np.ndarray, factor: np.ndarray, k: int, *, lam: float
@@ -94,7 +66,7 @@ def mmr_greedy_lowrank(relevance: np.ndarray, factor: np.ndarray, k: int, *, lam
         raise ValueError(f"factor must be (n={r.shape[0]}, D); got {B.shape}")
     if r.shape[0] == 0:
         return np.empty(0, dtype=np.int64)
-    return _mmr_lowrank(B, r, float(lam), int(k))
+    return _mmr(np.empty((0, 0)), B, r, float(lam), int(k))
 
 
 class MMRReranker(Reranker):
