@@ -106,6 +106,14 @@ def complete(
         stdout.print(table)
 
 
+def _print_list(queries: list[str], title: str, payload: dict, json_out: bool) -> None:
+    """A numbered list of queries as a table, or ``payload`` as JSON with ``--json``."""
+    if json_out:
+        print_json(payload)
+    else:
+        stdout.print(summary_table(title, [(str(i), q) for i, q in enumerate(queries, 1)]))
+
+
 @suggest_app.command("related")
 def related(
     query: Annotated[str, typer.Argument(help="The current query.")],
@@ -121,11 +129,7 @@ def related(
     """
     with user_errors():
         out = _model(workspace).related(query, k)
-        if json_out:
-            print_json({"query": query, "related": out})
-            return
-        stdout.print(summary_table(f"related to {query!r}", [(str(i), q) for i, q in
-                                                             enumerate(out, 1)]))
+        _print_list(out, f"related to {query!r}", {"query": query, "related": out}, json_out)
 
 
 @suggest_app.command("hint")
@@ -143,11 +147,8 @@ def hint(
     """
     with user_errors():
         out = _model(workspace).hint(user, k)
-        if json_out:
-            print_json({"user": user, "hints": out})
-            return
-        stdout.print(summary_table(f"hints for {user or 'a new user'}",
-                                   [(str(i), q) for i, q in enumerate(out, 1)]))
+        _print_list(out, f"hints for {user or 'a new user'}", {"user": user, "hints": out},
+                    json_out)
 
 
 @suggest_app.command("refine")
