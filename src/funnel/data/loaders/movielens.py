@@ -273,15 +273,20 @@ def _recbole_kind(p: Path) -> str | None:
 # original ml-100k
 
 
-def _load_100k_data(path: Path) -> SourceTables:
+def _load_rating_lines(path: Path, sep: str) -> SourceTables:
+    """``user, item, rating, epoch seconds`` lines without a header (u.data, ratings.dat)."""
     _, lines = read_lines(path, header=False)
-    f = Fields(lines, "\t", ("user_id", "item_id", "rating", "timestamp"))
+    f = Fields(lines, sep, ("user_id", "item_id", "rating", "timestamp"))
     f.require_int("user_id")
     f.require_int("item_id")
     f.require_epoch_seconds("timestamp", integer=True)
     f.require_float("rating")
     events = _ratings(path, f, "user_id", "item_id", "rating", "timestamp")
     return SourceTables(events=events, rejected=f.rejected())
+
+
+def _load_100k_data(path: Path) -> SourceTables:
+    return _load_rating_lines(path, "\t")
 
 
 def _load_100k_item(path: Path) -> SourceTables:
@@ -353,14 +358,7 @@ def load_ml100k(path: Path) -> SourceTables:
 
 
 def _load_1m_ratings(path: Path) -> SourceTables:
-    _, lines = read_lines(path, header=False)
-    f = Fields(lines, "::", ("user_id", "item_id", "rating", "timestamp"))
-    f.require_int("user_id")
-    f.require_int("item_id")
-    f.require_epoch_seconds("timestamp", integer=True)
-    f.require_float("rating")
-    events = _ratings(path, f, "user_id", "item_id", "rating", "timestamp")
-    return SourceTables(events=events, rejected=f.rejected())
+    return _load_rating_lines(path, "::")
 
 
 def _load_1m_movies(path: Path) -> SourceTables:
