@@ -16,7 +16,7 @@ flow sampler walks flow times ``1 -> 0`` and ``model(x, t)`` returns the velocit
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -58,6 +58,13 @@ def _check_grid(grid: torch.Tensor, name: str) -> None:
         raise ValueError(f"The '{name}' grid must be strictly decreasing. Got {grid.tolist()}.")
 
 
+def _steps(grid: torch.Tensor, name: str) -> Iterator[tuple[int, torch.Tensor, float, float]]:
+    """``(i, grid[i], float(grid[i]), float(grid[i + 1]))`` per step, after checking the grid."""
+    _check_grid(grid, name)
+    for i in range(len(grid) - 1):
+        yield i, grid[i], float(grid[i]), float(grid[i + 1])
+
+
 def ancestral_step(
     sigma_from: float, sigma_to: float, eta: float = 1.0
 ) -> tuple[float, float]:
@@ -73,6 +80,7 @@ def ancestral_step(
     return (sigma_to**2 - up**2) ** 0.5, up
 
 
+@torch.no_grad()
 def sample_ddim(
     model: Callable[..., torch.Tensor],
     x: torch.Tensor,
@@ -84,21 +92,17 @@ def sample_ddim(
     eta: float = 0.0,
 ) -> torch.Tensor:
     """DDIM (Song, Meng & Ermon 2021, eq. 12): deterministic at ``eta=0``, DDPM at ``eta=1``."""
-    _check_grid(sigmas, "sigmas")
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"The 'eta' parameter must be in [0, 1]. Got {eta!r} instead.")
-    extra = dict(extra_args or {})
-    with torch.no_grad():
-        for i in range(len(sigmas) - 1):
-            s, s_next = float(sigmas[i]), float(sigmas[i + 1])
-            denoised = model(x, _batch_level(x, sigmas[i]), **extra)
-            down, up = ancestral_step(s, s_next, eta)
-            eps = (x - denoised) / s
-            x = denoised + down * eps
-            if up > 0:
-                x = x + up * _noise(x, generator)
-            if callback is not None:
-                callback(SamplerStep(i, x, s, denoised))
+    for i, level, s, s_next in _steps(sigmas, "sigmas"):
+        denoised = model(x, _batch_level(x, level), **(extra_args or {}))
+        down, up = ancestral_step(s, s_next, eta)
+        eps = (x - denoised) / s
+        x = denoised + down * eps
+        if up > 0:
+            x = x + up * _noise(x, generator)
+        if callback is not None:
+            callback(SamplerStep(i, x, s, denoised))
     return x
 
 
@@ -117,6 +121,7 @@ def sample_ddpm(
     )
 
 
+@torch.no_grad()
 def invert_ddim(
     model: Callable[..., torch.Tensor],
     x: torch.Tensor,
@@ -134,22 +139,20 @@ def invert_ddim(
     same grid returns ``x`` up to the iteration tolerance, unlike the one-shot approximation of
     Song et al. (2021, eq. 14). ``generator`` is unused (shared signature).
     """
-    _check_grid(sigmas, "sigmas")
-    extra = dict(extra_args or {})
-    with torch.no_grad():
-        for i in range(len(sigmas) - 2, -1, -1):
-            a, b = float(sigmas[i]), float(sigmas[i + 1])
-            level = _batch_level(x, sigmas[i])
-            y = x.clone()
-            for _ in range(iterations):
-                den = model(y, level, **extra)
-                y = y - ((b / a) * y + (1.0 - b / a) * den - x)
-            x = y
-            if callback is not None:
-                callback(SamplerStep(i, x, a, den))
+    extra = extra_args or {}
+    for i, level, a, b in reversed(list(_steps(sigmas, "sigmas"))):
+        batch_level = _batch_level(x, level)
+        y = x.clone()
+        for _ in range(iterations):
+            den = model(y, batch_level, **extra)
+            y = y - ((b / a) * y + (1.0 - b / a) * den - x)
+        x = y
+        if callback is not None:
+            callback(SamplerStep(i, x, a, den))
     return x
 
 
+@torch.no_grad()
 def sample_euler_maruyama(
     model: Callable[..., torch.Tensor],
     x: torch.Tensor,
@@ -164,22 +167,19 @@ def sample_euler_maruyama(
     In time ``u = sigma^2`` the reverse SDE is ``dx = (x - D(x)) / u du + dW_u``; the last step to
     ``sigma = 0`` returns the denoised mean (the usual noise-free final step).
     """
-    _check_grid(sigmas, "sigmas")
-    extra = dict(extra_args or {})
-    with torch.no_grad():
-        for i in range(len(sigmas) - 1):
-            s, s_next = float(sigmas[i]), float(sigmas[i + 1])
-            denoised = model(x, _batch_level(x, sigmas[i]), **extra)
-            if s_next == 0.0:
-                x = denoised
-            else:
-                du = s_next**2 - s**2  # negative
-                x = x + du * (x - denoised) / s**2 + (-du) ** 0.5 * _noise(x, generator)
-            if callback is not None:
-                callback(SamplerStep(i, x, s, denoised))
+    for i, level, s, s_next in _steps(sigmas, "sigmas"):
+        denoised = model(x, _batch_level(x, level), **(extra_args or {}))
+        if s_next == 0.0:
+            x = denoised
+        else:
+            du = s_next**2 - s**2  # negative
+            x = x + du * (x - denoised) / s**2 + (-du) ** 0.5 * _noise(x, generator)
+        if callback is not None:
+            callback(SamplerStep(i, x, s, denoised))
     return x
 
 
+@torch.no_grad()
 def sample_heun_pfode(
     model: Callable[..., torch.Tensor],
     x: torch.Tensor,
@@ -194,25 +194,23 @@ def sample_heun_pfode(
     Karras et al. 2022, Algorithm 1 (Euler on the final step to sigma = 0). ``generator`` is
     accepted for the shared signature; the ODE uses no randomness.
     """
-    _check_grid(sigmas, "sigmas")
-    extra = dict(extra_args or {})
-    with torch.no_grad():
-        for i in range(len(sigmas) - 1):
-            s, s_next = float(sigmas[i]), float(sigmas[i + 1])
-            denoised = model(x, _batch_level(x, sigmas[i]), **extra)
-            d = (x - denoised) / s
-            x_euler = x + (s_next - s) * d
-            if s_next == 0.0:
-                x = x_euler
-            else:
-                den2 = model(x_euler, _batch_level(x, sigmas[i + 1]), **extra)
-                d2 = (x_euler - den2) / s_next
-                x = x + (s_next - s) * 0.5 * (d + d2)
-            if callback is not None:
-                callback(SamplerStep(i, x, s, denoised))
+    extra = extra_args or {}
+    for i, level, s, s_next in _steps(sigmas, "sigmas"):
+        denoised = model(x, _batch_level(x, level), **extra)
+        d = (x - denoised) / s
+        x_euler = x + (s_next - s) * d
+        if s_next == 0.0:
+            x = x_euler
+        else:
+            den2 = model(x_euler, _batch_level(x, sigmas[i + 1]), **extra)
+            d2 = (x_euler - den2) / s_next
+            x = x + (s_next - s) * 0.5 * (d + d2)
+        if callback is not None:
+            callback(SamplerStep(i, x, s, denoised))
     return x
 
 
+@torch.no_grad()
 def sample_euler_flow(
     model: Callable[..., torch.Tensor],
     x: torch.Tensor,
@@ -223,18 +221,15 @@ def sample_euler_flow(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Euler steps of a rectified flow (Liu et al. 2023): ``x <- x + (t_next - t) v(x, t)``."""
-    _check_grid(times, "times")
-    extra = dict(extra_args or {})
-    with torch.no_grad():
-        for i in range(len(times) - 1):
-            t, t_next = float(times[i]), float(times[i + 1])
-            v = model(x, _batch_level(x, times[i]), **extra)
-            x = x + (t_next - t) * v
-            if callback is not None:
-                callback(SamplerStep(i, x, t, x - t_next * v))
+    for i, level, t, t_next in _steps(times, "times"):
+        v = model(x, _batch_level(x, level), **(extra_args or {}))
+        x = x + (t_next - t) * v
+        if callback is not None:
+            callback(SamplerStep(i, x, t, x - t_next * v))
     return x
 
 
+@torch.no_grad()
 def sample_nice(
     model: Invertible,
     x: torch.Tensor,
@@ -248,9 +243,7 @@ def sample_nice(
 
     ``x`` is the latent ``z``; ``times`` is accepted for the shared signature and ignored.
     """
-    extra = dict(extra_args or {})
-    with torch.no_grad():
-        out = model.inverse(x, **extra)
+    out = model.inverse(x, **(extra_args or {}))
     if callback is not None:
         callback(SamplerStep(0, out, 1.0, out))
     return out
