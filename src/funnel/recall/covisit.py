@@ -10,7 +10,6 @@ recent clicks, the most recent weighing most (``recent_decay`` per step back).
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -18,7 +17,7 @@ import pyarrow as pa
 from funnel._checks import check_is_fitted, positive_float, positive_int, validate_params
 from funnel.recall._sql import require_columns, run
 from funnel.recall.base import Candidates, RecallRequest
-from funnel.recall.persist import TopListsPersistence
+from funnel.recall.persist import NON_NEGATIVE, TopListsPersistence
 from funnel.recall.toplists import TopLists
 
 COVISIT_SQL = """
@@ -97,21 +96,12 @@ class CoVisitation(TopListsPersistence):
         self.max_recent = max_recent
         self.exclude_recent = exclude_recent
 
-    def get_params(self) -> dict[str, Any]:
-        return {
-            "window": self.window, "half_life_days": self.half_life_days,
-            "click_weight": self.click_weight, "booking_weight": self.booking_weight,
-            "top_n": self.top_n, "recent_decay": self.recent_decay,
-            "max_recent": self.max_recent, "exclude_recent": self.exclude_recent,
-        }
-
     def fit(self, sessions: pa.Table) -> CoVisitation:
         """Learn from ``sessions`` (session_id, end_ts, items: list<str>, booked_item)."""
         validate_params(self.get_params(), {
             "window": (positive_int, "a positive int"),
             "half_life_days": (positive_float, "a positive float"),
-            "click_weight": (lambda v: v >= 0, "a float >= 0"),
-            "booking_weight": (lambda v: v >= 0, "a float >= 0"),
+            "click_weight": NON_NEGATIVE, "booking_weight": NON_NEGATIVE,
             "top_n": (positive_int, "a positive int"),
             "recent_decay": (lambda v: 0 < v <= 1, "a float in (0, 1]"),
             "max_recent": (positive_int, "a positive int"),

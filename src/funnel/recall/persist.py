@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -34,6 +35,10 @@ def read_config(path: Path, cls: str) -> dict[str, Any]:
     return params
 
 
+NON_NEGATIVE = (lambda v: isinstance(v, int | float) and v >= 0, "a float >= 0")
+"""A ``validate_params`` check for event weights."""
+
+
 class TopListsPersistence:
     """``save``/``load`` for a source whose learned state is one :class:`TopLists` attribute.
 
@@ -44,7 +49,9 @@ class TopListsPersistence:
     _toplists: ClassVar[tuple[str, str]]  # (attribute, file stem)
 
     def get_params(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The constructor's keyword arguments as set on ``self`` (scikit-learn's convention)."""
+        names = inspect.signature(type(self).__init__).parameters
+        return {name: getattr(self, name) for name in names if name != "self"}
 
     def save(self, path: Path | str) -> None:
         attribute, stem = self._toplists

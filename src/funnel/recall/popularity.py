@@ -7,15 +7,13 @@ year's. Market ``"*"`` holds the global list, used when a request names no (know
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pyarrow as pa
 
 from funnel._checks import check_is_fitted, positive_float, positive_int, validate_params
 from funnel.recall._sql import require_columns, run
 from funnel.recall.base import Candidates, RecallRequest
-from funnel.recall.persist import TopListsPersistence
+from funnel.recall.persist import NON_NEGATIVE, TopListsPersistence
 from funnel.recall.toplists import TopLists
 
 GLOBAL = "*"
@@ -79,19 +77,12 @@ class Popularity(TopListsPersistence):
         self.booking_weight = booking_weight
         self.top_n = top_n
 
-    def get_params(self) -> dict[str, Any]:
-        return {
-            "half_life_days": self.half_life_days, "click_weight": self.click_weight,
-            "cart_weight": self.cart_weight, "booking_weight": self.booking_weight,
-            "top_n": self.top_n,
-        }
-
     def fit(self, events: pa.Table) -> Popularity:
         """Learn from contract ``events`` (ts, event_type, item_id, market)."""
-        non_neg = (lambda v: isinstance(v, int | float) and v >= 0, "a float >= 0")
         validate_params(self.get_params(), {
             "half_life_days": (positive_float, "a positive float"),
-            "click_weight": non_neg, "cart_weight": non_neg, "booking_weight": non_neg,
+            "click_weight": NON_NEGATIVE, "cart_weight": NON_NEGATIVE,
+            "booking_weight": NON_NEGATIVE,
             "top_n": (positive_int, "a positive int"),
         })
         require_columns(events, "events", ("ts", "event_type", "item_id", "market"))

@@ -7,15 +7,13 @@ after :func:`funnel.recall.text.normalize_query` (NFKC, lower case, single space
 
 from __future__ import annotations
 
-from typing import Any
-
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from funnel._checks import check_is_fitted, positive_float, positive_int, validate_params
 from funnel.recall._sql import require_columns, run
 from funnel.recall.base import Candidates, RecallRequest
-from funnel.recall.persist import TopListsPersistence
+from funnel.recall.persist import NON_NEGATIVE, TopListsPersistence
 from funnel.recall.text import normalize_query
 from funnel.recall.toplists import TopLists
 
@@ -69,19 +67,12 @@ class QueryItems(TopListsPersistence):
         self.booking_weight = booking_weight
         self.top_n = top_n
 
-    def get_params(self) -> dict[str, Any]:
-        return {
-            "window_minutes": self.window_minutes, "click_weight": self.click_weight,
-            "cart_weight": self.cart_weight, "booking_weight": self.booking_weight,
-            "top_n": self.top_n,
-        }
-
     def fit(self, events: pa.Table) -> QueryItems:
         """Learn from contract ``events`` (user_id, ts, event_type, query, item_id)."""
-        non_neg = (lambda v: isinstance(v, int | float) and v >= 0, "a float >= 0")
         validate_params(self.get_params(), {
             "window_minutes": (positive_float, "a positive float"),
-            "click_weight": non_neg, "cart_weight": non_neg, "booking_weight": non_neg,
+            "click_weight": NON_NEGATIVE, "cart_weight": NON_NEGATIVE,
+            "booking_weight": NON_NEGATIVE,
             "top_n": (positive_int, "a positive int"),
         })
         require_columns(events, "events", ("user_id", "ts", "event_type", "query", "item_id"))
