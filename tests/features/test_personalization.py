@@ -44,6 +44,26 @@ def test_type_similarity_needs_user_type_and_item_types() -> None:
     assert personalization_features(["b"], RecentActions(), lk)["emb_type_sim"][0] == 0.0
 
 
+def test_type_similarity_from_bookings_as_of_now() -> None:
+    from funnel.embed.types import NEW_USER, TypeLookup, TypeRules
+
+    rules = TypeRules(item_fields=("market",), user_fields=("market", "n_bookings"))
+    catalog = [{"item_id": "a", "market": "m1", "price": 5.0},
+               {"item_id": "b", "market": "m2", "price": 7.0}]
+    names = [NEW_USER, "user_type:market=m1|n_bookings=1", "item_type:market=m1",
+             "item_type:market=m2"]
+    vec = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 4.0], [1.0, 1.0]])
+    lk = ItemVectorLookup(IDS, VEC, types=TypeLookup.from_parts(rules, {}, catalog, names, vec))
+    new = personalization_features(["a", "b", "zzz"], RecentActions(), lk)["emb_type_sim"]
+    assert new == pytest.approx([0.6, np.sqrt(0.5), 0.0], abs=1e-6)
+    booked = RecentActions(bookings=("a", "unknown-item"))  # unknown ids do not count
+    one = personalization_features(["a", "b"], booked, lk)["emb_type_sim"]
+    assert one == pytest.approx([0.8, np.sqrt(0.5)], abs=1e-6)
+    # a user type never seen in training scores 0, not an error
+    three = personalization_features(["a"], RecentActions(bookings=("a",) * 3), lk)
+    assert three["emb_type_sim"][0] == 0.0
+
+
 def test_observe_derives_skips_above_the_clicked_position() -> None:
     r = RecentActions()
     for pos, item in enumerate(["a", "b", "c", "d"], start=1):

@@ -6,15 +6,33 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from funnel.embed.types import NEW_USER, ItemTyper, TypeLookup, TypeRules, user_type_of
 from funnel.features.personalization import ItemVectorLookup, cooccurrence_vectors
 from funnel.features.training_set import TrainingSetConfig, build_training_set
 
-from ._store import EventLog, connect, random_log, ts
+from ._store import EventLog, connect, items_table, random_log, ts
 
 
-def _lookup() -> ItemVectorLookup:
+def _lookup(with_types: bool = False) -> ItemVectorLookup:
     ids, vec = cooccurrence_vectors([[f"i{k}", f"i{(k + 1) % 12}"] for k in range(12)], dim=4)
-    return ItemVectorLookup(ids, vec)
+    return ItemVectorLookup(ids, vec, types=_types() if with_types else None)
+
+
+def _types() -> TypeLookup:
+    """Types of the hand-made catalog (price bands per market by hand), random vectors for
+    every item type and every user type reachable with <= 10 bookings."""
+    rules = TypeRules()
+    edges = {"m0": [13.0, 17.0], "m1": [14.0, 18.0]}
+    catalog = items_table().to_pylist()
+    typer = ItemTyper(rules, edges)
+    names = {typer.type_of(r) for r in catalog} | {NEW_USER}
+    for m in ("m0", "m1"):
+        for band in range(3):
+            for n in range(1, 11):
+                names.add(user_type_of(rules, [{"market": m, "price_band": band}] * n))
+    names = sorted(names)
+    vec = np.random.default_rng(0).normal(size=(len(names), 4))
+    return TypeLookup.from_parts(rules, edges, catalog, names, vec)
 
 
 def test_labels_and_counters_by_hand() -> None:
@@ -49,7 +67,7 @@ def _rows_before(table: pa.Table, cutoff_minute: float) -> dict:
 
 
 def test_no_leakage_mutating_the_future_leaves_past_rows_unchanged() -> None:
-    vectors = _lookup()
+    vectors = _lookup(with_types=True)
     log = random_log(n_requests=60, seed=3)
     cutoff = 200.0
     base = build_training_set(connect(log.table()), vectors=vectors)
@@ -95,7 +113,7 @@ def test_negative_downsampling_keeps_all_positives() -> None:
 def test_personalization_columns_match_the_online_function() -> None:
     from funnel.features.personalization import RecentActions, observe, personalization_features
 
-    vectors = _lookup()
+    vectors = _lookup(with_types=True)
     log = random_log(n_requests=40, seed=5)
     table = build_training_set(connect(log.table()), vectors=vectors).to_pydict()
     # Replay one user online, event by event, as the server would.
@@ -119,3 +137,12 @@ def test_personalization_columns_match_the_online_function() -> None:
                          position=r["position"])
     assert checked > 10
     assert max(table["emb_click_sim"]) > 0.5
+    # the user-type feature is live: it changes once users have booked (point in time)
+    types = vectors.types
+    assert types is not None
+    sims = np.array(table["emb_type_sim"])
+    new_user = types.similarities(NEW_USER, table["item_id"])
+    assert (sims != 0).mean() > 0.9
+    assert (np.abs(sims - new_user) > 1e-6).sum() > 20
+    first = np.abs(sims[:3] - new_user[:3]).max()  # nobody has booked before the first rows
+    assert first < 1e-6

@@ -110,3 +110,56 @@ def test_rank_config_rejects_typos() -> None:
         RankConfig(models=("xgboost",))
     with pytest.raises(ConfigError, match="serve_model 'fm' must be one of"):
         RankConfig(models=("lr",), serve_model="fm")
+
+
+@pytest.mark.slow
+def test_type_feature_is_live_and_the_same_offline_and_online(tmp_path, tables) -> None:
+    """emb_type_sim: trained types travel with the artifact; a training row (replayed) and the
+    server (state folded by ``apply_events``) compute the same value for the same history."""
+    from funnel.embed.types import NEW_USER
+    from funnel.serve.state import apply_events
+
+    ws = _workspace(tmp_path, tables)
+    config = RankConfig(models=("lr",), serve_model="lr", epochs=1, train_cvr=False)
+    with ws.artifacts.begin() as build:
+        build_rank(ws, build, config)
+        version = build.commit()
+    assert (version / "rank" / "type_meta.json").exists()
+    serving = load_serving_ranker(version)
+    assert serving.vectors is not None and serving.vectors.types is not None
+    con = ws.connect(read_only=True)
+    try:
+        table = build_training_set(con, TrainingSetConfig(recent_k=config.recent_k),
+                                   serving.vectors).to_pydict()
+        booked = [u for (u,) in con.sql(
+            "SELECT user_id FROM events WHERE event_type = 'booking' GROUP BY 1 "
+            "HAVING count(*) >= 2 ORDER BY 1 LIMIT 6").fetchall()]
+        events = con.sql(
+            "SELECT user_id, epoch_ms(ts) AS ts_ms, event_type, item_id, request_id, position, "
+            "dwell_ms, event_id FROM events WHERE item_id IS NOT NULL AND event_type IN "
+            "('impression', 'click', 'booking') AND user_id IN ? ORDER BY user_id, ts, "
+            "event_type != 'impression', event_id", params=[booked]).to_arrow_table().to_pylist()
+    finally:
+        con.close()
+    sims = np.array(table["emb_type_sim"])
+    new_user = serving.vectors.types.similarities(NEW_USER, table["item_id"])
+    assert (sims != 0).mean() > 0.5  # the feature is not the old constant 0
+    assert (np.abs(sims - new_user) > 1e-6).sum() > 100  # bookings change the user's type
+    row = {e: k for k, e in enumerate(table["event_id"])}
+    state: dict[str, RecentActions] = {}
+    checked = changed = 0
+    k = 0
+    while k < len(events):  # one (user, ts) group at a time: impressions see only the past
+        user, ts_ms = events[k]["user_id"], events[k]["ts_ms"]
+        group = [e for e in events[k:] if e["user_id"] == user and e["ts_ms"] == ts_ms]
+        k += len(group)
+        now = state.get(user, RecentActions(max_len=50))  # the server keeps more than recent_k
+        for e in group:
+            if e["event_type"] == "impression" and e["event_id"] in row:
+                online = serving.columns([e["item_id"]], query="", market=None, state=now)
+                offline = sims[row[e["event_id"]]]
+                assert online["emb_type_sim"][0] == pytest.approx(offline, abs=1e-6)
+                checked += 1
+                changed += bool(now.bookings)
+        state[user] = apply_events(now, group)
+    assert checked > 50 and changed > 10

@@ -262,3 +262,77 @@ class TypeEmbeddings:
         model.vectors_ = table.vectors
         model.index_ = table.index()
         return model
+
+
+@dataclass
+class TypeLookup:
+    """What ranking and serving need for ``cos(user_type, item_type)``, without training code.
+
+    Built from the saved ``type`` table + ``type_meta.json`` (rules, per-market price edges) and
+    the catalog rows, so an item's type and the attributes a user type is computed from are the
+    embed stage's own functions. The user type comes from the user's booked item ids *as of the
+    moment* (``RecentActions.bookings``), so training replay and the server compute it alike.
+    """
+
+    rules: TypeRules
+    item_attrs: dict[str, dict[str, Any]]
+    item_types: dict[str, str]
+    vectors: dict[str, np.ndarray]
+    """Type id -> L2-normalized vector."""
+
+    @classmethod
+    def from_parts(
+        cls, rules: TypeRules, price_edges: Mapping[str, list[float]],
+        catalog: Sequence[Mapping[str, Any]], type_ids: Sequence[str], type_vectors: np.ndarray,
+    ) -> TypeLookup:
+        typer = ItemTyper(rules, price_edges)
+        v = np.asarray(type_vectors, dtype=np.float32)
+        v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+        attrs = {str(r["item_id"]): typer.attributes(r) for r in catalog}
+        types = {str(r["item_id"]): typer.type_of(r) for r in catalog}
+        return cls(rules, attrs, types, {t: v[k] for k, t in enumerate(type_ids)})
+
+    @classmethod
+    def load(cls, directory: Path | str, catalog: Sequence[Mapping[str, Any]]) -> TypeLookup:
+        """Read ``type_vectors.npy``/``type_ids.json``/``type_meta.json`` from ``directory``;
+        ``catalog`` rows carry item_id, market, category, brand, price."""
+        directory = Path(directory)
+        meta_path = directory / "type_meta.json"
+        if not meta_path.exists():
+            raise ArtifactError(f"{meta_path}: missing; rebuild with 'funnel embed'")
+        meta = json.loads(meta_path.read_text())
+        rules = from_mapping(TypeRules, meta["rules"], where=str(meta_path))
+        table = load_vectors(directory, "type")
+        return cls.from_parts(rules, meta["price_edges"], catalog, table.ids, table.vectors)
+
+    @classmethod
+    def from_model(
+        cls, model: TypeEmbeddings, catalog: Sequence[Mapping[str, Any]]
+    ) -> TypeLookup:
+        check_is_fitted(model, "vectors_")
+        return cls.from_parts(model.rules_, model.typer_.price_edges, catalog, model.vocab_,
+                              model.vectors_)
+
+    def user_type(self, booked_item_ids: Sequence[str]) -> str:
+        """The type of a user whose earlier bookings are these items (unknown ids skipped)."""
+        history = [self.item_attrs[i] for i in booked_item_ids if i in self.item_attrs]
+        return user_type_of(self.rules, history)
+
+    def __post_init__(self) -> None:
+        names = list(self.vectors)
+        dim = len(next(iter(self.vectors.values()))) if names else 0
+        self._matrix = np.zeros((len(names) + 1, dim), dtype=np.float32)  # last row: unseen
+        if names:
+            self._matrix[:-1] = np.stack([self.vectors[t] for t in names])
+        row = {t: k for k, t in enumerate(names)}
+        self._item_row = {i: row.get(t, len(names)) for i, t in self.item_types.items()}
+
+    def similarities(self, user_type: str, item_ids: Sequence[str]) -> np.ndarray:
+        """``cos(user_type, item_type)`` per item, ``(n,) float32``; 0 when a type is unseen."""
+        u = self.vectors.get(user_type)
+        if u is None or not len(item_ids):
+            return np.zeros(len(item_ids), dtype=np.float32)
+        unseen = len(self._matrix) - 1
+        rows = np.fromiter((self._item_row.get(i, unseen) for i in item_ids), np.int64,
+                           len(item_ids))
+        return (self._matrix[rows] @ u).astype(np.float32)

@@ -14,10 +14,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from funnel.vectors import load_vectors
+
+if TYPE_CHECKING:
+    from funnel.embed.types import TypeLookup
 
 FEATURE_NAMES = (
     "emb_click_sim",
@@ -88,13 +92,19 @@ def observe(
 
 @dataclass
 class ItemVectorLookup:
-    """Item vectors by id (rows L2-normalized), plus optional market and type information."""
+    """Item vectors by id (rows L2-normalized), plus optional market and type information.
+
+    ``types`` (the embed stage's :class:`~funnel.embed.types.TypeLookup`) makes
+    ``emb_type_sim`` derive the user's type from ``RecentActions.bookings`` as of the moment;
+    ``item_type`` + ``type_vectors`` is the older form that needs ``RecentActions.user_type``.
+    """
 
     ids: list[str]
     vectors: np.ndarray
     item_market: Mapping[str, str] | None = None
     item_type: Mapping[str, str] | None = None
     type_vectors: Mapping[str, np.ndarray] | None = None
+    types: TypeLookup | None = None
 
     def __post_init__(self) -> None:
         v = np.asarray(self.vectors, dtype=np.float32)
@@ -108,14 +118,26 @@ class ItemVectorLookup:
     def from_directory(
         cls, directory: Path, item_market: Mapping[str, str] | None = None,
         item_type: Mapping[str, str] | None = None,
+        catalog: Sequence[Mapping[str, Any]] | None = None,
+        types_dir: Path | None = None,
     ) -> ItemVectorLookup:
-        """Read ``item`` (and, if present, ``type``) tables written by the embeddings stage."""
+        """Read the ``item`` table written by the embeddings stage, and the ``type`` table.
+
+        With ``catalog`` rows (item_id, market, category, brand, price) and a ``type_meta.json``
+        in ``types_dir`` (default: ``directory``), the user-type x item-type similarity is
+        computed from the user's bookings (:class:`~funnel.embed.types.TypeLookup`).
+        """
         table = load_vectors(directory, "item")
-        types = None
-        if (directory / "type_vectors.npy").exists():
-            tt = load_vectors(directory, "type")
-            types = {t: tt.vectors[r] for r, t in enumerate(tt.ids)}
-        return cls(table.ids, table.vectors, item_market, item_type, types)
+        types_dir = directory if types_dir is None else types_dir
+        type_vectors, lookup = None, None
+        if (types_dir / "type_vectors.npy").exists():
+            tt = load_vectors(types_dir, "type")
+            type_vectors = {t: tt.vectors[r] for r, t in enumerate(tt.ids)}
+            if catalog is not None and (types_dir / "type_meta.json").exists():
+                from funnel.embed.types import TypeLookup
+
+                lookup = TypeLookup.load(types_dir, catalog)
+        return cls(table.ids, table.vectors, item_market, item_type, type_vectors, lookup)
 
     @property
     def dim(self) -> int:
@@ -159,8 +181,10 @@ def personalization_features(
 ) -> dict[str, np.ndarray]:
     """The six KDD 2018 similarities for each candidate, ``{name: (n,) float32}``.
 
-    Empty histories and unknown items give 0. ``now_ms`` hides long clicks whose dwell had not
-    yet reached the threshold at that time (point-in-time); ``None`` means all are visible.
+    Empty histories and unknown items give 0; ``emb_type_sim`` is computed from the bookings
+    in ``recent`` (a user without bookings has the "new user" type). ``now_ms`` hides long
+    clicks whose dwell had not yet reached the threshold at that time (point-in-time);
+    ``None`` means all are visible.
     """
     rows, found = vectors.rows(candidate_ids)
     cand = vectors.vectors[rows]  # (n, d)
@@ -172,6 +196,10 @@ def personalization_features(
         "emb_last_click_sim": _sim(cand, found, vectors._centroids(recent.clicks[-1:], False)),
         "emb_book_sim": _sim(cand, found, vectors._centroids(recent.bookings, False)),
     }
+    if vectors.types is not None:
+        user_type = recent.user_type or vectors.types.user_type(recent.bookings)
+        out["emb_type_sim"] = vectors.types.similarities(user_type, candidate_ids)
+        return out
     type_sim = np.zeros(len(candidate_ids), dtype=np.float32)
     tv, it = vectors.type_vectors, vectors.item_type
     if recent.user_type is not None and tv is not None and it is not None:

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from funnel.artifacts import ArtifactBuild
 from funnel.config import section, to_mapping
+from funnel.embed.types import TypeEmbeddings, TypeLookup
 from funnel.exceptions import ConfigError, ModelFitError
 from funnel.features.personalization import ItemVectorLookup, cooccurrence_vectors
 from funnel.features.specs import as_columns
@@ -81,22 +82,57 @@ def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
             .fetchall()}
 
 
-def item_vectors(con: duckdb.DuckDBPyConnection, embeddings_dir: Path | None) -> ItemVectorLookup:
-    """Embedding-artifact vectors if built, else an SVD of in-session co-clicks (fallback)."""
+def item_vectors(
+    con: duckdb.DuckDBPyConnection, embeddings_dir: Path | None, types_out: Path | None = None,
+    seed: int = 0,
+) -> ItemVectorLookup:
+    """Embedding-artifact vectors if built, else an SVD of in-session co-clicks (fallback).
+
+    User/item types come from the embeddings artifact's ``type`` table when it has one; else
+    they are trained here from the store's bookings (saved to ``types_out`` for serving), so
+    ``emb_type_sim`` is never silently zero.
+    """
     markets = dict(con.sql("SELECT item_id, market FROM items").fetchall())
+    catalog = con.sql(
+        "SELECT item_id, market, category, brand, price FROM items"
+    ).to_arrow_table().to_pylist()
     if embeddings_dir is not None and (embeddings_dir / "item_vectors.npy").exists():
-        return ItemVectorLookup.from_directory(embeddings_dir, item_market=markets)
-    if "sessions" in _tables(con):
-        sessions = [s for (s,) in con.sql("SELECT items FROM sessions").fetchall() if s]
+        lookup = ItemVectorLookup.from_directory(embeddings_dir, item_market=markets,
+                                                 catalog=catalog)
     else:
-        sessions = [
-            s for (s,) in con.sql(
-                "SELECT list(item_id ORDER BY ts) FROM events WHERE event_type = 'click' "
-                "GROUP BY user_id, CAST(ts AS DATE)"
-            ).fetchall() if s
-        ]
-    ids, vec = cooccurrence_vectors(sessions, dim=16)
-    return ItemVectorLookup(ids, vec, item_market=markets)
+        if "sessions" in _tables(con):
+            sessions = [s for (s,) in con.sql("SELECT items FROM sessions").fetchall() if s]
+        else:
+            sessions = [
+                s for (s,) in con.sql(
+                    "SELECT list(item_id ORDER BY ts) FROM events WHERE event_type = 'click' "
+                    "GROUP BY user_id, CAST(ts AS DATE)"
+                ).fetchall() if s
+            ]
+        ids, vec = cooccurrence_vectors(sessions, dim=16)
+        lookup = ItemVectorLookup(ids, vec, item_market=markets)
+    if lookup.types is None:
+        model = fit_types(con, seed)
+        if model is not None:
+            lookup.types = TypeLookup.from_model(model, catalog)
+            if types_out is not None:
+                model.save(types_out)
+    return lookup
+
+
+def fit_types(con: duckdb.DuckDBPyConnection, seed: int = 0) -> TypeEmbeddings | None:
+    """User/item-type embeddings from the store's booking events (None if too few)."""
+    bookings = con.sql(
+        "SELECT user_id, ts, item_id FROM events "
+        "WHERE event_type = 'booking' AND item_id IS NOT NULL AND user_id IS NOT NULL"
+    ).to_arrow_table()
+    if bookings.num_rows < 20:
+        return None
+    items = con.sql("SELECT item_id, market, category, brand, price FROM items").to_arrow_table()
+    try:
+        return TypeEmbeddings(16, seed=seed).fit(bookings, items)
+    except ModelFitError:
+        return None
 
 
 def item_snapshot(con: duckdb.DuckDBPyConnection, prior_ctr: float) -> pa.Table:
@@ -168,7 +204,9 @@ def build_rank(
             raise ConfigError(f"{workspace.store_path}: missing table(s) {sorted(missing)}; "
                               "run 'funnel ingest' or 'funnel generate' first")
         emb_dir = build.path / "embeddings"
-        vectors = item_vectors(con, emb_dir if emb_dir.exists() else None)
+        out = build.component("rank")
+        vectors = item_vectors(con, emb_dir if emb_dir.exists() else None, types_out=out,
+                               seed=config.seed)
         say(f"item vectors: {len(vectors.ids)} items, dim {vectors.dim}")
         ts_cfg = TrainingSetConfig(recent_k=config.recent_k, seed=config.seed)
         table = build_training_set(con, ts_cfg, vectors)
@@ -192,7 +230,6 @@ def build_rank(
         train = train.take(np.flatnonzero(keep))
         train.negative_rate = config.negative_rate
     valid, test = ranking_data(table, va, "click"), ranking_data(table, te, "click")
-    out = build.component("rank")
     if not (emb_dir / "item_vectors.npy").exists():  # fallback vectors travel with the model
         save_vectors(out, "item", vectors.ids, vectors.vectors)
     metrics: dict[str, float] = {"rows.train": float(len(train)), "rows.test": float(len(test))}

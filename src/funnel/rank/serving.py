@@ -22,7 +22,7 @@ from funnel.features.personalization import (
     RecentActions,
     personalization_features,
 )
-from funnel.features.query_match import query_match_features
+from funnel.features.query_match import TermIndex, query_match_features
 from funnel.rank.base import Ranker
 from funnel.rank.calibration import Calibrator, calibrator_from_dict
 
@@ -30,6 +30,8 @@ _NUMERIC = ("price", "bid", "item_imps_before", "item_clicks_before", "item_book
             "item_ctr_before")
 _TEXT = ("title", "category", "brand", "market")
 _ITEM_COLUMNS = frozenset({"item_id", *_NUMERIC, *_TEXT})
+_REQUEST_COLUMNS = frozenset({"user_id", "position", "query", "recent_clicks", "n_recent_clicks"})
+"""Raw columns :meth:`ServingRanker.columns` fills with one value for every candidate."""
 
 
 def clip_state(state: RecentActions, k: int) -> RecentActions:
@@ -57,12 +59,16 @@ class ServingRanker:
     cvr: Ranker | None = None
     item_parts: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
     """Item-side fields encoded once per snapshot item (rows = snapshot rows)."""
+    term_index: TermIndex | None = None
+    """The snapshot's item terms, for the query-match features of a whole request at once."""
 
     def precompute(self) -> ServingRanker:
         """Encode every field that depends on the item alone, once (the request then encodes
-        only query/session fields: the same numbers, a fraction of the work)."""
+        only query/session fields: the same numbers, a fraction of the work), and index the
+        item terms the query-match features compare the query with."""
         from funnel.rank.torch_ranker import TorchRanker
 
+        self.term_index = TermIndex(*(self.item_cols[c].tolist() for c in _TEXT))
         if not isinstance(self.ranker, TorchRanker):
             return self
         fs = self.ranker.features_
@@ -78,7 +84,7 @@ class ServingRanker:
         """The raw feature columns of the candidates, as a training row would have them."""
         n = len(item_ids)
         state = clip_state(state, self.recent_k)  # the window training rows were replayed with
-        rows = np.array([self.item_row.get(i, -1) for i in item_ids], dtype=np.int64)
+        rows = self.rows(item_ids)
         known = rows >= 0
         safe = np.where(known, rows, 0)
         cols: dict[str, np.ndarray] = {"item_id": np.array(item_ids, dtype=object)}
@@ -91,10 +97,7 @@ class ServingRanker:
             cols["market"] = np.where(known, cols["market"], market)
         cols["position"] = np.full(n, self.position, dtype=np.int64)
         cols["query"] = np.full(n, query or "", dtype=object)
-        cols.update(query_match_features(
-            cols["query"].tolist(), cols["title"].tolist(), cols["category"].tolist(),
-            cols["brand"].tolist(), cols["market"].tolist(),
-        ))
+        cols.update(self._query_match(query or "", rows, known, cols))
         recent = list(state.clicks[-self.recent_k :])
         seq = np.empty(n, dtype=object)
         seq[:] = [recent] * n
@@ -118,17 +121,66 @@ class ServingRanker:
             cols["p_cvr"] = self.cvr.predict_proba(cols)
         return p, cols
 
+    def rows(self, item_ids: list[str]) -> np.ndarray:
+        """Snapshot row per candidate (-1 for items the snapshot does not have)."""
+        get = self.item_row.get
+        return np.fromiter((get(i, -1) for i in item_ids), dtype=np.int64, count=len(item_ids))
+
+    def _query_match(
+        self, query: str, rows: np.ndarray, known: np.ndarray, cols: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """The qm_* columns: the term index for snapshot items, the pairwise function (on the
+        request's market) for the few the snapshot lacks - the same values either way."""
+        if self.term_index is None or not known.all():
+            n = len(rows)
+            return query_match_features(
+                [query] * n, *(cols[c].tolist() for c in _TEXT)
+            )
+        return self.term_index.features(query, rows)
 
     def _predict(self, item_ids: list[str], cols: dict[str, np.ndarray]) -> np.ndarray:
-        rows = np.array([self.item_row.get(i, -1) for i in item_ids], dtype=np.int64)
+        rows = self.rows(item_ids)
         if self.item_parts is None or (rows < 0).any():
             return self.ranker.predict_proba(cols)
         fs = self.ranker.features_
-        rest = [n for n in fs.field_names if n not in self.item_parts]
-        parts = fs.encode_fields(cols, rest)
+        parts = self._encode_request_fields(cols, len(rows))
         for name, (idx, val) in self.item_parts.items():
             parts[name] = (idx[rows], val[rows])
         return self.ranker.predict_encoded(fs.assemble(parts))  # type: ignore[attr-defined]
+
+    def _encode_request_fields(
+        self, cols: dict[str, np.ndarray], n: int
+    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Encode the fields not precomputed per item. A field whose every source holds one
+        value for the whole request is encoded once and broadcast; a cross of such a column
+        with one item column is encoded once per distinct item value. Encoding is row by row,
+        so this gives the same arrays as encoding every candidate."""
+        fs = self.ranker.features_
+        out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        per_row: list[str] = []
+        for spec in fs.specs:
+            if spec.name in (self.item_parts or {}):
+                continue
+            varying = [c for c in spec.sources if c not in _REQUEST_COLUMNS]
+            if not varying:
+                first = {c: cols[c][:1] for c in spec.sources}
+                idx, val = fs.encode_fields(first, [spec.name])[spec.name]
+                out[spec.name] = (np.repeat(idx, n, axis=0), np.repeat(val, n, axis=0))
+            elif spec.type == "cross" and len(varying) == 1 and cols[varying[0]].dtype == object:
+                codes: dict[Any, int] = {}
+                inverse = np.fromiter(
+                    (codes.setdefault(v, len(codes)) for v in cols[varying[0]].tolist()),
+                    dtype=np.int64, count=n,
+                )
+                firsts = np.zeros(len(codes), dtype=np.int64)
+                firsts[inverse] = np.arange(n)  # a row holding each value (they encode alike)
+                sub = {c: cols[c][firsts] for c in spec.sources}
+                idx, val = fs.encode_fields(sub, [spec.name])[spec.name]
+                out[spec.name] = (idx[inverse], val[inverse])
+            else:
+                per_row.append(spec.name)
+        out.update(fs.encode_fields(cols, per_row))
+        return out
 
 
 def load_serving_ranker(
@@ -153,10 +205,15 @@ def load_serving_ranker(
         markets = dict(zip(item_cols["item_id"].tolist(), item_cols["market"].tolist(),
                            strict=True))
         emb = artifact_dir / "embeddings"
-        if (emb / "item_vectors.npy").exists():
-            vectors = ItemVectorLookup.from_directory(emb, item_market=markets)
-        elif (rank_dir / "item_vectors.npy").exists():
-            vectors = ItemVectorLookup.from_directory(rank_dir, item_market=markets)
+        keys = ("item_id", "market", "category", "brand", "price")
+        rows = zip(*(item_cols[k] for k in keys), strict=True)
+        catalog = [dict(zip(keys, r, strict=True)) for r in rows]
+        types_dir = emb if (emb / "type_meta.json").exists() else rank_dir  # as build_rank
+        for where in (emb, rank_dir):
+            if (where / "item_vectors.npy").exists():
+                vectors = ItemVectorLookup.from_directory(
+                    where, item_market=markets, catalog=catalog, types_dir=types_dir)
+                break
     cvr = Ranker.load(rank_dir / "cvr") if cfg.get("has_cvr") else None
     return ServingRanker(
         ranker=ranker, calibrator=calibrator_from_dict(cfg["calibrator"]), item_row=item_row,
