@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from funnel.exceptions import ConfigError, NotFittedError
 from funnel.rank.calibration import (
@@ -74,6 +76,52 @@ def test_isotonic_is_monotone_and_fixes_a_distortion() -> None:
     assert ece(y, fixed) < 0.02 < ece(y, skewed)
     again = calibrator_from_dict(cal.to_dict())
     np.testing.assert_array_equal(again.predict(skewed), fixed)
+
+
+def test_isotonic_interpolates_between_block_centres_by_hand() -> None:
+    # scores 0.1, 0.2 | 0.3, 0.4 with labels 0, 1 | 0, 1: PAV pools (0.2:1, 0.3:0) into one
+    # block -> blocks {0.1: 0}, {0.2, 0.3: 0.5}, {0.4: 1} with centres 0.1, 0.25, 0.4
+    cal = IsotonicCalibrator().fit(np.array([0.1, 0.2, 0.3, 0.4]), np.array([0, 1, 0, 1]))
+    assert cal.x_ == pytest.approx([0.1, 0.25, 0.4]) and cal.y_ == pytest.approx([0, 0.5, 1])
+    got = cal.predict(np.array([0.05, 0.2, 0.25, 0.3, 0.5]))
+    want = np.array([0.0, 1 / 3, 0.5, 2 / 3, 1.0])  # interior linear; tails flat at 0 and 1
+    raw = np.array([0.05, 0.2, 0.25, 0.3, 0.5])
+    np.testing.assert_allclose(got, (1 - 1e-6) * want + 1e-6 * raw, atol=1e-12)
+    assert np.all(np.diff(got) > 0)  # even the flat tails keep the raw order
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1), n=st.integers(2, 400),
+    rate=st.floats(0.01, 0.9), calibrator=st.sampled_from(["isotonic", "platt"]),
+)
+def test_calibration_never_reorders_distinct_scores(seed, n, rate, calibrator) -> None:
+    """Within a request, calibrated scores keep the raw order strictly (no new ties)."""
+    rng = np.random.default_rng(seed)
+    p_fit = rng.beta(1.0, 6.0, size=n).astype(np.float32).astype(np.float64)
+    y_fit = (rng.random(n) < rate).astype(float)
+    cal = get_calibrator(calibrator).fit(p_fit, y_fit)
+    request = np.unique(rng.beta(1.0, 6.0, size=500).astype(np.float32)).astype(np.float64)
+    out = cal.predict(request)
+    assert np.all(np.diff(out) > 0), calibrator
+    assert np.all((out >= 0) & (out <= 1))
+
+
+def test_isotonic_keeps_order_and_calibrates_a_ranker_like_score() -> None:
+    """Adjacent top-10 scores of a request never tie after calibration, and the ECE is as low
+    as a step-function isotonic fit reaches (measured 0.0052 vs 0.0069 for the step fit on
+    DeepFM scores of the marketplace; here on a distorted known-probability score)."""
+    rng = np.random.default_rng(4)
+    true_p = rng.beta(1.0, 9.0, size=60_000)
+    y = (rng.random(len(true_p)) < true_p).astype(float)
+    raw = np.sqrt(true_p)  # monotone, badly calibrated, all distinct
+    cal = IsotonicCalibrator().fit(raw[:30_000], y[:30_000])
+    out = cal.predict(raw[30_000:])
+    for g in range(0, 30_000, 50):  # 600 "requests" of 50 candidates
+        top = np.sort(out[g : g + 50])[::-1][:10]
+        assert np.all(np.diff(top) < 0)
+    assert np.array_equal(np.argsort(-out), np.argsort(-raw[30_000:]))
+    assert ece(y[30_000:], out) < 0.01 < ece(y[30_000:], raw[30_000:])
 
 
 def test_platt_recovers_known_coefficients() -> None:
