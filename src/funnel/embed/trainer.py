@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -57,6 +58,46 @@ def table_size(vocab_size: int) -> int:
     return int(min(max(100_000, 50 * vocab_size), 10_000_000))
 
 
+@dataclass(frozen=True)
+class SamplingTables:
+    """What one epoch reads besides the corpus: negative tables, subsampling, booked contexts.
+
+    Built from the whole corpus's counts, so every shard of a data-parallel run (see
+    ``funnel.distributed.train_embed``) samples from the same distributions.
+    """
+
+    neg: np.ndarray
+    mkt: np.ndarray
+    mkt_offsets: np.ndarray
+    word_market: np.ndarray
+    booked: np.ndarray
+    keep: np.ndarray
+
+
+def sampling_tables(
+    corpus: Corpus, *, market_negatives: int, use_booked: bool, sample: float
+) -> SamplingTables:
+    """The unigram, per-market and keep-probability tables of ``corpus``."""
+    vocab_size = len(corpus.vocab)
+    size = table_size(vocab_size)
+    neg = unigram_table(corpus.counts, size)
+    if market_negatives > 0 and corpus.markets:
+        mkt, mkt_off = market_tables(corpus.counts, corpus.word_market, len(corpus.markets), size)
+    else:
+        mkt, mkt_off = np.zeros(0, dtype=np.int32), np.zeros(1, dtype=np.int64)
+    word_market = corpus.word_market if corpus.markets else np.full(vocab_size, -1, np.int32)
+    booked = corpus.booked if use_booked else np.full_like(corpus.booked, -1)
+    return SamplingTables(neg, mkt, mkt_off, word_market, booked,
+                          keep_probabilities(corpus.counts, sample))
+
+
+def initial_weights(vocab_size: int, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """word2vec's start: small uniform input vectors, zero output vectors (same per seed)."""
+    rng = np.random.default_rng(seed)
+    w_in = ((rng.random((vocab_size, dim), dtype=np.float32) - 0.5) / dim).astype(np.float32)
+    return w_in, np.zeros((vocab_size, dim), dtype=np.float32)
+
+
 def train_skipgram(
     corpus: Corpus,
     *,
@@ -74,19 +115,9 @@ def train_skipgram(
     callback: EpochCallback | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Train input and output vectors on ``corpus``; returns (w_in, w_out), each (V, dim)."""
-    vocab_size = len(corpus.vocab)
-    rng = np.random.default_rng(seed)
-    w_in = ((rng.random((vocab_size, dim), dtype=np.float32) - 0.5) / dim).astype(np.float32)
-    w_out = np.zeros((vocab_size, dim), dtype=np.float32)
-    size = table_size(vocab_size)
-    neg = unigram_table(corpus.counts, size)
-    if market_negatives > 0 and corpus.markets:
-        mkt, mkt_off = market_tables(corpus.counts, corpus.word_market, len(corpus.markets), size)
-    else:
-        mkt, mkt_off = np.zeros(0, dtype=np.int32), np.zeros(1, dtype=np.int64)
-    word_market = corpus.word_market if corpus.markets else np.full(vocab_size, -1, np.int32)
-    booked = corpus.booked if use_booked else np.full_like(corpus.booked, -1)
-    keep = keep_probabilities(corpus.counts, sample)
+    w_in, w_out = initial_weights(len(corpus.vocab), dim, seed)
+    t = sampling_tables(corpus, market_negatives=market_negatives, use_booked=use_booked,
+                        sample=sample)
     previous = numba.get_num_threads()
     numba.set_num_threads(max(1, min(n_threads, numba.config.NUMBA_NUM_THREADS)))
     # a few blocks per thread balance uneven session lengths; with one thread, one block
@@ -94,8 +125,8 @@ def train_skipgram(
     try:
         for epoch in range(epochs):
             train_epoch(
-                corpus.tokens, corpus.offsets, booked, word_market, keep, neg, mkt, mkt_off,
-                w_in, w_out, window, negatives, market_negatives, learning_rate,
+                corpus.tokens, corpus.offsets, t.booked, t.word_market, t.keep, t.neg, t.mkt,
+                t.mkt_offsets, w_in, w_out, window, negatives, market_negatives, learning_rate,
                 min_learning_rate, epoch, epochs, seed, n_blocks,
             )
             if callback is not None:
