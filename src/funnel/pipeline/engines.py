@@ -43,13 +43,22 @@ def _parquet_glob(path: Path) -> str:
 
 
 class DuckDBEngine:
-    """Stages on DuckDB; ``con`` defaults to an in-memory database."""
+    """Stages on DuckDB; ``con`` defaults to an in-memory database.
+
+    Stage outputs are sets of rows (readers sort them), so the engine's own connection runs
+    with ``preserve_insertion_order=false``: DuckDB may then build tables and write Parquet
+    from all threads without re-establishing the input order (less memory, more parallelism).
+    A connection passed in keeps its own setting.
+    """
 
     dialect = DUCKDB
 
     def __init__(self, con: duckdb.DuckDBPyConnection | None = None,
                  *, memory_limit: str | None = None, threads: int | None = None) -> None:
-        self.con = con if con is not None else duckdb.connect()
+        if con is None:
+            con = duckdb.connect()
+            con.execute("SET preserve_insertion_order=false")
+        self.con = con
         self.con.execute("SET TimeZone='UTC'")
         if memory_limit:
             self.con.execute(f"SET memory_limit='{memory_limit}'")

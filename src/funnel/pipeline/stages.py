@@ -73,30 +73,34 @@ class Stage:
 
 
 def session_events_sql(d: Dialect, c: PipelineConfig) -> str:
+    # Two sorts, not three: lag and row_number share one window (user, time, event id); the
+    # running session number and the row number where the session began share a second one,
+    # ordered by that integer row number. seq = position in the user's actions minus the
+    # position where the session started, plus one.
     gap_ms = int(round(c.gap_minutes * 60_000))
     ts = d.epoch_ms("ts")
     return f"""
 WITH actions AS (
-    SELECT event_id, user_id, ts, {ts} AS ts_ms
+    SELECT event_id, user_id, {ts} AS ts_ms
     FROM events
     WHERE event_type <> 'impression'
 ), marked AS (
-    SELECT event_id, user_id, ts, ts_ms,
+    SELECT event_id, user_id,
         CASE WHEN lag(ts_ms) OVER w IS NULL OR ts_ms - lag(ts_ms) OVER w > {gap_ms}
-             THEN 1 ELSE 0 END AS starts_session
+             THEN 1 ELSE 0 END AS starts_session,
+        row_number() OVER w AS rn
     FROM actions
     WINDOW w AS (PARTITION BY user_id ORDER BY ts_ms, event_id)
 ), numbered AS (
-    SELECT event_id, user_id, ts_ms, sum(starts_session) OVER (
-        PARTITION BY user_id ORDER BY ts_ms, event_id
-        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-    ) AS session_no
+    SELECT event_id, user_id, rn,
+        sum(starts_session) OVER u AS session_no,
+        max(CASE WHEN starts_session = 1 THEN rn END) OVER u AS start_rn
     FROM marked
+    WINDOW u AS (PARTITION BY user_id ORDER BY rn ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 )
 SELECT event_id,
        user_id || '#' || CAST(session_no AS STRING) AS session_id,
-       CAST(row_number() OVER (PARTITION BY user_id, session_no ORDER BY ts_ms, event_id)
-            AS INTEGER) AS seq
+       CAST(rn - start_rn + 1 AS INTEGER) AS seq
 FROM numbered
 """
 
