@@ -44,3 +44,28 @@ def catalog_coverage(lists: Sequence[Sequence[str]], n_items: int) -> float:
     if n_items < 1:
         raise ValueError(f"n_items: expected an int >= 1, got {n_items!r}")
     return len({i for lst in lists for i in lst}) / n_items
+
+
+def clustered_mean_ci(values: Sequence[float] | np.ndarray, clusters: Sequence[str]
+                      ) -> tuple[float, float]:
+    """(mean, half-width of the 95% interval) when cases share a cluster (a user).
+
+    Held-out requests of one user are not independent draws (the same taste, the same history
+    feeding the personalization features), so the standard error is the cluster-robust one:
+    ``se^2 = G / (G - 1) * sum_g (sum_{i in g} (v_i - mean))^2 / n^2`` over the G clusters.
+    With one case per cluster it equals the plain interval's ``std / sqrt(n)`` up to the
+    ``ddof`` factor; NaN for no values or a single cluster.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if len(clusters) != v.size:
+        raise ValueError(f"clusters: expected {v.size} labels (one per value), got {len(clusters)}")
+    if v.size == 0:
+        return float("nan"), float("nan")
+    mean = float(v.mean())
+    _, inverse = np.unique(np.asarray(clusters, dtype=object).astype(str), return_inverse=True)
+    sums = np.bincount(inverse, weights=v - mean)
+    g = sums.size
+    if g < 2:
+        return mean, float("nan")
+    se = math.sqrt(g / (g - 1) * float(np.sum(sums**2))) / v.size
+    return mean, 1.96 * se

@@ -3,8 +3,11 @@
 Variants, all asked the same cases in the same run:
 
 - ``funnel``: ``Engine.run`` exactly as ``POST /search`` calls it (recall -> rank -> re-rank);
-- ``no_personalization``: the same engine given an empty :class:`RecentActions` (no session
-  features, and no recent items for co-visitation recall);
+- ``no_personalization``: the same engine asked as an anonymous visitor: no user id (the
+  ranker's ``user_id`` embedding falls back to out-of-vocabulary) and an empty
+  :class:`RecentActions` (no session features, no recent items for co-visitation recall, no
+  session market for a browse feed). Everything the funnel knows about this user is removed;
+- ``no_session``: the user id kept, the session state emptied (the session features' share);
 - ``no_rerank``: the same engine with the re-rank method ``none`` (the ranker's order);
 - ``popularity``: the artifact's popularity recall list of the request's market alone.
 """
@@ -19,12 +22,12 @@ from typing import Any
 import numpy as np
 
 from funnel.evaluate.cases import KINDS, Case, HeldOut
-from funnel.evaluate.metrics import catalog_coverage, list_metrics, mean_ci
+from funnel.evaluate.metrics import catalog_coverage, clustered_mean_ci, list_metrics, mean_ci
 from funnel.features.personalization import RecentActions
 from funnel.recall.base import RecallRequest
 from funnel.rerank.metrics import entropy, intra_list_distance
 
-VARIANTS = ("funnel", "no_personalization", "no_rerank", "popularity")
+VARIANTS = ("funnel", "no_personalization", "no_session", "no_rerank", "popularity")
 OFFLINE_RECALL_TIMEOUT_S = 600.0
 """Offline, no source is dropped for being slow (the figures must not depend on machine load)."""
 
@@ -61,6 +64,8 @@ class ReplayResult:
     scores: dict[str, VariantScores]
     timings: list[dict[str, float]]
     """Per funnel request: the engine's per-stage timings in ms."""
+    users: dict[str, list[str]] = field(default_factory=lambda: {k: [] for k in KINDS})
+    """Per kind, the user of each case (the cluster of the paired intervals)."""
 
 
 def _popularity(engine: Any, case: Case, k: int) -> list[str]:
@@ -74,18 +79,24 @@ def _popularity(engine: Any, case: Case, k: int) -> list[str]:
 def replay(engine: Any, held: HeldOut, *, k: int = 10,
            progress: Callable[[int], None] | None = None) -> ReplayResult:
     """Ask every variant for a ``k``-list at every held-out case; score it against the targets."""
-    engines = {"funnel": engine, "no_personalization": engine, "no_rerank": without_rerank(engine)}
+    engines = {"funnel": engine, "no_personalization": engine, "no_session": engine,
+               "no_rerank": without_rerank(engine)}
     empty = RecentActions(max_len=held_state_len(held))
     scores = {v: VariantScores() for v in VARIANTS}
     timings: list[dict[str, float]] = []
+    users: dict[str, list[str]] = {k: [] for k in KINDS}
     for kind in KINDS:
         for case in held.cases[kind]:
+            users[kind].append(case.user_id)
             for variant in VARIANTS:
                 if variant == "popularity":
                     shown = _popularity(engine, case, k)
                 else:
-                    state = empty if variant == "no_personalization" else case.state
-                    res = engines[variant].run(query=case.query, user_id=case.user_id,
+                    anonymous = variant == "no_personalization"
+                    state = empty if variant in ("no_personalization", "no_session") \
+                        else case.state
+                    res = engines[variant].run(query=case.query,
+                                               user_id=None if anonymous else case.user_id,
                                                market=case.market, filters={}, k=k, state=state)
                     shown = list(res.item_ids)
                     if variant == "funnel":
@@ -101,7 +112,7 @@ def replay(engine: Any, held: HeldOut, *, k: int = 10,
                 s.lists.append(shown)
             if progress is not None:
                 progress(1)
-    return ReplayResult(scores, timings)
+    return ReplayResult(scores, timings, users)
 
 
 def held_state_len(held: HeldOut) -> int:
@@ -130,16 +141,29 @@ def quality_figures(result: ReplayResult, k: int) -> dict[str, float]:
 
 def margin_figures(result: ReplayResult, k: int, base: str, *, against: str = "funnel"
                    ) -> dict[str, float]:
-    """Paired gains of ``against`` over ``base`` per kind: mean difference of NDCG@k and its CI."""
+    """Paired gains of ``against`` over ``base`` per kind: the mean per-case difference of
+    NDCG@k, its 95% interval clustered by user (``.ci95``: a user's requests share taste and
+    history, so they are not independent draws) and the plain per-case one (``.ci95_cases``),
+    and the share of cases where the two lists differ at all (``.changed``)."""
     out: dict[str, float] = {}
     a, b = result.scores[against], result.scores[base]
+    offset = 0
     for kind in KINDS:
-        if not a.ndcg[kind]:
+        n = len(a.ndcg[kind])
+        if not n:
             continue
         diff = np.asarray(a.ndcg[kind]) - np.asarray(b.ndcg[kind])
-        mean, half = mean_ci(diff)
-        out[f"gain.{against}_vs_{base}.{kind}.ndcg@{k}"] = mean
-        out[f"gain.{against}_vs_{base}.{kind}.ndcg@{k}.ci95"] = half
+        users = result.users[kind] if len(result.users[kind]) == n else [str(i) for i in range(n)]
+        mean, half = clustered_mean_ci(diff, users)
+        key = f"gain.{against}_vs_{base}.{kind}.ndcg@{k}"
+        out[key] = mean
+        out[f"{key}.ci95"] = half
+        out[f"{key}.ci95_cases"] = mean_ci(diff)[1]
+        lists_a = a.lists[offset:offset + n]
+        lists_b = b.lists[offset:offset + n]
+        out[f"{key}.changed"] = float(np.mean([x[:k] != y[:k] for x, y in zip(lists_a, lists_b,
+                                                                               strict=True)]))
+        offset += n
         base_mean = float(np.mean(b.ndcg[kind]))
         if base_mean > 0:
             out[f"gain.{against}_vs_{base}.{kind}.ndcg@{k}.relative"] = mean / base_mean

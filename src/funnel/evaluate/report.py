@@ -105,12 +105,14 @@ def _tables(figures: dict[str, float], k: int) -> dict[str, Any]:
         for v in VARIANTS]
     margins = [{"base": base, "kind": kind, "gain": f(f"gain.funnel_vs_{base}.{kind}.ndcg@{k}"),
                 "ci": f(f"gain.funnel_vs_{base}.{kind}.ndcg@{k}.ci95"),
-                "relative": f(f"gain.funnel_vs_{base}.{kind}.ndcg@{k}.relative")}
-               for base in ("popularity", "no_personalization", "no_rerank") for kind in kinds]
+                "relative": f(f"gain.funnel_vs_{base}.{kind}.ndcg@{k}.relative"),
+                "changed": f(f"gain.funnel_vs_{base}.{kind}.ndcg@{k}.changed")}
+               for base in ("popularity", "no_personalization", "no_session", "no_rerank")
+               for kind in kinds]
     ranker = [{"model": label, "auc": f(f"{p}.auc"), "group_auc": f(f"{p}.group_auc"),
                "logloss": f(f"{p}.logloss"), "ece": f(f"{p}.ece")}
               for label, p in (("served ranker", "rank"),
-                               ("served ranker, empty state", "rank.no_personalization"),
+                               ("served ranker, anonymous", "rank.no_personalization"),
                                ("Bayes-optimal (true p_click)", "bayes"))
               if f"{p}.auc" in figures]
     recall_rows: dict[tuple[str, str], dict[str, str]] = {}

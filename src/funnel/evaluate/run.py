@@ -123,6 +123,10 @@ def _not_applicable(held: HeldOut, figures: dict[str, float], engine: Any) -> di
             "no held-out impressions with both clicked and unclicked rows"
             if engine.rank is not None else
             "no ranker was trained (the log has no impressions to learn clicks from)")
+    if not any(key.startswith("oracle.") for key in figures):
+        na["personalization ceiling"] = (
+            "needs the generator's latent state: a workspace holding exactly one "
+            "'funnel generate' run (raw/*/summary.json) and a trained ranker")
     if "bayes.auc" not in figures:
         na["gap to Bayes-optimal"] = "no true p_click (real data has no 'truth' table)"
     if not any(k.startswith("suggest.") for k in figures):
@@ -170,7 +174,7 @@ def evaluate_artifact(ws: Workspace, artifact_dir: Path, split_ms: int, *,
             step("replay", n_cases)
             result = replay(engine, held, k=cfg.k, progress=lambda _n: step("", None))
             figures.update(quality_figures(result, cfg.k))
-            for base in ("popularity", "no_personalization", "no_rerank"):
+            for base in ("popularity", "no_personalization", "no_session", "no_rerank"):
                 figures.update(margin_figures(result, cfg.k, base))
             figures.update(diversity_figures(engine, result, cfg.k))
             figures.update(latency_figures(result.timings))
@@ -178,6 +182,8 @@ def evaluate_artifact(ws: Workspace, artifact_dir: Path, split_ms: int, *,
             preds = ranker_predictions(engine, requests) if engine.rank is not None else None
             if preds is not None:
                 figures.update(ranker_figures(preds))
+            figures.update(_ceiling(ws, engine, requests, preds))
+            figures.update(_ceiling_share(figures))
             step("recall", None)
             figures.update(recall_figures(engine, held, cfg.recall_ks))
             step("suggest", None)
@@ -205,14 +211,43 @@ def evaluate_artifact(ws: Workspace, artifact_dir: Path, split_ms: int, *,
         notes = [
             f"trained on events before {format_ms(split_ms)}; replayed "
             f"{n_cases} held-out cases through Engine.run (the POST /search code path)",
-            "no_personalization passes an empty RecentActions: it removes the session features "
-            "of the ranker AND the recent items co-visitation recall starts from",
+            "no_personalization asks as an anonymous visitor (no user id, empty RecentActions): "
+            "it removes the ranker's user-id embedding and session features AND the recent "
+            "items co-visitation recall starts from; no_session keeps the user id",
+            "gains are paired (the same cases, per-case differences); their 95% intervals are "
+            "clustered by user, since one user's requests share taste and history",
             "offline the recall merger's deadline is lifted so no source is dropped for being "
             "slow; latencies are those of this machine under its current load",
         ]
         return EvalResult(figures, notes, na, details, images)
     finally:
         engine.close()
+
+
+def _ceiling(ws: Workspace, engine: Any, requests: Sequence[Any],
+             preds: dict[str, np.ndarray] | None) -> dict[str, float]:
+    """On a generated workspace: the personalization ceiling (``funnel.evaluate.oracle``)
+    beside the served ranker's own personalization gain; empty otherwise."""
+    from funnel.evaluate.oracle import PersonalTerms, generator_config, impression_ceiling
+
+    config = generator_config(ws)
+    if config is None or preds is None:
+        return {}
+    return impression_ceiling(PersonalTerms(config), preds, requests)
+
+
+def _ceiling_share(figures: dict[str, float]) -> dict[str, float]:
+    """The served ranker's personalization gain in group AUC and its share of the ceiling."""
+    keys = ("rank.group_auc", "rank.no_personalization.group_auc",
+            "oracle.personal_gain.group_auc")
+    if not all(key in figures for key in keys):
+        return {}
+    ours = figures["rank.group_auc"] - figures["rank.no_personalization.group_auc"]
+    ceiling = figures["oracle.personal_gain.group_auc"]
+    out = {"rank.personal_gain.group_auc": ours}
+    if ceiling > 0:
+        out["rank.personal_gain.share_of_ceiling"] = ours / ceiling
+    return out
 
 
 def _curve(engine: Any, held: HeldOut, cfg: EvalConfig) -> list[dict[str, Any]]:

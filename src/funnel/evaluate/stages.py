@@ -23,7 +23,7 @@ from funnel.features.personalization import RecentActions
 
 
 def ranker_predictions(engine: Any, requests: Sequence[Case]) -> dict[str, np.ndarray]:
-    """Labels, predictions (with/without state), true p_click and request groups, row-aligned."""
+    """Labels, predictions (as served / anonymous), true p_click and request groups, row-aligned."""
     rank = engine.rank
     y: list[np.ndarray] = []
     p: list[np.ndarray] = []
@@ -34,8 +34,11 @@ def ranker_predictions(engine: Any, requests: Sequence[Case]) -> dict[str, np.nd
         ids = [i for i, _, _ in case.impressions]
         pos = np.array([q for _, q, _ in case.impressions], dtype=np.int64)
         targets = set(case.targets)
-        for state, sink in ((case.state, p), (RecentActions(max_len=case.state.max_len), p0)):
-            cols = rank.columns(ids, query=case.query, market=case.market, state=state)
+        # as served (the user's id and state) and as for an anonymous visitor (neither)
+        empty = RecentActions(max_len=case.state.max_len)
+        for user, state, sink in ((case.user_id, case.state, p), (None, empty, p0)):
+            cols = rank.columns(ids, query=case.query, market=case.market, state=state,
+                                user_id=user)
             cols["position"] = pos
             sink.append(np.asarray(rank.calibrator.predict(rank.ranker.predict_proba(cols)),
                                    dtype=np.float64))

@@ -1,0 +1,116 @@
+"""Paired intervals clustered by user, and the synthetic personalization ceiling."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from funnel.evaluate.metrics import clustered_mean_ci, mean_ci
+from funnel.evaluate.oracle import PersonalTerms, generator_config, impression_ceiling
+from funnel.evaluate.run import _ceiling_share
+
+from .conftest import Evaluated
+
+
+def test_clustered_interval_by_hand() -> None:
+    # users a: [1, 3], b: [5]; mean 3; cluster sums of deviations: a = -2 + 0 = -2, b = 2
+    mean, half = clustered_mean_ci([1.0, 3.0, 5.0], ["a", "a", "b"])
+    assert mean == pytest.approx(3.0)
+    assert half == pytest.approx(1.96 * math.sqrt(2 / 1 * (4 + 4)) / 3)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(-1, 1, allow_nan=False), min_size=2, max_size=40))
+def test_one_case_per_user_is_the_plain_interval(values: list[float]) -> None:
+    users = [f"u{i}" for i in range(len(values))]
+    got, want = clustered_mean_ci(values, users), mean_ci(values)
+    assert got[0] == pytest.approx(want[0])
+    assert got[1] == pytest.approx(want[1], abs=1e-12)
+
+
+def test_clustering_widens_the_interval_of_correlated_cases() -> None:
+    rng = np.random.default_rng(0)
+    user_effect = np.repeat(rng.normal(size=50), 10)  # 10 cases per user share an effect
+    values = user_effect + 0.1 * rng.normal(size=500)
+    users = np.repeat([f"u{i}" for i in range(50)], 10).tolist()
+    assert clustered_mean_ci(values, users)[1] > 2.5 * mean_ci(values)[1]
+
+
+def test_clustered_interval_rejects_mismatched_labels() -> None:
+    with pytest.raises(ValueError, match="clusters: expected 3 labels"):
+        clustered_mean_ci([1.0, 2.0, 3.0], ["a"])
+    assert math.isnan(clustered_mean_ci([1.0, 2.0], ["a", "a"])[1])
+
+
+@pytest.fixture(scope="module")
+def terms(evaluated: Evaluated) -> PersonalTerms:
+    config = generator_config(evaluated.ws)
+    assert config is not None and config.n_events == 12_000 and config.seed == 5
+    return PersonalTerms(config)
+
+
+def test_personal_term_is_the_generators(terms: PersonalTerms, evaluated: Evaluated) -> None:
+    from funnel.data.synthetic import latent_state
+
+    state = latent_state(generator_config(evaluated.ws))
+    want = 3.0 * float(state["item_vectors"][7] @ state["user_personal"][2])
+    got = terms(str(state["user_ids"][2]), [str(state["item_ids"][7]), "no-such-item"])
+    assert got[0] == pytest.approx(want, rel=1e-6)
+    assert got[1] == 0.0
+    assert terms("no-such-user", [str(state["item_ids"][7])]).tolist() == [0.0]
+
+
+def test_impression_ceiling_removes_exactly_the_personal_term(terms: PersonalTerms) -> None:
+    # two requests of one user, true logit = -0.5 * term + term (one position, exam factor 1),
+    # clicks on the best item: the truth orders them right, without the term exactly wrong
+    user = next(iter(terms.users))
+    items = list(terms.items)[:6]
+    pers = terms(user, items)
+    order = np.argsort(-pers)
+    reqs, truth, y, group = [], [], [], []
+    for g, chunk in enumerate((order[:3], order[3:])):
+        ids = [items[i] for i in chunk]
+        imps = tuple((item, 1, None) for item in ids)  # one position: exam factor 1
+        reqs.append(SimpleNamespace(user_id=user, impressions=imps))
+        truth.extend(1 / (1 + np.exp(-0.5 * pers[chunk])))
+        y.extend([1.0, 0.0, 0.0])
+        group.extend([g] * 3)
+    preds = {"p_true": np.array(truth), "y": np.array(y), "group": np.array(group)}
+    out = impression_ceiling(terms, preds, reqs)
+    assert out["oracle.bayes.group_auc"] == pytest.approx(1.0)
+    assert out["oracle.no_personal.group_auc"] == pytest.approx(0.0)
+    assert out["oracle.personal_gain.group_auc"] == pytest.approx(1.0)
+
+
+def test_ceiling_share() -> None:
+    figures = {"rank.group_auc": 0.75, "rank.no_personalization.group_auc": 0.74,
+               "oracle.personal_gain.group_auc": 0.04}
+    out = _ceiling_share(figures)
+    assert out["rank.personal_gain.group_auc"] == pytest.approx(0.01)
+    assert out["rank.personal_gain.share_of_ceiling"] == pytest.approx(0.25)
+    assert _ceiling_share({"rank.group_auc": 0.7}) == {}
+
+
+def test_report_states_the_ceiling_and_clustered_gains(evaluated: Evaluated) -> None:
+    f = evaluated.result.figures
+    assert 0.5 < f["oracle.no_personal.group_auc"] < f["oracle.bayes.group_auc"]
+    assert f["oracle.personal_gain.group_auc"] > 0.01
+    for kind in ("search", "booking"):
+        key = f"gain.funnel_vs_no_personalization.{kind}.ndcg@10"
+        assert f[f"{key}.ci95"] > 0 and f[f"{key}.ci95_cases"] > 0
+        assert 0.0 <= f[f"{key}.changed"] <= 1.0
+    html = evaluated.out.joinpath("report.html").read_text()
+    assert 'id="ceiling"' in html and "clustered by user" in html
+
+
+def test_no_ceiling_without_a_generator_config(evaluated: Evaluated, tmp_path) -> None:
+    ws = SimpleNamespace(raw_dir=tmp_path)
+    assert generator_config(ws) is None  # type: ignore[arg-type]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "summary.json").write_text('{"counts": {}}')
+    assert generator_config(ws) is None  # type: ignore[arg-type]
