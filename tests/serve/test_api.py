@@ -150,3 +150,26 @@ def test_events_are_durable_and_reach_the_store(served_workspace, client):
             "SELECT query FROM events WHERE event_id = 'durable-1'").fetchall()
     assert rows == [("rome villa",)]
     assert not app.state.spool.ready_segments()
+
+
+def test_list_bodies_match_the_declared_response_model(client):
+    """The list routes write JSON bytes themselves; the bodies must still be exactly what the
+    OpenAPI schema (``ListResponse``) promises, debug values included (no NaN in JSON)."""
+    from funnel.serve.schemas import ListResponse
+
+    meta = client.get("/meta").json()
+    responses = [
+        client.post("/search", json={"query": meta["markets"][0], "k": 7, "debug": True}),
+        client.post("/search", json={"query": "", "k": 3}),
+        client.get("/recommend/someone", params={"k": 5, "debug": True}),
+    ]
+    item = responses[0].json()["items"][0]["item_id"]
+    responses.append(client.get(f"/similar/{item}", params={"k": 4}))
+    for r in responses:
+        assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+        assert float(r.headers["x-funnel-time-ms"]) > 0
+        body = json.loads(r.text, parse_constant=lambda c: pytest.fail(f"{c} in JSON body"))
+        assert ListResponse.model_validate(body).model_dump(mode="json") == body
+    first = responses[0].json()["items"][0]
+    assert first["debug"]["features"]["qm_has_query"] == 1.0 and first["market"]
+    assert [len(r.json()["items"]) for r in responses] == [7, 3, 5, 4]

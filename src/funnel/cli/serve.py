@@ -54,4 +54,4 @@ def serve(
         os.environ["FUNNEL_ADMIN_TOKEN"] = admin_token
     console.print(f"serving {ws.artifacts.require_current().name} at [bold]http://{host}:{port}/[/]")
     uvicorn.run("funnel.serve.app:create_app", factory=True, host=host, port=port,
-                workers=workers, log_level="warning")
+                workers=workers, log_level="warning", access_log=False)

@@ -61,14 +61,21 @@ class ServingRanker:
     """Item-side fields encoded once per snapshot item (rows = snapshot rows)."""
     term_index: TermIndex | None = None
     """The snapshot's item terms, for the query-match features of a whole request at once."""
+    item_codes: dict[str, np.ndarray] | None = None
+    """Per text column, an integer code per snapshot row (equal codes, equal values)."""
 
     def precompute(self) -> ServingRanker:
         """Encode every field that depends on the item alone, once (the request then encodes
         only query/session fields: the same numbers, a fraction of the work), and index the
         item terms the query-match features compare the query with."""
+        import pandas as pd
+
         from funnel.rank.torch_ranker import TorchRanker
 
         self.term_index = TermIndex(*(self.item_cols[c].tolist() for c in _TEXT))
+        self.item_codes = {
+            c: pd.factorize(pd.Series(self.item_cols[c], dtype=object))[0] for c in _TEXT
+        }
         if not isinstance(self.ranker, TorchRanker):
             return self
         fs = self.ranker.features_
@@ -79,12 +86,13 @@ class ServingRanker:
 
     def columns(
         self, item_ids: list[str], *, query: str, market: str | None, state: RecentActions,
-        user_id: str | None = None,
+        user_id: str | None = None, rows: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
-        """The raw feature columns of the candidates, as a training row would have them."""
+        """The raw feature columns of the candidates, as a training row would have them
+        (``rows``: their snapshot rows if the caller has them, see :meth:`rows`)."""
         n = len(item_ids)
         state = clip_state(state, self.recent_k)  # the window training rows were replayed with
-        rows = self.rows(item_ids)
+        rows = self.rows(item_ids) if rows is None else self._check_rows(rows, n)
         known = rows >= 0
         safe = np.where(known, rows, 0)
         cols: dict[str, np.ndarray] = {"item_id": np.array(item_ids, dtype=object)}
@@ -109,14 +117,18 @@ class ServingRanker:
 
     def score(
         self, item_ids: list[str], *, query: str, market: str | None, state: RecentActions,
-        user_id: str | None = None, with_cvr: bool = False,
+        user_id: str | None = None, with_cvr: bool = False, rows: np.ndarray | None = None,
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """(calibrated pCTR, raw feature columns); ``with_cvr`` adds ``p_cvr`` (post-click
-        booking probability, for pCTR x pCVR) when the artifact has a CVR model."""
+        booking probability, for pCTR x pCVR) when the artifact has a CVR model. ``rows``:
+        the candidates' snapshot rows when the caller has them (saves a lookup per id)."""
         if not item_ids:
             return np.zeros(0), {}
-        cols = self.columns(item_ids, query=query, market=market, state=state, user_id=user_id)
-        p = self.calibrator.predict(self._predict(item_ids, cols))
+        rows = self.rows(item_ids) if rows is None else self._check_rows(rows, len(item_ids))
+        cols = self.columns(
+            item_ids, query=query, market=market, state=state, user_id=user_id, rows=rows
+        )
+        p = self.calibrator.predict(self._predict(item_ids, cols, rows))
         if with_cvr and self.cvr is not None:
             cols["p_cvr"] = self.cvr.predict_proba(cols)
         return p, cols
@@ -125,6 +137,17 @@ class ServingRanker:
         """Snapshot row per candidate (-1 for items the snapshot does not have)."""
         get = self.item_row.get
         return np.fromiter((get(i, -1) for i in item_ids), dtype=np.int64, count=len(item_ids))
+
+    def _check_rows(self, rows: np.ndarray, n: int) -> np.ndarray:
+        rows = np.asarray(rows)
+        if rows.shape != (n,) or rows.dtype.kind not in "iu" or (
+            n and (rows.min() < -1 or rows.max() >= len(self.item_row))
+        ):
+            raise ValueError(
+                f"'rows' must be {n} snapshot rows in [-1, {len(self.item_row)}) (one per item "
+                f"id); got shape {rows.shape}, dtype {rows.dtype}"
+            )
+        return rows.astype(np.int64, copy=False)
 
     def _query_match(
         self, query: str, rows: np.ndarray, known: np.ndarray, cols: dict[str, np.ndarray]
@@ -138,24 +161,27 @@ class ServingRanker:
             )
         return self.term_index.features(query, rows)
 
-    def _predict(self, item_ids: list[str], cols: dict[str, np.ndarray]) -> np.ndarray:
-        rows = self.rows(item_ids)
+    def _predict(
+        self, item_ids: list[str], cols: dict[str, np.ndarray], rows: np.ndarray
+    ) -> np.ndarray:
         if self.item_parts is None or (rows < 0).any():
             return self.ranker.predict_proba(cols)
         fs = self.ranker.features_
-        parts = self._encode_request_fields(cols, len(rows))
+        parts = self._encode_request_fields(cols, rows)
         for name, (idx, val) in self.item_parts.items():
             parts[name] = (idx[rows], val[rows])
         return self.ranker.predict_encoded(fs.assemble(parts))  # type: ignore[attr-defined]
 
     def _encode_request_fields(
-        self, cols: dict[str, np.ndarray], n: int
+        self, cols: dict[str, np.ndarray], rows: np.ndarray
     ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Encode the fields not precomputed per item. A field whose every source holds one
         value for the whole request is encoded once and broadcast; a cross of such a column
         with one item column is encoded once per distinct item value. Encoding is row by row,
         so this gives the same arrays as encoding every candidate."""
         fs = self.ranker.features_
+        n = len(rows)
+        codes = self.item_codes or {}
         out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         per_row: list[str] = []
         for spec in fs.specs:
@@ -166,14 +192,11 @@ class ServingRanker:
                 first = {c: cols[c][:1] for c in spec.sources}
                 idx, val = fs.encode_fields(first, [spec.name])[spec.name]
                 out[spec.name] = (np.repeat(idx, n, axis=0), np.repeat(val, n, axis=0))
-            elif spec.type == "cross" and len(varying) == 1 and cols[varying[0]].dtype == object:
-                codes: dict[Any, int] = {}
-                inverse = np.fromiter(
-                    (codes.setdefault(v, len(codes)) for v in cols[varying[0]].tolist()),
-                    dtype=np.int64, count=n,
+            elif spec.type == "cross" and len(varying) == 1 and varying[0] in codes:
+                # rows with one value of the item column encode alike: encode each value once
+                _, firsts, inverse = np.unique(
+                    codes[varying[0]][rows], return_index=True, return_inverse=True
                 )
-                firsts = np.zeros(len(codes), dtype=np.int64)
-                firsts[inverse] = np.arange(n)  # a row holding each value (they encode alike)
                 sub = {c: cols[c][firsts] for c in spec.sources}
                 idx, val = fs.encode_fields(sub, [spec.name])[spec.name]
                 out[spec.name] = (idx[inverse], val[inverse])

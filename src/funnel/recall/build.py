@@ -185,7 +185,10 @@ def load_recall(artifact_dir: Path) -> RecallBundle:
         table: VectorTable = load_vectors(Path(artifact_dir) / "embeddings", "item")
         sources["vector"] = VectorSource(VectorIndex.load(root / "vector"), table)
     quotas = {k: v for k, v in config.quotas().items() if k in sources}
-    merger = Merger(list(sources.values()), quotas=quotas, timeout_s=config.timeout_ms / 1000)
+    # every source of an artifact answers from memory in well under a millisecond: a thread
+    # hand-off would cost more than the work, so they run on the request's thread
+    merger = Merger(list(sources.values()), quotas=quotas, timeout_s=config.timeout_ms / 1000,
+                    inline=tuple(sources))
     return RecallBundle(sources=sources, merger=merger, config=config)
 
 

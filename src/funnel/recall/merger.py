@@ -1,8 +1,13 @@
-"""The merger: ask every source in parallel, keep each one's quota, dedupe, record provenance.
+"""The merger: ask every source, keep each one's quota, dedupe, record provenance.
 
-Sources run on a thread pool with one deadline for the whole request. A source that raises or
-misses the deadline is skipped with a logged warning and reported in ``MergedCandidates.skipped``;
-the request still succeeds with what the others found (graceful degradation). Candidates are
+Sources that may block (a remote index, a disk read) run on a thread pool with one deadline for
+the whole request; sources named ``inline`` (in-memory lookups that take well under a
+millisecond) run on the request's own thread, since handing them to a pool costs more than
+they do. A source that raises or misses the deadline is skipped with a logged warning and
+reported in ``MergedCandidates.skipped``; the request still succeeds with what the others found
+(graceful degradation). A pooled source that hangs holds at most ``max_in_flight`` pool
+threads: while that many of its calls are unfinished, later requests skip it at once instead
+of queueing behind it. Candidates are
 ordered by reciprocal-rank fusion over the sources that found them (Cormack et al., 2009), so no
 source's raw score scale dominates another's.
 """
@@ -10,13 +15,15 @@ source's raw score scale dominates another's.
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+import pandas as pd
 
 from funnel.recall.base import Candidates, CandidateSource, RecallRequest
 
@@ -51,6 +58,13 @@ class Merger:
         Deadline for all sources together; late sources are skipped.
     rrf_k : float
         Reciprocal-rank-fusion constant: a candidate scores sum(1 / (rrf_k + rank)).
+    max_workers : int
+        Pool threads for the sources that are not inline.
+    inline : collection of str, optional
+        Sources run on the caller's thread: they cannot be cut off at the deadline, so name
+        only in-memory sources that cannot block (default: none, every source is pooled).
+    max_in_flight : int
+        Unfinished calls a pooled source may have before requests skip it (a hung source).
 
     Example
     -------
@@ -71,6 +85,8 @@ class Merger:
         timeout_s: float = 0.2,
         rrf_k: float = 60.0,
         max_workers: int = 8,
+        inline: Collection[str] | None = None,
+        max_in_flight: int = 2,
     ) -> None:
         self.sources = sources
         self.quotas = quotas
@@ -78,7 +94,11 @@ class Merger:
         self.timeout_s = timeout_s
         self.rrf_k = rrf_k
         self.max_workers = max_workers
+        self.inline = inline
+        self.max_in_flight = max_in_flight
         self._pool: ThreadPoolExecutor | None = None
+        self._busy: dict[str, int] = {}  # pooled source name -> unfinished calls
+        self._lock = threading.Lock()
 
     def _check(self) -> None:
         names = [getattr(s, "name", None) for s in self.sources]
@@ -95,12 +115,20 @@ class Merger:
             raise ValueError(f"quotas name unknown source(s) {unknown}; sources are {names}")
         if not self.timeout_s > 0:
             raise ValueError(f"The 'timeout_s' parameter must be > 0. Got {self.timeout_s!r}.")
+        stray = sorted(set(self.inline or ()) - set(names))
+        if stray:
+            raise ValueError(f"inline names unknown source(s) {stray}; sources are {names}")
+        if not (isinstance(self.max_in_flight, int) and self.max_in_flight >= 1):
+            raise ValueError(
+                f"The 'max_in_flight' parameter must be an int >= 1. Got {self.max_in_flight!r}."
+            )
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(
-                max_workers=self.max_workers, thread_name_prefix="funnel-recall"
-            )
+            pooled = len(self.sources) - len(set(self.inline or ()))
+            # enough threads that sources stuck at their in-flight cap cannot starve the rest
+            workers = max(self.max_workers, self.max_in_flight * pooled + 1)
+            self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="funnel-recall")
         return self._pool
 
     def close(self) -> None:
@@ -114,34 +142,68 @@ class Merger:
         out = source.candidates(request)
         return out, (time.perf_counter() - start) * 1000.0
 
+    def _pooled(self, source: CandidateSource, request: RecallRequest) -> tuple[Candidates, float]:
+        try:
+            return self._timed(source, request)
+        finally:
+            with self._lock:
+                self._busy[source.name] -= 1
+
     def recall(self, request: RecallRequest) -> MergedCandidates:
         """Up to ``request.k`` merged candidates; never raises because one source failed."""
         self._check()
-        pool = self._executor()
         deadline = time.perf_counter() + self.timeout_s
-        futures: dict[str, Future[tuple[Candidates, float]]] = {}
-        for source in self.sources:
-            quota = (self.quotas or {}).get(source.name, self.default_quota)
-            sub = replace(request, k=max(1, quota))  # full quota: fusion needs depth
-            futures[source.name] = pool.submit(self._timed, source, sub)
+        inline = set(self.inline or ())
         results: dict[str, Candidates] = {}
         timings: dict[str, float] = {}
         skipped: dict[str, str] = {}
+
+        def skip(name: str, reason: str) -> None:
+            skipped[name] = reason
+            log.warning("recall source %r skipped: %s", name, reason)
+
+        subs = {
+            s.name: replace(  # the full quota: fusion needs depth
+                request, k=max(1, (self.quotas or {}).get(s.name, self.default_quota))
+            )
+            for s in self.sources
+        }
+        futures: dict[str, Future[tuple[Candidates, float]]] = {}
+        for source in self.sources:  # blocking sources first, so they overlap the inline ones
+            if source.name in inline:
+                continue
+            with self._lock:
+                busy = self._busy.get(source.name, 0)
+                if busy < self.max_in_flight:
+                    self._busy[source.name] = busy + 1
+            if busy >= self.max_in_flight:
+                skip(source.name, f"busy: {busy} earlier calls still running")
+                continue
+            futures[source.name] = self._executor().submit(self._pooled, source, subs[source.name])
+        for source in self.sources:
+            if source.name not in inline:
+                continue
+            try:
+                results[source.name], timings[source.name] = self._timed(source, subs[source.name])
+            except Exception as err:  # a broken source must never fail the request
+                skip(source.name, f"{type(err).__name__}: {err}")
         for name, fut in futures.items():
             try:
                 out, ms = fut.result(timeout=max(0.0, deadline - time.perf_counter()))
             except FutureTimeout:
-                fut.cancel()
-                skipped[name] = f"timed out after {self.timeout_s * 1000:.0f} ms"
-                log.warning("recall source %r skipped: %s", name, skipped[name])
+                if fut.cancel():  # never started: _pooled will not release its slot
+                    with self._lock:
+                        self._busy[name] -= 1
+                skip(name, f"timed out after {self.timeout_s * 1000:.0f} ms")
                 continue
             except Exception as err:  # a broken source must never fail the request
-                skipped[name] = f"{type(err).__name__}: {err}"
-                log.warning("recall source %r skipped: %s", name, skipped[name])
+                skip(name, f"{type(err).__name__}: {err}")
                 continue
             results[name] = out
             timings[name] = ms
-        return self._fuse(results, request.k, timings, skipped)
+        # fuse in the sources' own order, whichever finished first (the same sums every time)
+        ordered = {s.name: results[s.name] for s in self.sources if s.name in results}
+        return self._fuse(ordered, request.k, timings, skipped)
 
     def _fuse(
         self,
@@ -150,20 +212,49 @@ class Merger:
         timings: dict[str, float],
         skipped: dict[str, str],
     ) -> MergedCandidates:
-        fused: dict[str, float] = {}
-        prov: dict[str, dict[str, float]] = {}
+        names, ids, ranks, raw = [], [], [], []
         for name, cands in results.items():
             quota = (self.quotas or {}).get(name, self.default_quota)
-            for rank, (item, score) in enumerate(
-                zip(cands.item_ids[:quota].tolist(), cands.scores[:quota].tolist(), strict=True)
-            ):
-                fused[item] = fused.get(item, 0.0) + 1.0 / (self.rrf_k + rank + 1)
-                prov.setdefault(item, {})[name] = float(score)
-        best = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+            got = np.asarray(cands.item_ids[:quota], dtype=object)
+            names.append(np.full(len(got), len(names), dtype=np.int64))
+            ids.append(got)
+            ranks.append(np.arange(len(got), dtype=np.float64))
+            raw.append(np.asarray(cands.scores[:quota], dtype=np.float64))
+        if not ids or not sum(len(i) for i in ids):
+            return MergedCandidates(
+                np.empty(0, dtype=object), np.empty(0, np.float32), [], timings, skipped
+            )
+        all_ids = np.concatenate(ids)
+        codes, uniques = pd.factorize(all_ids)
+        # the same float sums as adding 1 / (rrf_k + rank + 1) source by source, in order
+        fused = np.zeros(len(uniques), dtype=np.float64)
+        np.add.at(fused, codes, 1.0 / (self.rrf_k + np.concatenate(ranks) + 1))
+        best = _order(fused, uniques)[:k]
+        # provenance of the kept candidates only: source name -> that source's score
+        where = np.full(len(uniques), -1, dtype=np.int64)
+        where[best] = np.arange(len(best))
+        prov: list[dict[str, float]] = [{} for _ in best]
+        source_names = list(results)
+        for src, pos, score in zip(
+            np.concatenate(names).tolist(), where[codes].tolist(),
+            np.concatenate(raw).tolist(), strict=True,
+        ):
+            if pos >= 0:
+                prov[pos][source_names[src]] = score
         return MergedCandidates(
-            item_ids=np.array([b[0] for b in best], dtype=object),
-            scores=np.array([b[1] for b in best], dtype=np.float32),
-            provenance=[prov[b[0]] for b in best],
+            item_ids=np.asarray(uniques[best], dtype=object),
+            scores=fused[best].astype(np.float32),
+            provenance=prov,
             timings_ms=timings,
             skipped=skipped,
         )
+
+
+def _order(fused: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Positions by descending fused score, ties by ascending id (as ``sorted`` orders them)."""
+    values = ids.tolist()
+    if all(type(v) is str for v in values):
+        return np.lexsort((np.asarray(values, dtype=str), -fused))
+    return np.asarray(
+        sorted(range(len(values)), key=lambda i: (-fused[i], values[i])), dtype=np.int64
+    )

@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from funnel.exceptions import FunnelError
 from funnel.serve.holder import EngineHolder
@@ -49,6 +50,57 @@ async def _flush_spool(app: FastAPI, every_s: float) -> None:
     while True:
         await asyncio.sleep(every_s)
         await run_in_threadpool(app.state.spool.flush_to_store, app.state.workspace)
+
+
+class LimitsAndMetrics:
+    """Body-size limit, request counters and latency histograms, and an ``X-Funnel-Time-Ms``
+    header, as plain ASGI: Starlette's ``@app.middleware("http")`` runs every request through
+    an extra task and a response stream, a measurable share of a millisecond-scale request."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (
+            not length.isdigit() or int(length) > self.max_body_bytes
+        ):
+            response = JSONResponse(
+                status_code=413,
+                content={"detail": f"request body larger than {self.max_body_bytes} bytes"},
+            )
+            await response(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = [500]
+
+        async def timed_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                ms = (time.perf_counter() - started) * 1000.0
+                headers = list(message.get("headers", []))
+                headers.append((b"x-funnel-time-ms", f"{ms:.2f}".encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, timed_send)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            ms = (time.perf_counter() - started) * 1000.0
+            method = scope["method"]
+            labels = {"route": path, "method": method, "status": str(status[0])}
+            self.metrics.inc("funnel_requests_total", labels, 1, "HTTP requests")
+            self.metrics.observe_ms(
+                "funnel_request_latency_ms", ms, {"route": path, "method": method},
+                "HTTP request latency in milliseconds",
+            )
 
 
 def _limit_threads(n: int) -> None:
@@ -115,32 +167,8 @@ def create_app(
     async def on_domain_error(_: Request, err: FunnelError) -> JSONResponse:
         return JSONResponse(status_code=400, content={"detail": str(err)})
 
-    @app.middleware("http")
-    async def limits_and_metrics(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > settings.max_body_bytes):
-            return JSONResponse(
-                status_code=413,
-                content={"detail": f"request body larger than {settings.max_body_bytes} bytes"},
-            )
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        ms = (time.perf_counter() - started) * 1000.0
-        labels = {"route": path, "method": request.method, "status": str(response.status_code)}
-        app.state.metrics.inc("funnel_requests_total", labels, 1, "HTTP requests")
-        app.state.metrics.observe_ms(
-            "funnel_request_latency_ms",
-            ms,
-            {"route": path, "method": request.method},
-            "HTTP request latency in milliseconds",
-        )
-        response.headers["X-Funnel-Time-Ms"] = f"{ms:.2f}"
-        return response
-
+    app.add_middleware(LimitsAndMetrics, metrics=app.state.metrics,
+                       max_body_bytes=settings.max_body_bytes)
     for module in (search, suggest, events, health):
         app.include_router(module.router)
     return app

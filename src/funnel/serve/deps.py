@@ -10,27 +10,30 @@ from funnel.serve.engine import Engine
 from funnel.serve.settings import Settings
 from funnel.serve.state import StateStore
 
+# async on purpose: FastAPI runs a plain ``def`` dependency on the thread pool, a hand-off per
+# dependency per request that costs more than these attribute reads do.
 
-def get_app_settings(request: Request) -> Settings:
+
+async def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     try:
         return request.app.state.holder.engine  # type: ignore[no-any-return]
     except Exception as err:  # no artifact yet, or it failed to load
         raise HTTPException(status_code=503, detail=f"no model loaded: {err}") from None
 
 
-def get_state(request: Request) -> StateStore:
+async def get_state(request: Request) -> StateStore:
     return request.app.state.state  # type: ignore[no-any-return]
 
 
-def get_services(request: Request) -> Any:
+async def get_services(request: Request) -> Any:
     return request.app.state
 
 
-def require_admin(
+async def require_admin(
     settings: Annotated[Settings, Depends(get_app_settings)],
     authorization: Annotated[str | None, Header()] = None,
 ) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 
 from funnel.exceptions import ArtifactError, FunnelError
 from funnel.features.personalization import RecentActions
-from funnel.features.query_match import fuzzy_match, query_match_features, terms
+from funnel.features.query_match import TermIndex, fuzzy_match, terms
 from funnel.recall.base import RecallRequest
 from funnel.serve.catalog import Catalog
 from funnel.serve.scoring import RankStage, load_rank_stage
@@ -75,6 +75,8 @@ class Engine:
     recall_k: int = 1000
     rank_k: int = 500
     vector_rows: dict[str, int] = field(default_factory=dict)  # item id -> row of item_vectors
+    terms: TermIndex | None = None  # the catalog's item terms, for the search match gate
+    rank_rows: np.ndarray | None = None  # catalog row -> row of the rank stage's item snapshot
 
     @classmethod
     def load(cls, artifact_dir: Path, *, recall_k: int = 1000, rank_k: int = 500) -> Engine:
@@ -121,6 +123,8 @@ class Engine:
             recall_k=recall_k,
             rank_k=rank_k,
             vector_rows=vectors.index() if vectors is not None else {},
+            terms=TermIndex(*(catalog.columns[c].tolist() for c in MATCH_COLUMNS)),
+            rank_rows=rank.rows(catalog.ids.tolist()) if rank is not None else None,
         )
         engine.warm_up()
         return engine
@@ -216,7 +220,8 @@ class Engine:
         features: dict[str, np.ndarray] = {}
         if self.rank is not None and ids:
             scores, features = self.rank.score(
-                ids, query=query, market=market, state=state, user_id=user_id
+                ids, query=query, market=market, state=state, user_id=user_id,
+                rows=self.rank_rows[rows] if self.rank_rows is not None else None,
             )
         else:
             scores = np.asarray(fused, dtype=np.float64)
@@ -307,11 +312,9 @@ class Engine:
         """
         if not keep:
             return keep
-        cols = self.catalog.columns
-        kept = rows[keep]
-        match = query_match_features(
-            [query] * len(keep), *(cols[c][kept].tolist() for c in MATCH_COLUMNS)
-        )["qm_fuzzy_share"]
+        if self.terms is None:
+            self.terms = TermIndex(*(self.catalog.columns[c].tolist() for c in MATCH_COLUMNS))
+        match = self.terms.features(query, rows[keep])["qm_fuzzy_share"]
         # the best match tier that still leaves enough candidates to rank: an item matching
         # every query term beats one matching half of them, unless too few match every term
         ordered = np.sort(match)[::-1]
@@ -371,7 +374,10 @@ def _with_generative(recall: Any, artifact_dir: Path) -> Any:
     old = recall.merger
     quotas = {**(old.quotas or {}), source.name: GENERATIVE_QUOTA}
     recall.sources = sources
-    recall.merger = Merger(list(sources.values()), quotas=quotas, timeout_s=old.timeout_s)
+    recall.merger = Merger(
+        list(sources.values()), quotas=quotas, timeout_s=old.timeout_s,
+        inline=(*(old.inline or ()), source.name),  # a small in-memory model, like the others
+    )
     return recall
 
 

@@ -15,6 +15,20 @@ BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 def _labels(labels: dict[str, str]) -> str:
     if not labels:
         return ""
+    key = tuple(labels.items())
+    cached = _LABELS.get(key)
+    if cached is None:
+        cached = _render_labels(labels)
+        if len(_LABELS) < 10_000:  # bounded: label values come from routes, not from users
+            _LABELS[key] = cached
+    return cached
+
+
+_LABELS: dict[tuple[tuple[str, str], ...], str] = {}
+"""Rendered label sets (a handful of routes x stages), so a request formats none."""
+
+
+def _render_labels(labels: dict[str, str]) -> str:
     inner = ",".join(
         f'{k}="{str(v).replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
         for k, v in sorted(labels.items())

@@ -25,8 +25,14 @@ class RankStage(Protocol):
         market: str | None,
         state: RecentActions,
         user_id: str | None = None,
+        rows: np.ndarray | None = None,
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """(pCTR per candidate, the raw feature columns used), rows aligned with ``item_ids``."""
+        """(pCTR per candidate, the raw feature columns used), rows aligned with ``item_ids``;
+        ``rows`` are the candidates' rows in the stage's own item snapshot, if known."""
+        ...
+
+    def rows(self, item_ids: list[str]) -> np.ndarray:
+        """Row of each id in the stage's item snapshot (-1 if absent)."""
         ...
 
 

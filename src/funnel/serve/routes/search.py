@@ -2,43 +2,65 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+import math
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query, Response
 
 from funnel.serve.deps import EngineDep, ServicesDep, SettingsDep, StateDep
 from funnel.serve.engine import Engine, StageResult, UnknownItemError
-from funnel.serve.schemas import ErrorBody, ListResponse, ScoredItem, SearchRequest
+from funnel.serve.schemas import ErrorBody, ListResponse, SearchRequest
 
 router = APIRouter(tags=["search"])
 ERRORS = {404: {"model": ErrorBody}, 422: {"model": ErrorBody}, 503: {"model": ErrorBody}}
+_DESCRIBED = ("title", "brand", "category", "market", "price")
 
 
-def to_response(engine: Engine, result: StageResult) -> ListResponse:
+def to_response(engine: Engine, result: StageResult) -> Response:
+    """The :class:`ListResponse` body, encoded straight to JSON bytes.
+
+    Building and re-validating a pydantic model per item cost more than ranking 20 items; the
+    route still declares ``response_model=ListResponse`` (the OpenAPI schema clients and
+    schemathesis check), and ``tests/serve`` validates these bodies against that model.
+    """
     items = []
     for i, (item, score, kind) in enumerate(
         zip(result.item_ids, result.scores, result.kinds, strict=True)
     ):
         info = engine.catalog.describe(item)
-        items.append(
-            ScoredItem(
-                item_id=item,
-                score=float(score),
-                title=info.get("title"),
-                brand=info.get("brand"),
-                category=info.get("category"),
-                market=info.get("market"),
-                price=info.get("price"),
-                sponsored=kind == "sponsored",
-                debug=result.debug[i] if result.debug is not None else None,
-            )
-        )
-    return ListResponse(
-        items=items,
-        timings_ms=result.timings_ms,
-        version=engine.version,
-        request_id=result.request_id,
+        entry: dict[str, Any] = {"item_id": item, "score": _number(score)}
+        for name in _DESCRIBED:
+            entry[name] = info.get(name)
+        entry["sponsored"] = kind == "sponsored"
+        entry["debug"] = _finite(result.debug[i]) if result.debug is not None else None
+        items.append(entry)
+    body = {
+        "items": items,
+        "timings_ms": result.timings_ms,
+        "version": engine.version,
+        "request_id": result.request_id,
+    }
+    return Response(
+        json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(),
+        media_type="application/json",
     )
+
+
+def _number(value: Any) -> float | None:
+    """A float for JSON: NaN and infinities become null, as pydantic would serialize them."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _observe(services: object, route: str, result: StageResult) -> None:
@@ -59,7 +81,7 @@ def search(
     state: StateDep,
     services: ServicesDep,
     settings: SettingsDep,
-) -> ListResponse:
+) -> Response:
     if len(body.query) > settings.max_query_chars:
         raise HTTPException(422, detail=f"query longer than {settings.max_query_chars} characters")
     if body.k > settings.max_k:
@@ -87,7 +109,7 @@ def recommend(
     k: Annotated[int, Query(ge=1, le=200)] = 20,
     market: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
     debug: bool = False,
-) -> ListResponse:
+) -> Response:
     result = engine.run(
         query="",
         user_id=user_id,
@@ -107,7 +129,7 @@ def similar(
     engine: EngineDep,
     services: ServicesDep,
     k: Annotated[int, Query(ge=1, le=200)] = 10,
-) -> ListResponse:
+) -> Response:
     try:
         result = engine.similar(item_id, k)
     except UnknownItemError as err:
