@@ -80,7 +80,8 @@ def main() -> None:
         row: dict[str, float] = {"events": float(events), "nproc": float(os.cpu_count() or 0),
                                  "seconds_total": time.perf_counter() - t0}
         for kind in ("booking", "search", "next_click"):
-            for variant in ("funnel", "popularity", "no_personalization", "no_rerank"):
+            for variant in ("funnel", "popularity", "no_personalization", "no_session",
+                            "no_rerank"):
                 key = f"{variant}.{kind}.ndcg@10"
                 if key in f:
                     row[f"{kind}_ndcg10_{variant}"] = f[key]
@@ -90,7 +91,17 @@ def main() -> None:
                     f[f"funnel.{kind}.ndcg@10"] / f[f"popularity.{kind}.ndcg@10"])
             if f"funnel.{kind}.n" in f:
                 row[f"{kind}_cases"] = f[f"funnel.{kind}.n"]
+            for base in ("popularity", "no_personalization", "no_session", "no_rerank"):
+                key = f"gain.funnel_vs_{base}.{kind}.ndcg@10"
+                if key in f:  # paired; ci95 clustered by user, ci95_cases per case
+                    for suffix in ("", ".ci95", ".ci95_cases", ".changed"):
+                        name = f"{kind}_gain_vs_{base}" + suffix.replace(".", "_")
+                        row[name] = f[key + suffix]
         for key in ("rank.auc", "rank.no_personalization.auc", "bayes.auc", "rank.logloss",
+                    "rank.no_personalization.group_auc", "rank.personal_gain.group_auc",
+                    "oracle.bayes.group_auc", "oracle.no_personal.group_auc",
+                    "oracle.personal_gain.group_auc", "rank.personal_gain.share_of_ceiling",
+                    "embed.mean_random_cosine", "funnel.tied_adjacent_scores@10",
                     "bayes.logloss", "rank.group_auc", "suggest.mrr", "suggest.mpc.mrr",
                     "recall.merged.booking.recall@500", "funnel.ild@10", "no_rerank.ild@10",
                     "funnel.catalog_coverage", "latency.total.p50_ms", "latency.total.p95_ms",

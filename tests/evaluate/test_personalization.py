@@ -114,3 +114,16 @@ def test_no_ceiling_without_a_generator_config(evaluated: Evaluated, tmp_path) -
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "summary.json").write_text('{"counts": {}}')
     assert generator_config(ws) is None  # type: ignore[arg-type]
+
+
+def test_feature_skew_is_measured_before_and_after_the_split(evaluated: Evaluated) -> None:
+    f = evaluated.result.figures
+    assert f["skew.train.requests"] > 10 and f["skew.held_out.requests"] > 10
+    drops = [k for k in f if k.endswith(".group_auc_drop")]
+    assert "skew.emb_click_sim.group_auc_drop" in drops
+    for key in drops:
+        name = key[len("skew."):-len(".group_auc_drop")]
+        train, held = f[f"skew.train.{name}.group_auc"], f[f"skew.held_out.{name}.group_auc"]
+        assert 0.0 <= train <= 1.0 and 0.0 <= held <= 1.0
+        assert f[key] == pytest.approx(train - held)
+    assert 'id="skew"' in evaluated.out.joinpath("report.html").read_text()

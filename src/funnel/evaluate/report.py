@@ -124,6 +124,12 @@ def _tables(figures: dict[str, float], k: int) -> dict[str, Any]:
             recall_rows[(source, target)][metric] = f(key)
     ks = sorted({int(key.rsplit("@", 1)[1]) for key in figures
                  if key.startswith("recall.") and ".recall@" in key})
+    from funnel.features.personalization import FEATURE_NAMES
+
+    skew = [{"feature": name, "train": f(f"skew.train.{name}.group_auc"),
+             "held_out": f(f"skew.held_out.{name}.group_auc"),
+             "drop": f(f"skew.{name}.group_auc_drop")}
+            for name in FEATURE_NAMES if f"skew.{name}.group_auc_drop" in figures]
     diversity = [{"variant": v, "ild": f(f"{v}.ild@{k}"),
                   "entropy": f(f"{v}.brand_entropy@{k}"),
                   "categories": f(f"{v}.distinct_categories@{k}"),
@@ -136,7 +142,7 @@ def _tables(figures: dict[str, float], k: int) -> dict[str, Any]:
                for s in stages]
     return {"kinds": kinds, "quality": quality, "margins": margins, "ranker": ranker,
             "recall": sorted(recall_rows.values(), key=lambda r: (r["target"], r["source"])),
-            "recall_ks": ks, "diversity": diversity, "latency": latency, "f": f}
+            "recall_ks": ks, "diversity": diversity, "skew": skew, "latency": latency, "f": f}
 
 
 def render_html(result: Any, *, title: str, k: int = 10) -> str:

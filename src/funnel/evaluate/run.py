@@ -29,6 +29,7 @@ from funnel.evaluate.replay import (
     replay,
     tradeoff_lists,
 )
+from funnel.evaluate.skew import feature_skew_figures
 from funnel.evaluate.split import choose_split, format_ms, training_workspace
 from funnel.evaluate.stages import (
     embedding_figures,
@@ -184,6 +185,8 @@ def evaluate_artifact(ws: Workspace, artifact_dir: Path, split_ms: int, *,
                 figures.update(ranker_figures(preds))
             figures.update(_ceiling(ws, engine, requests, preds))
             figures.update(_ceiling_share(figures))
+            step("feature skew", None)
+            figures.update(feature_skew_figures(engine, con, split_ms, requests, seed=cfg.seed))
             step("recall", None)
             figures.update(recall_figures(engine, held, cfg.recall_ks))
             step("suggest", None)
