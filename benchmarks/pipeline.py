@@ -5,14 +5,18 @@ once per size to a cache directory and re-partitioned by day (``events/dt=YYYY-M
 engine then runs in its OWN subprocess (so peak memory is that engine's alone, measured as the
 largest RSS of the worker's process tree, JVM included, sampled every 50 ms):
 
-- duckdb: the shared stage SQL (``funnel.pipeline``), 2 threads, ``memory_limit`` 1 GB;
+- duckdb: the shared stage SQL (``funnel.pipeline``), 2 threads, ``memory_limit`` 1.5 GB;
 - spark: the same SQL text on ``local[2]`` (JVM start reported apart as ``spark_startup_s``);
 - pandas: a hand-written sort + groupby sessionization with the same rules (the usual peer).
 
-Each worker reads the Parquet, sessionizes and writes ``sessions`` as Parquet. Outputs are then
-compared row for row in DuckDB (``spark_identical``, ``pandas_identical``). With ``--all-stages``
-the DuckDB worker also times every stage (sessions, corpora, covisit, query_stats, training
-set).
+Each worker reads the Parquet, sessionizes and writes the sessionization's two outputs as
+Parquet: ``sessions`` and ``session_events`` (every action's session and position; pandas
+times that write apart as ``pandas_session_events_write_s``). Outputs are then compared row for
+row in DuckDB (``spark_identical`` on sessions; ``pandas_identical`` on both tables). Besides
+wall time each worker reports its CPU seconds (``cpu_s_*``, all threads): on a machine shared
+with other jobs the wall ratio moves with the load, the CPU ratio much less. With
+``--all-stages`` the DuckDB worker also times every stage (sessions, corpora, covisit,
+query_stats, training set).
 
     python benchmarks/pipeline.py --quick            # 1M events
     python benchmarks/pipeline.py --json out.json    # 10M events
@@ -78,12 +82,12 @@ def work_duckdb(data: Path, out: Path, all_stages: bool) -> dict[str, Any]:
     from funnel.pipeline.engines import DuckDBEngine
     from funnel.pipeline.run import load_inputs, run_pipeline
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     engine = DuckDBEngine(memory_limit="1500MB", threads=2)
     engine.con.execute(f"SET temp_directory='{out}.tmp'")
     load_inputs(engine, data)
     run_pipeline(engine, ["sessions"], out=out)
-    res: dict[str, Any] = {"wall_s": time.perf_counter() - t0}
+    res: dict[str, Any] = {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}
     if all_stages:
         t1 = time.perf_counter()
         stages = run_pipeline(engine, ["corpora", "covisit", "query_stats", "training_set"])
@@ -116,7 +120,7 @@ def work_pandas(data: Path, out: Path) -> dict[str, Any]:
     """Sessionization by hand: sort, diff, cumsum, groupby (same rules as the stage SQL)."""
     import pandas as pd
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     cols = ["event_id", "ts", "user_id", "event_type", "item_id", "query", "dwell_ms", "market"]
     ev = ds.dataset(data / "events", format="parquet", partitioning="hive").to_table(
         columns=cols, filter=pc.field("event_type") != "impression")
@@ -167,7 +171,17 @@ def work_pandas(data: Path, out: Path) -> dict[str, Any]:
     })
     (out / "sessions").mkdir(parents=True, exist_ok=True)
     pq.write_table(table, out / "sessions" / "part-0.parquet")
-    return {"wall_s": time.perf_counter() - t0}
+    # the pipeline's sessionization also writes session_events (every action's session and
+    # position); the same output here, timed apart so it can be subtracted
+    t1 = time.perf_counter()
+    (out / "session_events").mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({
+        "event_id": pa.array(df["event_id"].to_numpy(dtype=object), pa.string()),
+        "session_id": pa.array(df["session_id"].to_numpy(dtype=object), pa.string()),
+        "seq": pa.array(df["seq"].to_numpy(), pa.int32()),
+    }), out / "session_events" / "part-0.parquet")
+    return {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
+            "session_events_s": time.perf_counter() - t1}
 
 
 # ---- parent ---------------------------------------------------------------------------------
@@ -194,11 +208,10 @@ def run_worker(args: list[str]) -> dict[str, Any]:
     return res
 
 
-def same_rows(a: Path, b: Path) -> bool:
-    """Both outputs hold the same multiset of session rows (timestamps compared in UTC ms)."""
+def same_rows(a: Path, b: Path, cols: tuple[str, ...] = SESSION_COLS) -> bool:
+    """Both outputs hold the same multiset of rows (timestamps compared in UTC ms)."""
     con = duckdb.connect()
-    sel = ", ".join(
-        f"epoch_ms({c}) AS {c}" if c.endswith("_ts") else c for c in SESSION_COLS)
+    sel = ", ".join(f"epoch_ms({c}) AS {c}" if c.endswith("_ts") else c for c in cols)
 
     def src(p: Path) -> str:
         return f"(SELECT {sel} FROM read_parquet('{p}/**/*.parquet', hive_partitioning = false))"
@@ -249,7 +262,12 @@ def main() -> None:
         "wall_s_duckdb": d["wall_s"], "peak_mb_duckdb": d["peak_mb"],
         "wall_s_pandas": p["wall_s"], "peak_mb_pandas": p["peak_mb"],
         "speedup_duckdb_vs_pandas": p["wall_s"] / d["wall_s"],
-        "pandas_identical": same_rows(outs["duckdb"] / "sessions", outs["pandas"] / "sessions"),
+        "cpu_s_duckdb": d["cpu_s"], "cpu_s_pandas": p["cpu_s"],
+        "pandas_session_events_write_s": p["session_events_s"],
+        "pandas_identical": (
+            same_rows(outs["duckdb"] / "sessions", outs["pandas"] / "sessions")
+            and same_rows(outs["duckdb"] / "session_events", outs["pandas"] / "session_events",
+                          ("event_id", "session_id", "seq"))),
     })
     if "all_stages_s" in d:
         result["wall_s_duckdb_all_stages"] = d["all_stages_s"]

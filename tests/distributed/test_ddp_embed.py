@@ -3,8 +3,10 @@
 Data: 4,000 planted sessions (6 markets x 5 categories x 3 price bands x 8 items, the embed
 tests' simulator). Quality is compared, not bits: next-click HR@10 on the held-out last 20% of
 sessions, and the share of each item's 10 nearest neighbours in its own category (within its
-market). Measured (seed 1, dim 32, 5 epochs): one process HR@10 ~0.29, cohesion ~0.97; two
-processes averaging 4x per epoch within ~0.02 of both.
+market). Measured (dim 32, 5 epochs; seeds 1 / 2): one process HR@10 0.305 / 0.310, cohesion
+0.954 / 0.949; two processes merging updates 4x per epoch 0.302 / 0.306 and 0.946 / 0.943.
+Merging once per epoch gives 0.237 / 0.251 and 0.82 / 0.81, and averaging models instead of
+summing updates 0.17 / 0.68 (seed 1): both fail the tolerances below.
 """
 
 from __future__ import annotations
