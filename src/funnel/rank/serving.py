@@ -162,8 +162,9 @@ class ServingRanker:
         return self.term_index.features(query, rows)
 
     def _predict(
-        self, item_ids: list[str], cols: dict[str, np.ndarray], rows: np.ndarray
+        self, item_ids: list[str], cols: dict[str, np.ndarray], rows: np.ndarray | None = None
     ) -> np.ndarray:
+        rows = self.rows(item_ids) if rows is None else rows
         if self.item_parts is None or (rows < 0).any():
             return self.ranker.predict_proba(cols)
         fs = self.ranker.features_
