@@ -27,7 +27,6 @@ import duckdb  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from funnel.features.personalization import ItemVectorLookup, cooccurrence_vectors  # noqa: E402
 from funnel.features.specs import Encoded, FeatureSet  # noqa: E402
 from funnel.features.training_set import TrainingSetConfig, build_training_set  # noqa: E402
 from funnel.rank import RankingData, get_ranker  # noqa: E402
@@ -49,22 +48,18 @@ def marketplace(n_events: int, seed: int) -> Split:
     for name in ("events", "items", "truth"):
         con.register(f"{name}_arrow", tables[name])
         con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_arrow")
-    sessions = [s for (s,) in con.sql(
-        "SELECT list(item_id ORDER BY ts) FROM events WHERE event_type = 'click' "
-        "GROUP BY user_id, CAST(ts AS DATE)").fetchall() if s]
-    ids, vec = cooccurrence_vectors(sessions, dim=16)
-    markets = dict(con.sql("SELECT item_id, market FROM items").fetchall())
-    lookup = ItemVectorLookup(ids, vec, markets)
+    from funnel.rank.build import item_snapshot, item_vectors
+
+    lookup = item_vectors(con, None, seed=seed)  # what `funnel train` uses without embeddings
     table = build_training_set(con, TrainingSetConfig(), lookup)
-    from funnel.rank.build import item_snapshot
 
     SERVING.update(snapshot=item_snapshot(con, float(np.asarray(table.column("click")).mean())),
                    vectors=lookup)
     truth = dict(con.sql("SELECT event_id, p_click FROM truth").fetchall())
     tr, va, te = time_split(table.num_rows, 0.1, 0.2)
     p_true = np.array([truth[e] for e in table.column("event_id").to_pylist()[te]])
-    # DeepCTR gets one id per field, so the multi-token query field is left out for both sides.
-    specs = [f for f in DEFAULT_FEATURES if f["type"] != "sequence"]
+    # DeepCTR gets one id per field, so multi-token fields are left out for both sides.
+    specs = [f for f in DEFAULT_FEATURES if f["type"] not in ("sequence", "history")]
     train, valid, test = (ranking_data(table, s, "click") for s in (tr, va, te))
     return train, valid, test, p_true, specs
 
@@ -113,7 +108,9 @@ def take(x: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
 EMB, HIDDEN, BATCH, LR = 8, (128, 64), 1024, 3e-3
 
 
-def run(split: Split, epochs: int, seed: int, label: str) -> dict[str, float]:
+def run(
+    split: Split, epochs: int, seed: int, label: str, repeats: int = 3
+) -> dict[str, float]:
     train, valid, test, p_true, specs = split
     out: dict[str, float] = {}
     if p_true is not None:
@@ -133,6 +130,8 @@ def run(split: Split, epochs: int, seed: int, label: str) -> dict[str, float]:
         p = model.predict_proba(test.columns)
         # the training loop on encoded input, as the peer gets it; and the whole fit()
         out[f"train_rows_per_sec_{name}_ours"] = len(train) * epochs / model.fit_seconds_["train"]
+        out[f"train_cpu_rows_per_sec_{name}_ours"] = (
+            len(train) * epochs / model.fit_seconds_["train_cpu"])
         out[f"train_rows_per_sec_{name}_ours_incl_features"] = len(train) * epochs / secs
         out[f"auc_{name}_ours"], out[f"logloss_{name}_ours"] = auc(test.label, p), logloss(
             test.label, p)
@@ -176,17 +175,21 @@ def run(split: Split, epochs: int, seed: int, label: str) -> dict[str, float]:
 
     feats, x_train = deepctr_inputs(fs_for_peer, fs_for_peer.transform(train.columns))
     _, x_test = deepctr_inputs(fs_for_peer, enc_test)
-    for name, hidden in (("fm", ()), ("deepfm", HIDDEN)):
+    def fit_peer(hidden: tuple[int, ...]) -> tuple[Any, float, float]:
         torch.manual_seed(seed)
         peer = DeepFM(feats, feats, task="binary", dnn_hidden_units=hidden, l2_reg_embedding=0.0,
                       l2_reg_linear=0.0, dnn_dropout=0.0, seed=seed, device="cpu")
         peer.compile(torch.optim.Adam(peer.parameters(), lr=LR), "binary_crossentropy",
                      metrics=[])
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         peer.fit(x_train, train.label, batch_size=BATCH, epochs=epochs, verbose=0, shuffle=True)
-        secs = time.perf_counter() - t0
+        return peer, time.perf_counter() - t0, time.process_time() - c0
+
+    for name, hidden in (("fm", ()), ("deepfm", HIDDEN)):
+        peer, secs, cpu = fit_peer(hidden)
         p = peer.predict(x_test, batch_size=4096).ravel().astype(np.float64)
         out[f"train_rows_per_sec_{name}_deepctr"] = len(train) * epochs / secs
+        out[f"train_cpu_rows_per_sec_{name}_deepctr"] = len(train) * epochs / cpu
         out[f"auc_{name}_deepctr"], out[f"logloss_{name}_deepctr"] = auc(test.label, p), logloss(
             test.label, p)
         if name == "deepfm":
@@ -200,8 +203,26 @@ def run(split: Split, epochs: int, seed: int, label: str) -> dict[str, float]:
                 peer.predict(x500, batch_size=500)
                 ts.append(time.perf_counter() - t0)
             out["score_500_ms_deepfm_deepctr_model_only"] = 1000 * float(np.median(ts[5:]))
+    # The cores are shared: repeat both DeepFM fits, interleaved, and keep each side's best
+    # (timeit's rule: noise only ever slows a run down). CPU-time rates are reported as well.
+    rows = len(train) * epochs
+    for _ in range(repeats - 1):
+        again = get_ranker("deepfm")(specs, embedding_dim=EMB, hidden_units=HIDDEN,
+                                     batch_size=BATCH, epochs=epochs, learning_rate=LR,
+                                     seed=seed).fit(train)
+        _, secs, cpu = fit_peer(HIDDEN)
+        for key, value in (
+            ("train_rows_per_sec_deepfm_ours", rows / again.fit_seconds_["train"]),
+            ("train_cpu_rows_per_sec_deepfm_ours", rows / again.fit_seconds_["train_cpu"]),
+            ("train_rows_per_sec_deepfm_deepctr", rows / secs),
+            ("train_cpu_rows_per_sec_deepfm_deepctr", rows / cpu),
+        ):
+            out[key] = max(out[key], value)
+    out["train_repeats_deepfm"] = float(repeats)
     out["train_speedup_deepfm_vs_deepctr"] = (
         out["train_rows_per_sec_deepfm_ours"] / out["train_rows_per_sec_deepfm_deepctr"])
+    out["train_cpu_speedup_deepfm_vs_deepctr"] = (
+        out["train_cpu_rows_per_sec_deepfm_ours"] / out["train_cpu_rows_per_sec_deepfm_deepctr"])
     out["auc_diff_deepfm_ours_minus_deepctr"] = out["auc_deepfm_ours"] - out["auc_deepfm_deepctr"]
     return out
 
@@ -247,21 +268,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="write the flat figures here")
     ap.add_argument("--criteo", type=Path, help="also run on this Criteo TSV (file or folder)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="interleaved DeepFM fits per side; the best of each is kept")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
     n_events, epochs = (100_000, 2) if args.quick else (400_000, 3)
     t0 = time.perf_counter()
     out = run(marketplace(n_events, args.seed), epochs, args.seed,
-              f"synthetic marketplace ({n_events:,} events)")
+              f"synthetic marketplace ({n_events:,} events)", args.repeats)
     show(out)
     if args.criteo:
-        crit = run(criteo(args.criteo, args.seed), epochs, args.seed, f"Criteo {args.criteo}")
+        crit = run(criteo(args.criteo, args.seed), epochs, args.seed, f"Criteo {args.criteo}",
+                   args.repeats)
         show(crit)
         out |= {f"criteo_{k}": v for k, v in crit.items()}
     out["seconds_total"] = time.perf_counter() - t0
     print(f"\nDeepFM training speed ours / DeepCTR-Torch: "
-          f"{out['train_speedup_deepfm_vs_deepctr']:.2f}x (target >= 2x); AUC diff "
+          f"{out['train_speedup_deepfm_vs_deepctr']:.2f}x wall, best of "
+          f"{out['train_repeats_deepfm']:.0f} interleaved fits "
+          f"({out['train_cpu_speedup_deepfm_vs_deepctr']:.2f}x in CPU time) (target >= 2x); "
+          f"AUC diff "
           f"{out['auc_diff_deepfm_ours_minus_deepctr']:+.4f} (target >= -0.002); "
           f"500 candidates through the serving path {out['score_500_ms_deepfm']:.2f} ms "
           f"(target < 5 ms)")

@@ -16,6 +16,7 @@ from funnel.features import (
     CrossSpec,
     FeatureSet,
     HashSpec,
+    HistorySpec,
     NumericSpec,
     SequenceSpec,
     VocabSpec,
@@ -89,6 +90,34 @@ def test_sequence_keeps_last_tokens_and_mean_pools() -> None:
     assert (enc.val[1] == 0).all()  # empty history: all padding
     assert np.abs(enc.val[2]).tolist() == pytest.approx([0.5, 0.5, 0.0])
     assert fs.slot_fields.tolist() == [0, 0, 0]
+
+
+def test_history_maps_recent_items_through_an_attribute_by_hand() -> None:
+    cols = {
+        "item_id": np.array(["a", "b", "c", "a"], dtype=object),
+        "category": np.array(["x", "y", "x", "x"], dtype=object),
+        "price": np.array([1.0, 5.0, 9.0, 1.0]),
+        "recent_clicks": np.array([[], ["a"], ["a", "b", "zz", "c"], None], dtype=object),
+    }
+    fs = FeatureSet([HistorySpec("rc_cat", max_len=2),
+                     HistorySpec("rc_price", attribute="price", n_buckets=2)]).fit(cols)
+    assert fs.states_ is not None
+    assert fs.states_[0] == {"vocab": ["x", "y"], "items": {"a": 1, "b": 2, "c": 1}}
+    assert fs.states_[1]["items"] == {"a": 1, "b": 2, "c": 2}  # median price 5 -> bands 0|1
+    enc = fs.transform(cols)
+    # row 2: last two *known* items (b, c) -> y, x; unknown "zz" is skipped
+    assert enc.idx[2, :2].tolist() == [2, 1] and enc.val[2, :2].tolist() == [0.5, 0.5]
+    assert enc.idx[1, :2].tolist() == [1, 0] and enc.val[1].tolist()[:2] == [1.0, 0.0]
+    assert not enc.val[0].any() and not enc.val[3].any()  # empty and missing histories
+    # at transform time only the history column is needed (serving has no item columns)
+    only = fs.transform({"recent_clicks": cols["recent_clicks"]})
+    np.testing.assert_array_equal(only.idx, enc.idx)
+    again = FeatureSet.from_dict(json.loads(json.dumps(fs.to_dict())))
+    np.testing.assert_array_equal(again.transform(cols).val, enc.val)
+    with pytest.raises(ValueError, match="HistorySpec 'h': n_buckets must be 0 .* got 1"):
+        FeatureSet([HistorySpec("h", n_buckets=1)]).fit(cols)
+    with pytest.raises(KeyError, match="feature 'h' needs column 'brand'"):
+        FeatureSet([HistorySpec("h", attribute="brand")]).fit(cols)
 
 
 def test_cross_hashes_the_joined_values() -> None:

@@ -7,6 +7,7 @@ import json
 import duckdb
 import numpy as np
 import pytest
+import torch
 
 from funnel.data.store import EventStore
 from funnel.data.synthetic import MarketplaceConfig, generate_tables
@@ -15,7 +16,7 @@ from funnel.features.training_set import TrainingSetConfig, build_training_set
 from funnel.rank import get_ranker
 from funnel.rank.build import RankConfig, build_rank, item_vectors, ranking_data, time_split
 from funnel.rank.defaults import DEFAULT_FEATURES
-from funnel.rank.metrics import logloss
+from funnel.rank.metrics import auc, logloss
 from funnel.rank.serving import load_serving_ranker
 from funnel.workspace import Workspace
 
@@ -163,3 +164,45 @@ def test_type_feature_is_live_and_the_same_offline_and_online(tmp_path, tables) 
                 changed += bool(now.bookings)
         state[user] = apply_events(now, group)
     assert checked > 50 and changed > 10
+
+
+# Measured on this 40k-event size (seeds 11, 1, 2), test split = the most recent 20%:
+#   LR (build defaults)    AUC .7441 .7488 .7577   logloss .2301 .2478 .2447
+#   LR (tuned: lr 0.01)    AUC .7708 .7695 .7743   logloss .2167 .2343 .2326
+#   FM (build defaults)    AUC .7802 .7711 .7691   logloss .2150 .2348 .2342
+#   DeepFM (build defaults) AUC .7820 .7818 .7786  logloss .2123 .2318 .2303
+#   Bayes logloss .1899 .2028 .2057 -> DeepFM gap .0224 .0290 .0246
+# Smallest wins: DeepFM over tuned LR +.0043 AUC / -.0023 logloss; FM over default LR
+# +.0114 / -.0105. FM vs a *tuned* LR is a tie (one seed better, one worse): not asserted.
+DEEPFM_VS_TUNED_LR = (0.002, 0.001)  # (AUC margin, logloss margin)
+FM_VS_LR = (0.005, 0.004)
+BAYES_GAP = 0.035
+
+
+@pytest.mark.slow
+def test_fm_and_deepfm_beat_lr_on_the_marketplace(training) -> None:
+    """With the build's defaults (recent-click history fields, weight decay, numeric fields
+    kept out of the FM pairs), DeepFM beats an LR tuned on its own (higher learning rate) and
+    FM beats LR trained with the same settings, on the most recent 20% of impressions; DeepFM
+    lands within ``BAYES_GAP`` nats of the Bayes-optimal logloss."""
+    from funnel.rank.build import make_ranker
+
+    torch.set_num_threads(1)
+    table, truth = training
+    tr, va, te = time_split(table.num_rows, 0.1, 0.2)
+    train, valid, test = (ranking_data(table, s, "click") for s in (tr, va, te))
+    p_true = np.array([truth[e] for e in table.column("event_id").to_pylist()[te]])
+    bayes = logloss(test.label, p_true)
+    config = RankConfig()
+    tuned = RankConfig(learning_rate=0.01)
+    got = {}
+    for key, name, cfg in (("lr", "lr", config), ("lr_tuned", "lr", tuned),
+                           ("fm", "fm", config), ("deepfm", "deepfm", config)):
+        model = make_ranker(name, cfg, DEFAULT_FEATURES).fit(train, valid)
+        p = model.predict_proba(test.columns)
+        got[key] = (auc(test.label, p), logloss(test.label, p))
+    assert got["deepfm"][0] > got["lr_tuned"][0] + DEEPFM_VS_TUNED_LR[0], got
+    assert got["deepfm"][1] < got["lr_tuned"][1] - DEEPFM_VS_TUNED_LR[1], got
+    assert got["fm"][0] > got["lr"][0] + FM_VS_LR[0], got
+    assert got["fm"][1] < got["lr"][1] - FM_VS_LR[1], got
+    assert got["deepfm"][1] - bayes < BAYES_GAP, (got, bayes)

@@ -360,9 +360,106 @@ class SequenceSpec:
         return np.array([len(self._tokens(v)) for v in col], dtype=np.float64)
 
 
-Spec = NumericSpec | BucketSpec | VocabSpec | HashSpec | CrossSpec | SequenceSpec
+@dataclass(frozen=True)
+class HistorySpec:
+    """A history of item ids (e.g. ``recent_clicks``) seen through one item attribute.
+
+    Why: the click model of a marketplace crosses the user's interests with the candidate's
+    attributes (category, brand, price level). Mapping the user's recent clicks to those
+    attributes gives factorization models a field whose embedding meets the candidate's own
+    ``category``/``brand``/``price_bucket`` embedding; a raw id history is too sparse for that.
+    At fit the item -> value map is learned from the training rows' ``key`` and ``attribute``
+    columns (numeric attributes cut at ``n_buckets`` quantiles over distinct items); transform
+    reads only the history column, so serving needs nothing but the ids. The last ``max_len``
+    known items are mean-pooled like a :class:`SequenceSpec`; unknown ids are skipped.
+    """
+
+    name: str
+    column: str = "recent_clicks"
+    key: str = "item_id"
+    attribute: str = "category"
+    max_len: int = 10
+    n_buckets: int = 0
+    """0: a categorical attribute; >= 2: a numeric one, cut into this many quantile buckets."""
+    type: ClassVar[str] = "history"
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return (self.column,)
+
+    @property
+    def width(self) -> int:
+        return self.max_len
+
+    def fit(self, columns: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        if self.max_len < 1:
+            raise ValueError(f"HistorySpec '{self.name}': max_len must be >= 1, got {self.max_len}")
+        if self.n_buckets == 1 or self.n_buckets < 0:
+            raise ValueError(
+                f"HistorySpec '{self.name}': n_buckets must be 0 (categorical) or >= 2, "
+                f"got {self.n_buckets}"
+            )
+        _column(columns, self.column, self.name)
+        keys = _as_str(_column(columns, self.key, self.name)).tolist()
+        raw = _column(columns, self.attribute, self.name)
+        first = dict(zip(keys, range(len(keys)), strict=True))  # one row per distinct item
+        rows = np.fromiter(first.values(), dtype=np.int64, count=len(first))
+        if self.n_buckets:
+            x = _as_float(raw[rows], self.name)
+            ok = x[np.isfinite(x)]
+            qs = np.quantile(ok, np.linspace(0, 1, self.n_buckets + 1)[1:-1]) if ok.size else []
+            edges = np.unique(np.asarray(qs, dtype=np.float64))
+            band = np.searchsorted(edges, x, side="right")
+            values = np.where(np.isfinite(x), band.astype(str), MISSING).astype(object)
+        else:
+            values = _as_str(raw[rows])
+        vocab = sorted(set(values.tolist()))
+        local = {v: k + 1 for k, v in enumerate(vocab)}
+        items = {item: local[v] for item, v in zip(first, values.tolist(), strict=True)}
+        return {"vocab": vocab, "items": items}
+
+    def size(self, state: Mapping[str, Any]) -> int:
+        return len(state["vocab"]) + 1
+
+    def _locals(self, columns: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> list:
+        items = state["items"]
+        memo: dict[int, list[int]] = {}  # serving repeats one history object for every row
+        out = []
+        for v in _column(columns, self.column, self.name):
+            hit = memo.get(id(v))
+            if hit is None:
+                if v is None or (isinstance(v, float) and np.isnan(v)):
+                    hit = []
+                else:
+                    ids = v.split("|") if isinstance(v, str) else v
+                    hit = [items[i] for i in ids if i in items][-self.max_len :]
+                memo[id(v)] = hit
+            out.append(hit)
+        return out
+
+    def encode(self, columns: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> tuple:
+        rows = self._locals(columns, state)
+        n = len(rows)
+        lens = np.fromiter(map(len, rows), dtype=np.int64, count=n)
+        flat = np.fromiter((t for r in rows for t in r), dtype=np.int64, count=int(lens.sum()))
+        idx = np.zeros((n, self.max_len), dtype=np.int64)
+        val = np.zeros((n, self.max_len), dtype=np.float32)
+        row_of = np.repeat(np.arange(n), lens)
+        pos = np.arange(len(flat)) - np.repeat(np.cumsum(lens) - lens, lens)
+        idx[row_of, pos] = flat
+        val[row_of, pos] = 1.0 / np.repeat(np.maximum(lens, 1), lens).astype(np.float32)
+        return idx, val
+
+    def dense(self, columns: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> np.ndarray:
+        """The most recent known item's value code (0 = none), for tree models."""
+        return np.array([r[-1] if r else 0 for r in self._locals(columns, state)],
+                        dtype=np.float64)
+
+
+Spec = NumericSpec | BucketSpec | VocabSpec | HashSpec | CrossSpec | SequenceSpec | HistorySpec
 SPEC_TYPES: dict[str, type] = {
-    c.type: c for c in (NumericSpec, BucketSpec, VocabSpec, HashSpec, CrossSpec, SequenceSpec)
+    c.type: c for c in (NumericSpec, BucketSpec, VocabSpec, HashSpec, CrossSpec, SequenceSpec,
+                        HistorySpec)
 }
 CATEGORICAL_TYPES = frozenset({"bucket", "vocab", "hash", "cross"})
 
@@ -506,7 +603,7 @@ class FeatureSet:
         assert self.states_ is not None
         columns = as_columns(data)
         mats = [s.dense(columns, st) for s, st in zip(self.specs, self.states_, strict=True)]
-        cats = [i for i, s in enumerate(self.specs) if s.type in ("bucket", "vocab")]
+        cats = [i for i, s in enumerate(self.specs) if s.type in ("bucket", "vocab", "history")]
         return np.stack(mats, axis=1), cats
 
     # ---- persistence -----------------------------------------------------------------------

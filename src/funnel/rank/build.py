@@ -49,6 +49,9 @@ class RankConfig:
     batch_size: int = 1024
     embedding_dim: int = 8
     learning_rate: float = 0.003
+    weight_decay: float = 1e-3
+    """L2 on every weight, embeddings included (Adam's coupled decay). Without it FM and DeepFM
+    overfit the id and cross fields after one epoch on the marketplace (see rank.defaults)."""
     negative_rate: float = 1.0
     calibration: str = "isotonic"
     valid_fraction: float = 0.1
@@ -179,7 +182,7 @@ def make_ranker(name: str, config: RankConfig, features: list[dict[str, Any]],
     return cls(  # type: ignore[call-arg]
         features, epochs=config.epochs, batch_size=config.batch_size,
         embedding_dim=config.embedding_dim, learning_rate=config.learning_rate,
-        seed=config.seed, verbose=verbose,
+        weight_decay=config.weight_decay, seed=config.seed, verbose=verbose,
     )
 
 

@@ -32,8 +32,23 @@ DEFAULT_FEATURES: list[dict[str, Any]] = [
     {"type": "numeric", "name": "n_recent_clicks"},
 ] + [{"type": "numeric", "name": name} for name in QUERY_MATCH_FEATURES] + [
     {"type": "numeric", "name": name} for name in FEATURE_NAMES
+] + [
+    # The user side of the click model's user x item terms (taste direction, price budget):
+    # the user's recent clicks seen as categories, brands and price bands, which FM-family
+    # models cross with the candidate's own category / brand / price_bucket fields.
+    {"type": "history", "name": "recent_click_category", "attribute": "category"},
+    {"type": "history", "name": "recent_click_brand", "attribute": "brand"},
+    {"type": "history", "name": "recent_click_price", "attribute": "price", "n_buckets": 10},
 ]
-"""Measured on the synthetic marketplace (100k events): adding the hashed ``recent_clicks``
+"""Measured on the synthetic marketplace (100k events, seeds 0/1/2, the build's defaults:
+lr 0.003, weight decay 1e-3, numeric fields out of the FM pairs): test AUC LR .7511/.7524/.7458,
+FM .7551/.7539/.7503, DeepFM .7615/.7592/.7542; logloss LR .2611/.2725/.2610, FM
+.2565/.2705/.2579, DeepFM .2536/.2674/.2557 (Bayes .2286/.2424/.2322). Before (no history
+fields, no weight decay, numeric fields in the FM pairs) FM was below LR (AUC .7330 vs .7481
+on seed 0): it overfit after one epoch. An LR tuned on its own (lr 0.01) reaches
+.7565/.7572/.7496: DeepFM still beats it, FM ties it.
+
+Also measured (100k events): adding the hashed ``recent_clicks``
 sequence made DeepFM overfit after one epoch (test logloss 0.2602 vs 0.2543 without it), so
 the session history enters through the six embedding similarities instead. Add
 ``{"type": "sequence", "name": "recent_clicks", "max_len": 10, "bits": 14}`` to try it."""

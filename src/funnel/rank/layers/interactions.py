@@ -7,10 +7,20 @@ from torch import nn
 
 
 class FMInteraction(nn.Module):
-    """Second-order FM term via the O(F d) identity 0.5 * ((sum v)^2 - sum v^2) (Rendle 2010)."""
+    """Second-order FM term via the O(F d) identity 0.5 * ((sum v)^2 - sum v^2) (Rendle 2010).
+
+    ``fields`` restricts the pairs to those fields (empty = all fields).
+    """
+
+    def __init__(self, fields: tuple[int, ...] = ()) -> None:
+        super().__init__()
+        self.select = bool(fields)
+        self.register_buffer("fields", torch.tensor(fields, dtype=torch.int64), persistent=False)
 
     def forward(self, emb: torch.Tensor) -> torch.Tensor:
         """emb (B, F, d) -> (B,)."""
+        if self.select:
+            emb = emb.index_select(1, self.fields)
         square_of_sum = emb.sum(1).pow(2)  # (B, d)
         sum_of_square = emb.pow(2).sum(1)  # (B, d)
         return 0.5 * (square_of_sum - sum_of_square).sum(1)

@@ -15,3 +15,7 @@ class NetworkConfig:
     hidden_units: tuple[int, ...] = (64, 32)
     dropout: float = 0.0
     num_cross_layers: int = 2
+    fm_fields: tuple[int, ...] = ()
+    """Fields in the FM pairwise term (empty = all). Numeric fields are left out by default,
+    as in DeepCTR: a standardized value scales its embedding, so one outlier inflates every
+    pair it is in; they still enter the linear term (and DeepFM's MLP)."""

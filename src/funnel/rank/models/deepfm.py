@@ -18,7 +18,7 @@ class DeepFMNetwork(nn.Module):
         self.embedding = FieldEmbedding(
             c.num_features, c.embedding_dim, c.slot_fields, c.num_fields
         )
-        self.fm = FMInteraction()
+        self.fm = FMInteraction(c.fm_fields)
         self.deep = MLP(c.num_fields * c.embedding_dim, c.hidden_units, c.dropout)
 
     def forward(self, idx: torch.Tensor, val: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ class FMNetwork(nn.Module):
         self.embedding = FieldEmbedding(
             c.num_features, c.embedding_dim, c.slot_fields, c.num_fields
         )
-        self.fm = FMInteraction()
+        self.fm = FMInteraction(c.fm_fields)
 
     def forward(self, idx: torch.Tensor, val: torch.Tensor) -> torch.Tensor:
         """idx, val (B, M) -> logits (B,)."""
