@@ -98,3 +98,27 @@ def test_two_process_training_matches_single_process_quality(tmp_path: Path):
     meta = json.loads((tmp_path / "ddp" / "distributed.json").read_text())
     assert meta["world_size"] == 2 and meta["syncs_per_epoch"] == 4
     assert meta["local_sessions"] in (one.n_sessions_ // 2, (one.n_sessions_ + 1) // 2)
+
+
+def test_a_world_of_one_trains_like_fit(tmp_path: Path):
+    """In-process gloo group of one: the chunked, merged schedule learns what fit learns."""
+    import torch.distributed as dist
+
+    from funnel.distributed.train_embed import fit_distributed, merge_updates_
+
+    sessions, items = simulate_sessions(SessionSimConfig(n_sessions=2000, seed=4))
+    train, test = split_sessions(sessions, 0.2)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1)
+    try:
+        a, base = np.ones((3, 2), np.float32) * 2, np.ones((3, 2), np.float32)
+        merge_updates_([a], [base])
+        assert a.tolist() == [[2.0, 2.0]] * 3 and base.tolist() == a.tolist()
+        ours = fit_distributed(train, items, syncs_per_epoch=3, **PARAMS)
+    finally:
+        dist.destroy_process_group()
+    one = ItemEmbeddings(**PARAMS).fit(train, items)
+    q_ours, q_one = _quality(ours, test, items), _quality(one, test, items)
+    assert ours.vocab_ == one.vocab_ and ours.distributed_["local_sessions"] == one.n_sessions_
+    assert q_one["hr@10"] > 0.15 and abs(q_ours["hr@10"] - q_one["hr@10"]) < 0.05, (q_one, q_ours)
+    assert abs(q_ours["cat_cohesion"] - q_one["cat_cohesion"]) < 0.05, (q_one, q_ours)
