@@ -70,3 +70,21 @@ def test_term_index_rejects_bad_rows_and_misaligned_columns():
         index.features("a", np.array([1]))
     with pytest.raises(ValueError, match="'brands' has 2 rows; expected 1"):
         TermIndex(["a"], ["b"], ["c", "d"], ["e"])
+
+
+def test_take_reorders_rows_and_keeps_the_values():
+    rng = np.random.default_rng(9)
+    n = 200
+    cols = [[" ".join(rng.choice(WORDS, size=rng.integers(0, 4)).tolist()) or None
+             for _ in range(n)] for _ in range(4)]
+    index = TermIndex(*cols)
+    order = rng.permutation(n)[:150]
+    sub = index.take(order)
+    assert len(sub) == 150
+    picks = rng.integers(0, 150, size=80)
+    for query in ["paris lofts", "cabin", "vila sea", None]:
+        got, want = sub.features(query, picks), index.features(query, order[picks])
+        for name in QUERY_MATCH_FEATURES:
+            np.testing.assert_array_equal(got[name], want[name])
+    with pytest.raises(ValueError, match=r"TermIndex.take: 'rows' must be a 1-D array"):
+        index.take(np.array([n]))

@@ -135,7 +135,8 @@ class TermIndex:
         for column in (titles, categories, brands, markets):
             # tokenize each distinct text once; rows point at their text's term ids
             codes, uniques = pd.factorize(pd.Series(list(column), dtype=object))
-            per_text = [[vocab.setdefault(t, len(vocab)) for t in sorted(terms(u))]
+            split = terms.__wrapped__  # bulk: bypass (and do not flush) the request-time cache
+            per_text = [[vocab.setdefault(t, len(vocab)) for t in sorted(split(u))]
                         for u in uniques.tolist()]
             ulens = np.array([len(ids) for ids in per_text] + [0], dtype=np.int64)
             uflat = np.array([i for ids in per_text for i in ids], dtype=np.int64)
@@ -152,6 +153,24 @@ class TermIndex:
 
     def __len__(self) -> int:
         return self._n
+
+    def take(self, rows: np.ndarray) -> TermIndex:
+        """An index over ``rows`` of this one, in that order (vocabulary and cache shared):
+        another snapshot of the same items need not tokenize a million titles again."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.ndim != 1 or (len(rows) and (rows.min() < 0 or rows.max() >= len(self))):
+            raise ValueError(
+                f"TermIndex.take: 'rows' must be a 1-D array of rows in [0, {len(self)}); "
+                f"got shape {rows.shape}"
+            )
+        out = object.__new__(TermIndex)
+        out.__dict__.update(self.__dict__)
+        out._fields = [
+            _gather_csr(indptr[rows], indptr[rows + 1] - indptr[rows], indices)
+            for indptr, indices in self._fields
+        ]
+        out._n = len(rows)
+        return out
 
     def _fuzzy_ids(self, term: str) -> np.ndarray:
         """Vocabulary ids an item term must have for ``term`` to fuzzy-match it (cached)."""

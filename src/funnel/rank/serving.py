@@ -66,13 +66,12 @@ class ServingRanker:
 
     def precompute(self) -> ServingRanker:
         """Encode every field that depends on the item alone, once (the request then encodes
-        only query/session fields: the same numbers, a fraction of the work), and index the
-        item terms the query-match features compare the query with."""
+        only query/session fields: the same numbers, a fraction of the work). The item terms
+        are indexed on first use (:meth:`terms`), or shared by a caller that has them."""
         import pandas as pd
 
         from funnel.rank.torch_ranker import TorchRanker
 
-        self.term_index = TermIndex(*(self.item_cols[c].tolist() for c in _TEXT))
         self.item_codes = {
             c: pd.factorize(pd.Series(self.item_cols[c], dtype=object))[0] for c in _TEXT
         }
@@ -154,12 +153,19 @@ class ServingRanker:
     ) -> dict[str, np.ndarray]:
         """The qm_* columns: the term index for snapshot items, the pairwise function (on the
         request's market) for the few the snapshot lacks - the same values either way."""
-        if self.term_index is None or not known.all():
+        if not known.all():
             n = len(rows)
             return query_match_features(
                 [query] * n, *(cols[c].tolist() for c in _TEXT)
             )
-        return self.term_index.features(query, rows)
+        return self.terms().features(query, rows)
+
+    def terms(self) -> TermIndex:
+        """The snapshot's item terms (built once; a server shares its catalog's when the two
+        hold the same items, see :func:`funnel.serve.engine.Engine.load`)."""
+        if self.term_index is None:
+            self.term_index = TermIndex(*(self.item_cols[c].tolist() for c in _TEXT))
+        return self.term_index
 
     def _predict(
         self, item_ids: list[str], cols: dict[str, np.ndarray], rows: np.ndarray | None = None
