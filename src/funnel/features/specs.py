@@ -421,39 +421,42 @@ class HistorySpec:
     def size(self, state: Mapping[str, Any]) -> int:
         return len(state["vocab"]) + 1
 
-    def _locals(self, columns: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> list:
+    def _unique(
+        self, columns: Mapping[str, np.ndarray], state: Mapping[str, Any]
+    ) -> tuple[list[list[int]], np.ndarray]:
+        """(value codes of each distinct history object, row -> its index); serving passes one
+        history object for all candidates, so the work is per request, not per row."""
         items = state["items"]
-        memo: dict[int, list[int]] = {}  # serving repeats one history object for every row
-        out = []
-        for v in _column(columns, self.column, self.name):
-            hit = memo.get(id(v))
-            if hit is None:
+        col = _column(columns, self.column, self.name)
+        where: dict[int, int] = {}
+        hists: list[list[int]] = []
+        inverse = np.empty(len(col), dtype=np.int64)
+        for r, v in enumerate(col.tolist()):
+            k = where.get(id(v))
+            if k is None:
+                k = where[id(v)] = len(hists)
                 if v is None or (isinstance(v, float) and np.isnan(v)):
-                    hit = []
+                    hists.append([])
                 else:
                     ids = v.split("|") if isinstance(v, str) else v
-                    hit = [items[i] for i in ids if i in items][-self.max_len :]
-                memo[id(v)] = hit
-            out.append(hit)
-        return out
+                    hists.append([items[i] for i in ids if i in items][-self.max_len :])
+            inverse[r] = k
+        return hists, inverse
 
     def encode(self, columns: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> tuple:
-        rows = self._locals(columns, state)
-        n = len(rows)
-        lens = np.fromiter(map(len, rows), dtype=np.int64, count=n)
-        flat = np.fromiter((t for r in rows for t in r), dtype=np.int64, count=int(lens.sum()))
-        idx = np.zeros((n, self.max_len), dtype=np.int64)
-        val = np.zeros((n, self.max_len), dtype=np.float32)
-        row_of = np.repeat(np.arange(n), lens)
-        pos = np.arange(len(flat)) - np.repeat(np.cumsum(lens) - lens, lens)
-        idx[row_of, pos] = flat
-        val[row_of, pos] = 1.0 / np.repeat(np.maximum(lens, 1), lens).astype(np.float32)
-        return idx, val
+        hists, inverse = self._unique(columns, state)
+        idx = np.zeros((len(hists), self.max_len), dtype=np.int64)
+        val = np.zeros((len(hists), self.max_len), dtype=np.float32)
+        for r, toks in enumerate(hists):
+            if toks:
+                idx[r, : len(toks)] = toks
+                val[r, : len(toks)] = 1.0 / len(toks)
+        return idx[inverse], val[inverse]
 
     def dense(self, columns: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> np.ndarray:
         """The most recent known item's value code (0 = none), for tree models."""
-        return np.array([r[-1] if r else 0 for r in self._locals(columns, state)],
-                        dtype=np.float64)
+        hists, inverse = self._unique(columns, state)
+        return np.array([h[-1] if h else 0 for h in hists], dtype=np.float64)[inverse]
 
 
 Spec = NumericSpec | BucketSpec | VocabSpec | HashSpec | CrossSpec | SequenceSpec | HistorySpec
