@@ -162,19 +162,22 @@ class TorchRanker(Ranker):
             for epoch in range(self.epochs):
                 net.train()
                 perm = torch.randperm(n, generator=gen)
+                # one gather per epoch; batches are then contiguous views (same rows, same order)
+                idx_e, val_e, y_e = idx_t[perm], val_t[perm], y_t[perm]
                 total = 0.0
                 for b in range(n_batches):
-                    rows = perm[b * bs : (b + 1) * bs]
+                    lo, hi = b * bs, min(n, (b + 1) * bs)
                     for opt in opts:
                         opt.zero_grad(set_to_none=True)
-                    loss = loss_fn(net(idx_t[rows], val_t[rows]), y_t[rows])
+                    loss = loss_fn(net(idx_e[lo:hi], val_e[lo:hi]), y_e[lo:hi])
                     loss.backward()
                     for opt in opts:
                         opt.step()
-                    total += loss.detach().item() * len(rows)
-                    if b % 20 == 0:
-                        progress.update(task, info=f"loss {total / min(n, (b + 1) * bs):.4f}")
-                    progress.advance(task)
+                    total += loss.detach().item() * (hi - lo)
+                    if self.verbose and b % 20 == 0:
+                        progress.update(task, info=f"loss {total / hi:.4f}")
+                    if self.verbose:
+                        progress.advance(task)
                 record = {"epoch": float(epoch + 1), "train_logloss": total / n}
                 if venc is not None and vy is not None:
                     p = self._raw_proba(venc)
