@@ -13,6 +13,7 @@ import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -333,6 +334,6 @@ class TypeLookup:
         if u is None or not len(item_ids):
             return np.zeros(len(item_ids), dtype=np.float32)
         unseen = len(self._matrix) - 1
-        rows = np.fromiter((self._item_row.get(i, unseen) for i in item_ids), np.int64,
-                           len(item_ids))
+        rows = np.array(list(map(self._item_row.get, item_ids, repeat(unseen, len(item_ids)))),
+                        dtype=np.int64)
         return (self._matrix[rows] @ u).astype(np.float32)
