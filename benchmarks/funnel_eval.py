@@ -108,6 +108,8 @@ def main() -> None:
                     "latency.rank.p50_ms", "latency.recall.p50_ms", "latency.rerank.p50_ms"):
             if key in f:
                 row[key.replace(".", "_").replace("@", "")] = f[key]
+        for key in sorted(k for k in f if k.startswith("skew.")):
+            row[key.replace(".", "_")] = f[key]  # session-feature group AUC before/after split
         preds = result.details.get("ranker_predictions")
         if preds is not None and preds["y"].size:
             from sklearn.metrics import log_loss, roc_auc_score
