@@ -38,6 +38,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -149,10 +150,52 @@ def in_process(artifact: Path, queries: list[str], n: int) -> tuple[list[float],
         for s in stages:
             stages[s].append(r.timings_ms[s])
     cpu_ms = (time.process_time() - cpu0) * 1000.0 / n
-    engine.close()
     out = {f"inproc_{s}_p50_ms": percentile(v, 50) for s, v in stages.items()}
     out["inproc_cpu_ms_per_request"] = cpu_ms
+    out["inproc_reference_cpu_ms_per_request"] = reference_cpu_ms(engine, queries, n // 2)
+    engine.close()
     return times, out
+
+
+def reference_cpu_ms(engine: object, queries: list[str], n: int) -> float:
+    """CPU ms per request on the same engine through the reference paths the fast ones replaced
+    (pairwise query match, every ranker field encoded per candidate, recall sources on a thread
+    pool, ids looked up by the ranker); ``tests/serve/test_fast_paths.py`` shows both give
+    identical results, this shows what the fast paths save."""
+    from funnel.features.personalization import RecentActions
+    from funnel.features.query_match import query_match_features
+    from funnel.recall.merger import Merger
+    from funnel.serve.engine import MATCH_COLUMNS
+
+    class Pairwise:
+        def __init__(self, columns: list[list]) -> None:
+            self.columns = columns
+
+        def features(self, query: str, rows: np.ndarray) -> dict[str, np.ndarray]:
+            picked = [[col[r] for r in rows] for col in self.columns]
+            return query_match_features([query] * len(rows), *picked)
+
+    e: Any = engine
+    rank = e.rank
+    old = e.recall.merger
+    e.recall.merger = Merger(old.sources, quotas=old.quotas, timeout_s=old.timeout_s)
+    e.terms = Pairwise([e.catalog.columns[c].tolist() for c in MATCH_COLUMNS])
+    e.rank_rows = None
+    if rank is not None:
+        rank.term_index = Pairwise([rank.item_cols[c].tolist() for c in MATCH_COLUMNS])
+        rank.item_codes = {}
+        fs = rank.ranker.features_
+        names = [s.name for s in fs.specs if s.name not in (rank.item_parts or {})]
+        rank._encode_request_fields = lambda cols, rows: fs.encode_fields(cols, names)
+    cpu0 = time.process_time()
+    for i in range(n):
+        time.sleep(0.002)
+        e.run(query=queries[i % len(queries)], user_id=None, market=None, filters={}, k=20,
+              state=RecentActions())
+    cpu_ms = (time.process_time() - cpu0) * 1000.0 / max(n, 1)
+    e.recall.merger.close()
+    e.recall.merger = old
+    return cpu_ms
 
 
 def sample_queries(ws_root: Path, n: int = 500, seed: int = 0) -> list[str]:
@@ -326,6 +369,8 @@ def main() -> None:
         print(f"  {key:<{width}}  {value:,}")
     print(f"  HTTP + orchestration overhead: {figures['overhead_ratio']:.1%} of in-process time "
           f"(target <= 25%); in CPU time {figures['overhead_ratio_cpu']:.1%}")
+    print(f"  in-process CPU per request {figures['inproc_cpu_ms_per_request']} ms; through the "
+          f"reference paths {figures['inproc_reference_cpu_ms_per_request']} ms (same results)")
     print(f"  load average {figures['load_avg_1m_start']} at start, "
           f"{figures['load_avg_1m_end']} at end, {os.cpu_count()} cores")
     if args.json:
