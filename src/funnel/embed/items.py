@@ -365,10 +365,12 @@ class ItemEmbeddings(_SessionEmbeddings):
         cats = items.column("category").to_pylist() if "category" in cols else [None] * len(ids)
         prices = items.column("price").to_pylist() if "price" in cols else [None] * len(ids)
         added: list[str] = []
+        seen: set[str] = set()  # a set: a list made this quadratic at 1M items
         new_vectors: list[np.ndarray] = []
         for item_id, m, c, p in zip(ids, markets, cats, prices, strict=True):
-            if item_id in self.index_ or item_id in added or m is None:
+            if item_id in self.index_ or item_id in seen or m is None:
                 continue
+            seen.add(item_id)
             rows = index.nearest(market=m, category=c, price=p, k=k)
             if not rows:
                 continue
