@@ -63,7 +63,7 @@ class TorchRanker(Ranker):
         num_cross_layers: int = 2,
         cross_numeric: bool = False,
         learning_rate: float = 1e-3,
-        weight_decay: float = 0.0,
+        weight_decay: float = 1e-3,
         batch_size: int = 1024,
         epochs: int = 10,
         patience: int = 2,
@@ -257,10 +257,12 @@ class TorchRanker(Ranker):
 
 
 def _optimizers(net: nn.Module, lr: float, weight_decay: float) -> list[torch.optim.Optimizer]:
-    """SparseAdam for the (sparse-gradient) embedding tables, Adam for the dense layers.
+    """SparseAdam for embedding tables built with ``sparse=True``, Adam for everything else.
 
-    A batch touches a few thousand of the tables' rows; dense gradients and a dense Adam step
-    over every row were most of the training time. ``weight_decay`` applies to dense layers.
+    No network builds a sparse table today (``layers.embeddings.lookup`` returns a dense
+    gradient), so every table is in the Adam group and ``weight_decay`` (coupled L2) reaches the
+    embedding rows too: that decay is what keeps rare id/cross rows from overfitting (measured
+    in ``benchmarks/RESULTS.md``, ranking).
     """
     sparse_ids = {
         id(m.weight) for m in net.modules() if isinstance(m, nn.Embedding) and m.sparse
