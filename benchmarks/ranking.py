@@ -217,7 +217,8 @@ def run(
     out["auc_deepfm_deepctr_no_l2"] = auc(test.label, p)
     out["logloss_deepfm_deepctr_no_l2"] = logloss(test.label, p)
     bare = get_ranker("deepfm")(specs, embedding_dim=EMB, hidden_units=HIDDEN, batch_size=BATCH,
-                                epochs=epochs, learning_rate=LR, seed=seed).fit(train)
+                                epochs=epochs, learning_rate=LR, weight_decay=0.0,
+                                seed=seed).fit(train)
     p = bare.predict_proba(test.columns)
     out["auc_deepfm_ours_no_l2"], out["logloss_deepfm_ours_no_l2"] = auc(test.label, p), logloss(
         test.label, p)
