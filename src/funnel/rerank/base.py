@@ -48,8 +48,16 @@ class ItemFeatures:
         """The features of ``rows`` only, in that order."""
         idx = np.asarray(rows, dtype=np.int64)
         vectors = None if self.vectors is None else np.asarray(self.vectors)[idx]
-        attrs = {k: [v[i] for i in idx] for k, v in self.attributes.items()}
+        attrs = {k: _object_array(v)[idx].tolist() for k, v in self.attributes.items()}
         return ItemFeatures(vectors=vectors, attributes=attrs)
+
+
+def _object_array(values: Sequence[str | None]) -> np.ndarray:
+    if isinstance(values, np.ndarray):
+        return values
+    out = np.empty(len(values), dtype=object)  # never a 2-D array, whatever the values
+    out[:] = list(values)
+    return out
 
 
 def n_rows(f: ItemFeatures) -> int:

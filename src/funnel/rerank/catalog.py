@@ -33,23 +33,33 @@ class ItemCatalog:
     attributes: dict[str, list[str | None]]
     vectors: VectorTable | None = None
     _row: dict[str, int] = field(default_factory=dict, repr=False)
-    _vec_row: dict[str, int] = field(default_factory=dict, repr=False)
+    _columns: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _vectors: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        # Lookups are one dict pass + numpy takes: each column ends in a None sentinel and the
+        # vector matrix in a zero row, so an unknown id (row -1) needs no special case.
         self._row = {item: i for i, item in enumerate(self.item_ids)}
-        self._vec_row = self.vectors.index() if self.vectors is not None else {}
+        n = len(self.item_ids)
+        self._columns = {}
+        for name, col in self.attributes.items():
+            values = np.empty(n + 1, dtype=object)
+            values[:n] = col
+            values[n] = None
+            self._columns[name] = values
+        if self.vectors is not None:
+            vec_row = self.vectors.index()
+            rows = np.array([vec_row.get(i, -1) for i in self.item_ids], dtype=np.int64)
+            table = np.zeros((n + 1, self.vectors.dim), dtype=np.float32)
+            table[:n][rows >= 0] = self.vectors.vectors[rows[rows >= 0]]
+            self._vectors = table
 
     def features(self, item_ids: Sequence[str]) -> ItemFeatures:
         """Features of ``item_ids`` (unknown ids: attributes None, a zero vector)."""
-        rows = [self._row.get(str(i), -1) for i in item_ids]
-        attrs = {name: [col[r] if r >= 0 else None for r in rows]
-                 for name, col in self.attributes.items()}
-        vectors = None
-        if self.vectors is not None:
-            vr = np.array([self._vec_row.get(str(i), -1) for i in item_ids], dtype=np.int64)
-            vectors = np.zeros((len(vr), self.vectors.dim), dtype=np.float32)
-            known = vr >= 0
-            vectors[known] = self.vectors.vectors[vr[known]]
+        get = self._row.get
+        rows = np.fromiter((get(str(i), -1) for i in item_ids), np.int64, len(item_ids))
+        attrs = {name: col[rows].tolist() for name, col in self._columns.items()}
+        vectors = None if self._vectors is None else self._vectors[rows]
         return ItemFeatures(vectors=vectors, attributes=attrs)
 
     @classmethod
