@@ -21,6 +21,7 @@ from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -99,8 +100,14 @@ class Merger:
         self._pool: ThreadPoolExecutor | None = None
         self._busy: dict[str, int] = {}  # pooled source name -> unfinished calls
         self._lock = threading.Lock()
+        self._checked: tuple[Any, ...] | None = None
 
     def _check(self) -> None:
+        # once per parameter set, not per request: runtime Protocol checks cost ~0.1 ms each
+        key = (tuple(map(id, self.sources)), tuple(sorted((self.quotas or {}).items())),
+               self.timeout_s, tuple(self.inline or ()), self.max_in_flight)
+        if key == self._checked:
+            return
         names = [getattr(s, "name", None) for s in self.sources]
         for source, name in zip(self.sources, names, strict=True):
             if not isinstance(source, CandidateSource) or not isinstance(name, str):
@@ -122,6 +129,7 @@ class Merger:
             raise ValueError(
                 f"The 'max_in_flight' parameter must be an int >= 1. Got {self.max_in_flight!r}."
             )
+        self._checked = key
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
