@@ -208,13 +208,15 @@ class TorchRanker(Ranker):
     def _raw_proba(self, enc: Encoded, chunk: int = 65536) -> np.ndarray:
         net = self.network_
         was_training = net.training
-        net.eval()
+        if was_training:  # Module.train() walks every submodule: not on each request
+            net.eval()
         out = []
         for s in range(0, len(enc), chunk):
             idx = torch.from_numpy(enc.idx[s : s + chunk])
             val = torch.from_numpy(enc.val[s : s + chunk])
             out.append(torch.sigmoid(net(idx, val)).numpy())
-        net.train(was_training)
+        if was_training:
+            net.train()
         return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
 
     def predict_proba(self, X: Any, *, at_position: int | None = None) -> np.ndarray:
