@@ -40,7 +40,7 @@ from funnel._checks import positive_int, validate_params
 from funnel.distributed.ddp_rank import init_from_env
 from funnel.embed._sgns import train_epoch
 from funnel.embed.corpus import Corpus
-from funnel.embed.items import _PARAM_TABLE, ItemEmbeddings, _normalize_rows
+from funnel.embed.items import _PARAM_TABLE, ItemEmbeddings
 from funnel.embed.trainer import initial_weights, sampling_tables
 
 
@@ -152,15 +152,7 @@ def fit_distributed(
     validate_params(est.get_params(), _PARAM_TABLE)
     corpus = est._corpus(sessions, items)  # the estimator's own filtering (dwell, length)
     w_in, _, stats = train_sharded(corpus, est.get_params(), syncs_per_epoch=syncs_per_epoch)
-    # the fitted state ItemEmbeddings.fit sets, from the merged input vectors
-    est.vocab_ = list(corpus.vocab)
-    est.vectors_ = _normalize_rows(w_in)
-    est.counts_ = corpus.counts.copy()
-    est.markets_ = [corpus.markets[m] if m >= 0 else None for m in corpus.word_market]
-    est.n_sessions_ = corpus.n_sessions
-    est.n_tokens_ = corpus.n_tokens
-    est.index_ = {tok: i for i, tok in enumerate(est.vocab_)}
-    est._after_fit(items)
+    est._set_fitted(corpus, w_in, items)  # the state ItemEmbeddings.fit sets, merged vectors
     est.distributed_ = {"world_size": float(dist.get_world_size()),
                         "syncs_per_epoch": float(syncs_per_epoch), **stats}
     return est

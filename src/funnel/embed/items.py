@@ -118,6 +118,10 @@ class _SessionEmbeddings:
             min_learning_rate=float(self.min_learning_rate), sample=float(self.sample),
             n_threads=self.n_threads, seed=self.seed, callback=callback,
         )
+        return self._set_fitted(corpus, w_in, items)
+
+    def _set_fitted(self, corpus: Corpus, w_in: np.ndarray, items: pa.Table | None) -> Self:
+        """The fitted state from a corpus and its trained input vectors (one or many processes)."""
         self.vocab_ = list(corpus.vocab)
         self.vectors_ = _normalize_rows(w_in)
         self.counts_ = corpus.counts.copy()

@@ -249,12 +249,7 @@ class TypeEmbeddings:
 
     @classmethod
     def load(cls, directory: Path | str) -> TypeEmbeddings:
-        directory = Path(directory)
-        meta_path = directory / "type_meta.json"
-        if not meta_path.exists():
-            raise ArtifactError(f"{meta_path}: missing; rebuild with 'funnel embed'")
-        meta = json.loads(meta_path.read_text())
-        rules = from_mapping(TypeRules, meta["rules"], where=str(meta_path))
+        meta, rules = _read_type_meta(Path(directory))
         model = cls(rules=rules, **meta["params"])
         table = load_vectors(directory, "type")
         model.rules_ = rules
@@ -263,6 +258,15 @@ class TypeEmbeddings:
         model.vectors_ = table.vectors
         model.index_ = table.index()
         return model
+
+
+def _read_type_meta(directory: Path) -> tuple[dict[str, Any], TypeRules]:
+    """``type_meta.json`` of a saved type table and its rules; ArtifactError when missing."""
+    meta_path = directory / "type_meta.json"
+    if not meta_path.exists():
+        raise ArtifactError(f"{meta_path}: missing; rebuild with 'funnel embed'")
+    meta = json.loads(meta_path.read_text())
+    return meta, from_mapping(TypeRules, meta["rules"], where=str(meta_path))
 
 
 @dataclass
@@ -298,11 +302,7 @@ class TypeLookup:
         """Read ``type_vectors.npy``/``type_ids.json``/``type_meta.json`` from ``directory``;
         ``catalog`` rows carry item_id, market, category, brand, price."""
         directory = Path(directory)
-        meta_path = directory / "type_meta.json"
-        if not meta_path.exists():
-            raise ArtifactError(f"{meta_path}: missing; rebuild with 'funnel embed'")
-        meta = json.loads(meta_path.read_text())
-        rules = from_mapping(TypeRules, meta["rules"], where=str(meta_path))
+        meta, rules = _read_type_meta(directory)
         table = load_vectors(directory, "type")
         return cls.from_parts(rules, meta["price_edges"], catalog, table.ids, table.vectors)
 
