@@ -14,7 +14,6 @@ the split rule is the only thing that changes (see docs/scaling.md).
 
 from __future__ import annotations
 
-import copy
 import os
 import time
 
@@ -28,9 +27,14 @@ from funnel._checks import validate_params
 from funnel.exceptions import ModelFitError
 from funnel.features.specs import FeatureSet
 from funnel.rank.base import RankingData, specs_of
-from funnel.rank.metrics import auc, logloss
 from funnel.rank.models import NETWORKS
-from funnel.rank.torch_ranker import _PARAMS, TorchRanker, _optimizers
+from funnel.rank.torch_ranker import (
+    _PARAMS,
+    EarlyStopping,
+    TorchRanker,
+    _optimizers,
+    epoch_record,
+)
 
 
 def init_from_env(backend: str = "gloo") -> tuple[int, int]:
@@ -78,7 +82,7 @@ def fit_ddp(ranker: TorchRanker, train: RankingData, valid: RankingData | None =
     n, bs = len(y_t), ranker.batch_size
     n_batches = (n + bs - 1) // bs
     history: list[dict[str, float]] = []
-    best, best_state, bad = np.inf, None, 0
+    stopper = EarlyStopping(ranker.patience, has_valid=venc is not None)
     t1 = time.perf_counter()
     for epoch in range(ranker.epochs):
         ddp.train()
@@ -97,24 +101,13 @@ def fit_ddp(ranker: TorchRanker, train: RankingData, valid: RankingData | None =
             for opt in opts:
                 opt.step()
         dist.all_reduce(total)
-        record = {"epoch": float(epoch + 1), "train_logloss": float(total.item()) / n}
-        if venc is not None and valid is not None:
-            p = ranker._raw_proba(venc)  # every rank holds the same weights: same answer
-            record["valid_logloss"] = logloss(valid.label, p)
-            if 0 < valid.label.sum() < len(valid.label):
-                record["valid_auc"] = auc(valid.label, p)
+        # every rank holds the same weights: the same record and the same stop on every rank
+        record = epoch_record(ranker, epoch, float(total.item()) / n, venc,
+                              None if valid is None else valid.label)
         history.append(record)
-        score = record.get("valid_logloss", record["train_logloss"])
-        if score < best - 1e-6:
-            best, bad = score, 0
-            best_state = copy.deepcopy(net.state_dict())
-        else:
-            bad += 1
-            if venc is not None and bad > ranker.patience:
-                break
-    if best_state is not None:
-        net.load_state_dict(best_state)
-    net.eval()
+        if stopper.update(net, record):
+            break
+    stopper.restore(net)
     ranker.history_ = history
     ranker.fit_seconds_ = {"features": t1 - t0, "train": time.perf_counter() - t1}
     return ranker

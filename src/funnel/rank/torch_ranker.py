@@ -155,7 +155,7 @@ class TorchRanker(Ranker):
         n, bs = len(y_t), self.batch_size
         n_batches = (n + bs - 1) // bs
         history: list[dict[str, float]] = []
-        best, best_state, bad = np.inf, None, 0
+        stopper = EarlyStopping(self.patience, has_valid=venc is not None)
         progress = _progress(self.verbose, f"{self.name}", self.epochs * n_batches)
         with progress:
             task = progress.add_task(self.name, total=self.epochs * n_batches, info="")
@@ -178,29 +178,17 @@ class TorchRanker(Ranker):
                         progress.update(task, info=f"loss {total / hi:.4f}")
                     if self.verbose:
                         progress.advance(task)
-                record = {"epoch": float(epoch + 1), "train_logloss": total / n}
-                if venc is not None and vy is not None:
-                    p = self._raw_proba(venc)
-                    record["valid_logloss"] = logloss(vy, p)
-                    if 0 < vy.sum() < len(vy):
-                        record["valid_auc"] = auc(vy, p)
+                record = epoch_record(self, epoch, total / n, venc, vy)
+                if "valid_logloss" in record:
                     progress.update(
                         task,
                         info=f"loss {record['train_logloss']:.4f} "
                         f"valid {record['valid_logloss']:.4f} auc {record.get('valid_auc', 0):.4f}",
                     )
                 history.append(record)
-                score = record.get("valid_logloss", record["train_logloss"])
-                if score < best - 1e-6:
-                    best, bad = score, 0
-                    best_state = copy.deepcopy(net.state_dict())
-                else:
-                    bad += 1
-                    if venc is not None and bad > self.patience:
-                        break
-        if best_state is not None:
-            net.load_state_dict(best_state)
-        net.eval()
+                if stopper.update(net, record):
+                    break
+        stopper.restore(net)
         return history
 
     # ---- prediction ---------------------------------------------------------------------------
@@ -256,6 +244,48 @@ class TorchRanker(Ranker):
         self.network_.eval()
         self.negative_rate_ = float(state["negative_rate"])
         self.history_ = list(state.get("history", []))
+
+
+def epoch_record(
+    ranker: TorchRanker, epoch: int, train_logloss: float, venc: Encoded | None,
+    vy: np.ndarray | None,
+) -> dict[str, float]:
+    """One epoch's history entry: train logloss, and validation logloss/AUC when given."""
+    record = {"epoch": float(epoch + 1), "train_logloss": float(train_logloss)}
+    if venc is not None and vy is not None:
+        p = ranker._raw_proba(venc)
+        record["valid_logloss"] = logloss(vy, p)
+        if 0 < vy.sum() < len(vy):
+            record["valid_auc"] = auc(vy, p)
+    return record
+
+
+class EarlyStopping:
+    """Keeps the best weights by validation logloss (train logloss without validation) and
+    says when ``patience`` epochs in a row failed to improve it; one rule for every trainer."""
+
+    def __init__(self, patience: int, *, has_valid: bool) -> None:
+        self.patience = patience
+        self.has_valid = has_valid
+        self.best = np.inf
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.bad = 0
+
+    def update(self, net: nn.Module, record: Mapping[str, float]) -> bool:
+        """Record an epoch; True when training should stop."""
+        score = record.get("valid_logloss", record["train_logloss"])
+        if score < self.best - 1e-6:
+            self.best, self.bad = score, 0
+            self.best_state = copy.deepcopy(net.state_dict())
+            return False
+        self.bad += 1
+        return self.has_valid and self.bad > self.patience
+
+    def restore(self, net: nn.Module) -> None:
+        """Load the best weights seen and switch to inference mode."""
+        if self.best_state is not None:
+            net.load_state_dict(self.best_state)
+        net.eval()
 
 
 def _optimizers(net: nn.Module, lr: float, weight_decay: float) -> list[torch.optim.Optimizer]:
