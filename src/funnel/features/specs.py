@@ -94,8 +94,33 @@ def _one(n: int) -> np.ndarray:
     return np.ones((n, 1), dtype=np.float32)
 
 
+class _OneColumn:
+    """A spec read from one column: ``column`` or, when empty, its own ``name``."""
+
+    name: str
+    column: str
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return (self.column or self.name,)
+
+
+class _OneIndex(_OneColumn):
+    """A spec whose row value is one local index (a bucket or a vocabulary id)."""
+
+    def _local(self, columns: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> np.ndarray:
+        raise NotImplementedError
+
+    def encode(self, columns: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> tuple:
+        local = self._local(columns, state)
+        return local[:, None], _one(len(local))
+
+    def dense(self, columns: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> np.ndarray:
+        return self._local(columns, state).astype(np.float64)
+
+
 @dataclass(frozen=True)
-class NumericSpec:
+class NumericSpec(_OneColumn):
     """A number as one slot: optional signed ``log1p``, then optional standardization.
 
     Missing values become the training mean (0 after standardizing).
@@ -107,9 +132,6 @@ class NumericSpec:
     standardize: bool = True
     type: ClassVar[str] = "numeric"
 
-    @property
-    def sources(self) -> tuple[str, ...]:
-        return (self.column or self.name,)
 
     width = 1
 
@@ -140,7 +162,7 @@ class NumericSpec:
 
 
 @dataclass(frozen=True)
-class BucketSpec:
+class BucketSpec(_OneIndex):
     """A number cut at training quantiles into ``n_buckets`` categories (index 0 = missing)."""
 
     name: str
@@ -150,9 +172,6 @@ class BucketSpec:
     type: ClassVar[str] = "bucket"
     width = 1
 
-    @property
-    def sources(self) -> tuple[str, ...]:
-        return (self.column or self.name,)
 
     def _raw(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
         x = _as_float(_column(columns, self.sources[0], self.name), self.name)
@@ -178,16 +197,9 @@ class BucketSpec:
         idx = np.searchsorted(np.asarray(state["edges"], dtype=np.float64), x, side="right") + 1
         return np.where(np.isfinite(x), idx, 0).astype(np.int64)
 
-    def encode(self, columns: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> tuple:
-        local = self._local(columns, state)
-        return local[:, None], _one(len(local))
-
-    def dense(self, columns: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> np.ndarray:
-        return self._local(columns, state).astype(np.float64)
-
 
 @dataclass(frozen=True)
-class VocabSpec:
+class VocabSpec(_OneIndex):
     """A category through a vocabulary of values seen ``>= min_count`` times; index 0 = OOV."""
 
     name: str
@@ -198,9 +210,6 @@ class VocabSpec:
     type: ClassVar[str] = "vocab"
     width = 1
 
-    @property
-    def sources(self) -> tuple[str, ...]:
-        return (self.column or self.name,)
 
     def fit(self, columns: Mapping[str, np.ndarray]) -> dict[str, Any]:
         values = _as_str(_column(columns, self.sources[0], self.name))
@@ -223,16 +232,9 @@ class VocabSpec:
         return np.array(list(map(lookup.get, values.tolist(), repeat(0, len(values)))),
                         dtype=np.int64)
 
-    def encode(self, columns: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> tuple:
-        local = self._local(columns, state)
-        return local[:, None], _one(len(local))
-
-    def dense(self, columns: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> np.ndarray:
-        return self._local(columns, state).astype(np.float64)
-
 
 @dataclass(frozen=True)
-class HashSpec:
+class HashSpec(_OneColumn):
     """A category through the signed hashing trick into ``2^bits`` buckets (no vocabulary)."""
 
     name: str
@@ -242,9 +244,6 @@ class HashSpec:
     type: ClassVar[str] = "hash"
     width = 1
 
-    @property
-    def sources(self) -> tuple[str, ...]:
-        return (self.column or self.name,)
 
     def fit(self, columns: Mapping[str, np.ndarray]) -> dict[str, Any]:
         if not 1 <= self.bits <= 30:
@@ -296,7 +295,7 @@ class CrossSpec(HashSpec):
 
 
 @dataclass(frozen=True)
-class SequenceSpec:
+class SequenceSpec(_OneColumn):
     """A multi-valued or sequence column (list of tokens per row), hashed, mean-pooled.
 
     Keeps the last ``max_len`` tokens (most recent last, as in a click history); each kept token
@@ -311,9 +310,6 @@ class SequenceSpec:
     sep: str = "|"
     type: ClassVar[str] = "sequence"
 
-    @property
-    def sources(self) -> tuple[str, ...]:
-        return (self.column or self.name,)
 
     @property
     def width(self) -> int:  # type: ignore[override]
