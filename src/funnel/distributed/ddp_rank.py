@@ -23,13 +23,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from funnel._checks import validate_params
-from funnel.exceptions import ModelFitError
-from funnel.features.specs import FeatureSet
-from funnel.rank.base import RankingData, specs_of
-from funnel.rank.models import NETWORKS
+from funnel.rank.base import RankingData
 from funnel.rank.torch_ranker import (
-    _PARAMS,
     EarlyStopping,
     TorchRanker,
     _optimizers,
@@ -55,23 +50,9 @@ def fit_ddp(ranker: TorchRanker, train: RankingData, valid: RankingData | None =
     """``ranker.fit(train, valid)`` on every process of an initialized process group."""
     if not dist.is_initialized():
         raise RuntimeError("fit_ddp needs an initialized process group; call init_from_env()")
-    validate_params(ranker.get_params(), _PARAMS)
-    if ranker.name not in NETWORKS:
-        raise ModelFitError(f"{type(ranker).__name__} has no network; use get_ranker(name)")
-    if len(train) == 0:
-        raise ModelFitError("train has 0 rows; expected at least one labelled row")
-    specs = specs_of(ranker.features)
-    if not specs:
-        raise ValueError("features must list at least one feature spec; got none")
     rank, world = dist.get_rank(), dist.get_world_size()
-    torch.manual_seed(ranker.seed)
     t0 = time.perf_counter()
-    ranker.features_ = FeatureSet(specs).fit(train.columns)
-    enc = ranker.features_.transform(train.columns)
-    venc = ranker.features_.transform(valid.columns) if valid is not None else None
-    ranker.network_config_ = ranker._network_config(ranker.features_)
-    ranker.network_ = NETWORKS[ranker.name](ranker.network_config_)
-    ranker.negative_rate_ = float(train.negative_rate)
+    enc, venc = ranker._prepare(train, valid)  # the same checks, specs and seeded network
     net: nn.Module = ranker.network_
     ddp = DistributedDataParallel(net)
     opts = _optimizers(net, ranker.learning_rate, ranker.weight_decay)

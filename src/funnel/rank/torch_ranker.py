@@ -119,7 +119,12 @@ class TorchRanker(Ranker):
             ),
         )
 
-    def fit(self, train: RankingData, valid: RankingData | None = None) -> TorchRanker:
+    def _prepare(
+        self, train: RankingData, valid: RankingData | None
+    ) -> tuple[Encoded, Encoded | None]:
+        """Check the parameters, fit the feature specs, build a fresh network (seeded): what
+        every trainer, one process or many, does before its first batch. Returns the encoded
+        train and validation sets."""
         validate_params(self.get_params(), _PARAMS)
         if self.name not in NETWORKS:
             raise ModelFitError(f"{type(self).__name__} has no network; use get_ranker(name)")
@@ -129,13 +134,17 @@ class TorchRanker(Ranker):
         if not specs:
             raise ValueError("features must list at least one feature spec; got none")
         torch.manual_seed(self.seed)
-        t0 = time.perf_counter()
         self.features_ = FeatureSet(specs).fit(train.columns)
         enc = self.features_.transform(train.columns)
         venc = self.features_.transform(valid.columns) if valid is not None else None
         self.network_config_ = self._network_config(self.features_)
         self.network_ = NETWORKS[self.name](self.network_config_)
         self.negative_rate_ = float(train.negative_rate)
+        return enc, venc
+
+    def fit(self, train: RankingData, valid: RankingData | None = None) -> TorchRanker:
+        t0 = time.perf_counter()
+        enc, venc = self._prepare(train, valid)
         t1, c1 = time.perf_counter(), time.process_time()
         self.history_ = self._train(enc, train.label, venc, None if valid is None else valid.label)
         # wall and CPU seconds: on a shared machine the CPU figure is the stable one
