@@ -94,17 +94,13 @@ def real_sessions(path: Path, fmt: str) -> tuple[pa.Table, pa.Table | None]:
 
 def marketplace_sessions(n_events: int) -> tuple[pa.Table, pa.Table]:
     """The full synthetic marketplace (funnel.data.synthetic), sessionized by the pipeline."""
-    import duckdb
-
+    from funnel.data.store import memory_store
     from funnel.data.synthetic import MarketplaceConfig, generate_tables
     from funnel.pipeline.sessions import build_sessions
 
     tables = generate_tables(MarketplaceConfig(n_events=n_events, seed=0))
-    con = duckdb.connect()
+    con = memory_store({name: tables[name] for name in ("items", "events")})
     try:
-        for name in ("items", "events"):
-            con.register(f"src_{name}", tables[name])
-            con.execute(f"CREATE TABLE {name} AS SELECT * FROM src_{name}")
         build_sessions(con)
         sessions = con.sql("SELECT * FROM sessions ORDER BY start_ts, session_id").to_arrow_table()
     finally:

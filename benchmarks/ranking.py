@@ -26,7 +26,6 @@ from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import duckdb  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -44,13 +43,11 @@ SERVING: dict[str, Any] = {}
 
 # ---- data ----------------------------------------------------------------------------------
 def marketplace(n_events: int, seed: int) -> Split:
+    from funnel.data.store import memory_store
     from funnel.data.synthetic import MarketplaceConfig, generate_tables
 
     tables = generate_tables(MarketplaceConfig(n_events=n_events, seed=seed))
-    con = duckdb.connect()
-    for name in ("events", "items", "truth"):
-        con.register(f"{name}_arrow", tables[name])
-        con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_arrow")
+    con = memory_store({name: tables[name] for name in ("events", "items", "truth")})
     from funnel.rank.build import item_snapshot, item_vectors
 
     lookup = item_vectors(con, None, seed=seed)  # what `funnel train` uses without embeddings

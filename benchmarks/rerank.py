@@ -185,17 +185,13 @@ def _mmr_scatter_pipeline(out: dict[str, float], ids: list[str], scores: np.ndar
 
 def synthetic_curve(n_events: int, n_lists: int) -> dict[str, float]:
     """DPP vs MMR trade-off on the synthetic marketplace's logged impression lists (k=10)."""
-    import duckdb
-
+    from funnel.data.store import memory_store
     from funnel.data.synthetic import MarketplaceConfig, generate_tables
     from funnel.rerank.catalog import ItemCatalog
     from funnel.rerank.curve import logged_lists, tradeoff_curve
 
     tables = generate_tables(MarketplaceConfig(n_events=n_events, seed=11))
-    con = duckdb.connect()
-    for name in ("items", "events", "truth"):
-        con.register(f"t_{name}", tables[name])
-        con.execute(f"CREATE TABLE {name} AS SELECT * FROM t_{name}")
+    con = memory_store({name: tables[name] for name in ("items", "events", "truth")})
     lists = logged_lists(con, ItemCatalog.from_items(tables["items"]), limit=n_lists)
     points = tradeoff_curve(lists, knobs=(0.0, 0.3, 0.6, 0.9), k=10,
                             attributes=("category", "brand", "price_band"))

@@ -10,10 +10,10 @@ are about half of those gaps.
 
 from __future__ import annotations
 
-import duckdb
 import pyarrow as pa
 import pytest
 
+from funnel.data.store import memory_store
 from funnel.embed import ItemEmbeddings
 from funnel.embed.evaluate import neighbour_cohesion, next_click_metrics, split_sessions
 
@@ -30,11 +30,8 @@ def marketplace() -> tuple[pa.Table, pa.Table]:
     from funnel.pipeline.sessions import build_sessions
 
     tables = synthetic.generate_tables(synthetic.MarketplaceConfig(n_events=300_000, seed=0))
-    con = duckdb.connect()
+    con = memory_store({name: tables[name] for name in ("items", "events")})
     try:
-        for name in ("items", "events"):
-            con.register(f"src_{name}", tables[name])
-            con.execute(f"CREATE TABLE {name} AS SELECT * FROM src_{name}")
         build_sessions(con)
         sessions = con.sql("SELECT * FROM sessions ORDER BY start_ts, session_id").to_arrow_table()
     finally:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 
-import duckdb
 import numpy as np
 import pytest
 import torch
 
-from funnel.data.store import EventStore
+from funnel.data.store import EventStore, memory_store
 from funnel.data.synthetic import MarketplaceConfig, generate_tables
 from funnel.features.personalization import RecentActions
 from funnel.features.training_set import TrainingSetConfig, build_training_set
@@ -30,10 +29,7 @@ def tables() -> dict:
 
 @pytest.fixture(scope="module")
 def training(tables):
-    con = duckdb.connect()
-    for name in ("events", "items", "truth"):
-        con.register(f"{name}_arrow", tables[name])
-        con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_arrow")
+    con = memory_store({name: tables[name] for name in ("events", "items", "truth")})
     table = build_training_set(con, TrainingSetConfig(), item_vectors(con, None))
     truth = dict(con.sql("SELECT event_id, p_click FROM truth").fetchall())
     return table, truth

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import duckdb
 import numpy as np
 import pytest
 
+from funnel.data.store import memory_store
 from funnel.rerank import ItemFeatures
 from funnel.rerank.catalog import ItemCatalog
 from funnel.rerank.curve import RankedList, logged_lists, plot_tradeoff, tradeoff_curve
@@ -59,10 +59,7 @@ def test_empty_lists_rejected() -> None:
 def test_logged_lists_from_synthetic_marketplace() -> None:
     synthetic = pytest.importorskip("funnel.data.synthetic")
     tables = synthetic.generate_tables(synthetic.MarketplaceConfig(n_events=8000, seed=3))
-    con = duckdb.connect()
-    for name, table in tables.items():
-        con.register(f"t_{name}", table)
-        con.execute(f"CREATE TABLE {name} AS SELECT * FROM t_{name}")
+    con = memory_store(tables)
     catalog = ItemCatalog.from_items(tables["items"])
     lists = logged_lists(con, catalog, limit=40, min_len=8)
     assert 10 <= len(lists) <= 40

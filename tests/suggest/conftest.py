@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 
 from funnel.data.schema import EVENT_SCHEMA, ITEM_SCHEMA
+from funnel.data.store import memory_store
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -57,14 +58,10 @@ class StoreBuilder:
         return rid
 
     def connect(self) -> duckdb.DuckDBPyConnection:
-        con = duckdb.connect()
-        for name, rows, schema in (("events", self.events, EVENT_SCHEMA),
-                                   ("items", self.items, ITEM_SCHEMA)):
-            table = pa.Table.from_pylist(rows, schema=schema)
-            con.register("t", table)
-            con.execute(f"CREATE TABLE {name} AS SELECT * FROM t")
-            con.unregister("t")
-        return con
+        return memory_store({
+            "events": pa.Table.from_pylist(self.events, schema=EVENT_SCHEMA),
+            "items": pa.Table.from_pylist(self.items, schema=ITEM_SCHEMA),
+        })
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ transaction, so one source file is stored entirely or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +24,18 @@ CREATE TABLE IF NOT EXISTS ingest_log (
     ingested_at TIMESTAMPTZ DEFAULT current_timestamp
 )
 """
+
+
+def memory_store(tables: Mapping[str, pa.Table]) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB holding each Arrow table under its name (e.g. the synthetic
+    generator's ``items``/``events``/``truth``): the store the stage functions read, without a
+    workspace on disk. The caller closes it."""
+    con = duckdb.connect()
+    for name, table in tables.items():
+        con.register("_memory_store_src", table)
+        con.execute(f'CREATE TABLE "{name}" AS SELECT * FROM _memory_store_src')
+        con.unregister("_memory_store_src")
+    return con
 
 
 @dataclass(frozen=True)
