@@ -11,6 +11,7 @@ import pytest
 
 from funnel.data.schema import EVENT_SCHEMA, ITEM_SCHEMA
 from funnel.data.store import memory_store
+from funnel.workspace import Workspace
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -57,11 +58,20 @@ class StoreBuilder:
                        market=market)
         return rid
 
+    def tables(self) -> dict[str, pa.Table]:
+        return {"events": pa.Table.from_pylist(self.events, schema=EVENT_SCHEMA),
+                "items": pa.Table.from_pylist(self.items, schema=ITEM_SCHEMA)}
+
     def connect(self) -> duckdb.DuckDBPyConnection:
-        return memory_store({
-            "events": pa.Table.from_pylist(self.events, schema=EVENT_SCHEMA),
-            "items": pa.Table.from_pylist(self.items, schema=ITEM_SCHEMA),
-        })
+        return memory_store(self.tables())
+
+    def write_into(self, workspace: Workspace) -> None:
+        """Append the rows to a workspace's event store (its tables already exist)."""
+        with workspace.connect() as con:
+            for name, table in self.tables().items():
+                con.register("t", table)
+                con.execute(f"INSERT INTO {name} SELECT * FROM t")
+                con.unregister("t")
 
 
 @pytest.fixture

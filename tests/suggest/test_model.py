@@ -3,7 +3,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import pyarrow as pa
 import pytest
 
 from funnel.exceptions import NotFittedError
@@ -102,12 +101,7 @@ def test_holdout_personalization_beats_mpc_on_planted_log(store: StoreBuilder) -
 def test_build_suggest_writes_component(store: StoreBuilder, tmp_path) -> None:  # type: ignore[no-untyped-def]
     ws = Workspace.init(tmp_path / "ws")
     shop(store)
-    with ws.connect() as con:
-        for name, rows in (("events", store.events), ("items", store.items)):
-            schema = con.sql(f"SELECT * FROM {name} LIMIT 0").to_arrow_table().schema
-            con.register("t", pa.Table.from_pylist(rows, schema=schema))
-            con.execute(f"INSERT INTO {name} SELECT * FROM t")
-            con.unregister("t")
+    store.write_into(ws)
     cfg = dataclasses.replace(SuggestConfig(), min_count=1)
     with ws.artifacts.begin() as build:
         metrics = build_suggest(ws, build, cfg, evaluate=True)

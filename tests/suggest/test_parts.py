@@ -77,12 +77,7 @@ def test_cli_build_and_try(store: StoreBuilder, tmp_path) -> None:  # type: igno
 
     ws = Workspace.init(tmp_path / "ws")
     shop(store)
-    with ws.connect() as con:
-        for name, rows in (("events", store.events), ("items", store.items)):
-            schema = con.sql(f"SELECT * FROM {name} LIMIT 0").to_arrow_table().schema
-            con.register("t", pa.Table.from_pylist(rows, schema=schema))
-            con.execute(f"INSERT INTO {name} SELECT * FROM t")
-            con.unregister("t")
+    store.write_into(ws)
     runner = CliRunner()
     w = ["--workspace", str(ws.root)]
     res = runner.invoke(app, ["suggest", "build", *w, "--no-eval", "--min-count", "1", "--json"])
