@@ -91,7 +91,10 @@ class ItemTyper:
 
     def type_of(self, row: Mapping[str, Any]) -> str:
         """``item_type:market=..|category=..|price_band=..`` for a catalog row."""
-        attrs = self.attributes(row)
+        return self.type_from_attributes(self.attributes(row))
+
+    def type_from_attributes(self, attrs: Mapping[str, Any]) -> str:
+        """The item type of already computed :meth:`attributes`."""
         return "item_type:" + "|".join(f"{f}={attrs.get(f)}" for f in self.rules.item_fields)
 
 
@@ -294,7 +297,7 @@ class TypeLookup:
         v = np.asarray(type_vectors, dtype=np.float32)
         v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
         attrs = {str(r["item_id"]): typer.attributes(r) for r in catalog}
-        types = {str(r["item_id"]): typer.type_of(r) for r in catalog}
+        types = {i: typer.type_from_attributes(a) for i, a in attrs.items()}
         return cls(rules, attrs, types, {t: v[k] for k, t in enumerate(type_ids)})
 
     @classmethod
