@@ -24,25 +24,6 @@ from pathlib import Path
 import numpy as np
 
 
-def _generate(root: Path, events: int, seed: int) -> object:
-    from funnel.data.ingest import ingest_file
-    from funnel.data.store import EventStore
-    from funnel.data.synthetic import MarketplaceConfig, generate
-    from funnel.pipeline.sessions import build_sessions
-    from funnel.workspace import Workspace
-
-    ws = Workspace.init(root)
-    raw = ws.raw_dir / "gen"
-    generate(MarketplaceConfig(n_events=events, seed=seed), raw)
-    for path in [raw / "items.parquet", raw / "users.parquet",
-                 *sorted((raw / "events").glob("*.parquet")),
-                 *sorted((raw / "truth").glob("*.parquet"))]:
-        ingest_file(ws, path)
-    with EventStore.open(ws.store_path) as store:
-        build_sessions(store.con)
-    return ws
-
-
 def _timed(fn, reps: int = 5) -> tuple[float, float]:  # type: ignore[no-untyped-def]
     value = fn()
     t0 = time.perf_counter()
@@ -63,6 +44,7 @@ def main() -> None:
     events = 20_000 if args.quick else args.events
     max_cases = 200 if args.quick else args.max_cases
 
+    from funnel.build import synthetic_workspace
     from funnel.evaluate.run import EvalConfig, evaluate_workspace
     from funnel.rank.metrics import auc, logloss
     from funnel.workspace import Workspace
@@ -73,7 +55,7 @@ def main() -> None:
             ws = Workspace.open(args.workspace)
             events = -1
         else:
-            ws = _generate(Path(tmp) / "ws", events, args.seed)
+            ws = synthetic_workspace(Path(tmp) / "ws", events=events, seed=args.seed, stages=())
         out = Path(tmp) / "evaluation"
         result = evaluate_workspace(ws, out, config=EvalConfig(max_cases=max_cases))  # type: ignore[arg-type]
         f = result.figures

@@ -37,21 +37,11 @@ class Evaluated:
 
 
 def small_workspace(root: Path, *, events: int, seed: int) -> Workspace:
-    from funnel.data.ingest import ingest_file
-    from funnel.data.store import EventStore
-    from funnel.data.synthetic import MarketplaceConfig, generate
-    from funnel.pipeline.sessions import build_sessions
+    """Generated, ingested and sessionized (nothing built), with the fast stage settings."""
+    from funnel.build import synthetic_workspace
 
-    ws = Workspace.init(root)
-    ws.config_path.write_text(FAST_CONFIG)
-    raw = ws.raw_dir / "gen"
-    generate(MarketplaceConfig(n_events=events, seed=seed), raw)
-    for path in [raw / "items.parquet", raw / "users.parquet",
-                 *sorted((raw / "events").glob("*.parquet")),
-                 *sorted((raw / "truth").glob("*.parquet"))]:
-        ingest_file(ws, path)
-    with EventStore.open(ws.store_path) as store:
-        build_sessions(store.con)
+    ws = synthetic_workspace(root, events=events, seed=seed, stages=())
+    ws.config_path.write_text(FAST_CONFIG)  # read by the build and evaluation, not by ingest
     return ws
 
 
