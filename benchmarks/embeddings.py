@@ -94,18 +94,11 @@ def real_sessions(path: Path, fmt: str) -> tuple[pa.Table, pa.Table | None]:
 
 def marketplace_sessions(n_events: int) -> tuple[pa.Table, pa.Table]:
     """The full synthetic marketplace (funnel.data.synthetic), sessionized by the pipeline."""
-    from funnel.data.store import memory_store
     from funnel.data.synthetic import MarketplaceConfig, generate_tables
-    from funnel.pipeline.sessions import build_sessions
+    from funnel.pipeline.sessions import sessionize
 
     tables = generate_tables(MarketplaceConfig(n_events=n_events, seed=0))
-    con = memory_store({name: tables[name] for name in ("items", "events")})
-    try:
-        build_sessions(con)
-        sessions = con.sql("SELECT * FROM sessions ORDER BY start_ts, session_id").to_arrow_table()
-    finally:
-        con.close()
-    return sessions, tables["items"]
+    return sessionize({name: tables[name] for name in ("items", "events")}), tables["items"]
 
 
 def decode(corpus: Corpus) -> list[list[str]]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from funnel.data.store import memory_store
 from funnel.embed import ItemEmbeddings
 from funnel.embed.evaluate import neighbour_cohesion, next_click_metrics, split_sessions
 
@@ -27,16 +26,10 @@ VARIANTS = {
 @pytest.fixture(scope="module")
 def marketplace() -> tuple[pa.Table, pa.Table]:
     synthetic = pytest.importorskip("funnel.data.synthetic")
-    from funnel.pipeline.sessions import build_sessions
+    from funnel.pipeline.sessions import sessionize
 
     tables = synthetic.generate_tables(synthetic.MarketplaceConfig(n_events=300_000, seed=0))
-    con = memory_store({name: tables[name] for name in ("items", "events")})
-    try:
-        build_sessions(con)
-        sessions = con.sql("SELECT * FROM sessions ORDER BY start_ts, session_id").to_arrow_table()
-    finally:
-        con.close()
-    return sessions, tables["items"]
+    return sessionize({name: tables[name] for name in ("items", "events")}), tables["items"]
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,14 @@ booked_item, booked)``
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
 
 from funnel._checks import positive_float, validate_params
+from funnel.data.store import memory_store
 from funnel.pipeline.dialect import DUCKDB
 from funnel.pipeline.stages import PipelineConfig, session_events_sql, sessions_sql
 
@@ -78,3 +80,14 @@ def build_sessions(con: duckdb.DuckDBPyConnection, gap_minutes: float = 30.0) ->
 def read_sessions(con: duckdb.DuckDBPyConnection) -> pa.Table:
     """The ``sessions`` table as Arrow, in (user, start time) order."""
     return con.sql("SELECT * FROM sessions ORDER BY user_id, start_ts, session_id").to_arrow_table()
+
+
+def sessionize(tables: Mapping[str, pa.Table], gap_minutes: float = 30.0) -> pa.Table:
+    """The ``sessions`` of in-memory contract tables (``events``, optionally ``items``), in
+    start-time order (what time-based train/test splits need), without a workspace."""
+    con = memory_store(tables)
+    try:
+        build_sessions(con, gap_minutes=gap_minutes)
+        return con.sql("SELECT * FROM sessions ORDER BY start_ts, session_id").to_arrow_table()
+    finally:
+        con.close()
