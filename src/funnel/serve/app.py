@@ -138,6 +138,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             app.state.spool.close()
+            app.state.holder.close()
 
     app = FastAPI(
         title="funnel",

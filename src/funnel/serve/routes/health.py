@@ -15,17 +15,17 @@ router = APIRouter(tags=["ops"])
 
 
 @router.get("/health", response_model=HealthResponse)
-def health(engine: EngineDep) -> HealthResponse:
+async def health(engine: EngineDep) -> HealthResponse:
     return HealthResponse(status="ok", version=engine.version, items=len(engine.catalog))
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-def metrics(services: ServicesDep) -> PlainTextResponse:
+async def metrics(services: ServicesDep) -> PlainTextResponse:
     return PlainTextResponse(services.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
 @router.get("/meta")
-def meta(engine: EngineDep) -> dict[str, object]:
+async def meta(engine: EngineDep) -> dict[str, object]:
     """What the web page needs to offer: markets and a few users with history."""
     return {
         "version": engine.version,
@@ -50,6 +50,6 @@ async def reload(_: AdminDep, services: ServicesDep) -> ReloadResponse:
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
-def page() -> HTMLResponse:
+async def page() -> HTMLResponse:
     html = resources.files("funnel.serve").joinpath("static/index.html").read_text("utf-8")
     return HTMLResponse(html)

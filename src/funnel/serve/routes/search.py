@@ -1,4 +1,11 @@
-"""POST /search, GET /recommend/{user_id}, GET /similar/{item_id}."""
+"""POST /search, GET /recommend/{user_id}, GET /similar/{item_id}.
+
+The handlers are ``async`` and call the engine inline on the event loop on purpose. The work is
+CPU-bound Python that holds the GIL, so a thread pool gives no parallelism inside one process
+(``--workers`` does that, one process per core); it only adds two thread hand-offs per request
+and moves the request to a thread whose core's caches are cold. Requests in one worker run one
+after another, which is what a CPU-bound worker does anyway.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 
+from funnel.features.personalization import RecentActions
 from funnel.serve.deps import EngineDep, ServicesDep, SettingsDep, StateDep
 from funnel.serve.engine import Engine, StageResult, UnknownItemError
 from funnel.serve.schemas import ErrorBody, ListResponse, SearchRequest
@@ -75,7 +83,7 @@ def _observe(services: object, route: str, result: StageResult) -> None:
 
 
 @router.post("/search", response_model=ListResponse, responses=ERRORS)
-def search(
+async def search(
     body: SearchRequest,
     engine: EngineDep,
     state: StateDep,
@@ -86,7 +94,10 @@ def search(
         raise HTTPException(422, detail=f"query longer than {settings.max_query_chars} characters")
     if body.k > settings.max_k:
         raise HTTPException(422, detail=f"k must be <= {settings.max_k}")
-    recent = state.get(body.user_id) if body.user_id else state.get("")
+    # an anonymous visitor has no online state: no store round trip for it
+    recent = state.get(body.user_id) if body.user_id else RecentActions(
+        max_len=settings.state_max_actions
+    )
     result = engine.run(
         query=body.query.strip(),
         user_id=body.user_id,
@@ -101,7 +112,7 @@ def search(
 
 
 @router.get("/recommend/{user_id}", response_model=ListResponse, responses=ERRORS)
-def recommend(
+async def recommend(
     user_id: Annotated[str, Path(min_length=1, max_length=256)],
     engine: EngineDep,
     state: StateDep,
@@ -124,7 +135,7 @@ def recommend(
 
 
 @router.get("/similar/{item_id}", response_model=ListResponse, responses=ERRORS)
-def similar(
+async def similar(
     item_id: Annotated[str, Path(min_length=1, max_length=256)],
     engine: EngineDep,
     services: ServicesDep,

@@ -1,4 +1,7 @@
-"""GET /suggest, GET /related, GET /hint/{user_id}."""
+"""GET /suggest, GET /related, GET /hint/{user_id}.
+
+``async`` handlers: lookups take microseconds, less than a hand-off to the thread pool.
+"""
 
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ def _recent_context(engine: Engine, clicks: tuple[str, ...]) -> tuple[list[str],
 
 
 @router.get("/suggest", response_model=SuggestResponse, responses=ERRORS)
-def suggest(
+async def suggest(
     prefix: Annotated[str, Query(min_length=1, max_length=100)],
     engine: EngineDep,
     state: StateDep,
@@ -53,7 +56,7 @@ def suggest(
 
 
 @router.get("/related", response_model=SuggestResponse, responses=ERRORS)
-def related(
+async def related(
     query: Annotated[str, Query(min_length=1, max_length=200)],
     engine: EngineDep,
     k: Annotated[int, Query(ge=1, le=50)] = 8,
@@ -67,7 +70,7 @@ def related(
 
 
 @router.get("/hint/{user_id}", response_model=HintResponse, responses=ERRORS)
-def hint(
+async def hint(
     user_id: Annotated[str, Path(min_length=1, max_length=256)],
     engine: EngineDep,
     state: StateDep,
