@@ -1,15 +1,20 @@
-"""Lexical BM25 on tantivy: field boosts, CJK n-grams, typo tolerance, filters, round-trip."""
+"""Lexical BM25: field boosts, CJK n-grams, typo tolerance, filters, round-trips, old format."""
 
 from __future__ import annotations
 
+import json
+import shutil
+
+import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from funnel.exceptions import NotFittedError
+from funnel.exceptions import ArtifactError, NotFittedError
+from funnel.recall._bm25_tantivy import TantivyBM25
 from funnel.recall.base import RecallRequest
-from funnel.recall.lexical import LexicalIndex
+from funnel.recall.lexical import FIELDS, OLD_FORMAT, LexicalIndex
 from funnel.recall.text import analyze, normalize_query
 
 ITEMS = pa.table({
@@ -70,10 +75,67 @@ def test_market_filter_and_candidate_source(index):
 def test_save_load_round_trip_gives_identical_results(index, tmp_path):
     index.save(tmp_path / "lex")
     loaded = LexicalIndex.load(tmp_path / "lex")
+    assert loaded.get_params() == index.get_params()
+    a, b = index.index_.postings, loaded.index_.postings
+    assert a.terms == b.terms and a.n_rows == b.n_rows
+    for name in ("offsets", "docs", "impacts", "masks"):
+        assert np.array_equal(getattr(a, name), getattr(b, name))
+        assert getattr(a, name).dtype == getattr(b, name).dtype
     for q in ("paris hotel", "北京酒店", "hiltn"):
-        a, b = index.search(q, k=5), loaded.search(q, k=5)
+        for market in (None, "paris"):
+            a, b = index.search(q, k=5, market=market), loaded.search(q, k=5, market=market)
+            assert a.item_ids.tolist() == b.item_ids.tolist()
+            assert a.scores.tolist() == b.scores.tolist()
+
+
+def test_empty_and_unknown_queries_find_nothing(index):
+    for q in ("", "   ", "!!! ???", "zzzzqqqq", "xy", "火星"):
+        got = index.search(q, k=5)
+        assert len(got) == 0 and got.scores.dtype == np.float32
+    assert len(index.search("hotel", k=5, market="atlantis")) == 0
+    assert len(LexicalIndex().fit(ITEMS.slice(0, 0)).search("hotel", k=3)) == 0
+
+
+def test_scores_are_best_first_and_k_caps_the_result(index):
+    got = index.search("hotel paris", k=2)
+    assert len(got) == 2 and got.scores[0] >= got.scores[1] > 0
+    assert len(index.search("hotel paris", k=100)) == 4  # h1, h2, a1, c1
+
+
+def test_fuzzy_weight_zero_turns_typo_matching_off():
+    assert LexicalIndex(fuzzy_weight=0.0).fit(ITEMS).search("hiltn", k=3).item_ids.tolist() == []
+
+
+def test_an_index_saved_by_the_tantivy_version_still_loads(index, tmp_path):
+    # format 1 as the previous version wrote it: tantivy files, ids.json, config with heap_bytes
+    analysed = {f: [" ".join(analyze(v)) for v in ITEMS.column(f).to_pylist()] for f in FIELDS}
+    old = TantivyBM25.build(analysed, ITEMS.column("market").to_pylist())
+    shutil.copytree(old.path, tmp_path / "old" / "tantivy")
+    params = {**index.get_params(), "heap_bytes": 64_000_000}
+    (tmp_path / "old" / "config.json").write_text(json.dumps({"format": OLD_FORMAT,
+                                                              "params": params}))
+    (tmp_path / "old" / "ids.json").write_text(json.dumps(ITEMS.column("item_id").to_pylist()))
+    with pytest.warns(UserWarning, match="rebuild it with `funnel build`"):
+        loaded = LexicalIndex.load(tmp_path / "old")
+    for q in ("paris hotel", "北京酒店", "hiltn"):
+        a, b = index.search(q, k=5, market="paris"), loaded.search(q, k=5, market="paris")
         assert a.item_ids.tolist() == b.item_ids.tolist()
-        assert a.scores.tolist() == b.scores.tolist()
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-4)
+    with pytest.raises(ArtifactError, match="rebuild it with `funnel build`"):
+        loaded.save(tmp_path / "again")
+
+
+def test_load_errors_name_the_file_and_the_fix(index, tmp_path):
+    with pytest.raises(ArtifactError, match="config.json: missing"):
+        LexicalIndex.load(tmp_path / "nothing")
+    index.save(tmp_path / "lex")
+    cfg = json.loads((tmp_path / "lex" / "config.json").read_text())
+    (tmp_path / "lex" / "config.json").write_text(json.dumps({**cfg, "format": "x/9"}))
+    with pytest.raises(ArtifactError, match="expected format 'funnel.lexical_index/2'; got 'x/9'"):
+        LexicalIndex.load(tmp_path / "lex")
+    (tmp_path / "lex" / "config.json").write_text(json.dumps({**cfg, "n_rows": 99}))
+    with pytest.raises(ArtifactError, match="inconsistent LexicalIndex files"):
+        LexicalIndex.load(tmp_path / "lex")
 
 
 def test_errors():
@@ -85,6 +147,8 @@ def test_errors():
         LexicalIndex().fit(pa.table({"title": ["x"]}))
     with pytest.raises(TypeError, match="text must be a str"):
         LexicalIndex().fit(ITEMS).search(3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="'k' parameter must be a positive int. Got 0"):
+        LexicalIndex().fit(ITEMS).search("hotel", k=0)
 
 
 def test_analyze_hand_examples():

@@ -1,10 +1,13 @@
 """Field-boosted BM25 postings with precomputed impacts, and their thread-safe top-k search.
 
-One posting list per (field, term): rows ascending (int32) and the score the row gets from that
-term, ``boost_f * BM25`` (float32), computed once at build time with tantivy's BM25 (k1=1.2,
-b=0.75, idf = ln(1 + (N - df + 0.5) / (df + 0.5)), average field length = field tokens / N),
-so a query only adds numbers. Field length is the exact token count (tantivy quantises it
-above 39 tokens; below that the two agree exactly).
+One posting list per term: rows ascending (int32), the score the row gets from that term summed
+over fields, ``sum_f boost_f * BM25_f`` (float32), and which fields hold it (uint8 mask, for
+fuzzy matches, which score per field). Scores are computed once at build time with tantivy's
+BM25 (k1=1.2, b=0.75, idf = ln(1 + (N - df + 0.5) / (df + 0.5)) with df per field, average
+field length = field tokens / N), so a query only adds numbers; one list per term rather than
+per (field, term) cuts the postings a query reads when titles repeat brand and category.
+Field length is the exact token count (tantivy quantises it above 39 tokens; below that the
+two agree exactly).
 """
 
 from __future__ import annotations
@@ -62,54 +65,63 @@ def _analyse_column(values: Sequence[str | None], vocab: dict[str, int],
 
 @dataclass(frozen=True)
 class Postings:
-    """CSR posting lists; list ``f * n_terms + t`` holds field ``f``'s rows containing term t."""
+    """CSR posting lists, one per term, over all fields at once.
+
+    A row's impact is the sum over fields of ``boost_f * BM25_f(term, row)`` and its mask has
+    bit f set when field f holds the term (fuzzy matching scores per field).
+    """
 
     terms: list[str]
-    offsets: np.ndarray  # (n_fields * n_terms + 1,) int64
+    offsets: np.ndarray  # (n_terms + 1,) int64
     docs: np.ndarray  # (n_postings,) int32
     impacts: np.ndarray  # (n_postings,) float32
+    masks: np.ndarray  # (n_postings,) uint8
     n_rows: int
 
     @property
     def n_terms(self) -> int:
         return len(self.terms)
 
-    @property
-    def n_fields(self) -> int:
-        return (self.offsets.shape[0] - 1) // max(self.n_terms, 1)
-
 
 def build_postings(columns: Sequence[Sequence[str | None]], boosts: Sequence[float],
                    ) -> Postings:
     """Analyse each field column (same row count) and score every posting with its field boost."""
+    if len(columns) > 8:
+        raise ValueError(f"at most 8 fields fit the uint8 field masks; got {len(columns)}")
     n_rows = len(columns[0]) if columns else 0
     vocab: dict[str, int] = {}
     analysed = [_analyse_column(col, vocab) for col in columns]
-    n_terms = len(vocab)
-    parts_list, parts_docs, parts_imp = [], [], []
+    keys, imps, bits = [], [], []
     for f, ((rows, terms, tfs), boost) in enumerate(zip(analysed, boosts, strict=True)):
         length = np.bincount(rows, weights=tfs, minlength=n_rows)
         avg_len = float(length.sum()) / n_rows if n_rows else 0.0
-        df = np.bincount(terms, minlength=n_terms)
-        impact = boost * bm25(tfs.astype(np.float64), length[rows], df[terms], n_rows, avg_len)
-        parts_list.append(f * n_terms + terms)
-        parts_docs.append(rows)
-        parts_imp.append(impact)
-    lists = np.concatenate(parts_list) if parts_list else np.empty(0, np.int64)
-    order = np.argsort(lists, kind="stable")  # rows stay ascending inside each list
-    counts = np.bincount(lists, minlength=len(columns) * n_terms)
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    docs = np.concatenate(parts_docs)[order].astype(np.int32) if parts_docs else lists
-    impacts = np.concatenate(parts_imp)[order].astype(np.float32) if parts_imp else lists
-    terms_list = [""] * n_terms
+        df = np.bincount(terms, minlength=len(vocab))
+        keys.append(terms * max(n_rows, 1) + rows)
+        imps.append(boost * bm25(tfs.astype(np.float64), length[rows], df[terms], n_rows,
+                                 avg_len))
+        bits.append(np.full(rows.shape[0], 1 << f, dtype=np.uint8))
+    key = np.concatenate(keys) if keys else np.empty(0, np.int64)
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    starts = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]])) if key.size else key
+    impacts = (np.add.reduceat(np.concatenate(imps)[order], starts) if key.size
+               else np.empty(0, np.float64))
+    masks = (np.bitwise_or.reduceat(np.concatenate(bits)[order], starts) if key.size
+             else np.empty(0, np.uint8))
+    key = key[starts]
+    term_of = key // max(n_rows, 1)
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(term_of, minlength=len(vocab)))])
+    terms_list = [""] * len(vocab)
     for tok, t in vocab.items():
         terms_list[t] = tok
-    return Postings(terms_list, offsets, docs.astype(np.int32), impacts.astype(np.float32),
-                    n_rows)
+    return Postings(
+        terms_list, offsets.astype(np.int64), (key % max(n_rows, 1)).astype(np.int32),
+        impacts.astype(np.float32), masks.astype(np.uint8), n_rows,
+    )
 
 
 class Bm25Searcher:
-    """Top-k over :class:`Postings`: exact terms score by impact, fuzzy groups by a constant.
+    """Top-k over :class:`Postings`: query tokens score by impact, fuzzy words by field.
 
     Thread-safe: a search allocates its own block-sized accumulator (``block`` rows, 64 KB by
     default) and the kernel releases the GIL. Fuzzy expansions are cached (LRU, under a lock)
@@ -121,12 +133,15 @@ class Bm25Searcher:
         self.postings = postings
         self.market_codes = np.ascontiguousarray(market_codes, dtype=np.int32)
         self.block = block
-        # largest impact of each list: the bound MaxScore needs
-        starts = np.minimum(postings.offsets[:-1], max(postings.impacts.shape[0] - 1, 0))
-        self.list_max = (np.maximum.reduceat(postings.impacts, starts)
-                         if postings.impacts.size else np.zeros(starts.shape[0], np.float32))
-        self.list_max[np.diff(postings.offsets) == 0] = 0.0
         self.term_ids = {t: i for i, t in enumerate(postings.terms)}
+        # per list: the largest impact and the fields it occurs in (MaxScore bounds)
+        nonempty = np.diff(postings.offsets) > 0
+        starts = postings.offsets[:-1][nonempty]
+        self.list_max = np.zeros(postings.n_terms, dtype=np.float32)
+        self.list_fields = np.zeros(postings.n_terms, dtype=np.uint8)
+        if starts.size:
+            self.list_max[nonempty] = np.maximum.reduceat(postings.impacts, starts)
+            self.list_fields[nonempty] = np.bitwise_or.reduceat(postings.masks, starts)
         width = max((len(t) for t in postings.terms), default=0)
         self._codes = np.zeros((postings.n_terms, width), dtype=np.int32)
         for i, t in enumerate(postings.terms):
@@ -156,43 +171,49 @@ class Bm25Searcher:
         self,
         tokens: Sequence[str],
         fuzzy: Sequence[tuple[str, int]],
-        field_weights: Sequence[float],
         fuzzy_weights: Sequence[float],
         k: int,
         market: int,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, scores) best first for ``tokens`` in the fields with weight > 0.
+        """(rows, scores) best first for ``tokens`` (field boosts are in the impacts).
 
-        ``fuzzy`` holds (word, distance); field f adds ``fuzzy_weights[f]`` once per word when
-        it contains any term within that distance. ``market`` -1 means every row.
+        ``fuzzy`` holds (word, distance): field f adds ``fuzzy_weights[f]`` once per word when
+        it holds any term within that distance. ``market`` -1 means every row.
         """
-        p = self.postings
-        offsets, n_terms = p.offsets, p.n_terms
-        ids = [self.term_ids[t] for t in tokens if t in self.term_ids]
-        exact = [
-            f * n_terms + t for f, w in enumerate(field_weights) if w > 0 for t in ids
-            if offsets[f * n_terms + t + 1] > offsets[f * n_terms + t]
-        ]
-        fuzzy_lists: list[int] = []
-        group = [0]
-        group_score: list[float] = []
-        expansions = [self.expand(w, d) for w, d in fuzzy]
-        for f, w in enumerate(fuzzy_weights):
-            if w <= 0:
-                continue
-            for found in expansions:
-                lists = [f * n_terms + int(t) for t in found
-                         if offsets[f * n_terms + t + 1] > offsets[f * n_terms + t]]
-                if lists:
-                    fuzzy_lists.extend(lists)
-                    group.append(len(fuzzy_lists))
-                    group_score.append(w)
-        if not exact and not fuzzy_lists:
+        mask_score = np.array(
+            [sum(w for f, w in enumerate(fuzzy_weights) if m >> f & 1)
+             for m in range(1 << len(fuzzy_weights))], dtype=np.float32,
+        )
+        w_imp: dict[int, float] = {}
+        w_fz: dict[int, float] = {}
+        for t in tokens:
+            i = self.term_ids.get(t)
+            if i is not None:
+                w_imp[i] = 1.0
+        groups: list[np.ndarray] = []
+        if mask_score[-1] > 0:
+            for word, distance in fuzzy:
+                found = self.expand(word, distance)
+                if len(found) == 1:  # the common case: fused with that term's own list
+                    w_fz[int(found[0])] = w_fz.get(int(found[0]), 0.0) + 1.0
+                elif len(found) > 1:
+                    groups.append(found)
+        lists = np.array(sorted(set(w_imp) | set(w_fz)), dtype=np.int64)
+        if not lists.size and not groups:
             return np.empty(0, np.int32), np.empty(0, np.float32)
-        exact = np.asarray(exact, dtype=np.int64)
+        wi = np.array([w_imp.get(int(t), 0.0) for t in lists], dtype=np.float32)
+        wf = np.array([w_fz.get(int(t), 0.0) for t in lists], dtype=np.float32)
+        bound = [float(wi[j]) * float(self.list_max[t]) + float(wf[j])
+                 * float(mask_score[self.list_fields[t]]) for j, t in enumerate(lists)]
+        group_off = [0]
+        for found in groups:
+            group_off.append(group_off[-1] + len(found))
+            fields = int(np.bitwise_or.reduce(self.list_fields[found]))
+            bound.append(float(mask_score[fields]))
+        group_lists = (np.concatenate(groups) if groups else np.empty(0, np.int64))
+        p = self.postings
         return search_topk(
-            offsets, p.docs, p.impacts, exact,
-            np.asarray(fuzzy_lists, dtype=np.int64), np.asarray(group, dtype=np.int64),
-            np.asarray(group_score, dtype=np.float32), self.market_codes, market, k,
-            self.block, self.list_max[exact],
+            p.offsets, p.docs, p.impacts, p.masks, mask_score, lists, wi, wf,
+            group_lists.astype(np.int64), np.asarray(group_off, dtype=np.int64),
+            np.asarray(bound, dtype=np.float64), self.market_codes, market, k, self.block,
         )

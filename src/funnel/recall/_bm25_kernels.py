@@ -1,10 +1,9 @@
 """numba kernels of the BM25 index: exhaustive accumulation + top-k, and fuzzy term expansion.
 
-Why exhaustive: marketplace titles draw on a small vocabulary, so every query term's posting list
-covers a large share of the catalog and dynamic pruning (WAND, MaxScore) has little to skip. A
-tight scatter-add of precomputed impacts into a dense per-thread score array, followed by one
-more pass over the same postings that feeds a k-sized heap and resets the array, does the same
-work at a few nanoseconds per posting. Every kernel releases the GIL.
+Why mostly exhaustive: marketplace titles draw on a small vocabulary, so every query term's
+posting list covers a large share of the catalog and skipping postings (WAND) saves little. A
+tight scatter-add of precomputed impacts into a cache-sized accumulator costs ~1 ns a posting;
+MaxScore bounds are used only to check fewer rows for the top-k heap. Kernels release the GIL.
 """
 
 from __future__ import annotations
@@ -71,49 +70,62 @@ def _chunk_max(acc: np.ndarray, c0: int, c1: int) -> float:
 
 
 @nb.njit(cache=True, nogil=True)
+def _push(hs: np.ndarray, hd: np.ndarray, n: int, k: int, s: float, d: int) -> int:
+    """Offer hit (s, d) to the k-heap holding n hits; returns the new n."""
+    if n < k:
+        hs[n] = s
+        hd[n] = d
+        _sift_up(hs, hd, n)
+        return n + 1
+    if _worse(hs[0], hd[0], s, d):
+        hs[0] = s
+        hd[0] = d
+        _sift_down(hs, hd, n, 0)
+    return n
+
+
+@nb.njit(cache=True, nogil=True)
 def search_topk(
-    offsets: np.ndarray,  # (n_lists + 1,) int64 CSR offsets
+    offsets: np.ndarray,  # (n_terms + 1,) int64 CSR offsets, one list per term
     docs: np.ndarray,  # (n_postings,) int32 rows, ascending within each list
-    impacts: np.ndarray,  # (n_postings,) float32 boost * BM25 contribution
-    exact: np.ndarray,  # (n_exact,) int64 list ids scored by impact
-    fuzzy: np.ndarray,  # (n_fuzzy,) int64 list ids of fuzzy expansions
-    fuzzy_group: np.ndarray,  # (n_groups + 1,) int64 offsets: lists of one (field, word) group
-    fuzzy_score: np.ndarray,  # (n_groups,) float32 constant added once per matching row
+    impacts: np.ndarray,  # (n_postings,) float32 sum over fields of boost * BM25
+    masks: np.ndarray,  # (n_postings,) uint8 bit f set when field f holds the term
+    mask_score: np.ndarray,  # (2**n_fields,) float32 fuzzy score of a set of fields
+    lists: np.ndarray,  # (n_lists,) int64 terms scored per posting
+    w_imp: np.ndarray,  # (n_lists,) float32 1 for a query token, else 0
+    w_fz: np.ndarray,  # (n_lists,) float32 fuzzy words whose only expansion is this term
+    group_lists: np.ndarray,  # (n_group_lists,) int64 terms of multi-term fuzzy groups
+    group_off: np.ndarray,  # (n_groups + 1,) int64 offsets into group_lists
+    bound: np.ndarray,  # (n_lists + n_groups,) float64 largest score each scorer can add
     market_codes: np.ndarray,  # (n_rows,) int32
     market: int,  # -1 = any market
     k: int,
     block: int,  # rows scored at a time: the accumulator stays in L1/L2 cache
-    exact_max: np.ndarray,  # (n_exact,) float32 largest impact of each exact list
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows and scores of the ``k`` best rows, best first, ties broken by lower row.
 
-    Rows are processed in blocks: each list's postings that fall in the block are added into
-    a block-sized accumulator. Selection then follows MaxScore: once the heap is full, a row
-    can only beat its worst score if it is in one of the "essential" lists, those left after
-    removing the lists of smallest maximum impact whose maxima sum below that score; when
-    those lists are sparse in the block only their rows are checked, otherwise the block is
-    scanned 64 rows at a time. The accumulator is cleared before the next block.
+    Rows are processed in blocks. Each scorer (a term list, or a fuzzy word with several
+    expansions whose fields count once each) adds the block's postings into a block-sized
+    accumulator. Selection follows MaxScore: once the heap is full, a row can only beat its
+    worst score if it is in an "essential" scorer, one left after dropping the scorers of
+    smallest bound whose bounds sum below that score; when those are sparse in the block
+    only their rows are checked, otherwise the block is scanned 64 rows at a time.
     """
     n_rows = market_codes.shape[0]
     block = max(1, min(block, n_rows))
-    be = _block_bounds(offsets, docs, exact, n_rows, block)
-    bf = _block_bounds(offsets, docs, fuzzy, n_rows, block)
+    n_lists = lists.shape[0]
+    n_groups = group_off.shape[0] - 1
+    bl = _block_bounds(offsets, docs, lists, n_rows, block)
+    bg = _block_bounds(offsets, docs, group_lists, n_rows, block)
     acc = np.zeros(block, dtype=np.float32)
-    stamp = np.zeros(block, dtype=np.int64)
-    tick = 0
-    # scorers: each exact list, then each fuzzy group; ``first`` maps a scorer to its rows of
-    # ``be`` (exact) or ``bf`` (fuzzy, offset by n_exact) and ``order`` sorts them by bound
-    n_exact = exact.shape[0]
-    n_scorers = n_exact + fuzzy_group.shape[0] - 1
-    bound = np.empty(n_scorers, dtype=np.float64)
+    orm = np.zeros(block, dtype=np.uint8)
+    # scorer r < n_lists is list r; scorer n_lists + g is group g (rows of bg)
+    n_scorers = n_lists + n_groups
     first = np.empty(n_scorers + 1, dtype=np.int64)
-    for j in range(n_exact):
-        bound[j] = exact_max[j]
+    for j in range(n_lists):
         first[j] = j
-    for g in range(fuzzy_group.shape[0] - 1):
-        bound[n_exact + g] = fuzzy_score[g]
-        first[n_exact + g] = n_exact + fuzzy_group[g]
-    first[n_scorers] = n_exact + fuzzy_group[fuzzy_group.shape[0] - 1]
+    for g in range(n_groups + 1):
+        first[n_lists + g] = n_lists + group_off[g]
     order = np.argsort(bound, kind="mergesort")
     bound_sum = np.zeros(n_scorers + 1, dtype=np.float64)
     for r in range(n_scorers):
@@ -121,98 +133,90 @@ def search_topk(
     hs = np.empty(k, dtype=np.float32)
     hd = np.empty(k, dtype=np.int32)
     n = 0
-    for b in range(be.shape[1] - 1):
+    for b in range(bl.shape[1] - 1):
         lo = b * block
         width = min(block, n_rows - lo)
         touched = False
-        for j in range(exact.shape[0]):
-            touched |= be[j, b + 1] > be[j, b]
-            for p in range(be[j, b], be[j, b + 1]):
-                acc[docs[p] - lo] += impacts[p]
-        for g in range(fuzzy_group.shape[0] - 1):
-            c = fuzzy_score[g]
-            g0, g1 = fuzzy_group[g], fuzzy_group[g + 1]
-            if g1 - g0 == 1:
-                touched |= bf[g0, b + 1] > bf[g0, b]
-                for p in range(bf[g0, b], bf[g0, b + 1]):
-                    acc[docs[p] - lo] += c
-                continue
-            tick += 1  # a row counts once per group however many of its terms it has
-            for j in range(g0, g1):
-                touched |= bf[j, b + 1] > bf[j, b]
-                for p in range(bf[j, b], bf[j, b + 1]):
+        for j in range(n_lists):
+            p0, p1 = bl[j, b], bl[j, b + 1]
+            touched |= p1 > p0
+            wi, wf = w_imp[j], w_fz[j]
+            if wf == 0:
+                for p in range(p0, p1):
+                    acc[docs[p] - lo] += impacts[p]
+            elif wi == 0:
+                for p in range(p0, p1):
+                    acc[docs[p] - lo] += wf * mask_score[masks[p]]
+            else:
+                for p in range(p0, p1):
+                    acc[docs[p] - lo] += impacts[p] + wf * mask_score[masks[p]]
+        for g in range(n_groups):  # fields of a row count once per fuzzy word
+            for j in range(group_off[g], group_off[g + 1]):
+                p0, p1 = bg[j, b], bg[j, b + 1]
+                touched |= p1 > p0
+                for p in range(p0, p1):
+                    orm[docs[p] - lo] |= masks[p]
+            for j in range(group_off[g], group_off[g + 1]):
+                for p in range(bg[j, b], bg[j, b + 1]):
                     d = docs[p] - lo
-                    if stamp[d] != tick:
-                        stamp[d] = tick
-                        acc[d] += c
+                    acc[d] += mask_score[orm[d]]  # mask_score[0] == 0: a row's later visits
+                    orm[d] = 0
         if not touched:
             continue
-        thr = hs[0] if n == k else np.float32(0.0)
-        n_skip = 0  # scorers (by ascending bound) whose rows alone cannot reach thr
+        n_skip = 0  # scorers (by ascending bound) whose rows alone cannot reach the heap
         if n == k:
-            while n_skip < n_scorers and bound_sum[n_skip + 1] * 1.00001 < thr:
+            while n_skip < n_scorers and bound_sum[n_skip + 1] * 1.00001 < hs[0]:
                 n_skip += 1
         n_essential = 0
-        for r in range(n_skip, n_scorers):
-            sc = order[r]
-            for j in range(first[sc], first[sc + 1]):
-                n_essential += (be[j, b + 1] - be[j, b]) if sc < n_exact else (
-                    bf[j - n_exact, b + 1] - bf[j - n_exact, b])
-        if n_essential * 4 < width:
+        n_block = 0
+        for r in range(n_scorers):
+            for j in range(first[order[r]], first[order[r] + 1]):
+                m = (bl[j, b + 1] - bl[j, b]) if j < n_lists else (
+                    bg[j - n_lists, b + 1] - bg[j - n_lists, b])
+                n_block += m
+                if r >= n_skip:
+                    n_essential += m
+        if n_essential * 2 < width:
+            # branch-light: most rows fail the first test, a checked row is zeroed so a row
+            # in two essential lists is offered once
+            thr = hs[0] if n == k else np.float32(0.0)
             for r in range(n_skip, n_scorers):
-                sc = order[r]
-                for j in range(first[sc], first[sc + 1]):
-                    if sc < n_exact:
-                        p0, p1 = be[j, b], be[j, b + 1]
+                for j in range(first[order[r]], first[order[r] + 1]):
+                    if j < n_lists:
+                        p0, p1 = bl[j, b], bl[j, b + 1]
                     else:
-                        p0, p1 = bf[j - n_exact, b], bf[j - n_exact, b + 1]
+                        p0, p1 = bg[j - n_lists, b], bg[j - n_lists, b + 1]
                     for p in range(p0, p1):
                         d = docs[p]
                         s = acc[d - lo]
-                        if s <= 0.0:  # unmatched or already checked
-                            continue
-                        acc[d - lo] = 0.0
-                        if market >= 0 and market_codes[d] != market:
-                            continue
-                        if n < k:
-                            hs[n] = s
-                            hd[n] = d
-                            _sift_up(hs, hd, n)
-                            n += 1
-                        elif _worse(hs[0], hd[0], s, d):
-                            hs[0] = s
-                            hd[0] = d
-                            _sift_down(hs, hd, n, 0)
-            for r in range(n_skip):
-                sc = order[r]
-                for j in range(first[sc], first[sc + 1]):
-                    if sc < n_exact:
-                        p0, p1 = be[j, b], be[j, b + 1]
+                        if s >= thr and s > 0.0:
+                            acc[d - lo] = 0.0
+                            if market < 0 or market_codes[d] == market:
+                                n = _push(hs, hd, n, k, s, d)
+                                thr = hs[0] if n == k else np.float32(0.0)
+        else:
+            for c0 in range(0, width, 64):
+                c1 = min(c0 + 64, width)
+                thr = hs[0] if n == k else np.float32(0.0)
+                if _chunk_max(acc, c0, c1) <= thr:  # most chunks hold nothing to keep
+                    continue
+                for i in range(c0, c1):
+                    s = acc[i]
+                    d = lo + i
+                    if s > thr and (market < 0 or market_codes[d] == market):
+                        n = _push(hs, hd, n, k, s, d)  # rows ascend: a tie keeps the lower
+                        thr = hs[0] if n == k else np.float32(0.0)
+        if n_block * 8 < width:  # clear what was written, else the whole block
+            for r in range(n_scorers):
+                for j in range(first[order[r]], first[order[r] + 1]):
+                    if j < n_lists:
+                        p0, p1 = bl[j, b], bl[j, b + 1]
                     else:
-                        p0, p1 = bf[j - n_exact, b], bf[j - n_exact, b + 1]
+                        p0, p1 = bg[j - n_lists, b], bg[j - n_lists, b + 1]
                     for p in range(p0, p1):
                         acc[docs[p] - lo] = 0.0
-            continue
-        for c0 in range(0, width, 64):
-            c1 = min(c0 + 64, width)
-            thr = hs[0] if n == k else np.float32(0.0)
-            if _chunk_max(acc, c0, c1) <= thr:  # most chunks hold nothing to keep
-                continue
-            for i in range(c0, c1):
-                s = acc[i]
-                d = lo + i
-                if s <= 0.0 or (market >= 0 and market_codes[d] != market):
-                    continue
-                if n < k:
-                    hs[n] = s
-                    hd[n] = d
-                    _sift_up(hs, hd, n)
-                    n += 1
-                elif s > hs[0]:  # rows ascend here, so a tie never displaces a lower row
-                    hs[0] = s
-                    hd[0] = d
-                    _sift_down(hs, hd, n, 0)
-        acc[:width] = 0.0
+        else:
+            acc[:width] = 0.0
     out_s = np.empty(n, dtype=np.float32)
     out_d = np.empty(n, dtype=np.int32)
     for i in range(n - 1, -1, -1):  # pop worst first into the back

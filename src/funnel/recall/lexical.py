@@ -32,7 +32,7 @@ from funnel.recall.text import analyze, is_cjk, words
 FORMAT = "funnel.lexical_index/2"
 OLD_FORMAT = "funnel.lexical_index/1"  # tantivy files; still searchable, at tantivy's speed
 FIELDS = ("title", "brand", "category")
-_ARRAYS = ("offsets", "docs", "impacts", "market_codes")
+_ARRAYS = ("offsets", "docs", "impacts", "masks", "market_codes")
 
 
 class LexicalIndex:
@@ -144,8 +144,7 @@ class LexicalIndex:
                     return Candidates.empty()
                 code = self.markets_.index(market)
             rows, scores = self.index_.search(
-                tokens, fuzzy, [boosts[f] for f in FIELDS],
-                [boosts[f] * self.fuzzy_weight for f in FIELDS], k, code,
+                tokens, fuzzy, [boosts[f] * self.fuzzy_weight for f in FIELDS], k, code,
             )
         else:  # an index loaded from format 1
             rows, scores = self.index_.search(tokens, fuzzy, boosts, self.fuzzy_weight, k, market)
@@ -179,7 +178,7 @@ class LexicalIndex:
             (tmp / "terms.json").write_text(json.dumps(p.terms, ensure_ascii=False))
             (tmp / "ids.json").write_text(json.dumps(list(self.ids_), ensure_ascii=False))
             np.savez(tmp / "postings.npz", offsets=p.offsets, docs=p.docs, impacts=p.impacts,
-                     market_codes=index.market_codes)
+                     masks=p.masks, market_codes=index.market_codes)
 
         _atomic_dir_write(Path(path), write)
 
@@ -204,17 +203,18 @@ class LexicalIndex:
             if missing:
                 raise ArtifactError(f"{path / 'postings.npz'}: missing arrays {sorted(missing)}")
             arrays = {name: z[name] for name in _ARRAYS}
-        n_rows, n_lists = cfg["n_rows"], len(cfg["fields"]) * len(terms)
+        n_rows, n_lists = cfg["n_rows"], len(terms)
         if (len(ids) != n_rows or arrays["market_codes"].shape != (n_rows,)
                 or arrays["offsets"].shape != (n_lists + 1,)
-                or arrays["docs"].shape != arrays["impacts"].shape
+                or not arrays["docs"].shape == arrays["impacts"].shape == arrays["masks"].shape
                 or int(arrays["offsets"][-1]) != arrays["docs"].shape[0]):
             raise ArtifactError(
                 f"{path}: inconsistent LexicalIndex files ({len(ids)} ids, {n_rows} rows, "
                 f"{len(terms)} terms, offsets {arrays['offsets'].shape}, docs "
                 f"{arrays['docs'].shape}); rebuild it with `funnel build`"
             )
-        postings = Postings(terms, arrays["offsets"], arrays["docs"], arrays["impacts"], n_rows)
+        postings = Postings(terms, arrays["offsets"], arrays["docs"], arrays["impacts"],
+                            arrays["masks"], n_rows)
         obj.markets_ = list(cfg["markets"])
         obj.ids_ = np.array(ids, dtype=object)
         obj.index_ = Bm25Searcher(postings, arrays["market_codes"])
