@@ -60,12 +60,34 @@ def engine(served_workspace):
     eng.close()
 
 
+def _without_row_maps(engine: Engine, monkeypatch) -> None:
+    """Every lookup by id again: no load-time row maps, no match values handed to the ranker,
+    no remembered encodings, no packed item fields."""
+    rank = engine.rank
+    monkeypatch.setattr(engine, "rerank_rows", None)  # the re-ranker looks its ids up
+    monkeypatch.setattr(engine, "vector_row_of", None)
+    monkeypatch.setattr(engine, "shared_terms", False)  # the ranker computes its own qm_*
+    monkeypatch.setattr(rank, "_vector_rows", None)  # personalization looks vectors up by id
+    monkeypatch.setattr(rank, "_broadcast", _Forgetful())
+    monkeypatch.setattr(rank, "item_parts", dict(rank.item_parts))  # per-field takes
+
+
+class _Forgetful(dict):
+    """A cache that never remembers."""
+
+    def __setitem__(self, key, value) -> None:
+        pass
+
+
 def test_fast_paths_give_identical_results(engine, monkeypatch):
     requests = _requests(engine)
     fast = _run_all(engine, requests)
     assert sum(len(ids) for ids, *_ in fast) > 200  # the requests do return lists
+    assert engine.shared_terms and engine.rerank_rows is not None  # the paths under test
+    assert engine.rank._vector_rows is not None and engine.rank._packed is not None
 
     rank = engine.rank
+    _without_row_maps(engine, monkeypatch)
     text = ("title", "category", "brand", "market")
     monkeypatch.setattr(engine, "terms", PairwiseTerms(
         [engine.catalog.columns[c].tolist() for c in MATCH_COLUMNS]))
@@ -115,3 +137,67 @@ def test_inline_merger_matches_the_pooled_one_on_the_real_sources(engine):
             assert a.provenance == b.provenance and len(a) > 50
     finally:
         pooled.close()
+
+
+def test_full_transform_reference_gives_identical_results(engine, monkeypatch):
+    """The strongest reference: every field of every candidate encoded from its raw columns by
+    the feature set's own transform, every row looked up by id, pairwise query match."""
+    requests = _requests(engine)
+    fast = _run_all(engine, requests)
+    rank = engine.rank
+    _without_row_maps(engine, monkeypatch)
+    monkeypatch.setattr(rank, "item_parts", None)  # ranker.predict_proba(raw columns)
+    monkeypatch.setattr(engine, "rank_rows", None)
+    monkeypatch.setattr(engine, "terms", PairwiseTerms(
+        [engine.catalog.columns[c].tolist() for c in MATCH_COLUMNS]))
+    monkeypatch.setattr(rank, "term_index", PairwiseTerms(
+        [rank.item_cols[c].tolist() for c in ("title", "category", "brand", "market")]))
+    slow = _run_all(engine, requests)
+    for req, a, b in zip(requests, fast, slow, strict=True):
+        assert json.dumps(a, default=str) == json.dumps(b, default=str), req["query"]
+
+
+def test_served_features_are_the_full_columns(engine):
+    """score() gathers item columns only when read; read, they are columns() exactly, in its
+    order (debug output lists them in this order)."""
+    rank = engine.rank
+    ids = [i for i in engine.catalog.ids[:80].tolist() if rank.rows([i])[0] >= 0][:40]
+    state = RecentActions(clicks=tuple(engine.catalog.ids[:2].tolist()))
+    query = str(engine.catalog.columns["title"][7])
+    _, lazy = rank.score(ids, query=query, market=None, state=state)
+    assert not isinstance(lazy, dict)  # the lazy path: every candidate is in the snapshot
+    full = rank.columns(ids, query=query, market=None, state=state)
+    assert len(ids) == 40 and list(lazy) == list(full) and len(lazy) == len(full)
+    for name in full:  # through JSON: NaN bids compare equal
+        a, b = np.asarray(lazy[name]).tolist(), np.asarray(full[name]).tolist()
+        assert json.dumps(a, default=str) == json.dumps(b, default=str), name
+
+
+def test_query_match_passed_to_the_ranker_is_checked(engine):
+    ids = engine.catalog.ids[:3].tolist()
+    bad = {"qm_term_share": np.zeros(3, np.float32)}
+    with pytest.raises(ValueError, match=r"'query_match' must hold the columns \['qm_term_share'"):
+        engine.rank.score(ids, query="loft", market=None, state=RecentActions(),
+                          query_match=bad)
+
+
+def test_rerank_catalog_rows_give_the_lookup_by_id(engine):
+    catalog = engine.rerank.catalog
+    assert catalog is not None
+    ids = [*catalog.item_ids[:30], "no-such-item", catalog.item_ids[3]]
+    by_id = catalog.features(ids)
+    at = catalog.features_at(catalog.rows(ids))
+    assert at.attributes == by_id.attributes and at.attributes["brand"][30] is None
+    np.testing.assert_array_equal(at.vectors, by_id.vectors)
+    assert by_id.attributes["category"][:30] == catalog.attributes["category"][:30]
+    with pytest.raises(ValueError, match=r"'rows' must be a 1-D integer array of catalog rows"):
+        catalog.features_at(np.array([0, len(catalog)]))
+
+
+def test_coded_columns_read_the_column(engine):
+    catalog = engine.catalog
+    rows = np.array([0, 3, len(catalog) - 1, 3, 17])
+    for name in ("brand", "category", "market"):
+        assert catalog.take_text(name, rows) == catalog.columns[name][rows].tolist()
+    with pytest.raises(KeyError, match="catalog has no column 'colour'"):
+        catalog.coded("colour")

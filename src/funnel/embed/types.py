@@ -9,6 +9,7 @@ space, so ``cos(user_type, item_type)`` is a long-term-interest ranking feature.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -331,12 +332,34 @@ class TypeLookup:
         row = {t: k for k, t in enumerate(names)}
         self._item_row = {i: row.get(t, len(names)) for i, t in self.item_types.items()}
 
+    def rows(self, item_ids: Sequence[str]) -> np.ndarray:
+        """Row of each item's type in the type matrix (items of unseen types, and unknown
+        items, get the last row: a zero vector)."""
+        unseen = len(self._matrix) - 1
+        return np.fromiter(map(self._item_row.get, item_ids, repeat(unseen, len(item_ids))),
+                           dtype=np.int64, count=len(item_ids))
+
+    def for_items(self, item_ids: Sequence[str], rows: np.ndarray) -> TypeLookup:
+        """This lookup, told the :meth:`rows` of one request's candidates (``item_ids``, that
+        very sequence): a server maps its catalog to type rows once at load, and then scores
+        a request's candidates without a hash probe into a million ids per candidate."""
+        rows = np.asarray(rows)
+        if rows.shape != (len(item_ids),) or rows.dtype.kind not in "iu" or (
+            len(rows) and (rows.min() < 0 or rows.max() >= len(self._matrix))
+        ):
+            raise ValueError(
+                f"'rows' must be {len(item_ids)} type rows in [0, {len(self._matrix)}) (one "
+                f"per item id); got shape {rows.shape}, dtype {rows.dtype}"
+            )
+        view = copy.copy(self)
+        view._known = (item_ids, rows)
+        return view
+
     def similarities(self, user_type: str, item_ids: Sequence[str]) -> np.ndarray:
         """``cos(user_type, item_type)`` per item, ``(n,) float32``; 0 when a type is unseen."""
         u = self.vectors.get(user_type)
         if u is None or not len(item_ids):
             return np.zeros(len(item_ids), dtype=np.float32)
-        unseen = len(self._matrix) - 1
-        rows = np.array(list(map(self._item_row.get, item_ids, repeat(unseen, len(item_ids)))),
-                        dtype=np.int64)
+        known = getattr(self, "_known", None)
+        rows = known[1] if known is not None and known[0] is item_ids else self.rows(item_ids)
         return (self._matrix[rows] @ u).astype(np.float32)

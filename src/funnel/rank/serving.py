@@ -9,7 +9,9 @@ ranker through the same ``FeatureSet.transform``.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from funnel.features.personalization import (
     RecentActions,
     personalization_features,
 )
-from funnel.features.query_match import TermIndex, query_match_features
+from funnel.features.query_match import QUERY_MATCH_FEATURES, TermIndex, query_match_features
 from funnel.rank.base import Ranker
 from funnel.rank.calibration import Calibrator, calibrator_from_dict
 
@@ -63,11 +65,24 @@ class ServingRanker:
     """The snapshot's item terms, for the query-match features of a whole request at once."""
     item_codes: dict[str, np.ndarray] | None = None
     """Per text column, an integer code per snapshot row (equal codes, equal values)."""
+    # set by precompute: packed item fields, load-time row maps, remembered encodings
+    _item_idx: np.ndarray | None = field(default=None, init=False, repr=False)
+    _item_val: np.ndarray | None = field(default=None, init=False, repr=False)
+    _item_slices: dict[str, slice] = field(default_factory=dict, init=False, repr=False)
+    _packed: dict[str, tuple[np.ndarray, np.ndarray]] | None = field(
+        default=None, init=False, repr=False)
+    _vector_rows: tuple[np.ndarray, np.ndarray] | None = field(
+        default=None, init=False, repr=False)
+    _type_rows: np.ndarray | None = field(default=None, init=False, repr=False)
+    _broadcast: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = field(
+        default_factory=dict, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def precompute(self) -> ServingRanker:
         """Encode every field that depends on the item alone, once (the request then encodes
-        only query/session fields: the same numbers, a fraction of the work). The item terms
-        are indexed on first use (:meth:`terms`), or shared by a caller that has them."""
+        only query/session fields: the same numbers, a fraction of the work), and map every
+        snapshot row to its item-vector row. The item terms are indexed on first use
+        (:meth:`terms`), or shared by a caller that has them."""
         import pandas as pd
 
         from funnel.rank.torch_ranker import TorchRanker
@@ -75,60 +90,133 @@ class ServingRanker:
         self.item_codes = {
             c: pd.factorize(pd.Series(self.item_cols[c], dtype=object))[0] for c in _TEXT
         }
+        if self.vectors is not None:  # a million id lookups at load, none per request
+            ids = self.item_cols["item_id"].tolist()
+            self._vector_rows = self.vectors.rows(ids)
+            if self.vectors.types is not None:
+                self._type_rows = self.vectors.types.rows(ids)
         if not isinstance(self.ranker, TorchRanker):
             return self
         fs = self.ranker.features_
         item_only = [s.name for s in fs.specs if set(s.sources) <= _ITEM_COLUMNS]
         cols = {k: v for k, v in self.item_cols.items() if k in _ITEM_COLUMNS}
-        self.item_parts = fs.encode_fields(cols, item_only)
+        parts = fs.encode_fields(cols, item_only)
+        # one row-major matrix per array: a request gathers its candidates' item fields with
+        # two takes that touch a cache line or two per row, instead of one take per field
+        # touching a line per field (the parts below are views into these matrices)
+        self._item_idx = np.ascontiguousarray(np.concatenate([parts[n][0] for n in parts], 1))
+        self._item_val = np.ascontiguousarray(np.concatenate([parts[n][1] for n in parts], 1))
+        start = 0
+        for name, (idx, _) in parts.items():
+            self._item_slices[name] = slice(start, start + idx.shape[1])
+            start += idx.shape[1]
+        del parts
+        self.item_parts = self._packed = {
+            name: (self._item_idx[:, sl], self._item_val[:, sl])
+            for name, sl in self._item_slices.items()
+        }
         return self
 
     def columns(
         self, item_ids: list[str], *, query: str, market: str | None, state: RecentActions,
         user_id: str | None = None, rows: np.ndarray | None = None,
+        query_match: Mapping[str, np.ndarray] | None = None,
     ) -> dict[str, np.ndarray]:
         """The raw feature columns of the candidates, as a training row would have them
-        (``rows``: their snapshot rows if the caller has them, see :meth:`rows`)."""
+        (``rows``: their snapshot rows if the caller has them, see :meth:`rows`;
+        ``query_match``: their ``qm_*`` columns if the caller computed them)."""
         n = len(item_ids)
-        state = clip_state(state, self.recent_k)  # the window training rows were replayed with
         rows = self.rows(item_ids) if rows is None else self._check_rows(rows, n)
+        cols = self._item_columns(item_ids, rows, market)
+        cols.update(self._request_columns(
+            item_ids, rows, query=query, state=state, user_id=user_id, item_cols=cols,
+            query_match=query_match,
+        ))
+        return {name: cols[name] for name in _column_order(cols)}
+
+    def _item_columns(
+        self, item_ids: list[str], rows: np.ndarray, market: str | None
+    ) -> dict[str, np.ndarray]:
+        """item_id and the snapshot's item columns (NaN/None for items it lacks; the request's
+        market for those, as the training rows had it)."""
         known = rows >= 0
         safe = np.where(known, rows, 0)
         cols: dict[str, np.ndarray] = {"item_id": np.array(item_ids, dtype=object)}
-        cols["user_id"] = np.full(n, user_id, dtype=object)  # None -> out-of-vocabulary
         for name in _NUMERIC:
             cols[name] = np.where(known, self.item_cols[name][safe], np.nan)
         for name in _TEXT:
             cols[name] = np.where(known, self.item_cols[name][safe], None)
         if market is not None:
             cols["market"] = np.where(known, cols["market"], market)
+        return cols
+
+    def _request_columns(
+        self, item_ids: list[str], rows: np.ndarray, *, query: str, state: RecentActions,
+        user_id: str | None, item_cols: Mapping[str, np.ndarray] | None,
+        query_match: Mapping[str, np.ndarray] | None,
+    ) -> dict[str, np.ndarray]:
+        """The columns that come from the request and the session (``item_cols`` are only read
+        for candidates the snapshot lacks)."""
+        n = len(item_ids)
+        state = clip_state(state, self.recent_k)  # the window training rows were replayed with
+        cols: dict[str, np.ndarray] = {}
+        cols["user_id"] = np.full(n, user_id, dtype=object)  # None -> out-of-vocabulary
         cols["position"] = np.full(n, self.position, dtype=np.int64)
         cols["query"] = np.full(n, query or "", dtype=object)
-        cols.update(self._query_match(query or "", rows, known, cols))
+        if query_match is not None:
+            cols.update(_check_query_match(query_match, n))
+        else:
+            cols.update(self._query_match(query or "", rows, item_cols))
         recent = list(state.clicks[-self.recent_k :])
         seq = np.empty(n, dtype=object)
         seq[:] = [recent] * n
         cols["recent_clicks"] = seq
         cols["n_recent_clicks"] = np.full(n, len(recent), dtype=np.int64)
         if self.vectors is not None:
-            cols.update(personalization_features(item_ids, state, self.vectors))
+            cols.update(personalization_features(
+                item_ids, state, self._request_vectors(item_ids, rows)))
         return cols
+
+    def _request_vectors(self, item_ids: list[str], rows: np.ndarray) -> ItemVectorLookup:
+        """The vector lookup, answering this request's candidates from the rows mapped at load
+        (same rows as a lookup by id, without a hash probe into a million ids per candidate)."""
+        assert self.vectors is not None
+        if self._vector_rows is None or (rows < 0).any():
+            return self.vectors
+        vec_rows, found = self._vector_rows
+        type_rows = None if self._type_rows is None else self._type_rows[rows]
+        return _CandidateVectors.of(self.vectors, item_ids, vec_rows[rows], found[rows],
+                                    type_rows)
 
     def score(
         self, item_ids: list[str], *, query: str, market: str | None, state: RecentActions,
         user_id: str | None = None, with_cvr: bool = False, rows: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        query_match: Mapping[str, np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, Mapping[str, np.ndarray]]:
         """(calibrated pCTR, raw feature columns); ``with_cvr`` adds ``p_cvr`` (post-click
         booking probability, for pCTR x pCVR) when the artifact has a CVR model. ``rows``:
-        the candidates' snapshot rows when the caller has them (saves a lookup per id)."""
+        the candidates' snapshot rows when the caller has them (saves a lookup per id);
+        ``query_match``: their ``qm_*`` columns when the caller computed them. The item
+        columns of the returned mapping are gathered when first read (the model does not
+        need them: it reads the item fields encoded at load)."""
         if not item_ids:
             return np.zeros(0), {}
-        rows = self.rows(item_ids) if rows is None else self._check_rows(rows, len(item_ids))
-        cols = self.columns(
-            item_ids, query=query, market=market, state=state, user_id=user_id, rows=rows
-        )
+        n = len(item_ids)
+        rows = self.rows(item_ids) if rows is None else self._check_rows(rows, n)
+        if self._item_idx is None or (rows < 0).any():
+            cols: Mapping[str, np.ndarray] = self.columns(
+                item_ids, query=query, market=market, state=state, user_id=user_id, rows=rows,
+                query_match=query_match,
+            )
+        else:
+            request = self._request_columns(
+                item_ids, rows, query=query, state=state, user_id=user_id, item_cols=None,
+                query_match=query_match,
+            )
+            cols = _LazyColumns(request, lambda: self._item_columns(item_ids, rows, market))
         p = self.calibrator.predict(self._predict(item_ids, cols, rows))
         if with_cvr and self.cvr is not None:
+            cols = dict(cols)
             cols["p_cvr"] = self.cvr.predict_proba(cols)
         return p, cols
 
@@ -149,11 +237,12 @@ class ServingRanker:
         return rows.astype(np.int64, copy=False)
 
     def _query_match(
-        self, query: str, rows: np.ndarray, known: np.ndarray, cols: dict[str, np.ndarray]
+        self, query: str, rows: np.ndarray, cols: Mapping[str, np.ndarray] | None
     ) -> dict[str, np.ndarray]:
         """The qm_* columns: the term index for snapshot items, the pairwise function (on the
         request's market) for the few the snapshot lacks - the same values either way."""
-        if not known.all():
+        if (rows < 0).any():
+            assert cols is not None  # the caller passes the item columns when rows are unknown
             n = len(rows)
             return query_match_features(
                 [query] * n, *(cols[c].tolist() for c in _TEXT)
@@ -168,24 +257,34 @@ class ServingRanker:
         return self.term_index
 
     def _predict(
-        self, item_ids: list[str], cols: dict[str, np.ndarray], rows: np.ndarray | None = None
+        self, item_ids: list[str], cols: Mapping[str, np.ndarray],
+        rows: np.ndarray | None = None,
     ) -> np.ndarray:
+        import torch
+
         rows = self.rows(item_ids) if rows is None else rows
         if self.item_parts is None or (rows < 0).any():
             return self.ranker.predict_proba(cols)
         fs = self.ranker.features_
         parts = self._encode_request_fields(cols, rows)
-        for name, (idx, val) in self.item_parts.items():
-            parts[name] = (idx[rows], val[rows])
-        return self.ranker.predict_encoded(fs.assemble(parts))  # type: ignore[attr-defined]
+        if self.item_parts is self._packed and self._item_idx is not None:
+            idx, val = self._item_idx[rows], self._item_val[rows]  # type: ignore[index]
+            for name, sl in self._item_slices.items():
+                parts[name] = (idx[:, sl], val[:, sl])
+        else:  # item_parts replaced after precompute
+            for name, (idx, val) in self.item_parts.items():
+                parts[name] = (idx[rows], val[rows])
+        with torch.inference_mode():
+            return self.ranker.predict_encoded(fs.assemble(parts))  # type: ignore[attr-defined]
 
     def _encode_request_fields(
-        self, cols: dict[str, np.ndarray], rows: np.ndarray
+        self, cols: Mapping[str, np.ndarray], rows: np.ndarray
     ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Encode the fields not precomputed per item. A field whose every source holds one
-        value for the whole request is encoded once and broadcast; a cross of such a column
-        with one item column is encoded once per distinct item value. Encoding is row by row,
-        so this gives the same arrays as encoding every candidate."""
+        value for the whole request is encoded once and broadcast (and remembered: requests
+        repeat queries and positions); a cross of such a column with one item column is
+        encoded once per distinct item value. Encoding is row by row, so this gives the same
+        arrays as encoding every candidate."""
         fs = self.ranker.features_
         n = len(rows)
         codes = self.item_codes or {}
@@ -196,21 +295,121 @@ class ServingRanker:
                 continue
             varying = [c for c in spec.sources if c not in _REQUEST_COLUMNS]
             if not varying:
-                first = {c: cols[c][:1] for c in spec.sources}
-                idx, val = fs.encode_fields(first, [spec.name])[spec.name]
+                idx, val = self._encode_one(spec.name, {c: cols[c][:1] for c in spec.sources})
                 out[spec.name] = (np.repeat(idx, n, axis=0), np.repeat(val, n, axis=0))
             elif spec.type == "cross" and len(varying) == 1 and varying[0] in codes:
                 # rows with one value of the item column encode alike: encode each value once
+                # (all rows are snapshot rows here, so the item value is the snapshot's)
                 _, firsts, inverse = np.unique(
                     codes[varying[0]][rows], return_index=True, return_inverse=True
                 )
-                sub = {c: cols[c][firsts] for c in spec.sources}
+                sub = {c: cols[c][firsts] if c in _REQUEST_COLUMNS
+                       else self.item_cols[c][rows[firsts]] for c in spec.sources}
                 idx, val = fs.encode_fields(sub, [spec.name])[spec.name]
                 out[spec.name] = (idx[inverse], val[inverse])
             else:
                 per_row.append(spec.name)
-        out.update(fs.encode_fields(cols, per_row))
+        if per_row:
+            sources = {c for s in fs.specs if s.name in per_row for c in s.sources}
+            out.update(fs.encode_fields({c: cols[c] for c in sources}, per_row))
         return out
+
+    def _encode_one(
+        self, name: str, first: dict[str, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One row of the request-wide field ``name``, remembered by its source values."""
+        cache = self._broadcast
+        key = (name, *(_hashable(v[0]) for v in first.values()))
+        found = cache.get(key)
+        if found is None:
+            found = self.ranker.features_.encode_fields(first, [name])[name]
+            with self._lock:  # requests share the ranker
+                if len(cache) >= _BROADCAST_CACHE:
+                    cache.pop(next(iter(cache)), None)
+                cache[key] = found
+        return found
+
+
+_BROADCAST_CACHE = 4096
+"""Request-wide field encodings kept per ranker (queries x positions x histories)."""
+
+
+def _hashable(value: Any) -> Any:
+    """A dictionary key for one raw column value (lists, as histories are, become tuples)."""
+    if isinstance(value, list | tuple | np.ndarray):
+        return ("seq", *map(_hashable, value))
+    if isinstance(value, float) and value != value:
+        return ("nan",)  # NaN != NaN would never hit
+    return (type(value).__name__, value)
+
+
+def _check_query_match(given: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    """The caller's ``qm_*`` columns, checked: every one present, ``n`` rows each."""
+    bad = [name for name in QUERY_MATCH_FEATURES
+           if name not in given or np.shape(given[name]) != (n,)]
+    if bad:
+        raise ValueError(
+            f"'query_match' must hold the columns {list(QUERY_MATCH_FEATURES)} with {n} rows "
+            f"each (one per item id); missing or misshapen: {bad}"
+        )
+    return {name: given[name] for name in QUERY_MATCH_FEATURES}
+
+
+_ORDER = ("item_id", "user_id", *_NUMERIC, *_TEXT, "position", "query")
+
+
+def _column_order(cols: Mapping[str, np.ndarray]) -> list[str]:
+    """Column names in the order :meth:`ServingRanker.columns` has always returned them
+    (debug output lists features in this order)."""
+    first = [c for c in _ORDER if c in cols]
+    return first + [c for c in cols if c not in _ORDER]
+
+
+class _LazyColumns(Mapping[str, np.ndarray]):
+    """Feature columns of one request: the request's columns as computed, the item columns
+    gathered on first read (a response shows them only in debug)."""
+
+    def __init__(self, request: dict[str, np.ndarray], items: Any) -> None:
+        self._data = dict(request)
+        self._items = items
+        item_names = ("item_id", *_NUMERIC, *_TEXT)
+        self._names = _column_order({**dict.fromkeys(item_names), **request})
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._data and self._items is not None:
+            self._data.update(self._items())
+            self._items = None
+        return self._data[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+class _CandidateVectors(ItemVectorLookup):
+    """An :class:`ItemVectorLookup` for one request: rows of that request's candidate list
+    (the very sequence object) come from arrays mapped at load; any other ids (the session's
+    clicks) are looked up as usual. Shares the lookup's arrays; never mutates them."""
+
+    _ids: Sequence[str]
+    _known: tuple[np.ndarray, np.ndarray]
+
+    @classmethod
+    def of(cls, base: ItemVectorLookup, ids: Sequence[str], rows: np.ndarray,
+           found: np.ndarray, type_rows: np.ndarray | None) -> _CandidateVectors:
+        view = object.__new__(cls)
+        view.__dict__.update(base.__dict__)
+        view._ids, view._known = ids, (rows, found)
+        if type_rows is not None and base.types is not None:
+            view.types = base.types.for_items(ids, type_rows)
+        return view
+
+    def rows(self, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        if ids is self._ids:
+            return self._known[0].copy(), self._known[1].copy()
+        return super().rows(ids)
 
 
 def load_serving_ranker(

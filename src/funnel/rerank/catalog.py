@@ -33,20 +33,27 @@ class ItemCatalog:
     attributes: dict[str, list[str | None]]
     vectors: VectorTable | None = None
     _row: dict[str, int] = field(default_factory=dict, repr=False)
-    _columns: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _columns: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict,
+                                                                repr=False)
     _vectors: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        # Lookups are one dict pass + numpy takes: each column ends in a None sentinel and the
-        # vector matrix in a zero row, so an unknown id (row -1) needs no special case.
+        # Lookups are one dict pass + numpy takes: each column is an integer code per item
+        # into its distinct values, ending in a None sentinel, and the vector matrix ends in a
+        # zero row, so an unknown id (row -1) needs no special case. Codes keep a request's
+        # take to 4 bytes per item and column; the values it then reads are a few hot objects.
+        import pandas as pd
+
         self._row = {item: i for i, item in enumerate(self.item_ids)}
         n = len(self.item_ids)
         self._columns = {}
         for name, col in self.attributes.items():
-            values = np.empty(n + 1, dtype=object)
-            values[:n] = col
-            values[n] = None
-            self._columns[name] = values
+            codes, uniques = pd.factorize(pd.Series(list(col), dtype=object))
+            values = np.empty(len(uniques) + 1, dtype=object)
+            values[: len(uniques)] = uniques.tolist()
+            values[-1] = None
+            # missing values (code -1) and the sentinel row n both read the None at the end
+            self._columns[name] = (values, np.append(codes, -1).astype(np.int32))
         if self.vectors is not None:
             vec_row = self.vectors.index()
             rows = np.array([vec_row.get(i, -1) for i in self.item_ids], dtype=np.int64)
@@ -54,11 +61,35 @@ class ItemCatalog:
             table[:n][rows >= 0] = self.vectors.vectors[rows[rows >= 0]]
             self._vectors = table
 
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def rows(self, item_ids: Sequence[str]) -> np.ndarray:
+        """Row of each id in this catalog (-1 for unknown ids), for :meth:`features_at`."""
+        get = self._row.get
+        return np.fromiter((get(str(i), -1) for i in item_ids), np.int64, len(item_ids))
+
     def features(self, item_ids: Sequence[str]) -> ItemFeatures:
         """Features of ``item_ids`` (unknown ids: attributes None, a zero vector)."""
-        get = self._row.get
-        rows = np.fromiter((get(str(i), -1) for i in item_ids), np.int64, len(item_ids))
-        attrs = {name: col[rows].tolist() for name, col in self._columns.items()}
+        return self._at(self.rows(item_ids))
+
+    def features_at(self, rows: np.ndarray) -> ItemFeatures:
+        """Features of the items at ``rows`` (from :meth:`rows`; -1: unknown), without a
+        lookup by id: a server maps its catalog to these rows once at load."""
+        rows = np.asarray(rows)
+        n = len(self.item_ids)
+        if rows.ndim != 1 or rows.dtype.kind not in "iu" or (
+            len(rows) and (rows.min() < -1 or rows.max() >= n)
+        ):
+            raise ValueError(
+                f"'rows' must be a 1-D integer array of catalog rows in [-1, {n}); got shape "
+                f"{rows.shape}, dtype {rows.dtype}"
+            )
+        return self._at(rows.astype(np.int64, copy=False))
+
+    def _at(self, rows: np.ndarray) -> ItemFeatures:
+        attrs = {name: values[codes[rows]].tolist()
+                 for name, (values, codes) in self._columns.items()}
         vectors = None if self._vectors is None else self._vectors[rows]
         return ItemFeatures(vectors=vectors, attributes=attrs)
 

@@ -177,13 +177,16 @@ class RerankPipeline:
                features: ItemFeatures | None = None,
                sponsored_ids: Sequence[str] = (),
                sponsored_ecpm: Sequence[float] | np.ndarray = (),
-               sponsored_features: ItemFeatures | None = None) -> RerankResult:
-        """Re-rank one list; ``features`` default to the catalog's (or none)."""
+               sponsored_features: ItemFeatures | None = None,
+               catalog_rows: np.ndarray | None = None) -> RerankResult:
+        """Re-rank one list; ``features`` default to the catalog's (or none). ``catalog_rows``:
+        the items' rows in ``self.catalog`` (:meth:`ItemCatalog.rows`) when the caller has
+        them, saving a lookup per id."""
         t_start = time.perf_counter()
         cfg = self.config
         ids, s, k = check_list(item_ids, scores, cfg.k if k is None else k)
         n = len(ids)
-        feats = self._features(ids, features)
+        feats = self._features(ids, features, catalog_rows)
         feats.check(n)
         timings: dict[str, float] = {}
         reranker, scatter_rules, merch_rules = self._steps()
@@ -200,7 +203,9 @@ class RerankPipeline:
         sp_ids = list(plan.placed.values())
         sp_rows = {item: n + j for j, item in enumerate(sp_ids)}
         pinned_rows = set(merch.pins.values())
-        dup = np.array([i in sp_rows for i in ids.tolist()], dtype=bool)
+        dup = np.zeros(n, dtype=bool)
+        if sp_rows:
+            dup = np.array([i in sp_rows for i in ids.tolist()], dtype=bool)
         timings["sponsored"] = _ms(t)
 
         t = time.perf_counter()
@@ -249,12 +254,19 @@ class RerankPipeline:
         timings["total"] = _ms(t_start)
         return RerankResult(out_ids, out_scores, kinds, timings, report, tuple(notes))
 
-    def _features(self, ids: np.ndarray, given: ItemFeatures | None) -> ItemFeatures:
+    def _features(self, ids: np.ndarray, given: ItemFeatures | None,
+                  rows: np.ndarray | None = None) -> ItemFeatures:
         """``given`` completed from the catalog: what the caller passes wins, the catalog
         fills whatever it lacks (e.g. price band or seller for a scatter rule)."""
         if self.catalog is None:
             return given if given is not None else ItemFeatures()
-        known = self.catalog.features([str(i) for i in ids])
+        if rows is not None:
+            if np.shape(rows) != (len(ids),):
+                raise ValueError(f"'catalog_rows' must hold one row per item ({len(ids)}); "
+                                 f"got shape {np.shape(rows)}")
+            known = self.catalog.features_at(rows)
+        else:
+            known = self.catalog.features([str(i) for i in ids])
         if given is None:
             return known
         given.check(len(ids))

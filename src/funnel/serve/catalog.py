@@ -7,7 +7,8 @@ event store, and a reload swaps catalog and models together.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,9 @@ class Catalog:
     row: dict[str, int]
     markets: list[str]
     demo_users: list[str]
+    _coded: dict[str, tuple[np.ndarray, np.ndarray]] = field(
+        default_factory=dict, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @classmethod
     def load(cls, artifact_dir: Path) -> Catalog:
@@ -97,7 +101,34 @@ class Catalog:
 
     def rows(self, item_ids: list[str]) -> np.ndarray:
         """Row index per id (-1 for unknown ids)."""
-        return np.array([self.row.get(i, -1) for i in item_ids], dtype=np.int64)
+        get = self.row.get
+        return np.fromiter((get(i, -1) for i in item_ids), dtype=np.int64, count=len(item_ids))
+
+    def coded(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Column ``name`` as (int32 code per row, distinct values + a trailing None): code -1
+        (missing) reads the None. ``values[codes[rows]]`` equals ``columns[name][rows]`` for a
+        text column, but a request then reads 4 bytes per candidate and a few hot objects,
+        not one string object per candidate scattered over a million (built once, cached)."""
+        found = self._coded.get(name)
+        if found is None:
+            import pandas as pd
+
+            if name not in self.columns:
+                raise KeyError(f"catalog has no column {name!r}; columns are "
+                               f"{sorted(self.columns)}")
+            codes, uniques = pd.factorize(pd.Series(self.columns[name], dtype=object))
+            values = np.empty(len(uniques) + 1, dtype=object)
+            values[:-1] = uniques.tolist()
+            values[-1] = None
+            found = (codes.astype(np.int32), values)
+            with self._lock:
+                self._coded[name] = found
+        return found
+
+    def take_text(self, name: str, rows: np.ndarray) -> list[Any]:
+        """``columns[name][rows].tolist()`` for a text column, read through :meth:`coded`."""
+        codes, values = self.coded(name)
+        return values[codes[rows]].tolist()  # type: ignore[no-any-return]
 
     def attributes(self, item_ids: list[str]) -> dict[str, np.ndarray]:
         """Attribute columns for ``item_ids`` (None/NaN where unknown)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,9 @@ class Engine:
     vector_rows: dict[str, int] = field(default_factory=dict)  # item id -> row of item_vectors
     terms: TermIndex | None = None  # the catalog's item terms, for the search match gate
     rank_rows: np.ndarray | None = None  # catalog row -> row of the rank stage's item snapshot
+    rerank_rows: np.ndarray | None = None  # catalog row -> row of the re-rank item catalog
+    vector_row_of: np.ndarray | None = None  # catalog row -> row of item_vectors (-1: none)
+    shared_terms: bool = False  # the ranker's term index is the catalog's: reuse match values
 
     @classmethod
     def load(cls, artifact_dir: Path, *, recall_k: int = 1000, rank_k: int = 500) -> Engine:
@@ -106,8 +110,13 @@ class Engine:
             replace(rerank.config, method="none"), catalog=rerank.catalog
         )
         terms = TermIndex(*(catalog.columns[c].tolist() for c in MATCH_COLUMNS))
+        shared = False
         if rank is not None and getattr(rank, "term_index", False) is None:
-            _share_terms(rank, catalog, terms)
+            shared = _share_terms(rank, catalog, terms)
+        for name in ("market", "brand", "category"):  # coded once, read per request
+            if name in catalog.columns:
+                catalog.coded(name)
+        vector_rows = vectors.index() if vectors is not None else {}
         suggest = None
         if (artifact_dir / "suggest").exists():
             from funnel.suggest.build import load_suggest
@@ -125,9 +134,15 @@ class Engine:
             item_vectors=vectors,
             recall_k=recall_k,
             rank_k=rank_k,
-            vector_rows=vectors.index() if vectors is not None else {},
+            vector_rows=vector_rows,
             terms=terms,
             rank_rows=rank.rows(catalog.ids.tolist()) if rank is not None else None,
+            rerank_rows=(rerank.catalog.rows(catalog.ids.tolist())
+                         if rerank.catalog is not None else None),
+            vector_row_of=(np.fromiter((vector_rows.get(i, -1) for i in catalog.ids.tolist()),
+                                       dtype=np.int64, count=len(catalog))
+                           if vectors is not None else None),
+            shared_terms=shared,
         )
         engine.warm_up()
         return engine
@@ -161,15 +176,18 @@ class Engine:
         from funnel.rerank.base import ItemFeatures
 
         rows = self.catalog.rows(ids) if rows is None else rows
-        brand = self.catalog.columns["brand"][rows].tolist()
+        brand = self.catalog.take_text("brand", rows)
         if search:
             return ItemFeatures(vectors=None, attributes={"brand": brand})
         vectors = None
         if self.item_vectors is not None:
-            vec_rows = [self.vector_rows.get(i, -1) for i in ids]
-            if all(r >= 0 for r in vec_rows):
+            if self.vector_row_of is not None and (rows >= 0).all():
+                vec_rows = self.vector_row_of[rows]
+            else:
+                vec_rows = np.array([self.vector_rows.get(i, -1) for i in ids], dtype=np.int64)
+            if (vec_rows >= 0).all():
                 vectors = self.item_vectors.vectors[vec_rows]
-        category = self.catalog.columns["category"][rows].tolist()
+        category = self.catalog.take_text("category", rows)
         return ItemFeatures(vectors=vectors, attributes={"brand": brand, "category": category})
 
     def run(
@@ -203,13 +221,14 @@ class Engine:
             k=self.recall_k,
         )
         merged = self.recall.merger.recall(request)
-        ids = [str(i) for i in merged.item_ids.tolist()]
+        all_ids = np.array([str(i) for i in merged.item_ids.tolist()], dtype=object)
         provenance = merged.provenance
-        rows = self.catalog.rows(ids)  # catalog row of every candidate, looked up once
+        rows = self.catalog.rows(all_ids.tolist())  # every candidate's row, looked up once
         keep = self._admissible(rows, market, filters)
+        match = None  # the candidates' query-match columns, when the ranker can reuse them
         if query:
-            keep = self._matching(query, rows, provenance, keep)
-        ids = [ids[i] for i in keep]
+            keep, match = self._match(query, rows, provenance, keep)
+        ids = all_ids[keep].tolist()
         rows = rows[keep]
         provenance = [provenance[i] for i in keep]
         fused = merged.scores[keep] if len(keep) else np.empty(0, np.float32)
@@ -220,11 +239,17 @@ class Engine:
         t0 = time.perf_counter()
         ids, provenance, fused = ids[: self.rank_k], provenance[: self.rank_k], fused[: self.rank_k]
         rows = rows[: self.rank_k]
-        features: dict[str, np.ndarray] = {}
+        features: Mapping[str, np.ndarray] = {}
         if self.rank is not None and ids:
+            rank_rows = self.rank_rows[rows] if self.rank_rows is not None else None
+            extra = {}
+            if match is not None and self.shared_terms and rank_rows is not None and (
+                rank_rows >= 0
+            ).all():  # the ranker's term index would compute these very values again
+                extra["query_match"] = {c: v[: self.rank_k] for c, v in match.items()}
             scores, features = self.rank.score(
                 ids, query=query, market=market, state=state, user_id=user_id,
-                rows=self.rank_rows[rows] if self.rank_rows is not None else None,
+                rows=rank_rows, **extra,
             )
         else:
             scores = np.asarray(fused, dtype=np.float64)
@@ -232,7 +257,7 @@ class Engine:
 
         t0 = time.perf_counter()
         order = np.argsort(-scores, kind="stable")
-        ranked = [ids[i] for i in order]
+        ranked = np.array(ids, dtype=object)[order].tolist() if ids else []
         ranked_rows = rows[order]
         ranked_scores = scores[order]
         sponsored_ids, ecpm = self._sponsored(ranked, ranked_rows, ranked_scores)
@@ -245,6 +270,7 @@ class Engine:
                 features=self.rerank_features(ranked, search=bool(query), rows=ranked_rows),
                 sponsored_ids=sponsored_ids,
                 sponsored_ecpm=ecpm,
+                **self._rerank_rows(pipeline, ranked_rows),
             )
             if ranked
             else None
@@ -275,7 +301,9 @@ class Engine:
         ok = rows >= 0
         safe = np.where(ok, rows, 0)
         if market:
-            ok &= self.catalog.columns["market"][safe] == market
+            codes, values = self.catalog.coded("market")
+            same = np.flatnonzero(values[:-1] == market)  # at most one distinct value
+            ok &= codes[safe] == same[0] if len(same) else False
         for name, value in filters.items():
             if name in self.catalog.columns:
                 ok &= self.catalog.columns[name][safe] == value
@@ -308,27 +336,51 @@ class Engine:
     def _matching(
         self, query: str, rows: np.ndarray, provenance: list[dict[str, float]], keep: list[int]
     ) -> list[int]:
-        """For a search, keep candidates that match the query text or came from a query source.
+        """For a search, keep candidates that match the query text or came from a query source
+        (positions into ``rows``; see :meth:`_match`)."""
+        return self._match(query, rows, provenance, keep)[0]
+
+    def _match(
+        self, query: str, rows: np.ndarray, provenance: list[dict[str, float]], keep: list[int]
+    ) -> tuple[list[int], dict[str, np.ndarray] | None]:
+        """For a search, keep candidates that match the query text or came from a query source;
+        also returns the query-match columns of the kept ones (the ranker's ``qm_*``).
 
         Browse sources (popularity, co-visitation) add items that may have nothing to do with
         the query; a search shows only items that match it, unless nothing matches at all.
         """
         if not keep:
-            return keep
+            return keep, None
         if self.terms is None:
             self.terms = TermIndex(*(self.catalog.columns[c].tolist() for c in MATCH_COLUMNS))
-        match = self.terms.features(query, rows[keep])["qm_fuzzy_share"]
+        features = self.terms.features(query, rows[keep])
+        match = features["qm_fuzzy_share"]
         # the best match tier that still leaves enough candidates to rank: an item matching
         # every query term beats one matching half of them, unless too few match every term
         ordered = np.sort(match)[::-1]
         floor = float(ordered[min(MIN_SEARCH_CANDIDATES, len(ordered)) - 1])
         floor = max(floor, 1e-6)
-        matched = [
-            i
-            for i, m in zip(keep, match.tolist(), strict=True)
-            if m >= floor or "query_items" in provenance[i]
-        ]
-        return matched or keep
+        ok = match >= floor
+        loose = np.flatnonzero(~ok)
+        if len(loose):  # few candidates miss the tier; of those, keep what a query source found
+            ok[loose] = ["query_items" in provenance[keep[j]] for j in loose.tolist()]
+        if not ok.any():
+            return keep, features
+        matched = np.asarray(keep, dtype=np.int64)[ok].tolist()
+        return matched, {name: col[ok] for name, col in features.items()}
+
+    def _rerank_rows(self, pipeline: Any, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """``catalog_rows`` for ``pipeline.rerank`` when the engine mapped its catalog to the
+        pipeline's at load (else nothing: the pipeline looks the ids up)."""
+        if (
+            self.rerank_rows is None
+            or getattr(pipeline, "catalog", None) is None
+            or pipeline.catalog is not self.rerank.catalog
+            or not len(rows)
+            or (rows < 0).any()
+        ):
+            return {}
+        return {"catalog_rows": self.rerank_rows[rows]}
 
     def _sponsored(
         self, ids: list[str], rows: np.ndarray, pctr: np.ndarray
@@ -384,15 +436,18 @@ def _with_generative(recall: Any, artifact_dir: Path) -> Any:
     return recall
 
 
-def _share_terms(rank: Any, catalog: Catalog, terms: TermIndex) -> None:
+def _share_terms(rank: Any, catalog: Catalog, terms: TermIndex) -> bool:
     """Give the ranker the catalog's term index, reordered to its snapshot's rows, when the
-    snapshot's items and texts are the catalog's (tokenizing 1M titles takes tens of seconds)."""
+    snapshot's items and texts are the catalog's (tokenizing 1M titles takes tens of seconds);
+    True when it did (the ranker's match values are then the search gate's)."""
     cols = rank.item_cols
     to_catalog = catalog.rows(cols["item_id"].tolist())
     if len(to_catalog) and (to_catalog >= 0).all() and all(
         np.array_equal(catalog.columns[c][to_catalog], cols[c]) for c in MATCH_COLUMNS
     ):
         rank.term_index = terms.take(to_catalog)
+        return True
+    return False
 
 
 def _pairs(found: Any) -> tuple[list[str], list[float]]:
