@@ -37,7 +37,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -55,46 +54,71 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def drive(base: str, queries: list[str], rate: float, seconds: float, out: mp.Queue) -> None:
-    """Open-loop load at ``rate`` req/s for ``seconds``; puts (latencies_ms, errors, sent)."""
+def drive(base: str, bodies: list[bytes], rate: float, seconds: float, out: mp.Queue,
+          connections: int = 32) -> None:
+    """Open-loop load at ``rate`` req/s for ``seconds``; puts (latencies_ms, errors, sent).
+
+    ``connections`` threads each keep one HTTP/1.1 keep-alive connection (as a load balancer's
+    pool would) and take the next scheduled request when free. The client is the standard
+    library's ``http.client``: it costs a fraction of httpx's CPU per request, and on a 2-core
+    machine every client cycle is taken from the server under test.
+    """
+    import http.client
+    import itertools
+    import threading
+    from urllib.parse import urlparse
+
+    url = urlparse(base)
     n = int(rate * seconds)
-    start = time.perf_counter() + 0.2
+    headers = {"content-type": "application/json"}
     latencies: list[float] = []
     errors = 0
-    local = {}
+    lock = threading.Lock()
+    counter = itertools.count()
+    conns = [http.client.HTTPConnection(url.hostname, url.port, timeout=10.0)
+             for _ in range(connections)]
+    for c in conns:  # connect before the clock starts
+        c.connect()
+    start = time.perf_counter() + 0.2
 
-    def client() -> httpx.Client:
-        import threading
+    def worker(conn: http.client.HTTPConnection) -> None:
+        nonlocal errors
+        while True:
+            with lock:
+                i = next(counter)
+            if i >= n:
+                return
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            try:
+                conn.request("POST", "/search", bodies[i % len(bodies)], headers)
+                resp = conn.getresponse()
+                resp.read()
+                ok = resp.status == 200
+            except (OSError, http.client.HTTPException):
+                ok = False
+                conn.close()  # reconnects on the next request
+            ms = (time.perf_counter() - due) * 1000.0
+            with lock:
+                latencies.append(ms)
+                errors += 0 if ok else 1
 
-        c = local.get(threading.get_ident())
-        if c is None:
-            c = httpx.Client(base_url=base, timeout=10.0)
-            local[threading.get_ident()] = c
-        return c
-
-    def one(i: int) -> tuple[float, bool]:
-        due = start + i / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        try:
-            r = client().post("/search", json={"query": queries[i % len(queries)], "k": 20})
-            ok = r.status_code == 200
-        except httpx.HTTPError:
-            ok = False
-        return (time.perf_counter() - due) * 1000.0, ok
-
-    with ThreadPoolExecutor(max_workers=64) as pool:
-        for ms, ok in pool.map(one, range(n)):
-            latencies.append(ms)
-            errors += 0 if ok else 1
+    threads = [threading.Thread(target=worker, args=(c,), daemon=True) for c in conns]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for c in conns:
+        c.close()
     out.put((latencies, errors, n))
 
 
-def run_load(base: str, queries: list[str], rate: float, seconds: float) -> dict[str, float]:
+def run_load(base: str, bodies: list[bytes], rate: float, seconds: float) -> dict[str, float]:
     ctx = mp.get_context("spawn")
     q: mp.Queue = ctx.Queue()
-    proc = ctx.Process(target=drive, args=(base, queries, rate, seconds, q))
+    proc = ctx.Process(target=drive, args=(base, bodies, rate, seconds, q))
     proc.start()
     latencies, errors, sent = q.get(timeout=seconds + 300)
     proc.join(timeout=60)
@@ -102,7 +126,7 @@ def run_load(base: str, queries: list[str], rate: float, seconds: float) -> dict
             "errors": float(errors), "requests": float(sent), "rate": rate}
 
 
-def sequential_http(base: str, queries: list[str], n: int, server_pid: int
+def sequential_http(base: str, bodies: list[bytes], n: int, server_pid: int
                     ) -> tuple[list[float], float]:
     """One request at a time: (latencies ms, server CPU ms per request).
 
@@ -116,23 +140,39 @@ def sequential_http(base: str, queries: list[str], n: int, server_pid: int
         procs = [proc, *proc.children(recursive=True)]
         return sum(sum(p.cpu_times()[:2]) for p in procs)
 
+    import http.client
+    from urllib.parse import urlparse
+
+    url = urlparse(base)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30.0)
+    headers = {"content-type": "application/json"}
+
+    def post(body: bytes) -> None:
+        conn.request("POST", "/search", body, headers)
+        resp = conn.getresponse()
+        resp.read()
+        if resp.status != 200:
+            raise SystemExit(f"POST /search {body!r}: HTTP {resp.status}")
+
     out = []
-    with httpx.Client(base_url=base, timeout=30.0) as c:
-        c.post("/search", json={"query": queries[0], "k": 20}).raise_for_status()
-        cpu0 = cpu_s()
-        for i in range(n):
-            t0 = time.perf_counter()
-            r = c.post("/search", json={"query": queries[i % len(queries)], "k": 20})
-            r.raise_for_status()
-            out.append((time.perf_counter() - t0) * 1000.0)
-        cpu_ms = (cpu_s() - cpu0) * 1000.0 / n
+    post(bodies[0])
+    cpu0 = cpu_s()
+    for i in range(n):
+        t0 = time.perf_counter()
+        post(bodies[i % len(bodies)])
+        out.append((time.perf_counter() - t0) * 1000.0)
+    cpu_ms = (cpu_s() - cpu0) * 1000.0 / n
+    conn.close()
     return out, cpu_ms
 
 
-def in_process(artifact: Path, queries: list[str], n: int) -> tuple[list[float], dict[str, float]]:
+Call = tuple[str | None, str, Any]
+"""One in-process search: (user id or None, query, the user's RecentActions)."""
+
+
+def in_process(artifact: Path, calls: list[Call], n: int) -> tuple[list[float], dict[str, float]]:
     import torch
 
-    from funnel.features.personalization import RecentActions
     from funnel.serve.engine import Engine
 
     torch.set_num_threads(1)  # as the server does
@@ -145,25 +185,24 @@ def in_process(artifact: Path, queries: list[str], n: int) -> tuple[list[float],
         # tight loop here would be slowed by others more than the server is
         time.sleep(0.002)
         t0 = time.perf_counter()
-        r = engine.run(query=queries[i % len(queries)], user_id=None, market=None, filters={},
-                       k=20, state=RecentActions())
+        user, query, state = calls[i % len(calls)]
+        r = engine.run(query=query, user_id=user, market=None, filters={}, k=20, state=state)
         times.append((time.perf_counter() - t0) * 1000.0)
         for s in stages:
             stages[s].append(r.timings_ms[s])
     cpu_ms = (time.process_time() - cpu0) * 1000.0 / n
     out = {f"inproc_{s}_p50_ms": percentile(v, 50) for s, v in stages.items()}
     out["inproc_cpu_ms_per_request"] = cpu_ms
-    out["inproc_reference_cpu_ms_per_request"] = reference_cpu_ms(engine, queries, n // 2)
+    out["inproc_reference_cpu_ms_per_request"] = reference_cpu_ms(engine, calls, n // 2)
     engine.close()
     return times, out
 
 
-def reference_cpu_ms(engine: object, queries: list[str], n: int) -> float:
+def reference_cpu_ms(engine: object, calls: list[Call], n: int) -> float:
     """CPU ms per request on the same engine through the reference paths the fast ones replaced
     (pairwise query match, every ranker field encoded per candidate, recall sources on a thread
     pool, ids looked up by the ranker); ``tests/serve/test_fast_paths.py`` shows both give
     identical results, this shows what the fast paths save."""
-    from funnel.features.personalization import RecentActions
     from funnel.features.query_match import query_match_features
     from funnel.recall.merger import Merger
     from funnel.serve.engine import MATCH_COLUMNS
@@ -191,12 +230,31 @@ def reference_cpu_ms(engine: object, queries: list[str], n: int) -> float:
     cpu0 = time.process_time()
     for i in range(n):
         time.sleep(0.002)
-        e.run(query=queries[i % len(queries)], user_id=None, market=None, filters={}, k=20,
-              state=RecentActions())
+        user, query, state = calls[i % len(calls)]
+        e.run(query=query, user_id=user, market=None, filters={}, k=20, state=state)
     cpu_ms = (time.process_time() - cpu0) * 1000.0 / max(n, 1)
     e.recall.merger.close()
     e.recall.merger = old
     return cpu_ms
+
+
+def wait_until_idle(pid: int, quiet_s: float = 2.0, limit_s: float = 900.0) -> None:
+    """Block until the server and its workers used < 5% of a core for ``quiet_s`` (all loaded)."""
+    import psutil
+
+    proc = psutil.Process(pid)
+
+    def cpu() -> float:
+        return sum(sum(p.cpu_times()[:2]) for p in [proc, *proc.children(recursive=True)])
+
+    deadline = time.monotonic() + limit_s
+    last = cpu()
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        now = cpu()
+        if now - last < 0.05 * quiet_s:
+            return
+        last = now
 
 
 def sample_queries(ws_root: Path, n: int = 500, seed: int = 0) -> list[str]:
@@ -208,6 +266,93 @@ def sample_queries(ws_root: Path, n: int = 500, seed: int = 0) -> list[str]:
     con.close()
     random.Random(seed).shuffle(rows)
     return rows[:n] or ["loft"]
+
+
+def sample_requests(ws_root: Path, n: int = 500, seed: int = 0, history: int = 30
+                    ) -> list[tuple[str, str, list[dict[str, Any]]]]:
+    """Logged searches of ``n`` distinct users with a session: (user_id, query, the user's
+    last ``history`` clicks, impressions and bookings before that search, as event dicts).
+
+    Replaying the history into the server's online state first makes each search what it is
+    in production: vector and co-visitation recall from the session, the session features in
+    the ranker, so ~1000 candidates are recalled (an anonymous search recalls ~700)."""
+    import duckdb
+
+    con = duckdb.connect(str(ws_root / "store.duckdb"), read_only=True)
+    searches = con.execute(
+        """
+        SELECT s.user_id, s.query, s.ts FROM events s
+        WHERE s.event_type = 'search' AND s.query IS NOT NULL AND s.user_id IS NOT NULL
+          AND EXISTS (SELECT 1 FROM events c WHERE c.user_id = s.user_id
+                      AND c.event_type = 'click' AND c.ts < s.ts)
+        """
+    ).fetchall()
+    rng = random.Random(seed)
+    rng.shuffle(searches)
+    picked, seen = [], set()
+    for user, query, ts in searches:
+        if user not in seen:
+            seen.add(user)
+            picked.append((user, query, ts))
+        if len(picked) == n:
+            break
+    con.execute("CREATE TEMP TABLE picked (user_id VARCHAR, query VARCHAR, ts TIMESTAMPTZ)")
+    con.executemany("INSERT INTO picked VALUES (?, ?, ?)", picked)
+    rows = con.execute(
+        f"""
+        SELECT user_id, event_type, item_id, ts_ms, request_id, position, dwell_ms FROM (
+            SELECT e.user_id, e.event_type, e.item_id, epoch_ms(e.ts) AS ts_ms, e.request_id,
+                   e.position, e.dwell_ms,
+                   row_number() OVER (PARTITION BY e.user_id ORDER BY e.ts DESC) AS back
+            FROM events e JOIN picked p ON e.user_id = p.user_id AND e.ts < p.ts
+            WHERE e.event_type IN ('click', 'impression', 'booking') AND e.item_id IS NOT NULL)
+        WHERE back <= {int(history)} ORDER BY user_id, ts_ms
+        """
+    ).fetchall()
+    con.close()
+    events: dict[str, list[dict[str, Any]]] = {u: [] for u, _, _ in picked}
+    for user, kind, item, ts_ms, request_id, position, dwell_ms in rows:
+        events[user].append({"user_id": user, "event_type": kind, "item_id": item,
+                             "ts_ms": int(ts_ms), "request_id": request_id,
+                             "position": position, "dwell_ms": dwell_ms})
+    return [(u, q, events[u]) for u, q, _ in picked]
+
+
+def load_state(base: str, requests: list[tuple[str, str, list[dict[str, Any]]]]) -> None:
+    """POST each user's history to /events, so the server's online state holds the session."""
+    from datetime import UTC, datetime
+
+    with httpx.Client(base_url=base, timeout=60.0) as c:
+        for _, _, events in requests:
+            body = [{k: v for k, v in e.items() if k != "ts_ms" and v is not None}
+                    | {"ts": datetime.fromtimestamp(e["ts_ms"] / 1000, UTC).isoformat()}
+                    for e in events]
+            c.post("/events", json={"events": body}).raise_for_status()
+
+
+def start_redis() -> tuple[subprocess.Popen, str]:
+    """A private redis-server on a free port (the state every worker shares)."""
+    import shutil
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("more than one worker shares session state through Redis, and "
+                         "redis-server is not installed: run `make system`, or pass --workers 1")
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import redis
+
+    client = redis.Redis(port=port)
+    for _ in range(200):
+        try:
+            if client.ping():
+                return proc, f"redis://127.0.0.1:{port}/0"
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    proc.terminate()
+    raise SystemExit("redis-server did not start")
 
 
 def build_workspace(root: Path, items: int, events: int) -> tuple[object, dict[str, float]]:
@@ -262,7 +407,11 @@ def main() -> None:
     ap.add_argument("--items", type=int, help="catalog size (default 1,000,000; quick 20,000)")
     ap.add_argument("--events", type=int, help="events (default 300,000; quick 100,000)")
     ap.add_argument("--workspace", type=Path, help="reuse a built workspace")
-    ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="uvicorn worker processes (default: one per core)")
+    ap.add_argument("--anonymous", action="store_true",
+                    help="anonymous searches (no user, no session) instead of logged users' "
+                         "searches with their session replayed into the online state")
     ap.add_argument("--build-only", action="store_true",
                     help="build the workspace (with --workspace DIR) and stop")
     args = ap.parse_args()
@@ -288,20 +437,32 @@ def main() -> None:
         print(f"built in {build_s:.0f} s: {root}")
         return
     artifact = ws.artifacts.require_current()
-    queries = sample_queries(ws.root)
+    from funnel.features.personalization import RecentActions
+    from funnel.serve.state import apply_events
 
-    print(f"in-process: {200 if args.quick else 1000} searches through Engine.run ...",
+    if args.anonymous:
+        calls: list[Call] = [(None, q, RecentActions()) for q in sample_queries(ws.root)]
+        bodies = [json.dumps({"query": q, "k": 20}).encode() for _, q, _ in calls]
+        requests: list[tuple[str, str, list[dict[str, Any]]]] = []
+    else:
+        requests = sample_requests(ws.root)
+        calls = [(u, q, apply_events(RecentActions(max_len=50), ev)) for u, q, ev in requests]
+        bodies = [json.dumps({"user_id": u, "query": q, "k": 20}).encode()
+                  for u, q, _ in requests]
+    kind = "anonymous" if args.anonymous else "personalized"
+    print(f"in-process: {200 if args.quick else 1000} {kind} searches through Engine.run ...",
           flush=True)
-    inproc, stage_p50 = in_process(artifact, queries, 200 if args.quick else 1000)
+    inproc, stage_p50 = in_process(artifact, calls, 200 if args.quick else 1000)
     print(f"  p50 {percentile(inproc, 50):.2f} ms, p99 {percentile(inproc, 99):.2f} ms; "
           "starting the server ...", flush=True)
     port = free_port()
-    env = dict(os.environ, FUNNEL_STATE_URL="memory://")
+    redis_proc, state_url = start_redis() if args.workers > 1 else (None, "memory://")
+    env = dict(os.environ, FUNNEL_STATE_URL=state_url)
     # a file, not a pipe: a server that logs more than a pipe holds would block on write
     server_log = tempfile.TemporaryFile()
     server = subprocess.Popen(
         [sys.executable, "-m", "funnel.cli", "serve", "--workspace", str(ws.root),
-         "--port", str(port), "--workers", str(args.workers)],
+         "--port", str(port), "--workers", str(args.workers), "--state", state_url],
         env=env, stdout=subprocess.DEVNULL, stderr=server_log)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -316,17 +477,19 @@ def main() -> None:
                 server_log.seek(0)
                 raise SystemExit(f"server did not start: {server_log.read().decode()[-2000:]}")
             time.sleep(0.5)
+        wait_until_idle(server.pid)  # every worker has loaded its engine
         n_items_served = httpx.get(base + "/health").json()["items"]
-        seq, server_cpu_ms = sequential_http(base, queries, 200 if args.quick else 1000,
+        load_state(base, requests)
+        seq, server_cpu_ms = sequential_http(base, bodies, 200 if args.quick else 1000,
                                              server.pid)
         print(f"  HTTP one at a time: p50 {percentile(seq, 50):.2f} ms; "
               f"fixed 100 req/s for {fixed_s:.0f} s ...", flush=True)
-        fixed = run_load(base, queries, 100.0, fixed_s)
+        fixed = run_load(base, bodies, 100.0, fixed_s)
         print(f"  100 req/s: p50 {fixed['p50_ms']:.1f} ms, p99 {fixed['p99_ms']:.1f} ms, "
               f"errors {fixed['errors']:.0f}; stepping the rate up ...", flush=True)
         max_rps = 0.0
         for rate in (25, 50, 100, 150, 200, 300, 400, 600, 800):
-            res = run_load(base, queries, float(rate), step_s)
+            res = run_load(base, bodies, float(rate), step_s)
             print(f"  {rate:>4} req/s: p50 {res['p50_ms']:7.1f} ms  p99 {res['p99_ms']:7.1f} ms"
                   f"  errors {res['errors']:.0f}")
             if res["p99_ms"] <= 100.0 and res["errors"] == 0:
@@ -336,11 +499,15 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+        if redis_proc is not None:
+            redis_proc.terminate()
 
     p50_in, p50_http = percentile(inproc, 50), percentile(seq, 50)
     figures = {
         "items": float(n_items_served),
         "workers": float(args.workers),
+        "personalized": float(not args.anonymous),
+        "state": state_url.split(":")[0],
         "events": float(events),
         "build_s": round(build_s, 1),
         **build_times,
@@ -367,7 +534,8 @@ def main() -> None:
           f"{n_items_served:,} items")
     width = max(len(k) for k in figures)
     for key, value in figures.items():
-        print(f"  {key:<{width}}  {value:,}")
+        print(f"  {key:<{width}}  {value:,}" if isinstance(value, float) else
+              f"  {key:<{width}}  {value}")
     print(f"  HTTP + orchestration overhead: {figures['overhead_ratio']:.1%} of in-process time "
           f"(target <= 25%); in CPU time {figures['overhead_ratio_cpu']:.1%}")
     print(f"  in-process CPU per request {figures['inproc_cpu_ms_per_request']} ms; through the "
