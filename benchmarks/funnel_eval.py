@@ -10,6 +10,7 @@ with the value difference and the time ratio.
     python benchmarks/funnel_eval.py --quick
     python benchmarks/funnel_eval.py --events 150000 --json out.json
     python benchmarks/funnel_eval.py --workspace W    # an existing workspace (no generation)
+    python benchmarks/funnel_eval.py --set rank.oof_folds=0   # a funnel.toml variant
 """
 
 from __future__ import annotations
@@ -32,6 +33,21 @@ def _timed(fn, reps: int = 5) -> tuple[float, float]:  # type: ignore[no-untyped
     return float(value), (time.perf_counter() - t0) * 1e3 / reps
 
 
+def _override(text: str) -> tuple[str, str, object]:
+    """``SECTION.KEY=VALUE`` -> (section, key, TOML-parsed value)."""
+    import tomllib
+
+    name, sep, value = text.partition("=")
+    section, dot, key = name.strip().partition(".")
+    if not sep or not dot or not section or not key:
+        raise SystemExit(f"--set: expected SECTION.KEY=VALUE, got {text!r}")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError as exc:
+        raise SystemExit(f"--set {text!r}: VALUE is not TOML ({exc})") from None
+    return section, key, parsed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -40,7 +56,10 @@ def main() -> None:
     parser.add_argument("--max-cases", type=int, default=1000)
     parser.add_argument("--workspace", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override one funnel.toml value (VALUE in TOML syntax)")
     args = parser.parse_args()
+    overrides = [_override(text) for text in args.set]
     events = 20_000 if args.quick else args.events
     max_cases = 200 if args.quick else args.max_cases
 
@@ -56,6 +75,13 @@ def main() -> None:
             events = -1
         else:
             ws = synthetic_workspace(Path(tmp) / "ws", events=events, seed=args.seed, stages=())
+        if overrides:
+            from funnel.config import dump_toml
+
+            raw = ws.config()
+            for section, key, value in overrides:
+                raw.setdefault(section, {})[key] = value
+            ws.config_path.write_text(dump_toml(raw))
         out = Path(tmp) / "evaluation"
         result = evaluate_workspace(ws, out, config=EvalConfig(max_cases=max_cases))  # type: ignore[arg-type]
         f = result.figures

@@ -99,3 +99,39 @@ def test_cooccurrence_vectors_put_co_clicked_items_together() -> None:
     lk = ItemVectorLookup(ids, vec)
     f = personalization_features(["a2", "b2"], RecentActions(clicks=("a3",)), lk)
     assert f["emb_click_sim"][0] > f["emb_click_sim"][1] + 0.5
+
+
+def test_taste_features_by_hand() -> None:
+    lk = ItemVectorLookup(IDS, VEC, item_brand={"a": "x", "b": "y", "c": "x", "d": "y"})
+    shown = (("r1", 1, "a"), ("r1", 2, "b"), ("r1", 3, "d"))
+    recent = RecentActions(clicks=("a",), shown=shown)
+    f = personalization_features(["a", "b", "c", "zzz"], recent, lk)
+    # mean(clicked) - mean(shown) = [1, 0] - [0, 1/3] = [1, -1/3]; c = [1, 1] / sqrt(2)
+    want = [1.0, -1 / 3, (2 / 3) / np.sqrt(2), 0.0]
+    assert f["taste_contrast_sim"] == pytest.approx(want, abs=1e-6)
+    assert f["user_item_clicks"].tolist() == [1, 0, 0, 0]
+    assert f["user_item_shown"].tolist() == [1, 1, 0, 0]
+    # user rate (1 + .5) / (3 + 1) = .375; brand x: 1 of 1 shown, y: 0 of 2, prior 2 at .375
+    x, y = (1 + 0.75) / 3 - 0.375, 0.75 / 4 - 0.375
+    assert f["user_brand_lift"] == pytest.approx([x, y, x, 0.0], abs=1e-6)
+
+
+def test_taste_features_are_zero_without_history_or_brands() -> None:
+    lk = ItemVectorLookup(IDS, VEC)
+    shown = (("r1", 1, "a"), ("r1", 2, "b"))
+    for recent in (RecentActions(), RecentActions(shown=shown),
+                   RecentActions(clicks=("a",))):
+        f = personalization_features(["a", "b"], recent, lk)
+        assert f["taste_contrast_sim"].tolist() == [0.0, 0.0]
+        assert f["user_brand_lift"].tolist() == [0.0, 0.0]  # no brands in the lookup
+    f = personalization_features(["a", "b"], RecentActions(clicks=("zz",), shown=shown), lk)
+    assert f["taste_contrast_sim"].tolist() == [0.0, 0.0]  # no known clicked vector
+
+
+def test_observe_keeps_the_shown_window_taste_features_read() -> None:
+    r = RecentActions(max_len=2)
+    for pos in range(1, 12):
+        r = observe(r, "impression", f"i{pos}", ts_ms=0, request_id="q", position=pos)
+    assert [i for _, _, i in r.shown] == [f"i{p}" for p in range(4, 12)]  # 4 x max_len
+    f = personalization_features(["i1", "i4"], r, ItemVectorLookup(IDS, VEC))
+    assert f["user_item_shown"].tolist() == [0, 1]

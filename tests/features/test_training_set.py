@@ -7,7 +7,11 @@ import pyarrow as pa
 import pytest
 
 from funnel.embed.types import NEW_USER, ItemTyper, TypeLookup, TypeRules, user_type_of
-from funnel.features.personalization import ItemVectorLookup, cooccurrence_vectors
+from funnel.features.personalization import (
+    TASTE_FEATURES,
+    ItemVectorLookup,
+    cooccurrence_vectors,
+)
 from funnel.features.training_set import TrainingSetConfig, build_training_set
 
 from ._store import EventLog, connect, items_table, random_log, ts
@@ -116,7 +120,8 @@ def test_personalization_columns_match_the_online_function() -> None:
     vectors = _lookup(with_types=True)
     log = random_log(n_requests=40, seed=5)
     table = build_training_set(connect(log.table()), vectors=vectors).to_pydict()
-    # Replay one user online, event by event, as the server would.
+    # Replay one user online as the server would: a request's candidates are scored before
+    # any event at their timestamp (their own impressions included) reaches the state.
     user = "u2"
     recent = RecentActions(max_len=10)
     rows = sorted(
@@ -124,17 +129,25 @@ def test_personalization_columns_match_the_online_function() -> None:
         key=lambda r: (r["ts"], r["event_type"] != "impression", r["event_id"]),
     )
     checked = 0
+    by_ts: dict[int, list[dict]] = {}
     for r in rows:
-        now = int(r["ts"].timestamp() * 1000)
-        if r["event_type"] == "impression":
-            online = personalization_features([r["item_id"]], recent, vectors, now_ms=now)
-            i = table["event_id"].index(r["event_id"])
-            for name, value in online.items():
-                assert table[name][i] == pytest.approx(float(value[0]), abs=1e-6), name
-            checked += 1
-        recent = observe(recent, r["event_type"], r["item_id"], ts_ms=now,
-                         dwell_ms=r["dwell_ms"], request_id=r["request_id"],
-                         position=r["position"])
+        by_ts.setdefault(int(r["ts"].timestamp() * 1000), []).append(r)
+    for now, group in by_ts.items():
+        for r in group:
+            if r["event_type"] == "impression":
+                online = personalization_features([r["item_id"]], recent, vectors, now_ms=now)
+                i = table["event_id"].index(r["event_id"])
+                for name, value in online.items():
+                    assert table[name][i] == pytest.approx(float(value[0]), abs=1e-6), name
+                checked += 1
+        for r in group:
+            recent = observe(recent, r["event_type"], r["item_id"], ts_ms=now,
+                             dwell_ms=r["dwell_ms"], request_id=r["request_id"],
+                             position=r["position"])
+    assert set(TASTE_FEATURES) <= set(online)
+    taste = {name: np.array(table[name]) for name in TASTE_FEATURES}
+    assert (taste["taste_contrast_sim"] != 0).mean() > 0.3  # live, not a constant
+    assert taste["user_item_shown"].max() >= 1
     assert checked > 10
     assert max(table["emb_click_sim"]) > 0.5
     # the user-type feature is live: it changes once users have booked (point in time)

@@ -4,7 +4,10 @@ For each candidate: cosine similarity to the user's recent clicks (EmbClickSim),
 (EmbSkipSim: shown above a clicked item but not clicked), long clicks (EmbLongClickSim), the last
 click (EmbLastClickSim), bookings (EmbBookSim), and user-type x item-type similarity
 (UserTypeItemTypeSim). Click-like sets are grouped by market and the candidate takes the max
-similarity over the market centroids, as in the paper. The same :func:`personalization_features`
+similarity over the market centroids, as in the paper. Beside them, taste features that
+contrast what the user clicked with what the user was shown (``TASTE_FEATURES``): the KDD'18
+centroids mostly say "same category as before", which the query already says; the contrast
+says which items *within* what was shown the user prefers. The same :func:`personalization_features`
 serves training (from a :class:`RecentActions` replayed up to the impression) and serving (from
 the live session state), and :func:`observe` is the one way that state is updated.
 """
@@ -23,7 +26,7 @@ from funnel.vectors import load_vectors
 if TYPE_CHECKING:
     from funnel.embed.types import TypeLookup
 
-FEATURE_NAMES = (
+KDD_FEATURES = (
     "emb_click_sim",
     "emb_skip_sim",
     "emb_long_click_sim",
@@ -31,6 +34,19 @@ FEATURE_NAMES = (
     "emb_book_sim",
     "emb_type_sim",
 )
+TASTE_FEATURES = (
+    "taste_contrast_sim",
+    "user_item_clicks",
+    "user_item_shown",
+    "user_brand_lift",
+)
+"""Click-vs-shown features over the recent window (``RecentActions.clicks`` / ``.shown``):
+``<candidate, mean(clicked vectors) - mean(shown vectors)>``; how often the user clicked and
+was shown the candidate itself; the user's smoothed click rate on the candidate's brand minus
+their overall rate (needs ``ItemVectorLookup.item_brand``)."""
+FEATURE_NAMES = KDD_FEATURES + TASTE_FEATURES
+BRAND_PRIOR = 2.0
+"""Pseudo-impressions at the user's own click rate that smooth a brand's click rate."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +121,8 @@ class ItemVectorLookup:
     item_type: Mapping[str, str] | None = None
     type_vectors: Mapping[str, np.ndarray] | None = None
     types: TypeLookup | None = None
+    item_brand: Mapping[str, str | None] | None = None
+    """Brand per item (``user_brand_lift``); the catalog's, when ``from_directory`` has it."""
 
     def __post_init__(self) -> None:
         v = np.asarray(self.vectors, dtype=np.float32)
@@ -137,7 +155,10 @@ class ItemVectorLookup:
                 from funnel.embed.types import TypeLookup
 
                 lookup = TypeLookup.load(types_dir, catalog)
-        return cls(table.ids, table.vectors, item_market, item_type, type_vectors, lookup)
+        brands = None if catalog is None else {
+            str(r["item_id"]): r.get("brand") for r in catalog}
+        return cls(table.ids, table.vectors, item_market, item_type, type_vectors, lookup,
+                   brands)
 
     @property
     def dim(self) -> int:
@@ -179,7 +200,8 @@ def personalization_features(
     *,
     now_ms: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """The six KDD 2018 similarities for each candidate, ``{name: (n,) float32}``.
+    """The six KDD 2018 similarities and the ``TASTE_FEATURES`` of each candidate,
+    ``{name: (n,) float32}``.
 
     Empty histories and unknown items give 0; ``emb_type_sim`` is computed from the bookings
     in ``recent`` (a user without bookings has the "new user" type). ``now_ms`` hides long
@@ -196,10 +218,81 @@ def personalization_features(
         "emb_last_click_sim": _sim(cand, found, vectors._centroids(recent.clicks[-1:], False)),
         "emb_book_sim": _sim(cand, found, vectors._centroids(recent.bookings, False)),
     }
+    out["emb_type_sim"] = _type_sim(candidate_ids, recent, vectors)
+    out.update(taste_features(candidate_ids, recent, vectors, cand=cand, found=found))
+    return out
+
+
+def taste_features(
+    candidate_ids: Sequence[str],
+    recent: RecentActions,
+    vectors: ItemVectorLookup,
+    *,
+    cand: np.ndarray | None = None,
+    found: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """The ``TASTE_FEATURES`` of each candidate: what the user clicked against what they were
+    shown, over the window ``RecentActions`` keeps (``clicks``, and ``shown`` of 4x as many)."""
+    n = len(candidate_ids)
+    if cand is None or found is None:
+        rows, found = vectors.rows(candidate_ids)
+        cand = vectors.vectors[rows]
+    shown = [i for _, _, i in recent.shown]
+    contrast = np.zeros(n, dtype=np.float32)
+    if recent.clicks and shown:
+        c_rows, c_found = vectors.rows(recent.clicks)
+        s_rows, s_found = vectors.rows(shown)
+        if c_found.any() and s_found.any():
+            direction = (vectors.vectors[c_rows[c_found]].mean(0)
+                         - vectors.vectors[s_rows[s_found]].mean(0))
+            contrast = np.where(found, cand @ direction, 0.0).astype(np.float32)
+    n_clicks: dict[str, int] = {}
+    for item in recent.clicks:
+        n_clicks[item] = n_clicks.get(item, 0) + 1
+    n_shown: dict[str, int] = {}
+    for item in shown:
+        n_shown[item] = n_shown.get(item, 0) + 1
+    out = {
+        "taste_contrast_sim": contrast,
+        "user_item_clicks": np.array([n_clicks.get(i, 0) for i in candidate_ids], np.float32),
+        "user_item_shown": np.array([n_shown.get(i, 0) for i in candidate_ids], np.float32),
+        "user_brand_lift": _brand_lift(candidate_ids, shown, set(recent.clicks), vectors),
+    }
+    return out
+
+
+def _brand_lift(candidate_ids: Sequence[str], shown: Sequence[str], clicked: set[str],
+                vectors: ItemVectorLookup) -> np.ndarray:
+    """Smoothed click rate of the user on the candidate's brand (over shown items) minus the
+    user's overall rate; 0 for brands never shown, unknown brands and empty histories."""
+    out = np.zeros(len(candidate_ids), dtype=np.float32)
+    brand_of = vectors.item_brand
+    if brand_of is None or not shown:
+        return out
+    seen: dict[str, list[int]] = {}
+    hits = 0
+    for item in shown:
+        hit = int(item in clicked)
+        hits += hit
+        b = brand_of.get(item)
+        if b is not None:
+            cell = seen.setdefault(b, [0, 0])
+            cell[0] += 1
+            cell[1] += hit
+    rate = (hits + 0.5) / (len(shown) + 1.0)
+    for j, item in enumerate(candidate_ids):
+        cell = seen.get(brand_of.get(item))  # type: ignore[arg-type]
+        if cell is not None:
+            out[j] = (cell[1] + BRAND_PRIOR * rate) / (cell[0] + BRAND_PRIOR) - rate
+    return out
+
+
+def _type_sim(candidate_ids: Sequence[str], recent: RecentActions,
+              vectors: ItemVectorLookup) -> np.ndarray:
+    """UserTypeItemTypeSim: from the bookings as of now (``types``), or the older form."""
     if vectors.types is not None:
         user_type = recent.user_type or vectors.types.user_type(recent.bookings)
-        out["emb_type_sim"] = vectors.types.similarities(user_type, candidate_ids)
-        return out
+        return vectors.types.similarities(user_type, candidate_ids)
     type_sim = np.zeros(len(candidate_ids), dtype=np.float32)
     tv, it = vectors.type_vectors, vectors.item_type
     if recent.user_type is not None and tv is not None and it is not None:
@@ -210,8 +303,7 @@ def personalization_features(
                 v = tv.get(it.get(item, ""))
                 if v is not None:
                     type_sim[j] = float(un @ v) / max(float(np.linalg.norm(v)), 1e-12)
-    out["emb_type_sim"] = type_sim
-    return out
+    return type_sim
 
 
 def cooccurrence_vectors(

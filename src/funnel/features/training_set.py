@@ -13,6 +13,7 @@ rankers undo it at prediction.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import duckdb
@@ -79,10 +80,15 @@ ORDER BY user_id, ts, CASE WHEN event_type = 'impression' THEN 0 ELSE 1 END, eve
 """
 
 
+VectorsFor = Callable[[str | None], ItemVectorLookup]
+"""``user_id -> vectors`` for that user's rows (out-of-fold vectors, ``rank.oof_vectors``)."""
+
+
 def _replay(
     con: duckdb.DuckDBPyConnection,
     config: TrainingSetConfig,
     vectors: ItemVectorLookup | None,
+    vectors_for: VectorsFor | None = None,
 ) -> dict[str, tuple[list[str], dict[str, float]]]:
     """Per impression event id: recent clicks and personalization features as of its time.
 
@@ -103,9 +109,10 @@ def _replay(
         imps = [r for r in range(j, k) if ev["event_type"][r] == "impression"]
         if imps:
             cands = [ev["item_id"][r] for r in imps]
+            lookup = vectors if vectors_for is None or vectors is None else vectors_for(user)
             feats = (
-                personalization_features(cands, recent, vectors, now_ms=ts)
-                if vectors is not None else None
+                personalization_features(cands, recent, lookup, now_ms=ts)
+                if lookup is not None else None
             )
             for pos, r in enumerate(imps):
                 f = {} if feats is None else {name: float(feats[name][pos]) for name in feats}
@@ -125,20 +132,23 @@ def build_training_set(
     con: duckdb.DuckDBPyConnection,
     config: TrainingSetConfig | None = None,
     vectors: ItemVectorLookup | None = None,
+    vectors_for: VectorsFor | None = None,
 ) -> pa.Table:
     """One row per impression with labels and point-in-time features, in time order.
 
     Columns: ids (event_id, ts, user_id, item_id, request_id, group_id), position, item
     attributes (market, category, brand, price, bid), the request query, the ``*_before`` counters,
     ``item_ctr_before`` (smoothed), ``recent_clicks`` (list, most recent last), the
-    query-item match features (``qm_*``, :mod:`funnel.features.query_match`), the six
-    ``emb_*_sim`` features when ``vectors`` is given, and labels ``click`` / ``booking``.
+    query-item match features (``qm_*``, :mod:`funnel.features.query_match`), the
+    personalization features (``FEATURE_NAMES``) when ``vectors`` is given, and labels
+    ``click`` / ``booking``. ``vectors_for`` (with ``vectors``) picks each user's vectors for
+    those features, e.g. vectors that never saw the user's sessions.
     Negative rows are kept with probability ``config.negative_rate`` (recorded in the schema
     metadata as ``negative_rate``).
     """
     config = config or TrainingSetConfig()
     table = con.sql(rows_sql(config)).to_arrow_table()
-    replay = _replay(con, config, vectors)
+    replay = _replay(con, config, vectors, vectors_for)
     ids = table.column("event_id").to_pylist()
     recent = [replay.get(e, ([], {}))[0] for e in ids]
     cols = {name: table.column(name) for name in table.column_names}

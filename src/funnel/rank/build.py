@@ -57,6 +57,10 @@ class RankConfig:
     valid_fraction: float = 0.1
     test_fraction: float = 0.2
     recent_k: int = 10
+    oof_folds: int = 0
+    """Session features of training rows from item vectors trained without the row's user
+    (this many user folds, ``rank.oof_vectors``); 0 = the served vectors (skewed, see there).
+    Only when the embeddings stage was built (the co-click fallback is always full-data)."""
     train_cvr: bool = True
     seed: int = 0
     features: list[dict[str, Any]] = field(default_factory=list)
@@ -74,6 +78,9 @@ class RankConfig:
             )
         if not 0 < self.valid_fraction + self.test_fraction < 0.9:
             raise ConfigError("[rank] valid_fraction + test_fraction must be in (0, 0.9)")
+        if not isinstance(self.oof_folds, int) or self.oof_folds == 1 or self.oof_folds < 0:
+            raise ConfigError(f"[rank] oof_folds: expected 0 (off) or an int >= 2, got "
+                              f"{self.oof_folds!r}")
 
     @classmethod
     def from_workspace(cls, workspace: Workspace) -> RankConfig:
@@ -114,6 +121,8 @@ def item_vectors(
             ]
         ids, vec = cooccurrence_vectors(sessions, dim=16)
         lookup = ItemVectorLookup(ids, vec, item_market=markets)
+    if lookup.item_brand is None:  # user_brand_lift
+        lookup.item_brand = {str(r["item_id"]): r["brand"] for r in catalog}
     if lookup.types is None:
         model = fit_types(con, seed)
         if model is not None:
@@ -212,7 +221,15 @@ def build_rank(
                                seed=config.seed)
         say(f"item vectors: {len(vectors.ids)} items, dim {vectors.dim}")
         ts_cfg = TrainingSetConfig(recent_k=config.recent_k, seed=config.seed)
-        table = build_training_set(con, ts_cfg, vectors)
+        vectors_for = None
+        if config.oof_folds and (emb_dir / "item_vectors.npy").exists() \
+                and "sessions" in _tables(con):
+            from funnel.rank.oof_vectors import out_of_fold_vectors
+
+            vectors_for = out_of_fold_vectors(con, vectors, emb_dir, config.oof_folds)
+            say(f"out-of-fold item vectors: {config.oof_folds} user folds"
+                if vectors_for is not None else "out-of-fold vectors: too few sessions, off")
+        table = build_training_set(con, ts_cfg, vectors, vectors_for)
         truth = None
         if "truth" in _tables(con):
             truth = dict(con.sql("SELECT event_id, p_click FROM truth WHERE p_click IS NOT NULL")
