@@ -107,6 +107,7 @@ def main() -> None:
                         row[name] = f[key + suffix]
         for key in ("rank.auc", "rank.no_personalization.auc", "bayes.auc", "rank.logloss",
                     "rank.no_personalization.group_auc", "rank.personal_gain.group_auc",
+                    "rank.no_user_id.group_auc", "rank.no_session.group_auc",
                     "oracle.bayes.group_auc", "oracle.no_personal.group_auc",
                     "oracle.personal_gain.group_auc", "rank.personal_gain.share_of_ceiling",
                     "embed.mean_random_cosine", "funnel.tied_adjacent_scores@10",

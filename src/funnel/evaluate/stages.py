@@ -23,11 +23,15 @@ from funnel.features.personalization import RecentActions
 
 
 def ranker_predictions(engine: Any, requests: Sequence[Case]) -> dict[str, np.ndarray]:
-    """Labels, predictions (as served / anonymous), true p_click and request groups, row-aligned."""
+    """Labels, predictions (as served / anonymous / without the user id / without the session
+    state), true p_click and request groups, row-aligned. The last two split the
+    personalization gain between the ranker's user-id embedding and the session features."""
     rank = engine.rank
     y: list[np.ndarray] = []
     p: list[np.ndarray] = []
     p0: list[np.ndarray] = []
+    p_no_user: list[np.ndarray] = []
+    p_no_session: list[np.ndarray] = []
     truth: list[np.ndarray] = []
     group: list[np.ndarray] = []
     for g, case in enumerate(requests):
@@ -36,7 +40,9 @@ def ranker_predictions(engine: Any, requests: Sequence[Case]) -> dict[str, np.nd
         targets = set(case.targets)
         # as served (the user's id and state) and as for an anonymous visitor (neither)
         empty = RecentActions(max_len=case.state.max_len)
-        for user, state, sink in ((case.user_id, case.state, p), (None, empty, p0)):
+        for user, state, sink in ((case.user_id, case.state, p), (None, empty, p0),
+                                  (None, case.state, p_no_user),
+                                  (case.user_id, empty, p_no_session)):
             cols = rank.columns(ids, query=case.query, market=case.market, state=state,
                                 user_id=user)
             cols["position"] = pos
@@ -47,8 +53,8 @@ def ranker_predictions(engine: Any, requests: Sequence[Case]) -> dict[str, np.nd
                               dtype=np.float64))
         group.append(np.full(len(ids), g, dtype=np.int64))
     cat = (lambda parts: np.concatenate(parts) if parts else np.empty(0))  # noqa: E731
-    return {"y": cat(y), "p": cat(p), "p_no_state": cat(p0), "p_true": cat(truth),
-            "group": cat(group)}
+    return {"y": cat(y), "p": cat(p), "p_no_state": cat(p0), "p_no_user": cat(p_no_user),
+            "p_no_session": cat(p_no_session), "p_true": cat(truth), "group": cat(group)}
 
 
 def ranker_figures(preds: dict[str, np.ndarray]) -> dict[str, float]:
@@ -62,7 +68,10 @@ def ranker_figures(preds: dict[str, np.ndarray]) -> dict[str, float]:
     out["rank.impressions"] = float(y.size)
     out["rank.requests"] = float(len(np.unique(preds["group"])))
     out["rank.ctr"] = float(y.mean())
-    for tag, key in (("", "p"), (".no_personalization", "p_no_state")):
+    for tag, key in (("", "p"), (".no_personalization", "p_no_state"),
+                     (".no_user_id", "p_no_user"), (".no_session", "p_no_session")):
+        if key not in preds:
+            continue
         p = preds[key]
         out[f"rank{tag}.auc"] = auc(y, p)
         out[f"rank{tag}.group_auc"] = group_auc(y, p, preds["group"])
