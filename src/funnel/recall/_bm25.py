@@ -128,10 +128,11 @@ class Bm25Searcher:
     per (word, distance).
     """
 
-    def __init__(self, postings: Postings, market_codes: np.ndarray, *,
+    def __init__(self, postings: Postings, market_codes: np.ndarray, markets: Sequence[str], *,
                  cache_size: int = 4096, block: int = 16384) -> None:
         self.postings = postings
         self.market_codes = np.ascontiguousarray(market_codes, dtype=np.int32)
+        self.market_id = {m: i for i, m in enumerate(markets)}
         self.block = block
         self.term_ids = {t: i for i, t in enumerate(postings.terms)}
         # per list: the largest impact and the fields it occurs in (MaxScore bounds)
@@ -150,6 +151,7 @@ class Bm25Searcher:
         self._cache: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        self._mask_scores: dict[tuple[float, ...], np.ndarray] = {}
 
     def expand(self, word: str, distance: int) -> np.ndarray:
         """Term ids within ``distance`` edits of ``word`` (the word itself included)."""
@@ -180,10 +182,14 @@ class Bm25Searcher:
         ``fuzzy`` holds (word, distance): field f adds ``fuzzy_weights[f]`` once per word when
         it holds any term within that distance. ``market`` -1 means every row.
         """
-        mask_score = np.array(
-            [sum(w for f, w in enumerate(fuzzy_weights) if m >> f & 1)
-             for m in range(1 << len(fuzzy_weights))], dtype=np.float32,
-        )
+        key = tuple(fuzzy_weights)
+        mask_score = self._mask_scores.get(key)
+        if mask_score is None:  # fuzzy score of each set of fields (a bit mask)
+            mask_score = np.array(
+                [sum(w for f, w in enumerate(key) if m >> f & 1) for m in range(1 << len(key))],
+                dtype=np.float32,
+            )
+            self._mask_scores[key] = mask_score
         w_imp: dict[int, float] = {}
         w_fz: dict[int, float] = {}
         for t in tokens:

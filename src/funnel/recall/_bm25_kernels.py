@@ -176,7 +176,7 @@ def search_topk(
                 n_block += m
                 if r >= n_skip:
                     n_essential += m
-        if n_essential * 2 < width:
+        if n_essential < width:
             # branch-light: most rows fail the first test, a checked row is zeroed so a row
             # in two essential lists is offered once
             thr = hs[0] if n == k else np.float32(0.0)

@@ -113,7 +113,7 @@ class LexicalIndex:
         code = {m: i for i, m in enumerate(self.markets_)}
         codes = np.fromiter((code[m or ""] for m in markets), dtype=np.int32, count=len(markets))
         self.ids_ = np.array([str(i) for i in items.column("item_id").to_pylist()], dtype=object)
-        self.index_: Any = Bm25Searcher(postings, codes)
+        self.index_: Any = Bm25Searcher(postings, codes, self.markets_)
         return self
 
     def _parse(self, text: str) -> tuple[list[str], list[tuple[str, int]]]:
@@ -138,11 +138,9 @@ class LexicalIndex:
             return Candidates.empty()
         boosts = self.field_boosts
         if isinstance(self.index_, Bm25Searcher):
-            code = -1
-            if market is not None:
-                if market not in self.markets_:
-                    return Candidates.empty()
-                code = self.markets_.index(market)
+            code = -1 if market is None else self.index_.market_id.get(market)
+            if code is None:  # a market no item is in
+                return Candidates.empty()
             rows, scores = self.index_.search(
                 tokens, fuzzy, [boosts[f] * self.fuzzy_weight for f in FIELDS], k, code,
             )
@@ -217,7 +215,7 @@ class LexicalIndex:
                             arrays["masks"], n_rows)
         obj.markets_ = list(cfg["markets"])
         obj.ids_ = np.array(ids, dtype=object)
-        obj.index_ = Bm25Searcher(postings, arrays["market_codes"])
+        obj.index_ = Bm25Searcher(postings, arrays["market_codes"], obj.markets_)
         return obj
 
     @classmethod
