@@ -201,3 +201,35 @@ def test_coded_columns_read_the_column(engine):
         assert catalog.take_text(name, rows) == catalog.columns[name][rows].tolist()
     with pytest.raises(KeyError, match="catalog has no column 'colour'"):
         catalog.coded("colour")
+
+
+@pytest.mark.parametrize("method", ["none", "dpp", "mmr"])
+def test_rerank_by_catalog_rows_equals_rerank_by_id(engine, method):
+    """Every re-rank step (merch, sponsored slots, diversity, scatter) gives the same list,
+    scores, kinds and report whether the pipeline looks ids up or is handed their rows."""
+    from funnel.rerank.pipeline import RerankPipeline
+
+    catalog = engine.rerank.catalog
+    ids = catalog.item_ids[:120]
+    brand = catalog.attributes["brand"][7]
+    config = replace(
+        engine.rerank.config, method=method, sponsored_positions=(1, 6),
+        scatter=({"attribute": "brand", "max_count": 1, "window": 3},
+                 {"attribute": "price_band", "max_count": 2, "window": 4}),
+        merch=({"action": "pin", "item_id": ids[40], "position": 0},
+               {"action": "boost", "attribute": "brand", "value": brand, "amount": 0.2}),
+    )
+    pipeline = RerankPipeline(config, catalog=catalog)
+    rng = np.random.default_rng(3)
+    scores = rng.random(len(ids))
+    sponsored = catalog.item_ids[200:204] + [ids[5]]
+    ecpm = rng.random(len(sponsored))
+    for given in (None, engine.rerank_features(ids, search=method == "none")):
+        kw = {"k": 20, "features": given, "sponsored_ids": sponsored, "sponsored_ecpm": ecpm}
+        a = pipeline.rerank(ids, scores, catalog_rows=catalog.rows(ids), **kw).to_dict()
+        b = pipeline.rerank(ids, scores, **kw).to_dict()
+        for d in (a, b):
+            d.pop("timings_ms")
+        assert a == b and len(a["item_ids"]) == 20 and "sponsored" in a["kinds"]
+    with pytest.raises(ValueError, match=r"'catalog_rows' must hold one row per item \(120\)"):
+        pipeline.rerank(ids, scores, k=5, catalog_rows=catalog.rows(ids[:3]))

@@ -143,7 +143,10 @@ class TermIndex:
             ustarts = np.concatenate([[0], np.cumsum(ulens)[:-1]]).astype(np.int64)
             codes = np.where(codes < 0, len(per_text), codes)  # missing text: no terms
             fields.append(_gather_csr(ustarts[codes], ulens[codes], uflat))
-        self._fields = fields  # (indptr, indices) per field: title, category, brand, market
+        # one CSR over all four fields, each row's entries tagged with their field (0 title,
+        # 1 category, 2 brand, 3 market): a request reads two indptr values and one run of
+        # entries per candidate, not four of each scattered over a million rows
+        self._indptr, self._indices, self._tags = _combine(fields, n)
         self.vocab = vocab
         self._words = list(vocab)
         self._n = n
@@ -165,10 +168,9 @@ class TermIndex:
             )
         out = object.__new__(TermIndex)
         out.__dict__.update(self.__dict__)
-        out._fields = [
-            _gather_csr(indptr[rows], indptr[rows + 1] - indptr[rows], indices)
-            for indptr, indices in self._fields
-        ]
+        starts = self._indptr[rows]
+        out._indptr, take = _csr_positions(starts, self._indptr[rows + 1] - starts)
+        out._indices, out._tags = self._indices[take], self._tags[take]
         out._n = len(rows)
         return out
 
@@ -199,14 +201,12 @@ class TermIndex:
         q = terms(query) if query else frozenset()
         if q and n:
             size = len(self._words)
-            # per field: (row of each entry, vocabulary id of each entry) for the candidates
-            entries = []
-            for indptr, indices in self._fields:
-                starts, ends = indptr[rows], indptr[rows + 1]
-                flat = _gather_csr(starts, ends - starts, indices)
-                entries.append((np.repeat(np.arange(n), ends - starts), flat[1]))
-            row_of = np.concatenate([e[0] for e in entries])
-            ids = np.concatenate([e[1] for e in entries])
+            # (row, vocabulary id, field) of every entry of the candidates
+            starts = self._indptr[rows]
+            lens = self._indptr[rows + 1] - starts
+            take = _csr_positions(starts, lens)[1]
+            ids, tags = self._indices[take], self._tags[take]
+            row_of = np.repeat(np.arange(n), lens)
             exact = np.zeros(n, dtype=np.int64)
             fuzzy = np.zeros(n, dtype=np.int64)
             in_query = np.zeros(size + 1, dtype=bool)
@@ -224,9 +224,11 @@ class TermIndex:
                 fuzzy += has
             out[:, 0] = exact / len(q)
             out[:, 1] = fuzzy / len(q)
-            for j, (f_rows, f_ids) in enumerate(entries[1:]):
+            for j in range(3):  # category, brand, market: all their terms are in the query
+                sel = tags == j + 1
+                f_rows = row_of[sel]
                 have = np.bincount(f_rows, minlength=n)
-                inside = np.bincount(f_rows, weights=in_query[f_ids], minlength=n)
+                inside = np.bincount(f_rows, weights=in_query[ids[sel]], minlength=n)
                 out[:, 2 + j] = (have > 0) & (inside == have)
             out[:, 5] = 1.0
         return {name: out[:, i].copy() for i, name in enumerate(QUERY_MATCH_FEATURES)}
@@ -236,7 +238,33 @@ def _gather_csr(
     starts: np.ndarray, lens: np.ndarray, flat: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """(indptr, values) of the rows ``flat[starts[i] : starts[i] + lens[i]]``, without a loop."""
+    indptr, take = _csr_positions(starts, lens)
+    return indptr, flat[take]
+
+
+def _csr_positions(starts: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(indptr, positions) of the rows ``starts[i] : starts[i] + lens[i]`` of a flat array."""
     indptr = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
     total = int(indptr[-1])
     take = np.arange(total, dtype=np.int64) + np.repeat(starts - indptr[:-1], lens)
-    return indptr, flat[take]
+    return indptr, take
+
+
+def _combine(
+    fields: Sequence[tuple[np.ndarray, np.ndarray]], n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One CSR (indptr, int32 vocabulary ids, int8 field tags) from per-field CSRs over the same
+    ``n`` rows: row ``r`` holds field 0's entries of ``r``, then field 1's, and so on."""
+    lens = np.stack([np.diff(indptr) for indptr, _ in fields]) if fields else np.zeros((0, n))
+    lens = lens.astype(np.int64)
+    indptr = np.concatenate([[0], np.cumsum(lens.sum(0))]).astype(np.int64)
+    first = indptr[:-1] + np.cumsum(lens, 0) - lens  # (fields, n): where a field's run starts
+    wide = any(len(ids) and ids.max() >= 2**31 for _, ids in fields)
+    indices = np.empty(int(indptr[-1]), dtype=np.int64 if wide else np.int32)
+    tags = np.empty(int(indptr[-1]), dtype=np.int8)
+    for f, (f_ptr, f_ids) in enumerate(fields):
+        row_of = np.repeat(np.arange(n), lens[f])
+        pos = first[f][row_of] + np.arange(len(f_ids)) - f_ptr[:-1][row_of]
+        indices[pos] = f_ids
+        tags[pos] = f
+    return indptr, indices, tags

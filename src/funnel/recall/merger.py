@@ -21,7 +21,7 @@ from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import pandas as pd
@@ -37,12 +37,68 @@ class MergedCandidates:
 
     item_ids: np.ndarray  # (n,) object
     scores: np.ndarray  # (n,) float32, fused score
-    provenance: list[dict[str, float]]  # per candidate: source name -> that source's score
+    provenance: Sequence[dict[str, float]]  # per candidate: source name -> that source's score
     timings_ms: dict[str, float] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # source name -> reason
 
     def __len__(self) -> int:
         return len(self.item_ids)
+
+
+class Provenance(Sequence[dict[str, float]]):
+    """Per merged candidate, source name -> that source's score, as a list of dicts would hold
+    it (sources in merge order) - built when read: a server reads a few of its ~1000 (the
+    search gate's doubtful candidates, debug output), so it keeps arrays, not dicts."""
+
+    def __init__(
+        self, names: Sequence[str], pos: np.ndarray, src: np.ndarray, score: np.ndarray, n: int
+    ) -> None:
+        kept = pos >= 0
+        order = np.argsort(pos[kept], kind="stable")  # by candidate, then in merge order
+        at = pos[kept][order]
+        self._names = list(names)
+        self._src = src[kept][order]
+        self._score = score[kept][order]
+        self._at = at
+        self._bounds = np.searchsorted(at, np.arange(n + 1)).tolist()
+        self._n = n
+
+    def found_by(self, name: str) -> np.ndarray:
+        """``(n,) bool``: whether source ``name`` found each candidate (``name in self[i]``)."""
+        out = np.zeros(self._n, dtype=bool)
+        if name in self._names:
+            out[self._at[self._src == self._names.index(name)]] = True
+        return out
+
+    def __len__(self) -> int:
+        return self._n
+
+    @overload
+    def __getitem__(self, i: int) -> dict[str, float]: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[dict[str, float]]: ...
+
+    def __getitem__(self, i: int | slice) -> dict[str, float] | list[dict[str, float]]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self._n))]
+        j = int(i) + self._n if i < 0 else int(i)
+        if not 0 <= j < self._n:
+            raise IndexError(f"provenance index {i} out of range for {self._n} candidates")
+        a, b = self._bounds[j], self._bounds[j + 1]
+        names = self._names
+        return {names[s]: v for s, v in zip(self._src[a:b].tolist(),
+                                            self._score[a:b].tolist(), strict=True)}
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(list(self))
 
 
 class Merger:
@@ -241,14 +297,8 @@ class Merger:
         # provenance of the kept candidates only: source name -> that source's score
         where = np.full(len(uniques), -1, dtype=np.int64)
         where[best] = np.arange(len(best))
-        prov: list[dict[str, float]] = [{} for _ in best]
-        source_names = list(results)
-        for src, pos, score in zip(
-            np.concatenate(names).tolist(), where[codes].tolist(),
-            np.concatenate(raw).tolist(), strict=True,
-        ):
-            if pos >= 0:
-                prov[pos][source_names[src]] = score
+        prov = Provenance(list(results), where[codes], np.concatenate(names),
+                          np.concatenate(raw), len(best))
         return MergedCandidates(
             item_ids=np.asarray(uniques[best], dtype=object),
             scores=fused[best].astype(np.float32),

@@ -69,11 +69,12 @@ class ItemCatalog:
         get = self._row.get
         return np.fromiter((get(str(i), -1) for i in item_ids), np.int64, len(item_ids))
 
-    def features(self, item_ids: Sequence[str]) -> ItemFeatures:
-        """Features of ``item_ids`` (unknown ids: attributes None, a zero vector)."""
-        return self._at(self.rows(item_ids))
+    def features(self, item_ids: Sequence[str], *, vectors: bool = True) -> ItemFeatures:
+        """Features of ``item_ids`` (unknown ids: attributes None, a zero vector; no vectors
+        at all with ``vectors=False``)."""
+        return self._at(self.rows(item_ids), vectors)
 
-    def features_at(self, rows: np.ndarray) -> ItemFeatures:
+    def features_at(self, rows: np.ndarray, *, vectors: bool = True) -> ItemFeatures:
         """Features of the items at ``rows`` (from :meth:`rows`; -1: unknown), without a
         lookup by id: a server maps its catalog to these rows once at load."""
         rows = np.asarray(rows)
@@ -85,13 +86,13 @@ class ItemCatalog:
                 f"'rows' must be a 1-D integer array of catalog rows in [-1, {n}); got shape "
                 f"{rows.shape}, dtype {rows.dtype}"
             )
-        return self._at(rows.astype(np.int64, copy=False))
+        return self._at(rows.astype(np.int64, copy=False), vectors)
 
-    def _at(self, rows: np.ndarray) -> ItemFeatures:
+    def _at(self, rows: np.ndarray, vectors: bool) -> ItemFeatures:
         attrs = {name: values[codes[rows]].tolist()
                  for name, (values, codes) in self._columns.items()}
-        vectors = None if self._vectors is None else self._vectors[rows]
-        return ItemFeatures(vectors=vectors, attributes=attrs)
+        vecs = None if self._vectors is None or not vectors else self._vectors[rows]
+        return ItemFeatures(vectors=vecs, attributes=attrs)
 
     @classmethod
     def from_items(cls, items: pa.Table, vectors: VectorTable | None = None) -> ItemCatalog:

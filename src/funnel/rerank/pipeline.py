@@ -186,7 +186,8 @@ class RerankPipeline:
         cfg = self.config
         ids, s, k = check_list(item_ids, scores, cfg.k if k is None else k)
         n = len(ids)
-        feats = self._features(ids, features, catalog_rows)
+        # without a diversity step nothing compares embeddings: do not gather them
+        feats = self._features(ids, features, catalog_rows, vectors=cfg.method != "none")
         feats.check(n)
         timings: dict[str, float] = {}
         reranker, scatter_rules, merch_rules = self._steps()
@@ -217,6 +218,8 @@ class RerankPipeline:
         if why_not is not None:  # serve the ranker's order rather than fail the request
             notes.append(f"diversity skipped: {why_not}")
             sub = np.argsort(-merch.scores[eligible], kind="stable")
+        elif cfg.method == "none":  # the ranker's order: nothing to compare, nothing to take
+            sub = reranker.order(merch.scores[eligible], ItemFeatures(), k)
         else:
             sub = reranker.order(merch.scores[eligible], feats.take(eligible), k)
         buried = np.flatnonzero(merch.buried & ~dup)
@@ -255,24 +258,25 @@ class RerankPipeline:
         return RerankResult(out_ids, out_scores, kinds, timings, report, tuple(notes))
 
     def _features(self, ids: np.ndarray, given: ItemFeatures | None,
-                  rows: np.ndarray | None = None) -> ItemFeatures:
+                  rows: np.ndarray | None = None, *, vectors: bool = True) -> ItemFeatures:
         """``given`` completed from the catalog: what the caller passes wins, the catalog
         fills whatever it lacks (e.g. price band or seller for a scatter rule)."""
         if self.catalog is None:
             return given if given is not None else ItemFeatures()
+        vectors = vectors and (given is None or given.vectors is None)  # the caller's win
         if rows is not None:
             if np.shape(rows) != (len(ids),):
                 raise ValueError(f"'catalog_rows' must hold one row per item ({len(ids)}); "
                                  f"got shape {np.shape(rows)}")
-            known = self.catalog.features_at(rows)
+            known = self.catalog.features_at(rows, vectors=vectors)
         else:
-            known = self.catalog.features([str(i) for i in ids])
+            known = self.catalog.features([str(i) for i in ids], vectors=vectors)
         if given is None:
             return known
         given.check(len(ids))
         attrs = {**known.attributes, **given.attributes}
-        vectors = given.vectors if given.vectors is not None else known.vectors
-        return ItemFeatures(vectors=vectors, attributes=attrs)
+        vecs = given.vectors if given.vectors is not None else known.vectors
+        return ItemFeatures(vectors=vecs, attributes=attrs)
 
     def _scatter_values(self, feats: ItemFeatures, sp_ids: list[str],
                         all_sponsored: Sequence[str],

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from funnel.exceptions import ArtifactError, FunnelError
 from funnel.features.personalization import RecentActions
 from funnel.features.query_match import TermIndex, fuzzy_match, terms
 from funnel.recall.base import RecallRequest
+from funnel.recall.merger import Provenance
 from funnel.serve.catalog import Catalog
 from funnel.serve.scoring import RankStage, load_rank_stage
 from funnel.vectors import VectorTable, load_vectors
@@ -230,14 +231,14 @@ class Engine:
             keep, match = self._match(query, rows, provenance, keep)
         ids = all_ids[keep].tolist()
         rows = rows[keep]
-        provenance = [provenance[i] for i in keep]
+        at = np.asarray(keep, dtype=np.int64)  # candidate -> its position in the merged list
         fused = merged.scores[keep] if len(keep) else np.empty(0, np.float32)
         timings["recall"] = _ms(t0)
         for name, ms in merged.timings_ms.items():
             timings[f"recall.{name}"] = round(ms, 3)
 
         t0 = time.perf_counter()
-        ids, provenance, fused = ids[: self.rank_k], provenance[: self.rank_k], fused[: self.rank_k]
+        ids, at, fused = ids[: self.rank_k], at[: self.rank_k], fused[: self.rank_k]
         rows = rows[: self.rank_k]
         features: Mapping[str, np.ndarray] = {}
         if self.rank is not None and ids:
@@ -287,7 +288,8 @@ class Engine:
                 i = pos.get(item)
                 entry: dict[str, Any] = {"kind": kind, "final_score": round(float(score), 6)}
                 if i is not None:
-                    entry["recall_sources"] = {s: round(v, 4) for s, v in provenance[i].items()}
+                    sources = provenance[int(at[i])]
+                    entry["recall_sources"] = {s: round(v, 4) for s, v in sources.items()}
                     entry["recall_score"] = round(float(fused[i]), 6)
                     entry["rank_score"] = round(float(scores[i]), 6)
                     entry["features"] = {name: _plain(col[i]) for name, col in features.items()}
@@ -334,14 +336,16 @@ class Engine:
         return None
 
     def _matching(
-        self, query: str, rows: np.ndarray, provenance: list[dict[str, float]], keep: list[int]
+        self, query: str, rows: np.ndarray, provenance: Sequence[dict[str, float]],
+        keep: list[int],
     ) -> list[int]:
         """For a search, keep candidates that match the query text or came from a query source
         (positions into ``rows``; see :meth:`_match`)."""
         return self._match(query, rows, provenance, keep)[0]
 
     def _match(
-        self, query: str, rows: np.ndarray, provenance: list[dict[str, float]], keep: list[int]
+        self, query: str, rows: np.ndarray, provenance: Sequence[dict[str, float]],
+        keep: list[int],
     ) -> tuple[list[int], dict[str, np.ndarray] | None]:
         """For a search, keep candidates that match the query text or came from a query source;
         also returns the query-match columns of the kept ones (the ranker's ``qm_*``).
@@ -363,7 +367,10 @@ class Engine:
         ok = match >= floor
         loose = np.flatnonzero(~ok)
         if len(loose):  # few candidates miss the tier; of those, keep what a query source found
-            ok[loose] = ["query_items" in provenance[keep[j]] for j in loose.tolist()]
+            if isinstance(provenance, Provenance):
+                ok[loose] = provenance.found_by("query_items")[np.asarray(keep)[loose]]
+            else:
+                ok[loose] = ["query_items" in provenance[keep[j]] for j in loose.tolist()]
         if not ok.any():
             return keep, features
         matched = np.asarray(keep, dtype=np.int64)[ok].tolist()
