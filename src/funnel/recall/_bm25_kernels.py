@@ -143,22 +143,22 @@ def search_topk(
             wi, wf = w_imp[j], w_fz[j]
             if wf == 0:
                 for p in range(p0, p1):
-                    acc[docs[p] - lo] += impacts[p]
+                    acc[np.uint32(docs[p] - lo)] += impacts[p]
             elif wi == 0:
                 for p in range(p0, p1):
-                    acc[docs[p] - lo] += wf * mask_score[masks[p]]
+                    acc[np.uint32(docs[p] - lo)] += wf * mask_score[masks[p]]
             else:
                 for p in range(p0, p1):
-                    acc[docs[p] - lo] += impacts[p] + wf * mask_score[masks[p]]
+                    acc[np.uint32(docs[p] - lo)] += impacts[p] + wf * mask_score[masks[p]]
         for g in range(n_groups):  # fields of a row count once per fuzzy word
             for j in range(group_off[g], group_off[g + 1]):
                 p0, p1 = bg[j, b], bg[j, b + 1]
                 touched |= p1 > p0
                 for p in range(p0, p1):
-                    orm[docs[p] - lo] |= masks[p]
+                    orm[np.uint32(docs[p] - lo)] |= masks[p]
             for j in range(group_off[g], group_off[g + 1]):
                 for p in range(bg[j, b], bg[j, b + 1]):
-                    d = docs[p] - lo
+                    d = np.uint32(docs[p] - lo)
                     acc[d] += mask_score[orm[d]]  # mask_score[0] == 0: a row's later visits
                     orm[d] = 0
         if not touched:
@@ -180,6 +180,7 @@ def search_topk(
             # branch-light: most rows fail the first test, a checked row is zeroed so a row
             # in two essential lists is offered once
             thr = hs[0] if n == k else np.float32(0.0)
+            root = hd[0] if n == k else n_rows
             for r in range(n_skip, n_scorers):
                 for j in range(first[order[r]], first[order[r] + 1]):
                     if j < n_lists:
@@ -188,12 +189,14 @@ def search_topk(
                         p0, p1 = bg[j - n_lists, b], bg[j - n_lists, b + 1]
                     for p in range(p0, p1):
                         d = docs[p]
-                        s = acc[d - lo]
-                        if s >= thr and s > 0.0:
-                            acc[d - lo] = 0.0
+                        i = np.uint32(d - lo)
+                        s = acc[i]
+                        if s > thr or (s == thr and d < root and s > 0.0):
+                            acc[i] = 0.0
                             if market < 0 or market_codes[d] == market:
                                 n = _push(hs, hd, n, k, s, d)
                                 thr = hs[0] if n == k else np.float32(0.0)
+                                root = hd[0] if n == k else n_rows
         else:
             for c0 in range(0, width, 64):
                 c1 = min(c0 + 64, width)
@@ -214,7 +217,7 @@ def search_topk(
                     else:
                         p0, p1 = bg[j - n_lists, b], bg[j - n_lists, b + 1]
                     for p in range(p0, p1):
-                        acc[docs[p] - lo] = 0.0
+                        acc[np.uint32(docs[p] - lo)] = 0.0
         else:
             acc[:width] = 0.0
     out_s = np.empty(n, dtype=np.float32)
