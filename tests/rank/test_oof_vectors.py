@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from funnel.features.personalization import ItemVectorLookup
-from funnel.rank.oof_vectors import out_of_fold_vectors, user_fold
+from funnel.rank.oof_vectors import FoldVectors, out_of_fold_vectors, user_fold
 
 
 def test_user_fold_is_stable_and_in_range() -> None:
@@ -55,6 +55,15 @@ def test_a_users_rows_get_vectors_that_never_saw_their_sessions(tmp_path) -> Non
     assert {"x0", "x1", "x2", "x3"} <= set(vectors_for(other).ids)  # trained on users[0]
     assert own.item_brand == {"a": "brand-a"}  # everything but the vectors is the full one
     np.testing.assert_allclose(np.linalg.norm(own.vectors, axis=1), 1.0, atol=1e-5)
+    # saved beside the ranker and read back exactly (the evaluation's skew table uses them)
+    vectors_for.save(tmp_path / "oof")
+    again = FoldVectors.load(tmp_path / "oof", full)
+    assert again is not None and len(again.lookups) == 2
+    for user in (users[0], other):
+        assert again(user).ids == vectors_for(user).ids
+        np.testing.assert_allclose(again(user).vectors, vectors_for(user).vectors, atol=1e-6)
+    assert again(users[0]).item_brand == {"a": "brand-a"}
+    assert FoldVectors.load(tmp_path / "nothing", full) is None
 
 
 def test_folds_are_validated(tmp_path) -> None:

@@ -6,11 +6,14 @@ features look more predictive in training than they can be on new sessions, and 
 learns to trust them too much. This measures it: the group AUC of each feature alone on the
 last training-period requests (before the split) vs on held-out requests. A feature that
 separates clicks in training but not after the split is memorization, not personalization.
+When the rank stage trained on out-of-fold vectors (``[rank] oof_folds``), the training-period
+figures are also given as the ranker saw them (``skew.train_as_trained.*``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -23,7 +26,8 @@ TRAIN_WINDOW_FRACTION = 0.25
 """The training-period requests scored are those of this last share of the training span."""
 
 
-def _feature_aucs(engine: Any, requests: Sequence[Case]) -> dict[str, float]:
+def _feature_aucs(engine: Any, requests: Sequence[Case],
+                  vectors_for: Any = None) -> dict[str, float]:
     from funnel.rank.metrics import group_auc
     from funnel.rank.serving import clip_state
 
@@ -35,7 +39,8 @@ def _feature_aucs(engine: Any, requests: Sequence[Case]) -> dict[str, float]:
         ids = [i for i, _, _ in case.impressions]
         if not ids or not case.state.clicks:
             continue
-        feats = personalization_features(ids, clip_state(case.state, rank.recent_k), rank.vectors)
+        vectors = rank.vectors if vectors_for is None else vectors_for(case.user_id)
+        feats = personalization_features(ids, clip_state(case.state, rank.recent_k), vectors)
         for name in FEATURE_NAMES:
             cols[name].append(feats[name])
         y.append(np.array([i in case.targets for i in ids], dtype=np.float64))
@@ -75,13 +80,22 @@ def feature_skew_figures(engine: Any, con: duckdb.DuckDBPyConnection, split_ms: 
         return [rows[i] for i in keep]
 
     out: dict[str, float] = {}
-    train = _feature_aucs(engine, pick(window))
+    window = pick(window)
+    train = _feature_aucs(engine, window)
     held = _feature_aucs(engine, pick(held_requests))
-    for tag, figures in (("train", train), ("held_out", held)):
+    # as the ranker was trained: with out-of-fold vectors when the rank stage used them
+    from funnel.rank.oof_vectors import FoldVectors
+
+    path = getattr(engine, "path", None)
+    folds = None if path is None else FoldVectors.load(Path(path) / "rank" / "oof", rank.vectors)
+    trained = {} if folds is None else _feature_aucs(engine, window, folds)
+    for tag, figures in (("train", train), ("held_out", held), ("train_as_trained", trained)):
         for name, value in figures.items():
             suffix = "" if name == "requests" else ".group_auc"
             out[f"skew.{tag}.{name}{suffix}"] = value
     for name in FEATURE_NAMES:
         if name in train and name in held:
             out[f"skew.{name}.group_auc_drop"] = train[name] - held[name]
+        if name in trained and name in held:
+            out[f"skew.{name}.group_auc_drop_as_trained"] = trained[name] - held[name]
     return out

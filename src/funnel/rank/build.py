@@ -230,6 +230,8 @@ def build_rank(
             say(f"out-of-fold item vectors: {config.oof_folds} user folds"
                 if vectors_for is not None else "out-of-fold vectors: too few sessions, off")
         table = build_training_set(con, ts_cfg, vectors, vectors_for)
+        if vectors_for is not None:
+            vectors_for.save(out / "oof")
         truth = None
         if "truth" in _tables(con):
             truth = dict(con.sql("SELECT event_id, p_click FROM truth WHERE p_click IS NOT NULL")

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import duckdb
@@ -23,6 +22,7 @@ import pyarrow as pa
 
 from funnel.exceptions import ModelFitError
 from funnel.features.personalization import ItemVectorLookup
+from funnel.vectors import load_vectors, save_vectors
 
 
 def user_fold(user_id: str | None, folds: int) -> int:
@@ -43,12 +43,42 @@ def _embed_config(embeddings_dir: Path):  # type: ignore[no-untyped-def]
     return from_mapping(EmbedConfig, json.loads(path.read_text())["config"])
 
 
+@dataclass
+class FoldVectors:
+    """One item-vector lookup per user fold; calling it with a user id gives that user's."""
+
+    lookups: list[ItemVectorLookup]
+
+    def __call__(self, user_id: str | None) -> ItemVectorLookup:
+        return self.lookups[user_fold(user_id, len(self.lookups))]
+
+    def save(self, directory: Path) -> None:
+        """``fold<k>`` vector tables (the evaluation measures the skew of what was trained on)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        for k, lookup in enumerate(self.lookups):
+            save_vectors(directory, f"fold{k}", lookup.ids, lookup.vectors)
+        (directory / "folds.json").write_text(json.dumps({"folds": len(self.lookups)}))
+
+    @classmethod
+    def load(cls, directory: Path, full: ItemVectorLookup) -> FoldVectors | None:
+        """The saved folds with ``full``'s markets, brands and types; None if none saved."""
+        path = directory / "folds.json"
+        if not path.exists():
+            return None
+        folds = int(json.loads(path.read_text())["folds"])
+        lookups = []
+        for k in range(folds):
+            table = load_vectors(directory, f"fold{k}")
+            lookups.append(replace(full, ids=list(table.ids), vectors=table.vectors))
+        return cls(lookups)
+
+
 def out_of_fold_vectors(
     con: duckdb.DuckDBPyConnection,
     full: ItemVectorLookup,
     embeddings_dir: Path,
     folds: int = 2,
-) -> Callable[[str | None], ItemVectorLookup] | None:
+) -> FoldVectors | None:
     """``user_id -> vectors`` that never saw that user's sessions, or None when a fold cannot
     be trained (too few sessions); markets, brands and types are the full lookup's."""
     from funnel.embed.items import ItemEmbeddings
@@ -80,4 +110,4 @@ def out_of_fold_vectors(
         if cfg.cold_start and items.num_rows:
             model.fill_cold_start(items)
         lookups.append(replace(full, ids=list(model.vocab_), vectors=model.vectors_))
-    return lambda user_id: lookups[user_fold(user_id, folds)]
+    return FoldVectors(lookups)
