@@ -48,6 +48,24 @@ def _override(text: str) -> tuple[str, str, object]:
     return section, key, parsed
 
 
+def _features_without(names: list[str], has_rank: bool) -> str:
+    """``[[rank.features]]`` tables: the default specs minus ``names`` (TOML text)."""
+    from funnel.config import _toml_value
+    from funnel.rank.defaults import DEFAULT_FEATURES
+
+    known = {spec["name"] for spec in DEFAULT_FEATURES}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise SystemExit(f"--drop-feature: unknown {unknown}; default specs are {sorted(known)}")
+    lines = [] if has_rank else ["[rank]", ""]
+    for spec in DEFAULT_FEATURES:
+        if spec["name"] not in names:
+            lines.append("[[rank.features]]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in spec.items()]
+            lines.append("")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -58,6 +76,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one funnel.toml value (VALUE in TOML syntax)")
+    parser.add_argument("--drop-feature", action="append", default=[], metavar="NAME",
+                        help="train the rankers without this default feature spec (ablation)")
     args = parser.parse_args()
     overrides = [_override(text) for text in args.set]
     events = 20_000 if args.quick else args.events
@@ -75,13 +95,16 @@ def main() -> None:
             events = -1
         else:
             ws = synthetic_workspace(Path(tmp) / "ws", events=events, seed=args.seed, stages=())
-        if overrides:
+        if overrides or args.drop_feature:
             from funnel.config import dump_toml
 
             raw = ws.config()
             for section, key, value in overrides:
                 raw.setdefault(section, {})[key] = value
-            ws.config_path.write_text(dump_toml(raw))
+            text = dump_toml(raw)
+            if args.drop_feature:
+                text += _features_without(args.drop_feature, "rank" in raw)
+            ws.config_path.write_text(text)
         out = Path(tmp) / "evaluation"
         result = evaluate_workspace(ws, out, config=EvalConfig(max_cases=max_cases))  # type: ignore[arg-type]
         f = result.figures
