@@ -166,3 +166,19 @@ def test_analyze_properties(text):
     # analysis is stable: analysing the joined tokens of a latin-only text changes nothing
     if all(len(t) > 0 and t.isascii() for t in tokens):
         assert analyze(" ".join(tokens)) == [analyze(t)[0] for t in tokens]
+
+
+def test_ties_are_broken_by_row_whatever_list_they_come_from():
+    # rows 0, 4, 8 say "alpha", rows 1, 5, 9 "bravo", the rest "charlie": "alpha bravo" scores
+    # all six the same (same df, same length), so the top 3 are the three lowest rows
+    titles = ["alpha", "bravo", "charlie", "charlie"] * 3
+    items = pa.table({"item_id": [f"r{i}" for i in range(12)], "title": titles,
+                      "brand": [""] * 12, "category": [""] * 12, "market": ["m"] * 12})
+    index = LexicalIndex(fuzzy_max_words=0).fit(items)
+    for block in (65536, 5, 1):
+        index.index_.block = block
+        got = index.search("alpha bravo", k=3)
+        assert got.item_ids.tolist() == ["r0", "r1", "r4"]
+        assert len(set(got.scores.tolist())) == 1
+        assert index.search("bravo alpha", k=6).item_ids.tolist() == [
+            "r0", "r1", "r4", "r5", "r8", "r9"]

@@ -179,8 +179,10 @@ WORD = st.text(alphabet="abcs", min_size=1, max_size=7)
     query=st.lists(WORD, min_size=1, max_size=3).map(" ".join),
     market=st.sampled_from([None, "x"]),
     boosts=st.sampled_from([None, {"title": 1.0, "brand": 0.0, "category": 4.0}]),
+    block=st.sampled_from([1, 2, 5, 65536]),
+    k=st.integers(1, 4),
 )
-def test_scores_equal_a_brute_force_bm25(titles, query, market, boosts):
+def test_scores_equal_a_brute_force_bm25(titles, query, market, boosts, block, k):
     n = len(titles)
     items = pa.table({
         "item_id": [f"r{i}" for i in range(n)], "title": titles,
@@ -189,6 +191,7 @@ def test_scores_equal_a_brute_force_bm25(titles, query, market, boosts):
         "market": [("x", "y")[i % 2] for i in range(n)],
     })
     index = LexicalIndex(boosts=boosts).fit(items)
+    index.index_.block = block
     expected = brute_scores(items, index, query, market)
     got = index.search(query, k=n, market=market)
     rows = [int(i[1:]) for i in got.item_ids]
@@ -197,6 +200,29 @@ def test_scores_equal_a_brute_force_bm25(titles, query, market, boosts):
         assert s == pytest.approx(expected[r], rel=1e-4)
     order = sorted(rows, key=lambda r: (-got.scores[rows.index(r)], r))
     assert rows == order  # best first, ties by row
+    top = index.search(query, k=k, market=market)  # a small k keeps a prefix of the ranking
+    assert top.item_ids.tolist() == got.item_ids.tolist()[:k]
+
+
+def test_block_size_changes_nothing(catalog, fitted):
+    # the kernel scores rows block by block; small blocks exercise cursors, MaxScore skipping
+    # and the heap across many blocks (the 1M catalog has 16 blocks of 65,536 rows)
+    items, queries = catalog
+    ours, _ = fitted
+    words = sorted({w for t in items.column("title").to_pylist() for w in analyze(t)
+                    if w.isascii() and len(w) >= 5})
+    probes = queries[::2] + typos(words[:10], np.random.default_rng(1))
+    default = ours.index_.block
+    try:
+        expected = [ours.search(q, k=30, market=m) for q in probes for m in (None, "tokyo")]
+        for block in (1, 37, 512):
+            ours.index_.block = block
+            got = [ours.search(q, k=30, market=m) for q in probes for m in (None, "tokyo")]
+            for a, b in zip(expected, got, strict=True):
+                assert a.item_ids.tolist() == b.item_ids.tolist()
+                assert a.scores.tolist() == b.scores.tolist()
+    finally:
+        ours.index_.block = default
 
 
 def test_many_threads_give_the_serial_results(catalog, fitted):
