@@ -8,8 +8,8 @@ a transposition costs 1) so "hiltn" still finds "hilton".
 The index is our own (:mod:`funnel.recall._bm25`): one posting list per term with the boosted
 BM25 impact over all fields precomputed, searched by a numba kernel. Marketplace titles use a
 small vocabulary, so each query term covers a large share of the catalog and tantivy's
-block-WAND had little to prune; adding precomputed numbers block by block is ~4x faster at 1M
-items (k=300: p50 ~1.4 ms vs 5.4 ms) and gives tantivy's scores (the tests check it against
+block-WAND had little to prune; adding precomputed numbers block by block is ~5x faster at 1M
+items (k=300: p50 ~1.0 ms vs 5.4 ms) and gives tantivy's scores (the tests check it against
 tantivy itself). Format 1 indexes (tantivy files) still load, with a warning, and search at
 tantivy's speed until rebuilt.
 """
@@ -225,7 +225,7 @@ class LexicalIndex:
         from funnel.recall._bm25_tantivy import TantivyBM25
 
         warnings.warn(
-            f"{path}: LexicalIndex format {OLD_FORMAT!r} (tantivy) searches ~4x slower than "
+            f"{path}: LexicalIndex format {OLD_FORMAT!r} (tantivy) searches ~5x slower than "
             f"{FORMAT!r}; rebuild it with `funnel build`",
             UserWarning, stacklevel=3,
         )
