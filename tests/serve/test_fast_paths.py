@@ -233,3 +233,27 @@ def test_rerank_by_catalog_rows_equals_rerank_by_id(engine, method):
         assert a == b and len(a["item_ids"]) == 20 and "sponsored" in a["kinds"]
     with pytest.raises(ValueError, match=r"'catalog_rows' must hold one row per item \(120\)"):
         pipeline.rerank(ids, scores, k=5, catalog_rows=catalog.rows(ids[:3]))
+
+
+@pytest.mark.parametrize("method", ["none", "dpp"])
+def test_rerank_without_scatter_rules_equals_rules_that_never_bind(engine, method):
+    """Without scatter rules the pipeline hands scatter only the rows that can be shown; a rule
+    that can never bind (at most 3 per 3 positions) runs scatter over the whole list: same
+    list, scores, kinds and report (moved, pulled in, nDCG)."""
+    from funnel.rerank.pipeline import RerankPipeline
+
+    catalog = engine.rerank.catalog
+    ids = catalog.item_ids[:150]
+    scores = np.random.default_rng(4).random(len(ids))
+    base = replace(engine.rerank.config, method=method, sponsored_positions=(2,),
+                   merch=({"action": "pin", "item_id": ids[90], "position": 1},
+                          {"action": "bury", "item_id": ids[0]}))
+    never = replace(base, scatter=({"attribute": "brand", "max_count": 3, "window": 3},))
+    assert len(catalog) > 160
+    kw = {"k": 12, "sponsored_ids": [catalog.item_ids[-1]], "sponsored_ecpm": [5.0],
+          "catalog_rows": catalog.rows(ids)}
+    a = RerankPipeline(base, catalog=catalog).rerank(ids, scores, **kw).to_dict()
+    b = RerankPipeline(never, catalog=catalog).rerank(ids, scores, **kw).to_dict()
+    for d in (a, b):
+        d.pop("timings_ms")
+    assert a == b and a["kinds"][1:3] == ["pinned", "sponsored"] and len(a["item_ids"]) == 12

@@ -9,7 +9,6 @@ space, so ``cos(user_type, item_type)`` is a long-term-interest ranking feature.
 
 from __future__ import annotations
 
-import copy
 import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -351,7 +350,8 @@ class TypeLookup:
                 f"'rows' must be {len(item_ids)} type rows in [0, {len(self._matrix)}) (one "
                 f"per item id); got shape {rows.shape}, dtype {rows.dtype}"
             )
-        view = copy.copy(self)
+        view = object.__new__(type(self))  # a shallow copy, without copy.copy's protocol
+        view.__dict__.update(self.__dict__)
         view._known = (item_ids, rows)
         return view
 

@@ -19,6 +19,7 @@ import threading
 import unicodedata
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -201,37 +202,61 @@ class TermIndex:
         q = terms(query) if query else frozenset()
         if q and n:
             size = len(self._words)
-            # (row, vocabulary id, field) of every entry of the candidates
-            starts = self._indptr[rows]
-            lens = self._indptr[rows + 1] - starts
-            take = _csr_positions(starts, lens)[1]
-            ids, tags = self._indices[take], self._tags[take]
-            row_of = np.repeat(np.arange(n), lens)
-            exact = np.zeros(n, dtype=np.int64)
-            fuzzy = np.zeros(n, dtype=np.int64)
-            in_query = np.zeros(size + 1, dtype=bool)
-            for t in q:
-                tid = self.vocab.get(t)
-                if tid is not None:
-                    in_query[tid] = True
-                    has = np.zeros(n, dtype=bool)
-                    has[row_of[ids == tid]] = True
-                    exact += has
-                close = np.zeros(size + 1, dtype=bool)
-                close[self._fuzzy_ids(t)] = True
-                has = np.zeros(n, dtype=bool)
-                has[row_of[close[ids]]] = True
-                fuzzy += has
+            words = sorted(q)
+            exact_id = np.array([self.vocab.get(t, -1) for t in words], dtype=np.int64)
+            in_query = np.zeros(size + 1, dtype=np.bool_)
+            in_query[exact_id[exact_id >= 0]] = True
+            close = np.zeros((len(words), size + 1), dtype=np.bool_)
+            for j, t in enumerate(words):
+                close[j, self._fuzzy_ids(t)] = True
+            exact, fuzzy, have, inside = _match_kernel()(
+                self._indptr, self._indices, self._tags, rows, exact_id, close, in_query)
             out[:, 0] = exact / len(q)
             out[:, 1] = fuzzy / len(q)
-            for j in range(3):  # category, brand, market: all their terms are in the query
-                sel = tags == j + 1
-                f_rows = row_of[sel]
-                have = np.bincount(f_rows, minlength=n)
-                inside = np.bincount(f_rows, weights=in_query[ids[sel]], minlength=n)
-                out[:, 2 + j] = (have > 0) & (inside == have)
+            # category, brand, market: the query names the field when all its terms are in it
+            out[:, 2:5] = ((have > 0) & (inside == have)).T
             out[:, 5] = 1.0
         return {name: out[:, i].copy() for i, name in enumerate(QUERY_MATCH_FEATURES)}
+
+
+@lru_cache(maxsize=1)
+def _match_kernel() -> Any:
+    """The per-candidate counts of :meth:`TermIndex.features`, compiled on first use (numba is
+    imported only by a server or a test that matches queries against many items)."""
+    import numba as nb
+
+    @nb.njit(nogil=True)
+    def match_counts(indptr, indices, tags, rows, exact_id, close, in_query):  # type: ignore[no-untyped-def]
+        # per candidate: query terms found exactly / fuzzily among its terms (each term once),
+        # and per field 1..3 (category, brand, market): its terms, and those in the query
+        n, n_terms = rows.shape[0], exact_id.shape[0]
+        exact = np.zeros(n, np.int64)
+        fuzzy = np.zeros(n, np.int64)
+        have = np.zeros((3, n), np.int64)
+        inside = np.zeros((3, n), np.int64)
+        seen_exact = np.zeros(n_terms, np.bool_)
+        seen_fuzzy = np.zeros(n_terms, np.bool_)
+        for i in range(n):
+            r = rows[i]
+            seen_exact[:] = False
+            seen_fuzzy[:] = False
+            for e in range(indptr[r], indptr[r + 1]):
+                w = indices[e]
+                for j in range(n_terms):
+                    if exact_id[j] == w:
+                        seen_exact[j] = True
+                    if close[j, w]:
+                        seen_fuzzy[j] = True
+                f = tags[e]
+                if f > 0:
+                    have[f - 1, i] += 1
+                    if in_query[w]:
+                        inside[f - 1, i] += 1
+            exact[i] = seen_exact.sum()
+            fuzzy[i] = seen_fuzzy.sum()
+        return exact, fuzzy, have, inside
+
+    return match_counts
 
 
 def _gather_csr(

@@ -296,7 +296,9 @@ class ServingRanker:
             varying = [c for c in spec.sources if c not in _REQUEST_COLUMNS]
             if not varying:
                 idx, val = self._encode_one(spec.name, {c: cols[c][:1] for c in spec.sources})
-                out[spec.name] = (np.repeat(idx, n, axis=0), np.repeat(val, n, axis=0))
+                # read-only views: assemble copies them into the model input anyway
+                out[spec.name] = (np.broadcast_to(idx, (n, *idx.shape[1:])),
+                                  np.broadcast_to(val, (n, *val.shape[1:])))
             elif spec.type == "cross" and len(varying) == 1 and varying[0] in codes:
                 # rows with one value of the item column encode alike: encode each value once
                 # (all rows are snapshot rows here, so the item value is the snapshot's)

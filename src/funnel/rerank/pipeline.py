@@ -210,8 +210,9 @@ class RerankPipeline:
         timings["sponsored"] = _ms(t)
 
         t = time.perf_counter()
-        eligible = np.flatnonzero(~merch.buried & ~dup & ~np.isin(np.arange(n),
-                                                                   list(pinned_rows)))
+        pinned = np.zeros(n, dtype=bool)
+        pinned[list(pinned_rows)] = True
+        eligible = np.flatnonzero(~merch.buried & ~dup & ~pinned)
         notes = list(merch.notes)
         why_not = (missing_inputs(feats, kind=cfg.similarity, attributes=cfg.attributes)
                    if cfg.method != "none" else None)
@@ -222,16 +223,19 @@ class RerankPipeline:
             sub = reranker.order(merch.scores[eligible], ItemFeatures(), k)
         else:
             sub = reranker.order(merch.scores[eligible], feats.take(eligible), k)
-        buried = np.flatnonzero(merch.buried & ~dup)
-        buried = buried[~np.isin(buried, list(pinned_rows))]
+        buried = np.flatnonzero(merch.buried & ~dup & ~pinned)
         buried = buried[np.argsort(-merch.scores[buried], kind="stable")]
         order = np.concatenate([eligible[sub], buried]).astype(np.int64)
         timings["diversity"] = _ms(t)
 
         t = time.perf_counter()
-        values = self._scatter_values(feats, sp_ids, sponsored_ids, sponsored_features)
         fixed = dict(merch.pins)
         fixed.update({p: sp_rows[item] for p, item in plan.placed.items()})
+        values: dict[str, list[str | None]] = {}
+        if scatter_rules or sponsored_features is not None:
+            values = self._scatter_values(feats, sp_ids, sponsored_ids, sponsored_features)
+        else:  # no rule can pull a later row up: only the first k + len(fixed) rows can show
+            order = order[: k + len(fixed)]
         all_scores = np.concatenate([merch.scores, np.full(len(sp_ids), merch.scores.min()
                                                            if n else 0.0)])
         rows, report = scatter(order, values, scatter_rules, k, fixed=fixed,

@@ -394,7 +394,7 @@ class Engine:
     ) -> tuple[list[str], np.ndarray]:
         """Candidates that carry a bid, with eCPM = pCTR x bid (x1000)."""
         bids = np.asarray(self.catalog.columns["bid"][rows], dtype=np.float64)
-        has = np.flatnonzero(np.nan_to_num(bids, nan=0.0) > 0)
+        has = np.flatnonzero(bids > 0)  # NaN (no bid) compares False
         return [ids[r] for r in has], pctr[has] * bids[has] * 1000
 
     def similar(self, item_id: str, k: int) -> StageResult:
