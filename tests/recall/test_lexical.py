@@ -182,3 +182,15 @@ def test_ties_are_broken_by_row_whatever_list_they_come_from():
         assert len(set(got.scores.tolist())) == 1
         assert index.search("bravo alpha", k=6).item_ids.tolist() == [
             "r0", "r1", "r4", "r5", "r8", "r9"]
+
+
+def test_a_fuzzy_word_adds_a_constant_per_field_its_exact_term_included():
+    # "hilton" is in h1's title (boost 3) and brand (boost 2): as a short query it is also a
+    # fuzzy word, and the exact term is within distance 1 of itself, as in tantivy
+    exact_only = LexicalIndex(fuzzy_weight=0.0).fit(ITEMS).search("hilton", k=1)
+    with_fuzzy = LexicalIndex(fuzzy_weight=0.5).fit(ITEMS).search("hilton", k=1)
+    assert exact_only.item_ids.tolist() == with_fuzzy.item_ids.tolist() == ["h1"]
+    assert with_fuzzy.scores[0] - exact_only.scores[0] == pytest.approx(3 * 0.5 + 2 * 0.5)
+    # a typo scores the fuzzy constants alone: title and brand, nothing from BM25
+    typo = LexicalIndex(fuzzy_weight=0.5).fit(ITEMS).search("hiltom", k=5)
+    assert typo.item_ids.tolist() == ["h1"] and typo.scores[0] == pytest.approx(2.5)
