@@ -152,6 +152,15 @@ class Bm25Searcher:
         self._cache_size = cache_size
         self._lock = threading.Lock()
         self._mask_scores: dict[tuple[float, ...], np.ndarray] = {}
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Load the compiled kernels now (~1 s) rather than in the first request."""
+        p, i64, f32 = self.postings, np.empty(0, np.int64), np.empty(0, np.float32)
+        search_topk(p.offsets, p.docs, p.impacts, p.masks, np.zeros(8, np.float32), i64, f32,
+                    f32, i64, np.zeros(1, np.int64), np.empty(0, np.float64),
+                    self.market_codes, -1, 1, self.block)
+        fuzzy_expand(self._codes, self._lengths, np.zeros(1, np.int32), 1)
 
     def expand(self, word: str, distance: int) -> np.ndarray:
         """Term ids within ``distance`` edits of ``word`` (the word itself included)."""
