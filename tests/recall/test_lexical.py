@@ -194,3 +194,7 @@ def test_a_fuzzy_word_adds_a_constant_per_field_its_exact_term_included():
     # a typo scores the fuzzy constants alone: title and brand, nothing from BM25
     typo = LexicalIndex(fuzzy_weight=0.5).fit(ITEMS).search("hiltom", k=5)
     assert typo.item_ids.tolist() == ["h1"] and typo.scores[0] == pytest.approx(2.5)
+
+
+def test_a_k_larger_than_the_catalog_returns_every_match(index):
+    assert len(index.search("hotel", k=10**12)) == 3

@@ -230,5 +230,6 @@ class Bm25Searcher:
         return search_topk(
             p.offsets, p.docs, p.impacts, p.masks, mask_score, lists, wi, wf,
             group_lists.astype(np.int64), np.asarray(group_off, dtype=np.int64),
-            np.asarray(bound, dtype=np.float64), self.market_codes, market, k, self.block,
+            np.asarray(bound, dtype=np.float64), self.market_codes, market,
+            min(k, max(p.n_rows, 1)), self.block,
         )
