@@ -4,7 +4,7 @@ Layout of ``<artifact>/recall/``::
 
     config.json      the RecallConfig used (quotas and timeout for the merger)
     vector/          VectorIndex over <artifact>/embeddings item vectors (if embeddings exist)
-    lexical/         LexicalIndex (tantivy) over item title / brand / category
+    lexical/         LexicalIndex (BM25 postings, npz) over item title / brand / category
     covisit/         CoVisitation from the sessions table
     popularity/      Popularity per market from events
     query_items/     QueryItems from search -> click events
