@@ -57,7 +57,7 @@ class RankConfig:
     valid_fraction: float = 0.1
     test_fraction: float = 0.2
     recent_k: int = 10
-    oof_folds: int = 0
+    oof_folds: int = 2
     """Session features of training rows from item vectors trained without the row's user
     (this many user folds, ``rank.oof_vectors``); 0 = the served vectors (skewed, see there).
     Only when the embeddings stage was built (the co-click fallback is always full-data)."""
