@@ -115,7 +115,9 @@ def test_held_out_cases_by_hand(tiny_store: duckdb.DuckDBPyConnection) -> None:
     # the moment of a booking is the first click on the booked item, so it cannot leak
     assert booking.targets == ("B",) and booking.query == "beach"
     assert booking.ts_ms == split + 100_000 and booking.state.clicks == ("A",)
-    assert len(booking.state.shown) == 3
+    # ... and its state is the one r1 was served with: before r1's own impressions (the
+    # server ranked r1 before showing it; with them, every item of r1 looked already shown)
+    assert booking.state == search.state and booking.state.shown == ()
     (nxt,) = held.cases["next_click"]  # u3's clicks each start a session: no case
     assert nxt.targets == ("C",) and nxt.user_id == "u1" and nxt.query == ""
     assert nxt.state.clicks == ("A", "B") and nxt.state.bookings == ("B",)

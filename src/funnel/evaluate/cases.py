@@ -8,6 +8,8 @@ on ``POST /events``), and at each held-out moment the state *before* it is kept:
   market, logged impressions with their true ``p_click`` when known); targets = clicked items.
 - ``booking``: one per held-out booking; the moment is the first click on the booked item in
   the same session (so the click itself does not leak), with the session's last query so far.
+  When that click belongs to a logged request, the state is the one the request was served
+  with (before its own impressions, as the server ranked it), not the one at the click.
 - ``next_click``: one per held-out click outside any logged request (browse logs without
   searches), given the earlier clicks of its session; the target is the clicked item.
 
@@ -116,6 +118,7 @@ def held_out_cases(con: duckdb.DuckDBPyConnection, split_ms: int, *,
         last_ts: int | None = None
         session_query = ""
         first_click: dict[str, tuple[RecentActions, str, int]] = {}
+        served_with: dict[str, RecentActions] = {}  # request id -> state when it was served
         open_req: dict[str, dict] = {}
         held = False
         for r in range(start, stop):
@@ -152,8 +155,11 @@ def held_out_cases(con: duckdb.DuckDBPyConnection, split_ms: int, *,
                         "booking", users[r], at, query, market, snap, (item,)))
             if kind == "search":
                 session_query = ev["query"][r] or ""
+            if req is not None and req not in served_with and kind in ("search", "impression"):
+                served_with[req] = state
             if kind == "click" and item is not None and item not in first_click:
-                first_click[item] = (state, session_query, ts)
+                first_click[item] = (served_with.get(req, state) if req is not None else state,
+                                     session_query, ts)
             if kind in ("impression", "click", "booking") and item is not None:
                 state = observe(state, kind, item, ts_ms=ts, dwell_ms=ev["dwell_ms"][r],
                                 request_id=req, position=ev["position"][r])
