@@ -45,3 +45,9 @@ def test_ids_that_are_not_strings_are_unknown():
     index = RowIndex(["1", "2"], {"1": 0, "2": 1})
     assert index.rows([1, "2", None]).tolist() == [-1, 1, -1]  # type: ignore[list-item]
     assert index.rows([]).tolist() == []
+
+
+def test_long_ids_keep_the_dict():
+    ids = ["x" * (RowIndex.MAX_ID_CHARS + 1), "y"]
+    assert RowIndex.build(ids, {i: r for r, i in enumerate(ids)}) is None
+    assert RowIndex.build(["a", "b"], {"a": 0, "b": 1}) is not None

@@ -78,7 +78,7 @@ class Catalog:
     def __post_init__(self) -> None:
         ids = self.ids.tolist()
         if ids and all(type(i) is str for i in ids):
-            self._index = RowIndex(ids, self.row)
+            self._index = RowIndex.build(ids, self.row)
 
     @classmethod
     def load(cls, artifact_dir: Path) -> Catalog:
@@ -175,6 +175,16 @@ class RowIndex:
     (one more): the answer is exact - an id whose hash matches but whose text differs (a hash
     collision) is looked up in ``fallback``, the dict this index mirrors.
     """
+
+    MAX_ID_CHARS = 64
+    """Longer ids make the fixed-width copy too large (4 bytes per char per item): dict then."""
+
+    @classmethod
+    def build(cls, ids: list[str], fallback: dict[str, int]) -> RowIndex | None:
+        """The index of ``ids``, or None when an id is longer than :attr:`MAX_ID_CHARS`."""
+        if max(map(len, ids), default=0) > cls.MAX_ID_CHARS:
+            return None
+        return cls(ids, fallback)
 
     def __init__(self, ids: list[str], fallback: dict[str, int]) -> None:
         n = len(ids)
