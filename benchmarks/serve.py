@@ -238,6 +238,14 @@ def reference_cpu_ms(engine: object, calls: list[Call], n: int) -> float:
     return cpu_ms
 
 
+def worker_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds so far of each process of the server (the supervisor and its workers)."""
+    import psutil
+
+    proc = psutil.Process(pid)
+    return {p.pid: sum(p.cpu_times()[:2]) for p in [proc, *proc.children(recursive=True)]}
+
+
 def wait_until_idle(pid: int, quiet_s: float = 2.0, limit_s: float = 900.0) -> None:
     """Block until the server and its workers used < 5% of a core for ``quiet_s`` (all loaded)."""
     import psutil
@@ -480,11 +488,18 @@ def main() -> None:
         wait_until_idle(server.pid)  # every worker has loaded its engine
         n_items_served = httpx.get(base + "/health").json()["items"]
         load_state(base, requests)
+        if requests:  # let the spool's 10-second flush write those events to the store first
+            time.sleep(11.0)
+            wait_until_idle(server.pid)
         seq, server_cpu_ms = sequential_http(base, bodies, 200 if args.quick else 1000,
                                              server.pid)
         print(f"  HTTP one at a time: p50 {percentile(seq, 50):.2f} ms; "
               f"fixed 100 req/s for {fixed_s:.0f} s ...", flush=True)
+        before = worker_cpu(server.pid)
         fixed = run_load(base, bodies, 100.0, fixed_s)
+        after = worker_cpu(server.pid)
+        used = [after.get(p, 0.0) - t for p, t in before.items()]
+        busiest_share = max(used) / max(sum(used), 1e-9)
         print(f"  100 req/s: p50 {fixed['p50_ms']:.1f} ms, p99 {fixed['p99_ms']:.1f} ms, "
               f"errors {fixed['errors']:.0f}; stepping the rate up ...", flush=True)
         max_rps = 0.0
@@ -516,6 +531,7 @@ def main() -> None:
         "errors": fixed["errors"],
         "requests": fixed["requests"],
         "max_rps_at_p99_100ms": max_rps,
+        "busiest_worker_cpu_share": round(busiest_share, 3),
         "sequential_http_p50_ms": round(p50_http, 2),
         "sequential_http_p99_ms": round(percentile(seq, 99), 2),
         "inproc_p50_ms": round(p50_in, 2),
