@@ -104,10 +104,13 @@ class LimitsAndMetrics:
 
 
 def _limit_threads(n: int) -> None:
-    """Small per-request batches gain nothing from intra-op threads and suffer from contention."""
+    """Small per-request batches gain nothing from intra-op threads and suffer from contention
+    (faiss's OpenMP threads spin after each search, taking a core from the other worker)."""
+    import faiss
     import torch
 
     torch.set_num_threads(n)
+    faiss.omp_set_num_threads(n)
 
 
 def create_app(
