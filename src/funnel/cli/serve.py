@@ -53,5 +53,10 @@ def serve(
     if admin_token:
         os.environ["FUNNEL_ADMIN_TOKEN"] = admin_token
     console.print(f"serving {ws.artifacts.require_current().name} at [bold]http://{host}:{port}/[/]")
+    if workers > 1:
+        from funnel.serve.workers import serve_workers
+
+        serve_workers(host, port, workers)
+        return
     uvicorn.run("funnel.serve.app:create_app", factory=True, host=host, port=port,
-                workers=workers, log_level="warning", access_log=False)
+                log_level="warning", access_log=False)
