@@ -18,7 +18,12 @@ Figures:
 - p50/p99 latency and errors at a fixed 100 req/s for 60 s (``--quick``: 10 s);
 - the highest rate whose p99 stays <= 100 ms with zero errors (rates stepped up);
 - the same requests through ``Engine.run`` in this process without HTTP; the overhead ratio is
-  (HTTP p50 at low load - in-process p50) / in-process p50.
+  (HTTP p50 - in-process p50) / in-process p50, both sequential, measured in alternating blocks
+  of 100 requests (the machine's speed drifts between minutes more than the overhead).
+
+Requests are logged users' searches with their last 30 clicks / impressions / bookings first
+posted to ``/events`` (``--anonymous``: no user, no session). With more than one worker the
+online state lives in a private redis-server the benchmark starts.
 
     python benchmarks/serve.py --quick
     python benchmarks/serve.py --json out.json
@@ -171,7 +176,7 @@ Call = tuple[str | None, str, Any]
 """One in-process search: (user id or None, query, the user's RecentActions)."""
 
 
-def in_process(artifact: Path, calls: list[Call], n: int) -> tuple[list[float], dict[str, float]]:
+def load_engine(artifact: Path) -> Any:
     import faiss
     import torch
 
@@ -179,7 +184,10 @@ def in_process(artifact: Path, calls: list[Call], n: int) -> tuple[list[float], 
 
     torch.set_num_threads(1)  # as the server does
     faiss.omp_set_num_threads(1)
-    engine = Engine.load(artifact)
+    return Engine.load(artifact)
+
+
+def in_process(engine: Any, calls: list[Call], n: int) -> tuple[list[float], dict[str, float]]:
     times, stages = [], {"recall": [], "rank": [], "rerank": []}
     cpu0 = time.process_time()
     for i in range(n):
@@ -196,9 +204,37 @@ def in_process(artifact: Path, calls: list[Call], n: int) -> tuple[list[float], 
     cpu_ms = (time.process_time() - cpu0) * 1000.0 / n
     out = {f"inproc_{s}_p50_ms": percentile(v, 50) for s, v in stages.items()}
     out["inproc_cpu_ms_per_request"] = cpu_ms
-    out["inproc_reference_cpu_ms_per_request"] = reference_cpu_ms(engine, calls, n // 2)
-    engine.close()
     return times, out
+
+
+def paired_overhead(engine: Any, calls: list[Call], bodies: list[bytes], base: str,
+                    rounds: int, per: int) -> tuple[list[float], list[float]]:
+    """The same requests in alternating blocks, in-process then over HTTP: (in-process ms,
+    HTTP ms). This machine's speed drifts by 15-30% between minutes (shared host), more than
+    the overhead being measured; alternating blocks puts both sides in the same minutes."""
+    import http.client
+    from urllib.parse import urlparse
+
+    url = urlparse(base)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30.0)
+    headers = {"content-type": "application/json"}
+    inproc, over_http = [], []
+    for r in range(rounds):
+        block = range(r * per, (r + 1) * per)
+        for i in block:
+            time.sleep(0.002)  # as in_process
+            user, query, state = calls[i % len(calls)]
+            t0 = time.perf_counter()
+            engine.run(query=query, user_id=user, market=None, filters={}, k=20, state=state)
+            inproc.append((time.perf_counter() - t0) * 1000.0)
+        for i in block:
+            t0 = time.perf_counter()
+            conn.request("POST", "/search", bodies[i % len(bodies)], headers)
+            resp = conn.getresponse()
+            resp.read()
+            over_http.append((time.perf_counter() - t0) * 1000.0)
+    conn.close()
+    return inproc, over_http
 
 
 def reference_cpu_ms(engine: object, calls: list[Call], n: int) -> float:
@@ -463,7 +499,8 @@ def main() -> None:
     kind = "anonymous" if args.anonymous else "personalized"
     print(f"in-process: {200 if args.quick else 1000} {kind} searches through Engine.run ...",
           flush=True)
-    inproc, stage_p50 = in_process(artifact, calls, 200 if args.quick else 1000)
+    engine = load_engine(artifact)
+    inproc, stage_p50 = in_process(engine, calls, 200 if args.quick else 1000)
     print(f"  p50 {percentile(inproc, 50):.2f} ms, p99 {percentile(inproc, 99):.2f} ms; "
           "starting the server ...", flush=True)
     port = free_port()
@@ -496,6 +533,10 @@ def main() -> None:
             wait_until_idle(server.pid)
         seq, server_cpu_ms = sequential_http(base, bodies, 200 if args.quick else 1000,
                                              server.pid)
+        pair_in, pair_http = paired_overhead(engine, calls, bodies, base,
+                                             5 if args.quick else 10, 100)
+        print(f"  alternating blocks: in-process p50 {percentile(pair_in, 50):.2f} ms, HTTP "
+              f"p50 {percentile(pair_http, 50):.2f} ms", flush=True)
         print(f"  HTTP one at a time: p50 {percentile(seq, 50):.2f} ms; "
               f"fixed 100 req/s for {fixed_s:.0f} s ...", flush=True)
         before = worker_cpu(server.pid)
@@ -519,6 +560,10 @@ def main() -> None:
         server.wait(timeout=30)
         if redis_proc is not None:
             redis_proc.terminate()
+    # last: it switches the engine to the reference paths
+    stage_p50["inproc_reference_cpu_ms_per_request"] = reference_cpu_ms(
+        engine, calls, 100 if args.quick else 500)
+    engine.close()
 
     p50_in, p50_http = percentile(inproc, 50), percentile(seq, 50)
     figures = {
@@ -541,7 +586,11 @@ def main() -> None:
         "inproc_p50_ms": round(p50_in, 2),
         "inproc_p99_ms": round(percentile(inproc, 99), 2),
         **{k: round(v, 2) for k, v in stage_p50.items()},
-        "overhead_ratio": round((p50_http - p50_in) / p50_in, 3),
+        "paired_inproc_p50_ms": round(percentile(pair_in, 50), 2),
+        "paired_http_p50_ms": round(percentile(pair_http, 50), 2),
+        "overhead_ratio": round((percentile(pair_http, 50) - percentile(pair_in, 50))
+                                / percentile(pair_in, 50), 3),
+        "overhead_ratio_unpaired": round((p50_http - p50_in) / p50_in, 3),
         "server_cpu_ms_per_request": round(server_cpu_ms, 2),
         "overhead_ratio_cpu": round(
             (server_cpu_ms - stage_p50["inproc_cpu_ms_per_request"])
