@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _strings import osa_distance
 from funnel.config import from_mapping, to_mapping
 from funnel.data.schema import EVENT_TYPES, SCHEMAS
 from funnel.data.synthetic import (
@@ -575,29 +576,13 @@ def test_add_typo_is_one_edit(tokens: list[str], seed: int) -> None:
     out = add_typo(query, np.random.default_rng(seed))
     assert out != query and "  " not in out
     if any(len(t) >= 4 for t in tokens):
-        assert _damerau(query, out) == 1
+        assert osa_distance(query, out) == 1
 
 
 @given(st.text(alphabet="上海巴黎公寓别墅酒店", min_size=1, max_size=5), st.integers(0, 1000))
 def test_add_typo_on_chinese_changes_query(token: str, seed: int) -> None:
     out = add_typo(token, np.random.default_rng(seed))
     assert out != token
-
-
-def _damerau(a: str, b: str) -> int:
-    """Optimal-string-alignment distance (edits incl. adjacent swaps), for the typo property."""
-    d = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
-    for i in range(len(a) + 1):
-        d[i][0] = i
-    for j in range(len(b) + 1):
-        d[0][j] = j
-    for i in range(1, len(a) + 1):
-        for j in range(1, len(b) + 1):
-            cost = a[i - 1] != b[j - 1]
-            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
-            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
-                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
-    return d[len(a)][len(b)]
 
 
 def test_generate_rejects_wrong_config_type(tmp_path) -> None:

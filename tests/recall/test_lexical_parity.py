@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _strings import osa_distance
 from funnel.data.synthetic import MarketplaceConfig, generate_tables
 from funnel.recall._bm25_tantivy import TantivyBM25
 from funnel.recall.lexical import FIELDS, LexicalIndex
@@ -127,22 +128,6 @@ def test_field_lengths_below_40_tokens_score_exactly_like_tantivy():
 # ---- brute force ---------------------------------------------------------------------------
 
 
-def osa(a: str, b: str) -> int:
-    """Optimal string alignment distance, the textbook dynamic programme."""
-    d = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
-    for i in range(len(a) + 1):
-        d[i][0] = i
-    for j in range(len(b) + 1):
-        d[0][j] = j
-    for i in range(1, len(a) + 1):
-        for j in range(1, len(b) + 1):
-            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1,
-                          d[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
-            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
-                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
-    return d[len(a)][len(b)]
-
-
 def brute_scores(items: pa.Table, index: LexicalIndex, text: str,
                  market: str | None) -> dict[int, float]:
     """Row -> score by the formula, one document at a time, in float64."""
@@ -164,7 +149,7 @@ def brute_scores(items: pa.Table, index: LexicalIndex, text: str,
                 out[row] = out.get(row, 0.0) + boosts[f] * idf * 2.2 * tf / (
                     tf + 1.2 * (0.25 + 0.75 * length / avg))
             for w, dist in fuzzy:
-                if boosts[f] > 0 and any(osa(w, t) <= dist for t in counts):
+                if boosts[f] > 0 and any(osa_distance(w, t) <= dist for t in counts):
                     out[row] = out.get(row, 0.0) + boosts[f] * index.fuzzy_weight
     markets = items.column("market").to_pylist()
     return {r: s for r, s in out.items() if market is None or markets[r] == market}
