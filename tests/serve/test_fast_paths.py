@@ -257,3 +257,16 @@ def test_rerank_without_scatter_rules_equals_rules_that_never_bind(engine, metho
     for d in (a, b):
         d.pop("timings_ms")
     assert a == b and a["kinds"][1:3] == ["pinned", "sponsored"] and len(a["item_ids"]) == 12
+
+
+def test_describe_many_equals_describe_per_item(engine):
+    cat = engine.catalog
+    ids = [str(i) for i in cat.ids[[0, 5, 3, len(cat.ids) - 1, 5]]]
+    names = tuple(cat.columns)
+    assert cat.describe_many(ids, names) == [cat.describe(i) for i in ids]
+    assert cat.describe_many(ids, ("title", "nope")) == [
+        {"title": cat.describe(i)["title"]} for i in ids
+    ]
+    assert cat.describe_many([], names) == []
+    with pytest.raises(KeyError, match="not-an-item"):
+        cat.describe_many([ids[0], "not-an-item"], names)

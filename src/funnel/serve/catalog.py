@@ -156,6 +156,17 @@ class Catalog:
         out = {name: _plain(col[r]) for name, col in self.columns.items()}
         return out
 
+    def describe_many(self, item_ids: list[str], names: tuple[str, ...]) -> list[dict[str, Any]]:
+        """``{name: describe(i)[name] for name in names}`` for each id, one take per column
+        (a response describes its 20 items; per-item dicts of every column cost ~0.3 ms)."""
+        rows = self.rows(item_ids)
+        if len(rows) and rows.min() < 0:
+            raise KeyError(item_ids[int(np.argmin(rows))])
+        picked = {name: [_plain(v) for v in self.columns[name][rows].tolist()]
+                  for name in names if name in self.columns}
+        return [{name: values[i] for name, values in picked.items()}
+                for i in range(len(item_ids))]
+
 
 def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):

@@ -33,13 +33,13 @@ def to_response(engine: Engine, result: StageResult) -> Response:
     schemathesis check), and ``tests/serve`` validates these bodies against that model.
     """
     items = []
+    described = engine.catalog.describe_many(list(result.item_ids), _DESCRIBED)
     for i, (item, score, kind) in enumerate(
         zip(result.item_ids, result.scores, result.kinds, strict=True)
     ):
-        info = engine.catalog.describe(item)
         entry: dict[str, Any] = {"item_id": item, "score": _number(score)}
         for name in _DESCRIBED:
-            entry[name] = info.get(name)
+            entry[name] = described[i].get(name)
         entry["sponsored"] = kind == "sponsored"
         entry["debug"] = _finite(result.debug[i]) if result.debug is not None else None
         items.append(entry)
