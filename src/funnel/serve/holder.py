@@ -12,6 +12,7 @@ them; when an old engine retires its objects are unfrozen and collected once.
 
 from __future__ import annotations
 
+import atexit
 import gc
 import logging
 import threading
@@ -21,6 +22,7 @@ from pathlib import Path
 from funnel.serve.engine import Engine, require_artifact
 
 log = logging.getLogger(__name__)
+atexit.register(gc.unfreeze)  # native objects left frozen at exit are reported as leaks
 
 
 class EngineHolder:
