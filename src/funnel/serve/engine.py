@@ -118,6 +118,7 @@ class Engine:
             if name in catalog.columns:
                 catalog.coded(name)
         vector_rows = vectors.index() if vectors is not None else {}
+        ids = catalog.ids.tolist()  # catalog row -> each stage's row, mapped once here
         suggest = None
         if (artifact_dir / "suggest").exists():
             from funnel.suggest.build import load_suggest
@@ -137,10 +138,10 @@ class Engine:
             rank_k=rank_k,
             vector_rows=vector_rows,
             terms=terms,
-            rank_rows=rank.rows(catalog.ids.tolist()) if rank is not None else None,
-            rerank_rows=(rerank.catalog.rows(catalog.ids.tolist())
+            rank_rows=rank.rows(ids) if rank is not None else None,
+            rerank_rows=(rerank.catalog.rows(ids)
                          if rerank.catalog is not None else None),
-            vector_row_of=(np.fromiter((vector_rows.get(i, -1) for i in catalog.ids.tolist()),
+            vector_row_of=(np.fromiter((vector_rows.get(i, -1) for i in ids),
                                        dtype=np.int64, count=len(catalog))
                            if vectors is not None else None),
             shared_terms=shared,
@@ -334,14 +335,6 @@ class Engine:
             if name and all(any(fuzzy_match(w, frozenset({n})) for w in words) for n in name):
                 return market
         return None
-
-    def _matching(
-        self, query: str, rows: np.ndarray, provenance: Sequence[dict[str, float]],
-        keep: list[int],
-    ) -> list[int]:
-        """For a search, keep candidates that match the query text or came from a query source
-        (positions into ``rows``; see :meth:`_match`)."""
-        return self._match(query, rows, provenance, keep)[0]
 
     def _match(
         self, query: str, rows: np.ndarray, provenance: Sequence[dict[str, float]],
