@@ -152,9 +152,8 @@ class Catalog:
         return out
 
     def describe(self, item_id: str) -> dict[str, Any]:
-        r = self.row[item_id]
-        out = {name: _plain(col[r]) for name, col in self.columns.items()}
-        return out
+        """Every column of one item, as plain JSON values (KeyError for unknown ids)."""
+        return self.describe_many([item_id], tuple(self.columns))[0]
 
     def describe_many(self, item_ids: list[str], names: tuple[str, ...]) -> list[dict[str, Any]]:
         """``{name: describe(i)[name] for name in names}`` for each id, one take per column
