@@ -14,6 +14,7 @@ the live session state), and :func:`observe` is the one way that state is update
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -246,12 +247,7 @@ def taste_features(
             direction = (vectors.vectors[c_rows[c_found]].mean(0)
                          - vectors.vectors[s_rows[s_found]].mean(0))
             contrast = np.where(found, cand @ direction, 0.0).astype(np.float32)
-    n_clicks: dict[str, int] = {}
-    for item in recent.clicks:
-        n_clicks[item] = n_clicks.get(item, 0) + 1
-    n_shown: dict[str, int] = {}
-    for item in shown:
-        n_shown[item] = n_shown.get(item, 0) + 1
+    n_clicks, n_shown = Counter(recent.clicks), Counter(shown)
     out = {
         "taste_contrast_sim": contrast,
         "user_item_clicks": np.array([n_clicks.get(i, 0) for i in candidate_ids], np.float32),
