@@ -39,7 +39,7 @@ def serve(
 
     Example: funnel serve --workspace shop --port 8000 --admin-token "$(openssl rand -hex 16)"
     """
-    import uvicorn
+    from funnel.serve.workers import serve_workers
 
     with user_errors():
         ws = Workspace.open(workspace)
@@ -53,10 +53,4 @@ def serve(
     if admin_token:
         os.environ["FUNNEL_ADMIN_TOKEN"] = admin_token
     console.print(f"serving {ws.artifacts.require_current().name} at [bold]http://{host}:{port}/[/]")
-    if workers > 1:
-        from funnel.serve.workers import serve_workers
-
-        serve_workers(host, port, workers)
-        return
-    uvicorn.run("funnel.serve.app:create_app", factory=True, host=host, port=port,
-                log_level="warning", access_log=False)
+    serve_workers(host, port, workers)

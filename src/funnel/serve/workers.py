@@ -18,6 +18,7 @@ import time
 from types import FrameType
 
 APP = "funnel.serve.app:create_app"
+UVICORN = {"factory": True, "log_level": "warning", "access_log": False}
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -40,20 +41,24 @@ def _run_worker(host: str, port: int) -> None:
     import uvicorn
 
     sock = listening_socket(host, port)
-    config = uvicorn.Config(APP, factory=True, log_level="warning", access_log=False)
+    config = uvicorn.Config(APP, **UVICORN)
     uvicorn.Server(config).run(sockets=[sock])
 
 
 def serve_workers(host: str, port: int, workers: int) -> None:
-    """Run ``workers`` server processes until SIGTERM / SIGINT (the environment carries the
-    settings: ``FUNNEL_WORKSPACE``, ``FUNNEL_STATE_URL``, ...)."""
+    """Serve until SIGTERM / SIGINT: in this process for one worker, else ``workers`` processes
+    (the environment carries the settings: ``FUNNEL_WORKSPACE``, ``FUNNEL_STATE_URL``, ...)."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1; got {workers}")
+    if workers == 1:
+        import uvicorn
+
+        uvicorn.run(APP, host=host, port=port, **UVICORN)
+        return
     listening_socket(host, port).close()  # fail here, in one line, if the port is taken
     ctx = mp.get_context("spawn")
     procs: list[mp.process.BaseProcess] = []
     stopping = False
-
     deaths: list[float] = []
 
     def start() -> mp.process.BaseProcess:
