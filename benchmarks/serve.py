@@ -59,6 +59,17 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
+JSON = {"content-type": "application/json"}
+
+
+def post_search(conn: Any, body: bytes) -> int:
+    """POST /search ``body`` on an ``http.client`` connection and read the reply; its status."""
+    conn.request("POST", "/search", body, JSON)
+    resp = conn.getresponse()
+    resp.read()
+    return int(resp.status)
+
+
 def drive(base: str, bodies: list[bytes], rate: float, seconds: float, out: mp.Queue,
           connections: int = 32) -> None:
     """Open-loop load at ``rate`` req/s for ``seconds``; puts (latencies_ms, errors, sent).
@@ -75,7 +86,6 @@ def drive(base: str, bodies: list[bytes], rate: float, seconds: float, out: mp.Q
 
     url = urlparse(base)
     n = int(rate * seconds)
-    headers = {"content-type": "application/json"}
     latencies: list[float] = []
     errors = 0
     lock = threading.Lock()
@@ -98,10 +108,7 @@ def drive(base: str, bodies: list[bytes], rate: float, seconds: float, out: mp.Q
             if delay > 0:
                 time.sleep(delay)
             try:
-                conn.request("POST", "/search", bodies[i % len(bodies)], headers)
-                resp = conn.getresponse()
-                resp.read()
-                ok = resp.status == 200
+                ok = post_search(conn, bodies[i % len(bodies)]) == 200
             except (OSError, http.client.HTTPException):
                 ok = False
                 conn.close()  # reconnects on the next request
@@ -129,7 +136,7 @@ def run_load(base: str, bodies: list[bytes], rate: float, seconds: float) -> dic
     proc.join(timeout=60)
     return {"p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99),
             "errors": float(errors), "requests": float(sent), "rate": rate,
-            "p90_ms": percentile(latencies, 90), "max_ms": max(latencies, default=float("nan"))}
+            "p90_ms": percentile(latencies, 90)}
 
 
 def sequential_http(base: str, bodies: list[bytes], n: int, server_pid: int
@@ -138,36 +145,25 @@ def sequential_http(base: str, bodies: list[bytes], n: int, server_pid: int
 
     CPU time is the contention-proof half of the overhead figure: on a shared machine wall
     time includes waiting for a core, CPU time does not."""
-    import psutil
-
-    proc = psutil.Process(server_pid)
-
-    def cpu_s() -> float:  # the server and its worker processes
-        procs = [proc, *proc.children(recursive=True)]
-        return sum(sum(p.cpu_times()[:2]) for p in procs)
-
     import http.client
     from urllib.parse import urlparse
 
     url = urlparse(base)
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30.0)
-    headers = {"content-type": "application/json"}
 
     def post(body: bytes) -> None:
-        conn.request("POST", "/search", body, headers)
-        resp = conn.getresponse()
-        resp.read()
-        if resp.status != 200:
-            raise SystemExit(f"POST /search {body!r}: HTTP {resp.status}")
+        status = post_search(conn, body)
+        if status != 200:
+            raise SystemExit(f"POST /search {body!r}: HTTP {status}")
 
     out = []
     post(bodies[0])
-    cpu0 = cpu_s()
+    cpu0 = server_cpu_s(server_pid)
     for i in range(n):
         t0 = time.perf_counter()
         post(bodies[i % len(bodies)])
         out.append((time.perf_counter() - t0) * 1000.0)
-    cpu_ms = (cpu_s() - cpu0) * 1000.0 / n
+    cpu_ms = (server_cpu_s(server_pid) - cpu0) * 1000.0 / n
     conn.close()
     return out, cpu_ms
 
@@ -187,18 +183,23 @@ def load_engine(artifact: Path) -> Any:
     return Engine.load(artifact)
 
 
+def run_call(engine: Any, call: Call) -> tuple[Any, float]:
+    """One in-process search, after the idle gap the HTTP client's round trip leaves the server:
+    on a busy machine the scheduler favours a process that sleeps between requests, so a tight
+    loop would be slowed by others more than the server is. (StageResult, wall ms)."""
+    time.sleep(0.002)
+    user, query, state = call
+    t0 = time.perf_counter()
+    r = engine.run(query=query, user_id=user, market=None, filters={}, k=20, state=state)
+    return r, (time.perf_counter() - t0) * 1000.0
+
+
 def in_process(engine: Any, calls: list[Call], n: int) -> tuple[list[float], dict[str, float]]:
     times, stages = [], {"recall": [], "rank": [], "rerank": []}
     cpu0 = time.process_time()
     for i in range(n):
-        # the same idle gap between requests as the HTTP client's round trip leaves the server:
-        # on a busy machine the scheduler favours a process that sleeps between requests, so a
-        # tight loop here would be slowed by others more than the server is
-        time.sleep(0.002)
-        t0 = time.perf_counter()
-        user, query, state = calls[i % len(calls)]
-        r = engine.run(query=query, user_id=user, market=None, filters={}, k=20, state=state)
-        times.append((time.perf_counter() - t0) * 1000.0)
+        r, ms = run_call(engine, calls[i % len(calls)])
+        times.append(ms)
         for s in stages:
             stages[s].append(r.timings_ms[s])
     cpu_ms = (time.process_time() - cpu0) * 1000.0 / n
@@ -217,21 +218,14 @@ def paired_overhead(engine: Any, calls: list[Call], bodies: list[bytes], base: s
 
     url = urlparse(base)
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30.0)
-    headers = {"content-type": "application/json"}
     inproc, over_http = [], []
     for r in range(rounds):
         block = range(r * per, (r + 1) * per)
         for i in block:
-            time.sleep(0.002)  # as in_process
-            user, query, state = calls[i % len(calls)]
-            t0 = time.perf_counter()
-            engine.run(query=query, user_id=user, market=None, filters={}, k=20, state=state)
-            inproc.append((time.perf_counter() - t0) * 1000.0)
+            inproc.append(run_call(engine, calls[i % len(calls)])[1])
         for i in block:
             t0 = time.perf_counter()
-            conn.request("POST", "/search", bodies[i % len(bodies)], headers)
-            resp = conn.getresponse()
-            resp.read()
+            post_search(conn, bodies[i % len(bodies)])
             over_http.append((time.perf_counter() - t0) * 1000.0)
     conn.close()
     return inproc, over_http
@@ -268,9 +262,7 @@ def reference_cpu_ms(engine: object, calls: list[Call], n: int) -> float:
         rank._encode_request_fields = lambda cols, rows: fs.encode_fields(cols, names)
     cpu0 = time.process_time()
     for i in range(n):
-        time.sleep(0.002)
-        user, query, state = calls[i % len(calls)]
-        e.run(query=query, user_id=user, market=None, filters={}, k=20, state=state)
+        run_call(e, calls[i % len(calls)])
     cpu_ms = (time.process_time() - cpu0) * 1000.0 / max(n, 1)
     e.recall.merger.close()
     e.recall.merger = old
@@ -285,20 +277,18 @@ def worker_cpu(pid: int) -> dict[int, float]:
     return {p.pid: sum(p.cpu_times()[:2]) for p in [proc, *proc.children(recursive=True)]}
 
 
+def server_cpu_s(pid: int) -> float:
+    """CPU seconds so far of the server and its workers together."""
+    return sum(worker_cpu(pid).values())
+
+
 def wait_until_idle(pid: int, quiet_s: float = 2.0, limit_s: float = 900.0) -> None:
     """Block until the server and its workers used < 5% of a core for ``quiet_s`` (all loaded)."""
-    import psutil
-
-    proc = psutil.Process(pid)
-
-    def cpu() -> float:
-        return sum(sum(p.cpu_times()[:2]) for p in [proc, *proc.children(recursive=True)])
-
     deadline = time.monotonic() + limit_s
-    last = cpu()
+    last = server_cpu_s(pid)
     while time.monotonic() < deadline:
         time.sleep(quiet_s)
-        now = cpu()
+        now = server_cpu_s(pid)
         if now - last < 0.05 * quiet_s:
             return
         last = now
