@@ -1,10 +1,10 @@
-"""``funnel serve --workers 2``: one listening socket per process, connections spread by the
-kernel, a killed worker replaced, SIGTERM stops them all."""
+"""``funnel serve --workers 2``: two worker processes behind the front; a killed worker costs
+no request it was not running and is replaced, a reload reaches both, SIGTERM stops them all."""
 
 from __future__ import annotations
 
-import contextlib
 import http.client
+import json
 import os
 import signal
 import socket
@@ -15,8 +15,6 @@ import time
 import httpx
 import psutil
 import pytest
-
-from funnel.serve.workers import listening_socket
 
 
 def free_port() -> int:
@@ -38,28 +36,35 @@ def _wait_ready(base: str, proc: subprocess.Popen, timeout_s: float = 180) -> No
     raise AssertionError("server did not answer /health")
 
 
-def _listening(parent: psutil.Process, port: int) -> list[psutil.Process]:
-    """The worker processes: children with a listening socket of their own on ``port``."""
+def _workers(parent: psutil.Process) -> list[psutil.Process]:
+    """The worker processes (spawned children; the resource tracker is not one)."""
     out = []
     for p in parent.children():
         try:
-            if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port
-                   for c in p.net_connections()):
+            if "spawn_main" in " ".join(p.cmdline()):
                 out.append(p)
         except (psutil.NoSuchProcess, psutil.ZombieProcess):
             pass
     return out
 
 
-def _established(proc: psutil.Process, port: int) -> int:
-    return sum(1 for c in proc.net_connections()
-               if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port)
+def _ready_workers(base: str) -> int:
+    text = httpx.get(base + "/metrics", timeout=30).text
+    line = next(ln for ln in text.splitlines() if ln.startswith("funnel_front_workers_ready "))
+    return int(line.split()[1])
+
+
+def _wait_workers(base: str, n: int, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while _ready_workers(base) != n:
+        assert time.monotonic() < deadline, f"{n} workers never became ready"
+        time.sleep(0.3)
 
 
 @pytest.mark.slow
-def test_two_workers_share_connections_and_restart(served_workspace):
+def test_two_workers_behind_the_front_survive_a_crash_and_reload_together(served_workspace):
     port = free_port()
-    env = dict(os.environ, FUNNEL_STATE_URL="memory://")
+    env = dict(os.environ, FUNNEL_STATE_URL="memory://", FUNNEL_ADMIN_TOKEN="t0ps3cret-token")
     server = subprocess.Popen(
         [sys.executable, "-m", "funnel.cli", "serve", "--workspace", str(served_workspace.root),
          "--port", str(port), "--workers", "2"],
@@ -68,44 +73,33 @@ def test_two_workers_share_connections_and_restart(served_workspace):
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(base, server)
+        _wait_workers(base, 2)
         parent = psutil.Process(server.pid)
-        deadline = time.monotonic() + 180  # the second worker may still be loading
-        conns: list[http.client.HTTPConnection] = []
-        while time.monotonic() < deadline:
-            for c in conns:
-                c.close()
-            conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(24)]
-            for c in conns:  # keep-alive connections, opened in a burst as a pool would
-                c.request("GET", "/health")
-                assert c.getresponse().read()
-            workers = [p for p in parent.children() if _established(p, port)]
-            if len(workers) == 2:
-                break
-            time.sleep(1)
-        counts = sorted(_established(p, port) for p in parent.children())
-        # a hash of the addresses picks the socket: 24 connections do not all land on one
-        assert len(counts) >= 2 and counts[-2] >= 4 and sum(counts) == 24, counts
-        for c in conns:
-            c.close()
-
-        victim = _listening(parent, port)[0]
+        workers = _workers(parent)
+        assert len(workers) == 2
+        victim = workers[0]
         victim.kill()
-        # connections queued on the dying worker's socket are reset (the one cost of a socket
-        # per process); the survivor keeps answering and a new worker replaces the dead one
-        deadline = time.monotonic() + 180
-        replaced: list[psutil.Process] = []
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.TransportError):
-                httpx.get(base + "/health", timeout=30)
-            replaced = [p for p in _listening(parent, port) if p.pid != victim.pid]
-            if len(replaced) == 2:
-                break
-            time.sleep(0.5)
-        assert len(replaced) == 2
-        time.sleep(1)
-        with httpx.Client(base_url=base, timeout=60) as client:
-            for _ in range(20):  # new connections, spread over both sockets
-                assert client.get("/health", headers={"connection": "close"}).status_code == 200
+        victim.wait(timeout=30)
+        # nothing was running on it: every request goes to the survivor, none is reset
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        for _ in range(30):
+            conn.request("POST", "/search", body=b'{"query": "cabin", "k": 5}',
+                         headers={"content-type": "application/json"})
+            resp = conn.getresponse()
+            assert resp.status == 200, resp.read()
+            assert len(json.loads(resp.read())["items"]) == 5
+        conn.close()
+        _wait_workers(base, 2)  # a new worker replaced the dead one
+        assert victim.pid not in {p.pid for p in _workers(parent)}
+
+        reload = httpx.post(base + "/admin/reload", timeout=120,
+                            headers={"authorization": "Bearer t0ps3cret-token"})
+        assert reload.status_code == 200, reload.text
+        metrics = httpx.get(base + "/metrics", timeout=30).text
+        for worker in ("0", "1"):  # the reload reached both workers
+            assert any(ln.startswith(f'funnel_requests_total{{worker="{worker}",')
+                       and 'route="/admin/reload"' in ln for ln in metrics.splitlines())
+        assert httpx.post(base + "/admin/reload").status_code == 401
 
         children = parent.children(recursive=True)
         server.send_signal(signal.SIGTERM)
@@ -118,16 +112,17 @@ def test_two_workers_share_connections_and_restart(served_workspace):
             server.wait(timeout=30)
 
 
-def test_listening_socket_can_be_bound_twice_but_a_taken_port_fails_clearly():
-    port = free_port()
-    first, second = listening_socket("127.0.0.1", port), listening_socket("127.0.0.1", port)
-    first.close()
-    second.close()
-    plain = socket.socket()
-    plain.bind(("127.0.0.1", 0))
-    plain.listen(1)
-    try:
-        with pytest.raises(OSError):
-            listening_socket("127.0.0.1", plain.getsockname()[1])
-    finally:
-        plain.close()
+def test_a_taken_port_fails_in_one_line(served_workspace):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        out = subprocess.run(
+            [sys.executable, "-m", "funnel.cli", "serve", "--workspace",
+             str(served_workspace.root), "--port", str(port), "--workers", "2"],
+            capture_output=True, text=True, timeout=120,
+            env=dict(os.environ, FUNNEL_STATE_URL="memory://"),
+        )
+    assert out.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in out.stderr
+    assert "Traceback" not in out.stderr

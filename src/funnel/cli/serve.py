@@ -17,7 +17,12 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
     workers: Annotated[
-        int, typer.Option(help="Worker processes (use a Redis state with > 1).", min=1)
+        int,
+        typer.Option(
+            help="Worker processes; with > 1 a front process hands each request to a free "
+            "worker (use a Redis state so they share sessions).",
+            min=1,
+        ),
     ] = 1,
     state: Annotated[
         str, typer.Option(help="Online state store: memory:// or redis://host:port/db.")

@@ -1,53 +1,41 @@
-"""Several server processes on one port, each with its own listening socket (``SO_REUSEPORT``).
+"""``funnel serve --workers N``: N worker processes behind one front, restarted when they die.
 
-uvicorn's ``--workers`` shares one listening socket between the processes, and asyncio accepts
-every pending connection when its loop wakes: the first idle worker takes a whole burst of
-keep-alive connections and keeps them. Measured on the 1M-item benchmark, one of two workers
-held 30 of 32 client connections and saturated while the other idled. With a socket per
-process the kernel assigns each new connection to one of them by a hash of its addresses, so
-connections, and the requests they carry, split evenly in expectation. Workers that die are
-started again; SIGTERM / SIGINT stop them all.
+Each worker is the FastAPI app under uvicorn on a unix socket of its own; this process runs the
+front (:mod:`funnel.serve.front`), which owns the TCP port and hands each request to a free
+worker, and watches the workers: one that exits is started again, and SIGTERM / SIGINT drain
+the queued and running requests before everything stops. One worker needs no front: uvicorn
+serves the port itself.
 """
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing as mp
+import shutil
 import signal
-import socket
+import tempfile
 import time
-from types import FrameType
+from pathlib import Path
+
+from funnel.serve.front import Front, Limits
 
 APP = "funnel.serve.app:create_app"
 UVICORN = {"factory": True, "log_level": "warning", "access_log": False}
+WORKER_KEEP_ALIVE_S = 24 * 3600
+"""The front's connection to a worker stays open; uvicorn's default 5 s idle close would race
+with the next request written to it."""
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` that other processes may bind too."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
-        sock.listen(2048)
-    except OSError:
-        sock.close()
-        raise
-    sock.set_inheritable(True)
-    return sock
-
-
-def _run_worker(host: str, port: int) -> None:
+def _run_worker(path: str) -> None:
     import uvicorn
 
-    sock = listening_socket(host, port)
-    config = uvicorn.Config(APP, **UVICORN)
-    uvicorn.Server(config).run(sockets=[sock])
+    config = uvicorn.Config(APP, uds=path, timeout_keep_alive=WORKER_KEEP_ALIVE_S, **UVICORN)
+    uvicorn.Server(config).run()
 
 
 def serve_workers(host: str, port: int, workers: int) -> None:
     """Serve until SIGTERM / SIGINT: in this process for one worker, else ``workers`` processes
-    (the environment carries the settings: ``FUNNEL_WORKSPACE``, ``FUNNEL_STATE_URL``, ...)."""
+    behind a front (the environment carries the settings: ``FUNNEL_WORKSPACE``, ...)."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1; got {workers}")
     if workers == 1:
@@ -55,28 +43,47 @@ def serve_workers(host: str, port: int, workers: int) -> None:
 
         uvicorn.run(APP, host=host, port=port, **UVICORN)
         return
-    listening_socket(host, port).close()  # fail here, in one line, if the port is taken
-    ctx = mp.get_context("spawn")
-    procs: list[mp.process.BaseProcess] = []
-    stopping = False
-    deaths: list[float] = []
+    import uvloop
 
-    def start() -> mp.process.BaseProcess:
-        proc = ctx.Process(target=_run_worker, args=(host, port), daemon=False)
+    uvloop.run(_supervise(host, port, workers))
+
+
+def _front_limits() -> Limits:
+    from funnel.serve.settings import get_settings
+
+    return Limits(max_body_bytes=get_settings().max_body_bytes)
+
+
+async def _supervise(host: str, port: int, workers: int) -> None:
+    runtime = Path(tempfile.mkdtemp(prefix="funnel-serve-"))
+    sockets = [runtime / f"worker-{i}.sock" for i in range(workers)]
+    front = Front(sockets, _front_limits())
+    try:
+        await front.start(host, port)  # fails here, in one line, if the port is taken
+    except OSError as err:
+        shutil.rmtree(runtime, ignore_errors=True)
+        raise SystemExit(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
+    ctx = mp.get_context("spawn")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    def start(i: int) -> mp.process.BaseProcess:
+        proc = ctx.Process(target=_run_worker, args=(str(sockets[i]),), daemon=False)
         proc.start()
         return proc
 
-    def stop(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    procs = [start(i) for i in range(workers)]
+    deaths: list[float] = []
     try:
-        procs = [start() for _ in range(workers)]
-        while not stopping:
-            time.sleep(0.5)
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=0.5)
+            except TimeoutError:
+                pass
             for i, proc in enumerate(procs):
-                if proc.is_alive() or stopping:
+                if proc.is_alive() or stop.is_set():
                     continue
                 now = time.monotonic()
                 deaths[:] = [t for t in deaths if now - t < 60] + [now]
@@ -85,14 +92,14 @@ def serve_workers(host: str, port: int, workers: int) -> None:
                         f"{len(deaths)} server workers exited within a minute (last exit code "
                         f"{proc.exitcode}); run with --workers 1 to see why"
                     )
-                procs[i] = start()
+                procs[i] = start(i)
     finally:
+        await front.close()
         for proc in procs:
             if proc.is_alive():
-                proc.terminate()  # uvicorn finishes in-flight requests on SIGTERM
+                proc.terminate()  # uvicorn finishes what it runs on SIGTERM
         for proc in procs:
-            proc.join(timeout=30)
+            await asyncio.to_thread(proc.join, 30)
             if proc.is_alive():
                 proc.kill()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        shutil.rmtree(runtime, ignore_errors=True)
