@@ -444,3 +444,10 @@ def test_merge_worker_metrics_by_hand():
         '# TYPE up gauge\nup{worker="1"} 1\n'
         "own 1\n"
     )
+
+
+def test_an_upgrade_request_is_served_as_plain_http_then_closed(two: Running):
+    out = raw_exchange(two.port, b"GET /sleep?ms=0 HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                                 b"Upgrade: h2c\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 200") and out.endswith(b"}")  # answered, then closed
+    assert two.workers[0].requests + two.workers[1].requests == ["/sleep"]
