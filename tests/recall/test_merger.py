@@ -88,3 +88,50 @@ def test_bad_configuration_is_rejected():
         Merger([Fixed("a", []), Fixed("a", [])]).recall(RecallRequest())
     with pytest.raises(ValueError, match=r"quotas name unknown source\(s\) \['c'\]"):
         Merger([Fixed("a", [])], quotas={"c": 1}).recall(RecallRequest())
+
+
+def _catalog(ids: list[str]) -> tuple[object, np.ndarray]:
+    row = {item: r for r, item in enumerate(ids)}
+    rank = np.empty(len(ids), dtype=np.int64)
+    rank[np.argsort(np.asarray(ids, dtype=str), kind="stable")] = np.arange(len(ids))
+
+    def rows(items: list[str]) -> np.ndarray:
+        return np.array([row.get(i, -1) for i in items], dtype=np.int64)
+
+    return rows, rank
+
+
+def test_catalog_keys_give_the_same_list_and_its_rows():
+    # ties everywhere: rank r in one source only scores the same in every source
+    catalog = [f"i{n:03d}" for n in range(200)][::-1]  # rows not in id order
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(catalog).tolist()
+    sources = [Fixed("a", perm[:80]), Fixed("b", perm[60:140]), Fixed("c", perm[130:170])]
+    plain = Merger(sources)
+    keyed = Merger(sources)
+    rows_of, rank = _catalog(catalog)
+    keyed.use_catalog(rows_of, rank)
+    for k in (1, 7, 150, 1000):
+        a, b = plain.recall(RecallRequest(k=k)), keyed.recall(RecallRequest(k=k))
+        assert a.item_ids.tolist() == b.item_ids.tolist()
+        np.testing.assert_array_equal(a.scores, b.scores)
+        assert a.provenance == b.provenance and a.rows is None
+        assert b.rows.tolist() == [catalog.index(i) for i in b.item_ids.tolist()]
+    ties = plain.recall(RecallRequest(k=1000)).scores
+    assert len(np.unique(ties)) < 0.75 * len(ties)  # the tie-break did decide the order
+
+
+def test_ids_outside_the_catalog_take_the_path_by_id():
+    catalog = ["b", "a", "c"]
+    merger = Merger([Fixed("x", ["a", "zz", "b"]), Fixed("y", ["c", "a"])])
+    merger.use_catalog(*_catalog(catalog))
+    out = merger.recall(RecallRequest(k=10))
+    assert out.rows is None  # "zz" has no row
+    assert out.item_ids.tolist() == ["a", "c", "zz", "b"]  # 1/61 + 1/62, 1/61, 1/62, 1/63
+
+
+def test_catalog_id_rank_must_be_integers():
+    merger = Merger([Fixed("x", ["a"])])
+    with pytest.raises(ValueError, match=r"'id_rank' must be a 1-D integer array .* got shape "
+                                         r"\(2,\), dtype float64"):
+        merger.use_catalog(lambda ids: np.zeros(len(ids), np.int64), np.array([0.0, 1.0]))

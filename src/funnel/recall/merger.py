@@ -40,6 +40,9 @@ class MergedCandidates:
     provenance: Sequence[dict[str, float]]  # per candidate: source name -> that source's score
     timings_ms: dict[str, float] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # source name -> reason
+    rows: np.ndarray | None = None
+    """(n,) int64 catalog row of each candidate, when the merger was given the catalog's keys
+    (:meth:`Merger.use_catalog`) and every candidate is in it."""
 
     def __len__(self) -> int:
         return len(self.item_ids)
@@ -157,6 +160,21 @@ class Merger:
         self._busy: dict[str, int] = {}  # pooled source name -> unfinished calls
         self._lock = threading.Lock()
         self._checked: tuple[Any, ...] | None = None
+        self._catalog: tuple[Any, np.ndarray] | None = None
+
+    def use_catalog(self, rows: Any, id_rank: np.ndarray) -> None:
+        """Dedupe and break score ties through the catalog: ``rows(ids)`` gives each id's row
+        (-1 if absent) and ``id_rank[row]`` the rank of that row's id in ``sorted`` order.
+        Ties then compare integers, not strings, and the merged list carries its rows, which
+        a server needs next anyway. The order is the same as without (lists with ids the
+        catalog lacks take the path without)."""
+        id_rank = np.asarray(id_rank)
+        if id_rank.ndim != 1 or id_rank.dtype.kind not in "iu":
+            raise ValueError(
+                f"'id_rank' must be a 1-D integer array (one rank per catalog row); got shape "
+                f"{id_rank.shape}, dtype {id_rank.dtype}"
+            )
+        self._catalog = (rows, id_rank)
 
     def _check(self) -> None:
         # once per parameter set, not per request: runtime Protocol checks cost ~0.1 ms each
@@ -289,11 +307,23 @@ class Merger:
                 np.empty(0, dtype=object), np.empty(0, np.float32), [], timings, skipped
             )
         all_ids = np.concatenate(ids)
-        codes, uniques = pd.factorize(all_ids)
+        rows = None
+        if self._catalog is not None:
+            rows = self._catalog[0](all_ids.tolist())
+            if len(rows) and rows.min() < 0:
+                rows = None
+        if rows is not None:  # distinct ids are distinct rows (numbered in another order)
+            uniq_rows, first, codes = np.unique(rows, return_index=True, return_inverse=True)
+            uniques = all_ids[first]
+        else:
+            codes, uniques = pd.factorize(all_ids)
         # the same float sums as adding 1 / (rrf_k + rank + 1) source by source, in order
         fused = np.zeros(len(uniques), dtype=np.float64)
         np.add.at(fused, codes, 1.0 / (self.rrf_k + np.concatenate(ranks) + 1))
-        best = _order(fused, uniques)[:k]
+        if rows is not None and self._catalog is not None:  # ties by id, as _order breaks them
+            best = np.lexsort((self._catalog[1][uniq_rows], -fused))[:k]
+        else:
+            best = _order(fused, uniques)[:k]
         # provenance of the kept candidates only: source name -> that source's score
         where = np.full(len(uniques), -1, dtype=np.int64)
         where[best] = np.arange(len(best))
@@ -305,6 +335,7 @@ class Merger:
             provenance=prov,
             timings_ms=timings,
             skipped=skipped,
+            rows=None if rows is None else uniq_rows[best],
         )
 
 

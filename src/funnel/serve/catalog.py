@@ -113,6 +113,16 @@ class Catalog:
         get = self.row.get
         return np.fromiter((get(i, -1) for i in item_ids), dtype=np.int64, count=len(item_ids))
 
+    def id_rank(self) -> np.ndarray | None:
+        """``(n,) int64``: the rank of each row's id among the catalog's ids in ``sorted``
+        order (None unless every id is a str): integer keys for "ties by id" orders."""
+        if self._index is None:
+            return None
+        text = np.asarray(self.ids.tolist(), dtype=str)  # the order of sorted() on str
+        rank = np.empty(len(text), dtype=np.int64)
+        rank[np.argsort(text, kind="stable")] = np.arange(len(text), dtype=np.int64)
+        return rank
+
     def coded(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Column ``name`` as (int32 code per row, distinct values + a trailing None): code -1
         (missing) reads the None. ``values[codes[rows]]`` equals ``columns[name][rows]`` for a

@@ -117,6 +117,9 @@ class Engine:
         for name in ("market", "brand", "category"):  # coded once, read per request
             if name in catalog.columns:
                 catalog.coded(name)
+        id_rank = catalog.id_rank()
+        if id_rank is not None:  # the merger dedupes by row and breaks ties on integers
+            recall.merger.use_catalog(catalog.rows, id_rank)
         vector_rows = vectors.index() if vectors is not None else {}
         ids = catalog.ids.tolist()  # catalog row -> each stage's row, mapped once here
         suggest = None
@@ -223,9 +226,13 @@ class Engine:
             k=self.recall_k,
         )
         merged = self.recall.merger.recall(request)
-        all_ids = np.array([str(i) for i in merged.item_ids.tolist()], dtype=object)
         provenance = merged.provenance
-        rows = self.catalog.rows(all_ids.tolist())  # every candidate's row, looked up once
+        if merged.rows is not None:  # the merger looked every candidate's row up
+            rows = merged.rows
+            all_ids = self.catalog.ids[rows]
+        else:
+            all_ids = np.array([str(i) for i in merged.item_ids.tolist()], dtype=object)
+            rows = self.catalog.rows(all_ids.tolist())  # every candidate's row, looked up once
         keep = self._admissible(rows, market, filters)
         match = None  # the candidates' query-match columns, when the ranker can reuse them
         if query:

@@ -41,6 +41,38 @@ def _pool_matrix(slot_fields: tuple[int, ...], num_fields: int) -> torch.Tensor 
     return mat
 
 
+class _SlotSums:
+    """Field sums of slot embeddings by gathers and in-order adds, for inference: the same
+    floats as the pooling matmul (which adds each field's slots in slot order, and adds only
+    +-0 products for the other slots, so its zeros are +0) at a fraction of its work (a
+    matmul multiplies every slot by every field: 36x the adds for 36 fields)."""
+
+    def __init__(self, slot_fields: tuple[int, ...], num_fields: int) -> None:
+        slots: list[list[int]] = [[] for _ in range(num_fields)]
+        for m, f in enumerate(slot_fields):
+            slots[f].append(m)
+        self.complete = all(slots)  # a field without slots: the matmul's zeros (not here)
+        self.first = torch.tensor([s[0] if s else 0 for s in slots], dtype=torch.int64)
+        # fields of several slots, longest first: the fields with a j-th slot are a prefix
+        multi = sorted((f for f in range(num_fields) if len(slots[f]) > 1),
+                       key=lambda f: -len(slots[f]))
+        self.multi = torch.tensor(multi, dtype=torch.int64)
+        self.later = [  # j >= 1 -> the j-th slot of each field that has one
+            torch.tensor([slots[f][j] for f in multi if len(slots[f]) > j], dtype=torch.int64)
+            for j in range(1, max((len(s) for s in slots), default=1))
+        ]
+
+    def __call__(self, e: torch.Tensor) -> torch.Tensor:
+        """e (B, M, d) -> (B, F, d)."""
+        out = e.index_select(1, self.first)
+        if len(self.multi):
+            acc = out.index_select(1, self.multi)
+            for take in self.later:
+                acc[:, : len(take)] += e.index_select(1, take)
+            out.index_copy_(1, self.multi, acc)
+        return out.add_(0.0)  # -0 -> +0, as the matmul gives
+
+
 class FieldEmbedding(nn.Module):
     """One shared table; slot embeddings scaled by their value and summed per field."""
 
@@ -53,12 +85,18 @@ class FieldEmbedding(nn.Module):
         pool = _pool_matrix(slot_fields, num_fields)
         self.pooled = pool is not None
         self.register_buffer("pool", pool if pool is not None else torch.zeros(0), persistent=False)
+        self._sums = _SlotSums(slot_fields, num_fields) if self.pooled else None
 
     def forward(self, idx: torch.Tensor, val: torch.Tensor) -> torch.Tensor:
         """idx, val (B, M) -> field embeddings (B, F, d)."""
         e = lookup(self.table, idx) * val.unsqueeze(-1)  # (B, M, d)
         if self.pooled:
-            e = torch.einsum("bmd,mf->bfd", e, self.pool)  # (B, F, d)
+            sums = self._sums
+            if torch.is_grad_enabled() or sums is None or not sums.complete:
+                # training: the matmul's backward is one more matmul
+                e = torch.einsum("bmd,mf->bfd", e, self.pool)  # (B, F, d)
+            else:
+                e = sums(e)
         return e
 
 
