@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from funnel.exceptions import FunnelError
 from funnel.serve.holder import EngineHolder
-from funnel.serve.metrics import Metrics
+from funnel.serve.metrics import Metrics, labels_key
 from funnel.serve.routes import events, health, search, suggest
 from funnel.serve.settings import Settings, get_settings
 from funnel.serve.spool import EventSpool
@@ -55,52 +55,63 @@ async def _flush_spool(app: FastAPI, every_s: float) -> None:
 class LimitsAndMetrics:
     """Body-size limit, request counters and latency histograms, and an ``X-Funnel-Time-Ms``
     header, as plain ASGI: Starlette's ``@app.middleware("http")`` runs every request through
-    an extra task and a response stream, a measurable share of a millisecond-scale request."""
+    an extra task and a response stream, a measurable share of a millisecond-scale request.
+    Label sets are rendered once per (route, method, status), not per request."""
 
     def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self._labels: dict[tuple[str, str, int], tuple[str, str]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and (
-            not length.isdigit() or int(length) > self.max_body_bytes
-        ):
-            response = JSONResponse(
-                status_code=413,
-                content={"detail": f"request body larger than {self.max_body_bytes} bytes"},
-            )
-            await response(scope, receive, send)
-            return
+        for name, length in scope["headers"]:
+            if name == b"content-length":
+                if not length.isdigit() or int(length) > self.max_body_bytes:
+                    response = JSONResponse(
+                        status_code=413,
+                        content={"detail": f"request body larger than {self.max_body_bytes} bytes"},
+                    )
+                    await response(scope, receive, send)
+                    return
+                break
         started = time.perf_counter()
-        status = [500]
+        status = 500
 
         async def timed_send(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
-                status[0] = message["status"]
+                status = message["status"]
                 ms = (time.perf_counter() - started) * 1000.0
-                headers = list(message.get("headers", []))
-                headers.append((b"x-funnel-time-ms", f"{ms:.2f}".encode()))
+                headers = [*message.get("headers", ()), (b"x-funnel-time-ms", b"%.2f" % ms)]
                 message = {**message, "headers": headers}
             await send(message)
 
         try:
             await self.app(scope, receive, timed_send)
         finally:
-            route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
             ms = (time.perf_counter() - started) * 1000.0
-            method = scope["method"]
-            labels = {"route": path, "method": method, "status": str(status[0])}
-            self.metrics.inc("funnel_requests_total", labels, 1, "HTTP requests")
-            self.metrics.observe_ms(
-                "funnel_request_latency_ms", ms, {"route": path, "method": method},
-                "HTTP request latency in milliseconds",
+            route = getattr(scope.get("route"), "path", "unmatched")
+            counted, timed = self._label_keys(route, scope["method"], status)
+            metrics = self.metrics
+            metrics.inc_key("funnel_requests_total", counted, 1, "HTTP requests")
+            metrics.observe_many_ms(
+                "funnel_request_latency_ms", ((timed, ms),), "HTTP request latency in milliseconds"
             )
+
+    def _label_keys(self, route: str, method: str, status: int) -> tuple[str, str]:
+        keys = self._labels.get((route, method, status))
+        if keys is None:
+            keys = (
+                labels_key({"route": route, "method": method, "status": str(status)}),
+                labels_key({"route": route, "method": method}),
+            )
+            if len(self._labels) < 10_000:  # routes come from the app, methods and statuses
+                self._labels[(route, method, status)] = keys  # from a small set
+        return keys
 
 
 def _limit_threads(n: int) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Request
 
 from funnel.serve.engine import Engine
+from funnel.serve.metrics import Metrics
 from funnel.serve.settings import Settings
 from funnel.serve.state import StateStore
 
@@ -33,6 +35,30 @@ async def get_services(request: Request) -> Any:
     return request.app.state
 
 
+@dataclass(frozen=True, slots=True)
+class Serving:
+    """Everything a list route (search, recommend, similar) reads, as one dependency.
+
+    FastAPI runs its dependency solver once per declared dependency per request; measured at
+    1M items, four separate ones cost ~0.1 ms of a request's CPU, as much as the rest of the
+    routing. The engine is read once here, so a reload cannot change it mid-request."""
+
+    engine: Engine
+    state: StateStore
+    settings: Settings
+    metrics: Metrics
+
+
+async def get_serving(request: Request) -> Serving:
+    services = request.app.state
+    return Serving(
+        engine=await get_engine(request),
+        state=services.state,
+        settings=services.settings,
+        metrics=services.metrics,
+    )
+
+
 async def require_admin(
     settings: Annotated[Settings, Depends(get_app_settings)],
     authorization: Annotated[str | None, Header()] = None,
@@ -54,3 +80,4 @@ EngineDep = Annotated[Engine, Depends(get_engine)]
 StateDep = Annotated[StateStore, Depends(get_state)]
 ServicesDep = Annotated[Any, Depends(get_services)]
 AdminDep = Annotated[None, Depends(require_admin)]
+ServingDep = Annotated[Serving, Depends(get_serving)]

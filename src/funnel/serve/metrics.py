@@ -1,18 +1,27 @@
 """Prometheus text-format metrics: request counters and latency histograms per route and stage.
 
 Small on purpose (no client library): a lock-protected dict of counters and fixed-bucket
-histograms, rendered in the text exposition format 0.0.4.
+histograms, rendered in the text exposition format 0.0.4. Recording is on every request's path,
+so it does the least work there: label sets are rendered once (:func:`labels_key`), a sample
+lands in one bucket found by bisection (the cumulative ``le`` counts are summed when rendered),
+and :meth:`Metrics.observe_many_ms` records a request's stages under one lock.
 """
 
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left
 from collections import defaultdict
+from collections.abc import Iterable
 
 BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+_OVER = len(BUCKETS_MS)
+"""Index of the count of samples above the last bound (or NaN): in ``+Inf`` only."""
 
 
-def _labels(labels: dict[str, str]) -> str:
+def labels_key(labels: dict[str, str]) -> str:
+    """The rendered label set ``{k="v",...}`` (sorted), cached: callers on a request's path pass
+    the result to :meth:`Metrics.observe_many_ms` instead of formatting labels per sample."""
     if not labels:
         return ""
     key = tuple(labels.items())
@@ -40,6 +49,7 @@ class Metrics:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counters: dict[tuple[str, str], float] = defaultdict(float)
+        # per histogram: samples per bucket (not cumulative), the +Inf-only count, count, sum
         self._hist: dict[tuple[str, str], list[float]] = {}
         self._help: dict[str, tuple[str, str]] = {}
 
@@ -50,23 +60,34 @@ class Metrics:
         value: float = 1.0,
         help_text: str = "",
     ) -> None:
-        key = (name, _labels(labels or {}))
+        self.inc_key(name, labels_key(labels or {}), value, help_text)
+
+    def inc_key(self, name: str, labels: str, value: float = 1.0, help_text: str = "") -> None:
+        """:meth:`inc` with the label set already rendered by :func:`labels_key`."""
         with self._lock:
-            self._help.setdefault(name, ("counter", help_text))
-            self._counters[key] += value
+            if name not in self._help:
+                self._help[name] = ("counter", help_text)
+            self._counters[(name, labels)] += value
 
     def observe_ms(
         self, name: str, ms: float, labels: dict[str, str] | None = None, help_text: str = ""
     ) -> None:
-        key = (name, _labels(labels or {}))
+        self.observe_many_ms(name, ((labels_key(labels or {}), ms),), help_text)
+
+    def observe_many_ms(
+        self, name: str, samples: Iterable[tuple[str, float]], help_text: str = ""
+    ) -> None:
+        """Record ``(labels_key(...), ms)`` samples of histogram ``name`` under one lock."""
         with self._lock:
-            self._help.setdefault(name, ("histogram", help_text))
-            h = self._hist.setdefault(key, [0.0] * (len(BUCKETS_MS) + 2))
-            for i, b in enumerate(BUCKETS_MS):
-                if ms <= b:
-                    h[i] += 1
-            h[-2] += 1  # count (= +Inf bucket)
-            h[-1] += ms  # sum
+            if name not in self._help:
+                self._help[name] = ("histogram", help_text)
+            for labels, ms in samples:
+                h = self._hist.get((name, labels))
+                if h is None:
+                    h = self._hist[(name, labels)] = [0.0] * (_OVER + 3)
+                h[bisect_left(BUCKETS_MS, ms) if ms <= BUCKETS_MS[-1] else _OVER] += 1
+                h[-2] += 1  # count (= +Inf bucket)
+                h[-1] += ms  # sum
 
     def render(self) -> str:
         lines: list[str] = []
@@ -83,8 +104,10 @@ class Metrics:
                         if n != name:
                             continue
                         base = lab[1:-1] + "," if lab else ""
+                        cumulative = 0.0
                         for i, b in enumerate(BUCKETS_MS):
-                            lines.append(f'{n}_bucket{{{base}le="{b}"}} {h[i]:g}')
+                            cumulative += h[i]
+                            lines.append(f'{n}_bucket{{{base}le="{b}"}} {cumulative:g}')
                         lines.append(f'{n}_bucket{{{base}le="+Inf"}} {h[-2]:g}')
                         lines.append(f"{n}_count{lab} {h[-2]:g}")
                         lines.append(f"{n}_sum{lab} {h[-1]:g}")

@@ -9,15 +9,16 @@ after another, which is what a CPU-bound worker does anyway.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response
+from pydantic_core import to_json
 
 from funnel.features.personalization import RecentActions
-from funnel.serve.deps import EngineDep, ServicesDep, SettingsDep, StateDep
+from funnel.serve.deps import ServingDep
 from funnel.serve.engine import Engine, StageResult, UnknownItemError
+from funnel.serve.metrics import Metrics, labels_key
 from funnel.serve.schemas import ErrorBody, ListResponse, SearchRequest
 
 router = APIRouter(tags=["search"])
@@ -30,29 +31,36 @@ def to_response(engine: Engine, result: StageResult) -> Response:
 
     Building and re-validating a pydantic model per item cost more than ranking 20 items; the
     route still declares ``response_model=ListResponse`` (the OpenAPI schema clients and
-    schemathesis check), and ``tests/serve`` validates these bodies against that model.
+    schemathesis check), and ``tests/serve`` validates these bodies against that model. The
+    bytes come from pydantic-core's encoder: ~8x less CPU than ``json.dumps`` on this body, the
+    same bytes for it, and a non-finite float anywhere becomes ``null`` as the model would
+    write it (instead of invalid JSON).
     """
-    items = []
     described = engine.catalog.describe_many(list(result.item_ids), _DESCRIBED)
+    debug = result.debug
+    items = []
     for i, (item, score, kind) in enumerate(
         zip(result.item_ids, result.scores, result.kinds, strict=True)
     ):
-        entry: dict[str, Any] = {"item_id": item, "score": _number(score)}
-        for name in _DESCRIBED:
-            entry[name] = described[i].get(name)
-        entry["sponsored"] = kind == "sponsored"
-        entry["debug"] = _finite(result.debug[i]) if result.debug is not None else None
-        items.append(entry)
+        about = described[i]
+        items.append({
+            "item_id": item,
+            "score": _number(score),
+            "title": about.get("title"),
+            "brand": about.get("brand"),
+            "category": about.get("category"),
+            "market": about.get("market"),
+            "price": about.get("price"),
+            "sponsored": kind == "sponsored",
+            "debug": _finite(debug[i]) if debug is not None else None,
+        })
     body = {
         "items": items,
         "timings_ms": result.timings_ms,
         "version": engine.version,
         "request_id": result.request_id,
     }
-    return Response(
-        json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(),
-        media_type="application/json",
-    )
+    return Response(to_json(body, inf_nan_mode="null"), media_type="application/json")
 
 
 def _number(value: Any) -> float | None:
@@ -71,31 +79,32 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _observe(services: object, route: str, result: StageResult) -> None:
-    metrics = services.metrics  # type: ignore[attr-defined]
+_STAGE_HELP = "Latency of each funnel stage in milliseconds"
+_STAGE_LABELS: dict[tuple[str, str], str] = {}
+"""Rendered ``{route=,stage=}`` label sets: routes x stages, a handful."""
+
+
+def _observe(metrics: Metrics, route: str, result: StageResult) -> None:
+    samples = []
     for stage, ms in result.timings_ms.items():
-        metrics.observe_ms(
-            "funnel_stage_latency_ms",
-            ms,
-            {"route": route, "stage": stage},
-            "Latency of each funnel stage in milliseconds",
-        )
+        labels = _STAGE_LABELS.get((route, stage))
+        if labels is None:
+            labels = labels_key({"route": route, "stage": stage})
+            if len(_STAGE_LABELS) < 1000:  # stage names come from the engine, not from users
+                _STAGE_LABELS[(route, stage)] = labels
+        samples.append((labels, ms))
+    metrics.observe_many_ms("funnel_stage_latency_ms", samples, _STAGE_HELP)
 
 
 @router.post("/search", response_model=ListResponse, responses=ERRORS)
-async def search(
-    body: SearchRequest,
-    engine: EngineDep,
-    state: StateDep,
-    services: ServicesDep,
-    settings: SettingsDep,
-) -> Response:
+async def search(body: SearchRequest, serving: ServingDep) -> Response:
+    settings, engine = serving.settings, serving.engine
     if len(body.query) > settings.max_query_chars:
         raise HTTPException(422, detail=f"query longer than {settings.max_query_chars} characters")
     if body.k > settings.max_k:
         raise HTTPException(422, detail=f"k must be <= {settings.max_k}")
     # an anonymous visitor has no online state: no store round trip for it
-    recent = state.get(body.user_id) if body.user_id else RecentActions(
+    recent = serving.state.get(body.user_id) if body.user_id else RecentActions(
         max_len=settings.state_max_actions
     )
     result = engine.run(
@@ -107,43 +116,42 @@ async def search(
         state=recent,
         debug=body.debug,
     )
-    _observe(services, "search", result)
+    _observe(serving.metrics, "search", result)
     return to_response(engine, result)
 
 
 @router.get("/recommend/{user_id}", response_model=ListResponse, responses=ERRORS)
 async def recommend(
     user_id: Annotated[str, Path(min_length=1, max_length=256)],
-    engine: EngineDep,
-    state: StateDep,
-    services: ServicesDep,
+    serving: ServingDep,
     k: Annotated[int, Query(ge=1, le=200)] = 20,
     market: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
     debug: bool = False,
 ) -> Response:
+    engine = serving.engine
     result = engine.run(
         query="",
         user_id=user_id,
         market=market,
         filters={},
         k=k,
-        state=state.get(user_id),
+        state=serving.state.get(user_id),
         debug=debug,
     )
-    _observe(services, "recommend", result)
+    _observe(serving.metrics, "recommend", result)
     return to_response(engine, result)
 
 
 @router.get("/similar/{item_id}", response_model=ListResponse, responses=ERRORS)
 async def similar(
     item_id: Annotated[str, Path(min_length=1, max_length=256)],
-    engine: EngineDep,
-    services: ServicesDep,
+    serving: ServingDep,
     k: Annotated[int, Query(ge=1, le=200)] = 10,
 ) -> Response:
+    engine = serving.engine
     try:
         result = engine.similar(item_id, k)
     except UnknownItemError as err:
         raise HTTPException(404, detail=str(err)) from None
-    _observe(services, "similar", result)
+    _observe(serving.metrics, "similar", result)
     return to_response(engine, result)
