@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from funnel.features.personalization import (
     ItemVectorLookup,
@@ -135,3 +137,20 @@ def test_observe_keeps_the_shown_window_taste_features_read() -> None:
     assert [i for _, _, i in r.shown] == [f"i{p}" for p in range(4, 12)]  # 4 x max_len
     f = personalization_features(["i1", "i4"], r, ItemVectorLookup(IDS, VEC))
     assert f["user_item_shown"].tolist() == [0, 1]
+
+
+_ITEM = st.sampled_from(["a", "b", "c", "d", "x", "y"])  # x, y have no vector
+
+
+@settings(max_examples=200, deadline=None)
+@given(candidates=st.lists(_ITEM, max_size=12), clicks=st.lists(_ITEM, max_size=6),
+       shown=st.lists(_ITEM, max_size=10))
+def test_item_counts_match_a_lookup_per_candidate(candidates, clicks, shown) -> None:
+    lk = ItemVectorLookup(IDS, VEC)
+    recent = RecentActions(clicks=tuple(clicks),
+                           shown=tuple(("r", p, i) for p, i in enumerate(shown)))
+    f = personalization_features(candidates, recent, lk)
+    assert f["user_item_clicks"].tolist() == [float(clicks.count(i)) for i in candidates]
+    assert f["user_item_shown"].tolist() == [float(shown.count(i)) for i in candidates]
+    assert f["user_item_clicks"].dtype == np.float32 and len(f["user_item_shown"]) == len(
+        candidates)

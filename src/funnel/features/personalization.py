@@ -220,7 +220,7 @@ def personalization_features(
         "emb_book_sim": _sim(cand, found, vectors._centroids(recent.bookings, False)),
     }
     out["emb_type_sim"] = _type_sim(candidate_ids, recent, vectors)
-    out.update(taste_features(candidate_ids, recent, vectors, cand=cand, found=found))
+    out.update(taste_features(candidate_ids, recent, vectors, cand=cand, found=found, rows=rows))
     return out
 
 
@@ -231,11 +231,13 @@ def taste_features(
     *,
     cand: np.ndarray | None = None,
     found: np.ndarray | None = None,
+    rows: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """The ``TASTE_FEATURES`` of each candidate: what the user clicked against what they were
-    shown, over the window ``RecentActions`` keeps (``clicks``, and ``shown`` of 4x as many)."""
+    shown, over the window ``RecentActions`` keeps (``clicks``, and ``shown`` of 4x as many).
+    ``cand``, ``found``, ``rows``: the candidates' vectors and ``vectors.rows``, if known."""
     n = len(candidate_ids)
-    if cand is None or found is None:
+    if cand is None or found is None or rows is None:
         rows, found = vectors.rows(candidate_ids)
         cand = vectors.vectors[rows]
     shown = [i for _, _, i in recent.shown]
@@ -250,10 +252,31 @@ def taste_features(
     n_clicks, n_shown = Counter(recent.clicks), Counter(shown)
     out = {
         "taste_contrast_sim": contrast,
-        "user_item_clicks": np.array([n_clicks.get(i, 0) for i in candidate_ids], np.float32),
-        "user_item_shown": np.array([n_shown.get(i, 0) for i in candidate_ids], np.float32),
+        "user_item_clicks": _counts(candidate_ids, rows, found, n_clicks, vectors),
+        "user_item_shown": _counts(candidate_ids, rows, found, n_shown, vectors),
         "user_brand_lift": _brand_lift(candidate_ids, shown, set(recent.clicks), vectors),
     }
+    return out
+
+
+def _counts(candidate_ids: Sequence[str], rows: np.ndarray, found: np.ndarray,
+            counts: Counter[str], vectors: ItemVectorLookup) -> np.ndarray:
+    """``counts[candidate]`` per candidate, ``(n,) float32``: the few counted ids are matched
+    by vector row (one id, one row), and only candidates without a row by id."""
+    out = np.zeros(len(candidate_ids), dtype=np.float32)
+    if not counts:
+        return out
+    keys = list(counts)
+    key_rows, key_found = vectors.rows(keys)
+    if key_found.any():
+        order = np.argsort(key_rows[key_found])
+        sorted_rows = key_rows[key_found][order]
+        values = np.array([counts[k] for k in keys], dtype=np.float32)[key_found][order]
+        at = np.minimum(np.searchsorted(sorted_rows, rows), len(sorted_rows) - 1)
+        hit = found & (sorted_rows[at] == rows)
+        out[hit] = values[at[hit]]
+    for j in np.flatnonzero(~found).tolist():
+        out[j] = counts.get(candidate_ids[j], 0)
     return out
 
 

@@ -98,10 +98,16 @@ class Popularity(TopListsPersistence):
         """The market's list (the global one when the market is unknown or not given)."""
         check_is_fitted(self, "lists_")
         key = request.market if request.market in self.lists_.keys else GLOBAL
-        ids, scores = self.lists_.lookup(key)
         exclude = set(request.recent_items)
+        # filtering keeps the order: when the first k + |exclude| hold k items not excluded,
+        # those are the k the whole list would give; read the whole list only otherwise
+        head = request.k + len(exclude)
+        ids, scores = self.lists_.lookup(key, head)
         if exclude:
             keep = np.array([i not in exclude for i in ids.tolist()], dtype=bool)
+            if keep.sum() < request.k and len(ids) == head:
+                ids, scores = self.lists_.lookup(key)
+                keep = np.array([i not in exclude for i in ids.tolist()], dtype=bool)
             ids, scores = ids[keep], scores[keep]
         return Candidates(ids[: request.k], scores[: request.k])
 

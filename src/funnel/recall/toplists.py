@@ -48,12 +48,17 @@ class TopLists:
             scores=scores.astype(np.float32),
         )
 
-    def lookup(self, key: str) -> tuple[np.ndarray, np.ndarray]:
-        """Item ids and scores of ``key`` (empty arrays for an unknown key)."""
+    def lookup(self, key: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Item ids and scores of ``key`` (empty arrays for an unknown key); only the first
+        ``limit`` when given (a caller that keeps 200 of 2000 need not build 2000 ids)."""
         row = self.keys.get(key)
         if row is None:
             return np.empty(0, dtype=object), np.empty(0, dtype=np.float32)
-        lo, hi = self.indptr[row], self.indptr[row + 1]
+        lo, hi = int(self.indptr[row]), int(self.indptr[row + 1])
+        if limit is not None:
+            if limit < 0:
+                raise ValueError(f"TopLists.lookup: 'limit' must be >= 0 or None; got {limit}")
+            hi = min(hi, lo + limit)
         return self.items[self.codes[lo:hi]], self.scores[lo:hi]
 
     def __len__(self) -> int:
