@@ -451,3 +451,21 @@ def test_an_upgrade_request_is_served_as_plain_http_then_closed(two: Running):
                                  b"Upgrade: h2c\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 200") and out.endswith(b"}")  # answered, then closed
     assert two.workers[0].requests + two.workers[1].requests == ["/sleep"]
+
+
+def test_a_request_trickling_in_past_its_deadline_gets_a_408(tmp_path: Path):
+    running = Running(tmp_path, ["a"], Limits(request_timeout_s=0.5))
+    try:
+        running.start_worker(0)
+        running.wait_ready(1)
+        with socket.create_connection(("127.0.0.1", running.port), timeout=10) as s:
+            s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
+            out = b""
+            while chunk := s.recv(65536):
+                out += chunk
+        head, _, body = out.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408") and b"connection: close" in head
+        assert "did not arrive within 0.5 s" in json.loads(body)["detail"]
+        assert running.workers[0].requests == []
+    finally:
+        running.close()

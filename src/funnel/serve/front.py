@@ -52,6 +52,8 @@ class Limits:
     max_queued: int = 4096
     queue_timeout_s: float = 30.0
     idle_timeout_s: float = 75.0
+    request_timeout_s: float = 30.0
+    """A request must arrive whole within this (a client trickling bytes holds a connection)."""
 
 
 def error_response(status: int, detail: str, *, close: bool = False) -> bytes:
@@ -90,6 +92,8 @@ class ClientConnection(asyncio.Protocol):
         self.closing = False
         self.paused = False
         self.timer: asyncio.TimerHandle | None = None
+        self.in_message = False
+        self.begun = 0.0
         self._reset_message()
 
     def _reset_message(self) -> None:
@@ -134,6 +138,8 @@ class ClientConnection(asyncio.Protocol):
     # httptools callbacks
     def on_message_begin(self) -> None:
         self._reset_message()
+        self.in_message = True
+        self.begun = time.monotonic()
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -162,6 +168,7 @@ class ClientConnection(asyncio.Protocol):
         self.body.append(body)
 
     def on_message_complete(self) -> None:
+        self.in_message = False
         method = self.parser.get_method()
         body = b"".join(self.body)
         lines = [method + b" " + self.url + b" HTTP/1.1"]
@@ -222,12 +229,20 @@ class ClientConnection(asyncio.Protocol):
     def _arm_timer(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
-        loop = asyncio.get_running_loop()
-        self.timer = loop.call_later(self.limits.idle_timeout_s, self._idle)
+        if self.in_message:  # a request is arriving: it has until its deadline
+            delay = self.begun + self.limits.request_timeout_s - time.monotonic()
+        else:
+            delay = self.limits.idle_timeout_s
+        self.timer = asyncio.get_running_loop().call_later(max(delay, 0.0), self._on_timer)
 
-    def _idle(self) -> None:
-        if self.current is None and not self.pending:
-            self._close()
+    def _on_timer(self) -> None:
+        if self.closing:
+            return
+        if self.in_message and time.monotonic() - self.begun >= self.limits.request_timeout_s:
+            self._fail(408, f"the request did not arrive within "
+                            f"{self.limits.request_timeout_s:g} s")
+        elif not self.in_message and self.current is None and not self.pending:
+            self._close()  # idle keep-alive connection
         else:
             self._arm_timer()
 
