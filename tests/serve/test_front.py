@@ -405,10 +405,15 @@ def test_a_client_that_leaves_while_queued_costs_no_worker_time(two: Running):
     with socket.create_connection(("127.0.0.1", two.port)) as s:
         s.sendall(b"GET /sleep?ms=0 HTTP/1.1\r\nHost: x\r\n\r\n")
         time.sleep(0.1)  # queued in the front: both workers are busy
+    waiter = two.conn()  # queued too, and it stays for its answer
+    waiter.request("GET", "/sleep?ms=0")
+    resp = waiter.getresponse()
+    assert resp.status == 200 and resp.read()
     for t in blockers:
         t.join()
     time.sleep(0.2)
-    assert sum(len(w.requests) for w in two.workers) == 2
+    assert sum(len(w.requests) for w in two.workers) == 3  # the blockers and the one that stayed
+    assert float(resp.getheader("x-funnel-queue-ms")) > 100.0  # it waited for a blocker
 
 
 _header_text = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1,

@@ -7,7 +7,8 @@ busy worker's queue while another worker idles; on the 1M-item benchmark the sam
 of 32 ms or 112 ms at 100 req/s depending on how the kernel happened to hash 32 connections.
 
 The front parses each request (httptools), queues it in one FIFO and writes it to a worker with
-nothing in flight, over that worker's unix socket; the response is relayed back byte for byte.
+nothing in flight, over that worker's unix socket; the response is relayed back byte for byte,
+with one header added: ``x-funnel-queue-ms``, the time it waited here for a worker.
 A request therefore never waits while a worker is free, queued requests survive a worker's
 crash, and only the request a dying worker was running fails (with a 502 that says so).
 ``POST /admin/*`` goes to every worker, so a reload reloads them all, and ``GET /metrics``
@@ -74,6 +75,7 @@ class Job:
     data: bytes
     client: ClientConnection
     queued_at: float = field(default_factory=time.monotonic)
+    waited_ms: float = 0.0
     cancelled: bool = False
 
 
@@ -283,6 +285,10 @@ class Upstream(asyncio.Protocol):
             self.transport.close()  # type: ignore[union-attr]
             return
         if not job.cancelled:
+            if not self.relayed:  # the status line is in the first chunk: add the wait to it
+                end = data.find(b"\r\n") + 2
+                if end > 1:
+                    data = data[:end] + b"x-funnel-queue-ms: %.2f\r\n" % job.waited_ms + data[end:]
             job.client.write(data)
             self.relayed = True
         try:
@@ -388,8 +394,8 @@ class Front:
 
     def _send(self, upstream: Upstream, job: Job) -> None:
         self.busy.add(upstream)
-        self.metrics.observe_ms("funnel_front_wait_ms",
-                                (time.monotonic() - job.queued_at) * 1000.0, None,
+        job.waited_ms = (time.monotonic() - job.queued_at) * 1000.0
+        self.metrics.observe_ms("funnel_front_wait_ms", job.waited_ms, None,
                                 "Time a request waited in the front for a free worker")
         upstream.send(job)
 
