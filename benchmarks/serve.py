@@ -64,11 +64,17 @@ def percentile(values: list[float], q: float) -> float:
 JSON = {"content-type": "application/json"}
 
 
-def post_search(conn: Any, body: bytes) -> int:
-    """POST /search ``body`` on an ``http.client`` connection and read the reply; its status."""
+def post_search(conn: Any, body: bytes, timings: list | None = None) -> int:
+    """POST /search ``body`` on an ``http.client`` connection and read the reply; its status.
+    ``timings`` gets (ms waiting in the front for a worker, ms in the worker) when both are
+    known (the front's ``x-funnel-queue-ms``, the worker's ``x-funnel-time-ms``)."""
     conn.request("POST", "/search", body, JSON)
     resp = conn.getresponse()
     resp.read()
+    if timings is not None:
+        queue, work = resp.getheader("x-funnel-queue-ms"), resp.getheader("x-funnel-time-ms")
+        if queue is not None and work is not None:
+            timings.append((float(queue), float(work)))
     return int(resp.status)
 
 
@@ -89,6 +95,7 @@ def drive(base: str, bodies: list[bytes], rate: float, seconds: float, out: mp.Q
     url = urlparse(base)
     n = int(rate * seconds)
     latencies: list[float] = []
+    timings: list[tuple[float, float]] = []
     errors = 0
     lock = threading.Lock()
     counter = itertools.count()
@@ -110,7 +117,7 @@ def drive(base: str, bodies: list[bytes], rate: float, seconds: float, out: mp.Q
             if delay > 0:
                 time.sleep(delay)
             try:
-                ok = post_search(conn, bodies[i % len(bodies)]) == 200
+                ok = post_search(conn, bodies[i % len(bodies)], timings) == 200
             except (OSError, http.client.HTTPException):
                 ok = False
                 conn.close()  # reconnects on the next request
@@ -126,7 +133,7 @@ def drive(base: str, bodies: list[bytes], rate: float, seconds: float, out: mp.Q
         t.join()
     for c in conns:
         c.close()
-    out.put((latencies, errors, n))
+    out.put((latencies, errors, n, timings))
 
 
 def run_load(base: str, bodies: list[bytes], rate: float, seconds: float) -> dict[str, float]:
@@ -134,11 +141,13 @@ def run_load(base: str, bodies: list[bytes], rate: float, seconds: float) -> dic
     q: mp.Queue = ctx.Queue()
     proc = ctx.Process(target=drive, args=(base, bodies, rate, seconds, q))
     proc.start()
-    latencies, errors, sent = q.get(timeout=seconds + 300)
+    latencies, errors, sent, timings = q.get(timeout=seconds + 300)
     proc.join(timeout=60)
+    queue_ms, worker_ms = [t[0] for t in timings], [t[1] for t in timings]
     return {"p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99),
             "errors": float(errors), "requests": float(sent), "rate": rate,
-            "p90_ms": percentile(latencies, 90)}
+            "p90_ms": percentile(latencies, 90),
+            "p99_queue_ms": percentile(queue_ms, 99), "p99_worker_ms": percentile(worker_ms, 99)}
 
 
 def sequential_http(base: str, bodies: list[bytes], n: int, server_pid: int
@@ -572,6 +581,8 @@ def main() -> None:
         "p50_ms": round(fixed["p50_ms"], 2),
         "p90_ms": round(fixed["p90_ms"], 2),
         "p99_ms": round(fixed["p99_ms"], 2),
+        "p99_front_queue_ms": round(fixed["p99_queue_ms"], 2),
+        "p99_worker_ms": round(fixed["p99_worker_ms"], 2),
         "errors": fixed["errors"],
         "requests": fixed["requests"],
         "max_rps_at_p99_100ms": max_rps,
@@ -595,6 +606,8 @@ def main() -> None:
         "load_avg_1m_end": round(os.getloadavg()[0], 2),
         "nproc": float(os.cpu_count() or 0),
     }
+    # one worker has no front, hence no queue time: leave such figures out rather than NaN
+    figures = {k: v for k, v in figures.items() if not (isinstance(v, float) and v != v)}
     print(f"\nserve benchmark on {platform.node()} ({os.cpu_count()} cores), "
           f"{n_items_served:,} items")
     width = max(len(k) for k in figures)
