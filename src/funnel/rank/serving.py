@@ -160,17 +160,15 @@ class ServingRanker:
         n = len(item_ids)
         state = clip_state(state, self.recent_k)  # the window training rows were replayed with
         cols: dict[str, np.ndarray] = {}
-        cols["user_id"] = np.full(n, user_id, dtype=object)  # None -> out-of-vocabulary
+        cols["user_id"] = _same(user_id, n)  # None -> out-of-vocabulary
         cols["position"] = np.full(n, self.position, dtype=np.int64)
-        cols["query"] = np.full(n, query or "", dtype=object)
+        cols["query"] = _same(query or "", n)
         if query_match is not None:
             cols.update(_check_query_match(query_match, n))
         else:
             cols.update(self._query_match(query or "", rows, item_cols))
         recent = list(state.clicks[-self.recent_k :])
-        seq = np.empty(n, dtype=object)
-        seq[:] = [recent] * n
-        cols["recent_clicks"] = seq
+        cols["recent_clicks"] = _same(recent, n)
         cols["n_recent_clicks"] = np.full(n, len(recent), dtype=np.int64)
         if self.vectors is not None:
             cols.update(personalization_features(
@@ -376,6 +374,15 @@ def _encode_numeric(
 
 _BROADCAST_CACHE = 4096
 """Request-wide field encodings kept per ranker (queries x positions x histories)."""
+
+
+def _same(value: Any, n: int) -> np.ndarray:
+    """``value`` (one object) in every one of ``n`` rows, as a read-only object column: a
+    broadcast view, since filling 500 object slots costs more than everything that reads
+    them (the encoders read one row of a request-wide column, debug output a few)."""
+    one = np.empty(1, dtype=object)
+    one[0] = value
+    return np.broadcast_to(one, (n,))
 
 
 def _hashable(value: Any) -> Any:

@@ -227,9 +227,9 @@ class Engine:
         )
         merged = self.recall.merger.recall(request)
         provenance = merged.provenance
+        all_ids = None  # the catalog's ids at ``rows`` when the merger found every row
         if merged.rows is not None:  # the merger looked every candidate's row up
             rows = merged.rows
-            all_ids = self.catalog.ids[rows]
         else:
             all_ids = np.array([str(i) for i in merged.item_ids.tolist()], dtype=object)
             rows = self.catalog.rows(all_ids.tolist())  # every candidate's row, looked up once
@@ -237,9 +237,10 @@ class Engine:
         match = None  # the candidates' query-match columns, when the ranker can reuse them
         if query:
             keep, match = self._match(query, rows, provenance, keep)
-        ids = all_ids[keep].tolist()
         rows = rows[keep]
-        at = np.asarray(keep, dtype=np.int64)  # candidate -> its position in the merged list
+        id_arr = self.catalog.ids[rows] if all_ids is None else all_ids[keep]  # object
+        ids = id_arr.tolist()
+        at = keep  # candidate -> its position in the merged list
         fused = merged.scores[keep] if len(keep) else np.empty(0, np.float32)
         timings["recall"] = _ms(t0)
         for name, ms in merged.timings_ms.items():
@@ -247,6 +248,7 @@ class Engine:
 
         t0 = time.perf_counter()
         ids, at, fused = ids[: self.rank_k], at[: self.rank_k], fused[: self.rank_k]
+        id_arr = id_arr[: self.rank_k]
         rows = rows[: self.rank_k]
         features: Mapping[str, np.ndarray] = {}
         if self.rank is not None and ids:
@@ -266,7 +268,7 @@ class Engine:
 
         t0 = time.perf_counter()
         order = np.argsort(-scores, kind="stable")
-        ranked = np.array(ids, dtype=object)[order].tolist() if ids else []
+        ranked = id_arr[order].tolist() if ids else []
         ranked_rows = rows[order]
         ranked_scores = scores[order]
         sponsored_ids, ecpm = self._sponsored(ranked, ranked_rows, ranked_scores)
@@ -306,8 +308,9 @@ class Engine:
 
     def _admissible(
         self, rows: np.ndarray, market: str | None, filters: dict[str, str]
-    ) -> list[int]:
-        """Positions of candidates in the catalog that pass the market and attribute filters."""
+    ) -> np.ndarray:
+        """Positions of candidates in the catalog that pass the market and attribute filters
+        (int64, ascending)."""
         ok = rows >= 0
         safe = np.where(ok, rows, 0)
         if market:
@@ -317,7 +320,7 @@ class Engine:
         for name, value in filters.items():
             if name in self.catalog.columns:
                 ok &= self.catalog.columns[name][safe] == value
-        return np.flatnonzero(ok).tolist()
+        return np.flatnonzero(ok).astype(np.int64, copy=False)
 
     def session_market(self, state: RecentActions, last: int = 5) -> str | None:
         """The market of most of the last clicks (at least half of them), else None."""
@@ -345,15 +348,15 @@ class Engine:
 
     def _match(
         self, query: str, rows: np.ndarray, provenance: Sequence[dict[str, float]],
-        keep: list[int],
-    ) -> tuple[list[int], dict[str, np.ndarray] | None]:
+        keep: np.ndarray,
+    ) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
         """For a search, keep candidates that match the query text or came from a query source;
         also returns the query-match columns of the kept ones (the ranker's ``qm_*``).
 
         Browse sources (popularity, co-visitation) add items that may have nothing to do with
         the query; a search shows only items that match it, unless nothing matches at all.
         """
-        if not keep:
+        if not len(keep):
             return keep, None
         if self.terms is None:
             self.terms = TermIndex(*(self.catalog.columns[c].tolist() for c in MATCH_COLUMNS))
@@ -368,12 +371,12 @@ class Engine:
         loose = np.flatnonzero(~ok)
         if len(loose):  # few candidates miss the tier; of those, keep what a query source found
             if isinstance(provenance, Provenance):
-                ok[loose] = provenance.found_by("query_items")[np.asarray(keep)[loose]]
+                ok[loose] = provenance.found_by("query_items")[keep[loose]]
             else:
-                ok[loose] = ["query_items" in provenance[keep[j]] for j in loose.tolist()]
+                ok[loose] = ["query_items" in provenance[int(keep[j])] for j in loose.tolist()]
         if not ok.any():
             return keep, features
-        matched = np.asarray(keep, dtype=np.int64)[ok].tolist()
+        matched = keep[ok]
         return matched, {name: col[ok] for name, col in features.items()}
 
     def _rerank_rows(self, pipeline: Any, rows: np.ndarray) -> dict[str, np.ndarray]:
