@@ -3,10 +3,11 @@ ids longer than any catalog id, unicode, and hash collisions (which go to the di
 
 from __future__ import annotations
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from funnel.serve.catalog import RowIndex
+from funnel.serve.catalog import Catalog, RowIndex
 
 ids_strategy = st.lists(
     st.one_of(st.text(max_size=6), st.sampled_from(["a", "ab", "abc", "東京", "i001", "i0010"])),
@@ -51,3 +52,23 @@ def test_long_ids_keep_the_dict():
     ids = ["x" * (RowIndex.MAX_ID_CHARS + 1), "y"]
     assert RowIndex.build(ids, {i: r for r, i in enumerate(ids)}) is None
     assert RowIndex.build(["a", "b"], {"a": 0, "b": 1}) is not None
+
+
+def _catalog(ids: list[str]) -> Catalog:
+    return Catalog(ids=np.array(ids, dtype=object), columns={},
+                   row={item: i for i, item in enumerate(ids)}, markets=[], demo_users=[])
+
+
+@settings(max_examples=80, deadline=None)
+@given(ids_strategy)
+def test_id_rank_orders_rows_as_sorted_orders_their_ids(ids):
+    rank = _catalog(ids).id_rank()
+    if any(i.endswith("\0") for i in ids):  # numpy text would tie "a" and "a\0"
+        assert rank is None
+        return
+    assert rank is not None and rank.dtype == np.int64
+    assert np.argsort(rank).tolist() == sorted(range(len(ids)), key=ids.__getitem__)
+
+
+def test_id_rank_needs_str_ids():
+    assert _catalog([1, 2]).id_rank() is None  # type: ignore[list-item]

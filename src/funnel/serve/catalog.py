@@ -115,10 +115,15 @@ class Catalog:
 
     def id_rank(self) -> np.ndarray | None:
         """``(n,) int64``: the rank of each row's id among the catalog's ids in ``sorted``
-        order (None unless every id is a str): integer keys for "ties by id" orders."""
+        order: integer keys for "ties by id" orders. None unless every id is a str, or if
+        an id ends in NUL (numpy's fixed-width text, which the merger's order by id uses,
+        drops trailing NULs: there ``"a"`` and ``"a\\0"`` would tie)."""
         if self._index is None:
             return None
-        text = np.asarray(self.ids.tolist(), dtype=str)  # the order of sorted() on str
+        ids = self.ids.tolist()
+        if any(i.endswith("\0") for i in ids):
+            return None
+        text = np.asarray(ids, dtype=str)
         rank = np.empty(len(text), dtype=np.int64)
         rank[np.argsort(text, kind="stable")] = np.arange(len(text), dtype=np.int64)
         return rank
