@@ -9,9 +9,10 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -182,8 +183,17 @@ def create_app(
     async def on_domain_error(_: Request, err: FunnelError) -> JSONResponse:
         return JSONResponse(status_code=400, content={"detail": str(err)})
 
-    app.add_middleware(LimitsAndMetrics, metrics=app.state.metrics,
-                       max_body_bytes=settings.max_body_bytes)
     for module in (search, suggest, events, health):
         app.include_router(module.router)
+    # added first, so it runs inside LimitsAndMetrics (body limit, metrics, timing header)
+    app.add_middleware(search.SearchFastPath, route=_route(search.router, "/search", "POST"))
+    app.add_middleware(LimitsAndMetrics, metrics=app.state.metrics,
+                       max_body_bytes=settings.max_body_bytes)
     return app
+
+
+def _route(router: APIRouter, path: str, method: str) -> APIRoute:
+    for route in router.routes:
+        if isinstance(route, APIRoute) and route.path == path and method in route.methods:
+            return route
+    raise LookupError(f"no {method} {path} route")
