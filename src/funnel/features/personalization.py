@@ -176,14 +176,20 @@ class ItemVectorLookup:
         rows = rows[found]
         if rows.size == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        known = [i for i, f in zip(ids, found, strict=True) if f]
         if by_market and self.item_market is not None:
-            keys = np.array([self.item_market.get(i, "") for i in known], dtype=object)
+            get = self.item_market.get
+            keys = [get(i, "") for i, f in zip(ids, found.tolist(), strict=True) if f]
         else:
-            keys = np.zeros(len(known), dtype=object)
+            keys = [0] * len(rows)
+        groups = dict.fromkeys(keys)
+        if len(groups) == 1:  # one market (the usual session): every known row
+            parts = [rows]
+        else:
+            coded = np.array(keys, dtype=object)
+            parts = [rows[coded == key] for key in groups]
         cents = []
-        for key in dict.fromkeys(keys.tolist()):
-            c = self.vectors[rows[keys == key]].mean(0)
+        for part in parts:
+            c = self.vectors[part].mean(0)
             cents.append(c / max(float(np.linalg.norm(c)), 1e-12))
         return np.stack(cents).astype(np.float32)
 

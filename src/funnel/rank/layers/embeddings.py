@@ -31,6 +31,9 @@ class _Lookup(torch.autograd.Function):
 
 def lookup(table: nn.Embedding, idx: torch.Tensor) -> torch.Tensor:
     """idx (...) -> rows (..., width) of ``table``; same values as ``table(idx)``."""
+    if not torch.is_grad_enabled():  # nothing to differentiate: the gather alone, without
+        w = table.weight  # the autograd.Function machinery (its forward is this very gather)
+        return w.index_select(0, idx.reshape(-1)).view(*idx.shape, w.shape[1])
     return _Lookup.apply(table.weight, idx)  # type: ignore[no-any-return]
 
 
