@@ -323,7 +323,8 @@ def sample_requests(ws_root: Path, n: int = 500, seed: int = 0, history: int = 3
 
     Replaying the history into the server's online state first makes each search what it is
     in production: vector and co-visitation recall from the session, the session features in
-    the ranker, so ~1000 candidates are recalled (an anonymous search recalls ~700)."""
+    the ranker, so ~1000 candidates are recalled (an anonymous search recalls ~700). Every
+    query is ordered in full (events share timestamps), so runs replay the same sessions."""
     import duckdb
 
     con = duckdb.connect(str(ws_root / "store.duckdb"), read_only=True)
@@ -333,6 +334,7 @@ def sample_requests(ws_root: Path, n: int = 500, seed: int = 0, history: int = 3
         WHERE s.event_type = 'search' AND s.query IS NOT NULL AND s.user_id IS NOT NULL
           AND EXISTS (SELECT 1 FROM events c WHERE c.user_id = s.user_id
                       AND c.event_type = 'click' AND c.ts < s.ts)
+        ORDER BY s.user_id, s.ts, s.query
         """
     ).fetchall()
     rng = random.Random(seed)
@@ -351,10 +353,12 @@ def sample_requests(ws_root: Path, n: int = 500, seed: int = 0, history: int = 3
         SELECT user_id, event_type, item_id, ts_ms, request_id, position, dwell_ms FROM (
             SELECT e.user_id, e.event_type, e.item_id, epoch_ms(e.ts) AS ts_ms, e.request_id,
                    e.position, e.dwell_ms,
-                   row_number() OVER (PARTITION BY e.user_id ORDER BY e.ts DESC) AS back
+                   row_number() OVER (PARTITION BY e.user_id ORDER BY e.ts DESC,
+                       e.event_type, e.item_id, e.request_id, e.position) AS back
             FROM events e JOIN picked p ON e.user_id = p.user_id AND e.ts < p.ts
             WHERE e.event_type IN ('click', 'impression', 'booking') AND e.item_id IS NOT NULL)
-        WHERE back <= {int(history)} ORDER BY user_id, ts_ms
+        WHERE back <= {int(history)}
+        ORDER BY user_id, ts_ms, event_type, item_id, request_id, position
         """
     ).fetchall()
     con.close()
