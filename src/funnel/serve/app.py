@@ -57,13 +57,12 @@ class LimitsAndMetrics:
     """Body-size limit, request counters and latency histograms, and an ``X-Funnel-Time-Ms``
     header, as plain ASGI: Starlette's ``@app.middleware("http")`` runs every request through
     an extra task and a response stream, a measurable share of a millisecond-scale request.
-    Label sets are rendered once per (route, method, status), not per request."""
+    Label sets are rendered once (:func:`labels_key` caches them), not per request."""
 
     def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
-        self._labels: dict[tuple[str, str, int], tuple[str, str]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -96,23 +95,18 @@ class LimitsAndMetrics:
         finally:
             ms = (time.perf_counter() - started) * 1000.0
             route = getattr(scope.get("route"), "path", "unmatched")
-            counted, timed = self._label_keys(route, scope["method"], status)
+            method = scope["method"]
             metrics = self.metrics
-            metrics.inc_key("funnel_requests_total", counted, 1, "HTTP requests")
-            metrics.observe_many_ms(
-                "funnel_request_latency_ms", ((timed, ms),), "HTTP request latency in milliseconds"
-            )
-
-    def _label_keys(self, route: str, method: str, status: int) -> tuple[str, str]:
-        keys = self._labels.get((route, method, status))
-        if keys is None:
-            keys = (
+            metrics.inc_key(
+                "funnel_requests_total",
                 labels_key({"route": route, "method": method, "status": str(status)}),
-                labels_key({"route": route, "method": method}),
+                1, "HTTP requests",
             )
-            if len(self._labels) < 10_000:  # routes come from the app, methods and statuses
-                self._labels[(route, method, status)] = keys  # from a small set
-        return keys
+            metrics.observe_many_ms(
+                "funnel_request_latency_ms",
+                ((labels_key({"route": route, "method": method}), ms),),
+                "HTTP request latency in milliseconds",
+            )
 
 
 def _limit_threads(n: int) -> None:

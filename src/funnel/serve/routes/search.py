@@ -10,7 +10,6 @@ after another, which is what a CPU-bound worker does anyway.
 from __future__ import annotations
 
 import json
-import math
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
@@ -47,14 +46,14 @@ def to_response(engine: Engine, result: StageResult) -> Response:
         about = described[i]
         items.append({
             "item_id": item,
-            "score": _number(score),
+            "score": float(score),  # a numpy scalar; to_json writes NaN / inf as null
             "title": about.get("title"),
             "brand": about.get("brand"),
             "category": about.get("category"),
             "market": about.get("market"),
             "price": about.get("price"),
             "sponsored": kind == "sponsored",
-            "debug": _finite(debug[i]) if debug is not None else None,
+            "debug": debug[i] if debug is not None else None,
         })
     body = {
         "items": items,
@@ -65,37 +64,11 @@ def to_response(engine: Engine, result: StageResult) -> Response:
     return Response(to_json(body, inf_nan_mode="null"), media_type="application/json")
 
 
-def _number(value: Any) -> float | None:
-    """A float for JSON: NaN and infinities become null, as pydantic would serialize them."""
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
-
-
-_STAGE_HELP = "Latency of each funnel stage in milliseconds"
-_STAGE_LABELS: dict[tuple[str, str], str] = {}
-"""Rendered ``{route=,stage=}`` label sets: routes x stages, a handful."""
-
-
 def _observe(metrics: Metrics, route: str, result: StageResult) -> None:
-    samples = []
-    for stage, ms in result.timings_ms.items():
-        labels = _STAGE_LABELS.get((route, stage))
-        if labels is None:
-            labels = labels_key({"route": route, "stage": stage})
-            if len(_STAGE_LABELS) < 1000:  # stage names come from the engine, not from users
-                _STAGE_LABELS[(route, stage)] = labels
-        samples.append((labels, ms))
-    metrics.observe_many_ms("funnel_stage_latency_ms", samples, _STAGE_HELP)
+    samples = [(labels_key({"route": route, "stage": stage}), ms)  # label sets are cached
+               for stage, ms in result.timings_ms.items()]
+    metrics.observe_many_ms(
+        "funnel_stage_latency_ms", samples, "Latency of each funnel stage in milliseconds")
 
 
 @router.post("/search", response_model=ListResponse, responses=ERRORS)
