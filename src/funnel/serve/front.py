@@ -38,7 +38,7 @@ HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"trailer",
     b"upgrade", b"expect", b"content-length",
 })
-REASONS = {400: "Bad Request", 408: "Request Timeout", 413: "Content Too Large",
+REASONS = {200: "OK", 400: "Bad Request", 408: "Request Timeout", 413: "Content Too Large",
            414: "URI Too Long", 431: "Request Header Fields Too Large", 502: "Bad Gateway",
            503: "Service Unavailable"}
 
@@ -57,13 +57,18 @@ class Limits:
     """A request must arrive whole within this (a client trickling bytes holds a connection)."""
 
 
-def error_response(status: int, detail: str, *, close: bool = False) -> bytes:
-    """A complete HTTP/1.1 response with the app's error body, ``{"detail": ...}``."""
-    body = json.dumps({"detail": detail}).encode()
+def http_response(status: int, content_type: str, body: bytes, *, close: bool = False) -> bytes:
+    """A complete HTTP/1.1 response the front writes itself."""
     head = (f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n"
-            f"content-type: application/json\r\ncontent-length: {len(body)}\r\n"
+            f"content-type: {content_type}\r\ncontent-length: {len(body)}\r\n"
             + ("connection: close\r\n" if close else "") + "\r\n")
     return head.encode() + body
+
+
+def error_response(status: int, detail: str, *, close: bool = False) -> bytes:
+    """A complete HTTP/1.1 response with the app's error body, ``{"detail": ...}``."""
+    return http_response(status, "application/json", json.dumps({"detail": detail}).encode(),
+                         close=close)
 
 
 @dataclass(eq=False)
@@ -360,7 +365,7 @@ class Front:
             except OSError:  # not listening yet: still loading, or restarting
                 await asyncio.sleep(0.2)
                 continue
-            self._dispatch_to(upstream)
+            self.release(upstream)
             await upstream.lost
             if not self._closing:
                 await asyncio.sleep(0.05)
@@ -404,7 +409,7 @@ class Front:
                          "Requests the front answered itself")
         job.client.answer(job, status, detail)
 
-    def _dispatch_to(self, upstream: Upstream) -> None:
+    def release(self, upstream: Upstream) -> None:
         """``upstream`` is free: give it the oldest live waiting request, or park it."""
         self.busy.discard(upstream)
         while self.waiting:
@@ -413,9 +418,6 @@ class Front:
                 self._send(upstream, job)
                 return
         self.idle.append(upstream)
-
-    def release(self, upstream: Upstream) -> None:
-        self._dispatch_to(upstream)
 
     def lose(self, upstream: Upstream, job: Job | None) -> None:
         self.busy.discard(upstream)
@@ -444,14 +446,13 @@ class Front:
             text = merge_worker_metrics(
                 [(str(i), a[2].decode()) for i, a in live if a[0] == 200],
                 self.render_metrics())
-            body = text.encode()
-            job.client.write(
-                b"HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4; charset=utf-8\r\n"
-                b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            job.client.write(http_response(
+                200, "text/plain; version=0.0.4; charset=utf-8", text.encode()))
             job.client.finished(job)
             return
         failed = [a for _, a in live if not 200 <= a[0] < 300]
-        job.client.write((failed or [live[0][1]])[0][1])
+        _, raw, _ = failed[0] if failed else live[0][1]
+        job.client.write(raw)
         job.client.finished(job)
 
     async def _ask(self, path: Path, data: bytes) -> tuple[int, bytes, bytes] | None:
