@@ -5,6 +5,7 @@ under uvicorn on unix sockets, in threads; ``test_workers.py`` runs the real pro
 from __future__ import annotations
 
 import asyncio
+import gc
 import http.client
 import json
 import socket
@@ -58,6 +59,9 @@ class FakeWorker:
             headers = {k.decode(): v.decode() for k, v in scope["headers"]}
             out = json.dumps({"worker": self.name, "body": body.decode("latin-1"),
                               "headers": headers, "method": scope["method"]}).encode()
+        elif path == "/admin/slow":
+            time.sleep(float(query.get("ms", ["0"])[0]) / 1000.0)
+            out = json.dumps({"worker": self.name}).encode()
         elif path == "/admin/reload":
             self.admin_calls += 1
             status = 200 if self.name != "broken" else 503
@@ -209,6 +213,29 @@ def test_metrics_merge_every_worker_with_a_worker_label_and_admin_reaches_all(tw
     assert 'calls{worker="0",route="/x"}' in text and 'calls{worker="1",route="/x"}' in text
     assert "funnel_front_workers_ready 2" in text
     assert "funnel_front_wait_ms_count" in text
+
+
+def test_a_garbage_collection_during_a_broadcast_does_not_lose_its_answer(two: Running):
+    # asyncio holds tasks (and a stream's reader) only weakly: a broadcast task nobody kept
+    # was collected mid-flight, and its client timed out (a CI failure, once in ~20 runs).
+    answer: list[int] = []
+    thread = threading.Thread(
+        target=lambda: answer.append(get(two.conn(), "/admin/slow?ms=600", method="POST",
+                                         body=b"{}")[0]))
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not all("/admin/slow" in w.requests for w in two.workers):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    for _ in range(3):
+        two.call(_collect())
+    thread.join(timeout=30)
+    assert answer == [200]
+    assert not two.front.broadcasts  # done tasks are let go
+
+
+async def _collect() -> None:
+    gc.collect()
 
 
 def test_an_admin_failure_on_any_worker_is_what_the_client_sees(tmp_path: Path):

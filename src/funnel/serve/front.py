@@ -340,6 +340,9 @@ class Front:
         self.metrics = Metrics()
         self.server: asyncio.base_events.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        # The loop keeps only weak references to tasks: a broadcast nobody holds can be
+        # collected mid-flight, leaving its client waiting forever.
+        self.broadcasts: set[asyncio.Task[None]] = set()
         self._closing = False
 
     @property
@@ -383,7 +386,9 @@ class Front:
     def dispatch(self, job: Job) -> None:
         if job.method == b"POST" and job.path.startswith(b"/admin/") or (
                 job.method == b"GET" and job.path == b"/metrics"):
-            asyncio.get_running_loop().create_task(self._broadcast(job))
+            task = asyncio.get_running_loop().create_task(self._broadcast(job))
+            self.broadcasts.add(task)
+            task.add_done_callback(self.broadcasts.discard)
         elif self.idle:
             self._send(self.idle.pop(), job)  # the warmest: it ran the last request
         elif not self.busy:
