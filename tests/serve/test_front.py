@@ -25,8 +25,9 @@ from funnel.serve.worker_metrics import merge_worker_metrics
 
 
 class FakeWorker:
-    """An ASGI app that blocks its loop like a CPU-bound worker (``/sleep?ms=``), echoes
-    (``/echo``), counts admin calls and serves a metrics text."""
+    """An ASGI app that blocks its loop like a CPU-bound worker (``/sleep?ms=``, and
+    ``/admin/slow?ms=`` for a slow broadcast), echoes (``/echo``), counts admin calls and
+    serves a metrics text."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -52,16 +53,13 @@ class FakeWorker:
         self.requests.append(path)
         query = parse_qs(scope["query_string"].decode())
         status, content_type = 200, b"application/json"
-        if path == "/sleep":
+        if path in ("/sleep", "/admin/slow"):  # the front broadcasts the second to every worker
             time.sleep(float(query.get("ms", ["0"])[0]) / 1000.0)  # blocks, as a search does
             out = json.dumps({"worker": self.name}).encode()
         elif path == "/echo":
             headers = {k.decode(): v.decode() for k, v in scope["headers"]}
             out = json.dumps({"worker": self.name, "body": body.decode("latin-1"),
                               "headers": headers, "method": scope["method"]}).encode()
-        elif path == "/admin/slow":
-            time.sleep(float(query.get("ms", ["0"])[0]) / 1000.0)
-            out = json.dumps({"worker": self.name}).encode()
         elif path == "/admin/reload":
             self.admin_calls += 1
             status = 200 if self.name != "broken" else 503
