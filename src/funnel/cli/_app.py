@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from funnel.exceptions import FunnelError
 
@@ -45,9 +46,26 @@ WorkspaceOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout.")]
 
 
+def say(label: str, message: str, *, style: str = "") -> None:
+    """Print ``label: message`` to stderr as ONE line, never wrapped and never read as markup.
+
+    Errors hold paths and commands a person copies; rich would wrap them at the terminal
+    width (a space inside a file name when piped, or at 80 columns) and read ``[embed]`` as a
+    style tag. ``soft_wrap`` keeps the line whole; ``Text`` keeps brackets literal.
+    """
+    line = Text(f"{label}: ", style=style) if label else Text()
+    line.append(message)
+    console.print(line, soft_wrap=True, highlight=False)
+
+
+def warn(message: str) -> None:
+    """A one-line warning (see :func:`say`)."""
+    say("warning", message, style="yellow")
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print a one-line error and return the exit to raise."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    """Print a one-line error (see :func:`say`) and return the exit to raise."""
+    say("error", message, style="bold red")
     return typer.Exit(code)
 
 

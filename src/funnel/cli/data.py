@@ -18,6 +18,7 @@ from funnel.cli._app import (
     print_json,
     summary_table,
     user_errors,
+    warn,
 )
 from funnel.config import section
 from funnel.workspace import DEFAULT_WORKSPACE, Workspace
@@ -99,10 +100,8 @@ def ingest(
                 progress.advance(task)
     for report in reports:
         if report.quarantined:
-            console.print(
-                f"[yellow]{report.path}: {report.quarantined:,} row(s) quarantined[/] "
-                f"-> {report.quarantine_file}"
-            )
+            warn(f"{report.path}: {report.quarantined:,} row(s) quarantined "
+                 f"-> {report.quarantine_file}")
     if as_json:
         print_json(totals)
     else:

@@ -10,7 +10,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from funnel.cli._app import JsonOpt, app, console, fail, print_json, summary_table, user_errors
+from funnel.cli._app import (
+    JsonOpt,
+    app,
+    console,
+    fail,
+    print_json,
+    say,
+    summary_table,
+    user_errors,
+)
 
 
 def _summary(doc: str | None) -> str:
@@ -80,9 +89,7 @@ def peek(
         return
     for row in tables.rejected.slice(0, show).to_pylist():
         where = f" {row['field']}:" if row["field"] else ""
-        console.print(
-            f"[yellow]rejected[/] {row['source_file']}:{row['source_row']}{where} {row['reason']}",
-            highlight=False,
-        )
+        say("rejected", f"{row['source_file']}:{row['source_row']}{where} {row['reason']}",
+            style="yellow")
     counts["seconds"] = seconds
     console.print(summary_table(f"{path} as {fmt}", counts))

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from funnel.cli._app import JsonOpt, WorkspaceOpt, app, console, print_json, user_errors
+from funnel.cli._app import JsonOpt, WorkspaceOpt, app, console, fail, print_json, user_errors
 from funnel.workspace import DEFAULT_WORKSPACE, Workspace
 
 
@@ -72,8 +72,7 @@ def train(
         try:
             config = dataclasses.replace(config, **overrides)  # type: ignore[arg-type]
         except ValueError as err:
-            console.print(f"[bold red]error:[/] {err}")
-            raise typer.Exit(2) from None
+            raise fail(str(err), code=2) from None
         with ws.artifacts.begin() as build:
             metrics = build_rank(
                 ws, build, config, verbose=not json_out,

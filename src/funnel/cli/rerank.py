@@ -14,6 +14,7 @@ from funnel.cli._app import (
     WorkspaceOpt,
     app,
     console,
+    fail,
     print_json,
     summary_table,
     user_errors,
@@ -87,9 +88,8 @@ def rerank_curve(
         finally:
             con.close()
         if not ranked:
-            console.print("[bold red]error:[/] no logged impression lists in the event store; "
-                          "run 'funnel generate' or ingest events with request_id and position")
-            raise typer.Exit(1)
+            raise fail("no logged impression lists in the event store; run 'funnel generate' "
+                       "or ingest events with request_id and position")
         attrs = tuple(a for a in ("category", "brand", "price_band") if a in catalog.attributes)
         points = []
         with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"),

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from funnel.cli._app import WorkspaceOpt, app, console, user_errors
+from funnel.cli._app import WorkspaceOpt, app, console, user_errors, warn
 from funnel.workspace import DEFAULT_WORKSPACE, Workspace
 
 
@@ -50,8 +50,8 @@ def serve(
         ws = Workspace.open(workspace)
         ws.artifacts.require_current()
     if workers > 1 and state.startswith("memory"):
-        console.print("[yellow]warning:[/] memory:// state is per worker; use --state redis://… "
-                      "so every worker sees the same session")
+        warn("memory:// state is per worker; use --state redis://… "
+             "so every worker sees the same session")
     os.environ["FUNNEL_WORKSPACE"] = str(ws.root.resolve())
     os.environ["FUNNEL_STATE_URL"] = state
     os.environ["FUNNEL_WATCH_ARTIFACTS_S"] = str(watch)
