@@ -70,7 +70,11 @@ class ArtifactBuild:
             built[name] = now
         version = self.store.next_version_name()
         manifest.update({"version": version, "created_at": now, "components": built})
-        manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        # staging starts as hard links to the current version's files: write a new file and
+        # rename it over the link, so the previous version keeps its own manifest (issue 19)
+        fresh = manifest_path.with_name(f".{MANIFEST}.tmp")
+        fresh.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        os.replace(fresh, manifest_path)
         final = self.store.root / version
         os.rename(self.path, final)
         self.store.set_current(version)

@@ -102,3 +102,23 @@ def test_artifact_builds_are_atomic_and_inherit_current(tmp_path: Path):
     assert not (first / "rank").exists()  # the old version is untouched
     assert os.readlink(store.root / "current") == second.name
     assert store.versions() == sorted([first.name, second.name])
+
+
+def test_each_version_keeps_its_own_manifest_issue_19(tmp_path: Path):
+    # issue 19: staging hard-links the current version's files, and the manifest was written
+    # through the link, so after a second build v0001's manifest said v0002
+    import json
+
+    store = ArtifactStore(tmp_path / "artifacts")
+    with store.begin() as build:
+        (build.component("embeddings") / "a.txt").write_text("v1")
+    first = store.require_current()
+    with store.begin() as build:
+        (build.component("rank") / "m.txt").write_text("v2")
+    second = store.require_current()
+    one = json.loads((first / "manifest.json").read_text())
+    two = json.loads((second / "manifest.json").read_text())
+    assert one["version"] == first.name and two["version"] == second.name
+    assert set(one["components"]) == {"embeddings"}
+    assert set(two["components"]) == {"embeddings", "rank"}
+    assert not list(second.glob(".*.tmp"))
