@@ -131,6 +131,22 @@ def test_admin_disabled_without_a_token_and_placeholder_tokens_refused(served_wo
         assert r.status_code == 403 and "FUNNEL_ADMIN_TOKEN" in r.json()["detail"]
     with pytest.raises(ValueError, match="placeholder"):
         Settings(workspace=served_workspace.root, admin_token="changeme")
+    # issue 19: a short token is refused; the comparison is constant-time (hmac.compare_digest)
+    with pytest.raises(ValueError, match="has 9 characters; use at least 16"):
+        Settings(workspace=served_workspace.root, admin_token="abc123xyz")
+
+
+@pytest.mark.parametrize("ts", ["0001-01-01T00:00:00Z", "9999-12-31T00:00:00Z",
+                                "1989-12-31T23:59:59+00:00", "2100-01-01T00:00:00"])
+def test_events_outside_the_ingest_time_bounds_are_refused_issue_19(client, ts):
+    # issue 19: the API accepted years 1 and 9999, which ingest then quarantined
+    r = client.post("/events", json={"events": [
+        {"user_id": "u", "event_type": "click", "item_id": "x", "ts": ts}]})
+    assert r.status_code == 422
+    assert "outside 1990-01-01..2100-01-01" in r.text
+    ok = client.post("/events", json={"events": [
+        {"user_id": "u", "event_type": "search", "query": "rome", "ts": "2024-05-01T10:00:00Z"}]})
+    assert ok.status_code == 200 and ok.json()["accepted"] == 1
 
 
 def test_events_are_durable_and_reach_the_store(served_workspace, client):

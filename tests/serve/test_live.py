@@ -18,7 +18,7 @@ import uvicorn
 from funnel.serve.app import create_app
 from funnel.serve.settings import Settings
 
-TOKEN = "live-admin-4b1e"
+TOKEN = "live-admin-4b1e-90c2"
 
 
 def free_port() -> int:

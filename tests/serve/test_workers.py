@@ -64,7 +64,7 @@ def _wait_workers(base: str, n: int, timeout_s: float = 180) -> None:
 @pytest.mark.slow
 def test_two_workers_behind_the_front_survive_a_crash_and_reload_together(served_workspace):
     port = free_port()
-    env = dict(os.environ, FUNNEL_STATE_URL="memory://", FUNNEL_ADMIN_TOKEN="t0ps3cret-token")
+    env = dict(os.environ, FUNNEL_STATE_URL="memory://", FUNNEL_ADMIN_TOKEN="t0ps3cret-token-7d2e")
     server = subprocess.Popen(
         [sys.executable, "-m", "funnel.cli", "serve", "--workspace", str(served_workspace.root),
          "--port", str(port), "--workers", "2"],
@@ -93,7 +93,7 @@ def test_two_workers_behind_the_front_survive_a_crash_and_reload_together(served
         assert victim.pid not in {p.pid for p in _workers(parent)}
 
         reload = httpx.post(base + "/admin/reload", timeout=120,
-                            headers={"authorization": "Bearer t0ps3cret-token"})
+                            headers={"authorization": "Bearer t0ps3cret-token-7d2e"})
         assert reload.status_code == 200, reload.text
         metrics = httpx.get(base + "/metrics", timeout=30).text
         for worker in ("0", "1"):  # the reload reached both workers

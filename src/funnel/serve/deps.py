@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -67,7 +68,8 @@ async def require_admin(
         raise HTTPException(
             status_code=403, detail="admin endpoints are disabled: set FUNNEL_ADMIN_TOKEN"
         )
-    if authorization != f"Bearer {settings.admin_token}":
+    expected = f"Bearer {settings.admin_token}".encode()
+    if not hmac.compare_digest((authorization or "").encode(), expected):  # constant time
         raise HTTPException(
             status_code=401,
             detail="missing or wrong bearer token",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from funnel.data.validate import MAX_TS, MIN_TS
 
 EventType = Literal["impression", "click", "add_to_cart", "booking", "search"]
 Id = Field(min_length=1, max_length=256)
@@ -70,6 +72,18 @@ class EventIn(BaseModel):
     market: str | None = Field(default=None, min_length=1, max_length=256)
     price: float | None = Field(default=None, ge=0, le=1e9)
     dwell_ms: int | None = Field(default=None, ge=0, le=86_400_000)
+
+    @field_validator("ts")
+    @classmethod
+    def _ts_in_ingest_bounds(cls, value: datetime | None) -> datetime | None:
+        """The bounds ingest quarantines by: an event the API accepts is one ingest keeps."""
+        if value is None:
+            return value
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+        low, high = (datetime.fromisoformat(t).replace(tzinfo=UTC) for t in (MIN_TS, MAX_TS))
+        if not low <= aware < high:
+            raise ValueError(f"ts {value.isoformat()} is outside {MIN_TS}..{MAX_TS}")
+        return value
 
 
 class EventsRequest(BaseModel):

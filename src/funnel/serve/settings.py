@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+MIN_TOKEN_LENGTH = 16
+"""A guessable admin token is no token: 16 characters is 64 bits of hex."""
 PLACEHOLDER_TOKENS = frozenset({"", "changeme", "change-me", "secret", "token", "admin"})
 
 
@@ -47,6 +49,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "FUNNEL_ADMIN_TOKEN is a placeholder; set a real secret "
                 "(e.g. `openssl rand -hex 16`)"
+            )
+        if value is not None and len(value) < MIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"FUNNEL_ADMIN_TOKEN has {len(value)} characters; use at least "
+                f"{MIN_TOKEN_LENGTH} (e.g. `openssl rand -hex 16`)"
             )
         return value
 
