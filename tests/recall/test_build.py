@@ -57,10 +57,13 @@ def test_build_commit_load_and_merge(workspace):
     assert metrics["covisit_items"] > 0 and metrics["query_items_queries"] > 0
     assert {p.name for p in (version / "recall").iterdir()} == {
         "config.json", "vector", "lexical", "covisit", "popularity", "query_items",
+        "cooc", "sr", "sknn",
     }
 
     bundle = load_recall(workspace.artifacts.require_current())
-    assert set(bundle.sources) == {"vector", "lexical", "covisit", "popularity", "query_items"}
+    assert set(bundle.sources) == {
+        "vector", "lexical", "covisit", "popularity", "query_items", "cooc", "sr", "sknn",
+    }
     assert bundle.config.quota_popularity == 50
     market, clicks, queries = session
     out = bundle.merger.recall(

@@ -261,3 +261,46 @@ def test_bad_hyperparameter_names_it(model, name: str) -> None:
 def test_empty_log_fits_and_recommends_nothing() -> None:
     for model in (LastItemCooccurrence(), SequentialRules(), SessionKNN()):
         assert model.fit([[], []]).recommend(["a"], 5) == ([], [])
+
+
+# ---------------------------------------------------------------------------------------------
+# served: built into the artifact and answering the engine's recall from recent clicks
+
+
+def test_synthetic_build_serves_the_session_sources(tmp_path) -> None:
+    from funnel.build import synthetic_workspace
+    from funnel.features.personalization import RecentActions
+    from funnel.recall.build import load_recall
+    from funnel.serve.engine import Engine
+
+    # no embeddings or ranker: they cost most of the build and do not touch these sources
+    ws = synthetic_workspace(tmp_path, events=8_000, seed=5,
+                             stages=("catalog", "recall", "rerank"))
+    artifact = ws.artifacts.require_current()
+    assert {"cooc", "sr", "sknn"} <= {p.name for p in (artifact / "recall").iterdir()}
+    con = ws.connect(read_only=True)
+    try:
+        clicks = con.sql(
+            "SELECT items FROM sessions WHERE len(items) >= 4 ORDER BY session_id LIMIT 1"
+        ).fetchall()[0][0][:-1]
+    finally:
+        con.close()
+
+    bundle = load_recall(artifact)
+    assert {"cooc", "sr", "sknn"} <= set(bundle.sources)
+    merged = bundle.merger.recall(RecallRequest(recent_items=tuple(clicks), k=1000))
+    bundle.merger.close()
+    sr = SequentialRules.load(artifact / "recall" / "sr")
+    want = sr.recommend(clicks, bundle.config.quota_sr, exclude=clicks)[0]
+    assert want and set(want) <= set(merged.item_ids.tolist())
+    for name in ("cooc", "sr", "sknn"):
+        assert merged.provenance.found_by(name).any(), name  # type: ignore[attr-defined]
+
+    engine = Engine.load(artifact)
+    out = engine.run(query="", user_id=None, market=None, filters={}, k=20,
+                     state=RecentActions(clicks=tuple(clicks)), debug=True)
+    assert out.debug is not None and len(out.item_ids) == 20
+    found = set().union(*(e.get("recall_sources", {}) for e in out.debug))
+    assert {"cooc", "sr", "sknn"} <= found
+    assert not set(clicks) & {i for i, e in zip(out.item_ids, out.debug, strict=True)
+                              if set(e.get("recall_sources", {})) <= {"cooc", "sr", "sknn"}}

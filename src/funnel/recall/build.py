@@ -8,6 +8,8 @@ Layout of ``<artifact>/recall/``::
     covisit/         CoVisitation from the sessions table
     popularity/      Popularity per market from events
     query_items/     QueryItems from search -> click events
+    cooc/ sr/ sknn/  LastItemCooccurrence, SequentialRules, SessionKNN (session_rules) from the
+                     sessions' item sequences (clicks, carts, bookings)
 """
 
 from __future__ import annotations
@@ -32,6 +34,12 @@ from funnel.recall.lexical import LexicalIndex
 from funnel.recall.merger import Merger
 from funnel.recall.popularity import Popularity
 from funnel.recall.query_items import QueryItems
+from funnel.recall.session_rules import (
+    LastItemCooccurrence,
+    SequentialRules,
+    SessionKNN,
+    read_item_sessions,
+)
 from funnel.recall.vector_index import VectorIndex
 from funnel.recall.vector_source import VectorSource
 from funnel.vectors import VectorTable, load_vectors
@@ -39,7 +47,7 @@ from funnel.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("vector", "lexical", "covisit", "popularity", "query_items")
+SOURCES = ("vector", "lexical", "covisit", "popularity", "query_items", "cooc", "sr", "sknn")
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,12 @@ class RecallConfig:
     quota_covisit: int = 300
     quota_popularity: int = 200
     quota_query_items: int = 200
+    sr_steps: int = 10
+    sknn_k: int = 100
+    sknn_sample_size: int = 500
+    quota_cooc: int = 200
+    quota_sr: int = 300
+    quota_sknn: int = 300
     timeout_ms: float = 200.0
 
     def quotas(self) -> dict[str, int]:
@@ -93,6 +107,9 @@ def build_recall(
         sessions = (
             _table(con, "SELECT session_id, end_ts, items, booked_item FROM sessions")
             if EventStore(con).has_table("sessions") else None
+        )
+        item_sessions = (
+            read_item_sessions(con) if EventStore(con).has_table("session_events") else None
         )
     finally:
         con.close()
@@ -133,6 +150,23 @@ def build_recall(
     else:
         log.warning("no sessions table: co-visitation skipped (run 'funnel sessions' first)")
         metrics["covisit_items"] = 0.0
+
+    step("session")  # next-item sources of Ludewig & Jannach (2018), served on recent items
+    if item_sessions is not None and item_sessions[0]:
+        seqs, ends = item_sessions
+        session_models = {
+            "cooc": LastItemCooccurrence(),
+            "sr": SequentialRules(steps=config.sr_steps),
+            "sknn": SessionKNN(k=config.sknn_k, sample_size=config.sknn_sample_size),
+        }
+        for name, model in session_models.items():
+            t0 = time.perf_counter()
+            model.fit(seqs, times=ends).save(out / name)
+            metrics[f"{name}_build_s"] = time.perf_counter() - t0
+        metrics["session_sequences"] = float(len(seqs))
+    else:
+        log.warning("no session_events table: cooc / sr / sknn skipped (run 'funnel sessions')")
+        metrics["session_sequences"] = 0.0
 
     step("vector")
     emb_dir = build.path / "embeddings"
@@ -177,6 +211,7 @@ def load_recall(artifact_dir: Path) -> RecallBundle:
     loaders: dict[str, Callable[[Path], Any]] = {
         "lexical": LexicalIndex.load, "popularity": Popularity.load,
         "query_items": QueryItems.load, "covisit": CoVisitation.load,
+        "cooc": LastItemCooccurrence.load, "sr": SequentialRules.load, "sknn": SessionKNN.load,
     }
     for name, load in loaders.items():
         if (root / name).exists():

@@ -22,6 +22,7 @@ Example
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -229,4 +230,23 @@ class SessionKNN(SessionRecommender):
         return uniq.astype(np.int64), scores, float(len(codes))
 
 
-__all__ = ["LastItemCooccurrence", "SequentialRules", "SessionKNN"]
+ITEM_SESSIONS_SQL = """
+SELECT se.session_id, list(e.item_id ORDER BY se.seq) AS items, epoch(max(e.ts)) AS end_t
+FROM session_events se JOIN events e ON e.event_id = se.event_id
+WHERE e.event_type IN ('click', 'add_to_cart', 'booking') AND e.item_id IS NOT NULL
+GROUP BY se.session_id
+ORDER BY end_t, se.session_id
+"""
+
+
+def read_item_sessions(con: Any) -> tuple[list[list[str]], list[float]]:
+    """Every session's items (clicks, carts, bookings, in order) and end time (epoch seconds),
+    oldest first, from a store's ``session_events`` and ``events`` (a DuckDB connection)."""
+    rows = con.sql(ITEM_SESSIONS_SQL).fetchall()
+    return [list(r[1]) for r in rows], [float(r[2]) for r in rows]
+
+
+__all__ = [
+    "ITEM_SESSIONS_SQL", "LastItemCooccurrence", "SequentialRules", "SessionKNN",
+    "read_item_sessions",
+]
