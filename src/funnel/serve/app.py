@@ -147,6 +147,8 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             app.state.spool.close()
+            if flush_every_s > 0:  # what this worker accepted reaches the store now
+                await run_in_threadpool(app.state.spool.flush_to_store, app.state.workspace)
             app.state.holder.close()
 
     app = FastAPI(

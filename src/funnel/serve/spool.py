@@ -4,10 +4,16 @@ The server never holds the DuckDB store open (a CLI may be writing to it). A bac
 moves closed spool segments into the store through the normal, idempotent ingest, and deletes a
 segment only after its transaction committed. A crash loses nothing: segments are re-ingested
 on the next flush, and event ids make that idempotent.
+
+A writer holds an exclusive ``flock`` on its open segment for as long as it lives. The kernel
+drops that lock when the process dies (even by ``kill -9``), so any ``.open`` segment whose lock
+can be taken belongs to a dead writer: :meth:`EventSpool.recover` closes it (dropping a last
+line the crash cut short, which was never acknowledged) and it is ingested like any other.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -33,6 +39,7 @@ class EventSpool:
         name = f"events-{os.getpid()}-{time.time_ns()}.jsonl.open"
         self._path = self.directory / name
         self._fh = open(self._path, "a", encoding="utf-8")  # noqa: SIM115 - long-lived handle
+        fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours while we live
         self._lines = 0
 
     def append(self, events: list[dict[str, Any]]) -> None:
@@ -62,11 +69,39 @@ class EventSpool:
     def ready_segments(self) -> list[Path]:
         return sorted(self.directory.glob("events-*.jsonl"))
 
+    def recover(self) -> int:
+        """Close every open segment whose writer has died; returns how many were recovered."""
+        recovered = 0
+        for path in sorted(self.directory.glob("events-*.jsonl.open")):
+            if path == self._path:
+                continue
+            try:
+                fh = open(path, "r+b")  # noqa: SIM115 - closed below
+            except FileNotFoundError:  # closed by its (live) writer meanwhile
+                continue
+            with fh:
+                try:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:  # a live writer holds it
+                    continue
+                data = fh.read()
+                whole = data.rfind(b"\n") + 1  # a cut-off last line was never acknowledged
+                if whole < len(data):
+                    fh.truncate(whole)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(path, path.with_suffix(""))
+                recovered += 1
+        if recovered:
+            log.warning("spool: recovered %d segment(s) of a writer that died", recovered)
+        return recovered
+
     def flush_to_store(self, workspace: Any) -> int:
         """Ingest closed segments into the event store; returns events stored."""
         from funnel.data.ingest import ingest_file
 
         self.rotate()
+        self.recover()
         stored = 0
         for segment in self.ready_segments():
             try:
