@@ -304,3 +304,16 @@ def test_synthetic_build_serves_the_session_sources(tmp_path) -> None:
     assert {"cooc", "sr", "sknn"} <= found
     assert not set(clicks) & {i for i, e in zip(out.item_ids, out.debug, strict=True)
                               if set(e.get("recall_sources", {})) <= {"cooc", "sr", "sknn"}}
+
+    # the [recall] table sets their quotas and whether recent items are left out
+    from funnel.recall.build import RecallConfig, build_recall
+
+    build = ws.artifacts.begin()
+    build_recall(ws, build, RecallConfig(session_exclude_recent=False, quota_sr=7))
+    again = load_recall(build.commit())
+    assert again.merger.quotas is not None and again.merger.quotas["sr"] == 7
+    assert not any(again.sources[n].exclude_recent for n in ("cooc", "sr", "sknn"))
+    sknn = again.sources["sknn"]
+    assert sknn.candidates(RecallRequest(recent_items=clicks, k=50)).item_ids.tolist() == (
+        sknn.recommend(clicks, 50)[0]
+    )

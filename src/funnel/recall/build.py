@@ -70,6 +70,9 @@ class RecallConfig:
     sr_steps: int = 10
     sknn_k: int = 100
     sknn_sample_size: int = 500
+    session_exclude_recent: bool = True
+    """cooc / sr / sknn leave the request's recent items out (a next click is often a
+    re-visit: on DIGINETICA keeping them lifts merged next-item HR@20 from 0.20 to 0.38)."""
     quota_cooc: int = 200
     quota_sr: int = 300
     quota_sknn: int = 300
@@ -154,10 +157,13 @@ def build_recall(
     step("session")  # next-item sources of Ludewig & Jannach (2018), served on recent items
     if item_sessions is not None and item_sessions[0]:
         seqs, ends = item_sessions
+        fresh = config.session_exclude_recent
         session_models = {
-            "cooc": LastItemCooccurrence(),
-            "sr": SequentialRules(steps=config.sr_steps),
-            "sknn": SessionKNN(k=config.sknn_k, sample_size=config.sknn_sample_size),
+            "cooc": LastItemCooccurrence(exclude_recent=fresh),
+            "sr": SequentialRules(steps=config.sr_steps, exclude_recent=fresh),
+            "sknn": SessionKNN(
+                k=config.sknn_k, sample_size=config.sknn_sample_size, exclude_recent=fresh
+            ),
         }
         for name, model in session_models.items():
             t0 = time.perf_counter()
