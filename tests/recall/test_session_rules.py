@@ -238,6 +238,10 @@ def test_bad_input_names_the_parameter(model) -> None:
         model.fit([["a", 1]])
     with pytest.raises(ValueError, match="'times'"):
         model.fit([["a"], ["b"]], times=[1.0])
+    with pytest.raises(ValueError, match="'times'"):
+        model.fit([["a"], ["b"]], times=["noon", "night"])
+    with pytest.raises(ValueError, match="'times'"):
+        model.fit([["a"], ["b"]], times=[1.0, float("nan")])
     model.fit(TINY)
     with pytest.raises(ValueError, match="'prefix'"):
         model.recommend("a", 3)
@@ -256,6 +260,21 @@ def test_bad_input_names_the_parameter(model) -> None:
 def test_bad_hyperparameter_names_it(model, name: str) -> None:
     with pytest.raises(ValueError, match=f"'{name}'"):
         model.fit(TINY)
+
+
+def test_numpy_input_gives_the_same_model() -> None:
+    import numpy as np
+
+    log, times, queries = _random_log(3)
+    as_arrays = np.empty(len(log), dtype=object)
+    as_arrays[:] = [np.asarray(s, dtype=str) for s in log]
+    for make in (LastItemCooccurrence, SequentialRules, SessionKNN):
+        a = make().fit(log, times=times)
+        b = make().fit(as_arrays, times=np.asarray(times))
+        for prefix, k, exclude in queries:
+            assert a.recommend(prefix, k, exclude=exclude) == b.recommend(
+                np.asarray(prefix), k, exclude=exclude
+            )
 
 
 def test_empty_log_fits_and_recommends_nothing() -> None:

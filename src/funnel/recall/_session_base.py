@@ -27,7 +27,7 @@ def check_sessions(
     sessions: Sequence[Sequence[str]], times: Sequence[float] | None
 ) -> tuple[list[Sequence[str]], np.ndarray | None]:
     """``sessions`` as a list of item-id lists and ``times`` as float64; ValueError otherwise."""
-    if isinstance(sessions, str | bytes) or not isinstance(sessions, Sequence):
+    if isinstance(sessions, str | bytes) or not isinstance(sessions, Sequence | np.ndarray):
         raise ValueError(
             f"The 'sessions' parameter must be a sequence of item-id sequences. "
             f"Got {type(sessions).__name__} instead."
@@ -47,7 +47,13 @@ def check_sessions(
                 )
     if times is None:
         return out, None
-    t = np.asarray(times, dtype=np.float64) if len(times) else np.empty(0)
+    try:
+        t = np.asarray(times, dtype=np.float64) if len(times) else np.empty(0)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"The 'times' parameter must hold numbers (e.g. epoch seconds); got "
+            f"{type(times[0]).__name__} {times[0]!r}."
+        ) from None
     if t.shape != (len(out),) or not np.isfinite(t).all():
         raise ValueError(
             f"The 'times' parameter must hold one finite end time per session ({len(out)}); "
