@@ -24,6 +24,26 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
+# The neural sequential peer for the real-log next-item benchmark (issue 17): RecTools SASRec in
+# its own virtualenv, because RecTools pins numpy < 2 on Python 3.11 and ours does not. Never
+# installed into .venv. Idempotent: the stamp is keyed on the pinned versions below.
+PEER_VENV := .venv-peer
+PEER_RECTOOLS := 0.19.0
+PEER_TORCH := 2.13.0
+PEER_STAMP := $(PEER_VENV)/.installed-rectools-$(PEER_RECTOOLS)-torch-$(PEER_TORCH)
+
+.PHONY: peer-venv
+peer-venv: $(PEER_STAMP)
+
+$(PEER_STAMP):
+	@test -x $(PEER_VENV)/bin/python || $(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install -q --upgrade pip setuptools wheel
+	$(PEER_VENV)/bin/python -m pip install -q "torch==$(PEER_TORCH)"
+	$(PEER_VENV)/bin/python -m pip install -q "rectools[torch]==$(PEER_RECTOOLS)" "torch==$(PEER_TORCH)"
+	$(PEER_VENV)/bin/python -c "import rectools, torch; from rectools.models import SASRecModel"
+	@rm -f $(PEER_VENV)/.installed-*
+	@touch $@
+
 # System packages some tests need (headless Chromium for the web page, redis-server for the
 # Redis state store). Installed by the project's own script; tests skip clearly without them.
 system:
