@@ -138,8 +138,9 @@ def peer_run(
         directory = Path(tmp)
         train, pref = write_inputs(directory, train_sessions, prefixes)
         out = directory / "out.json"
-        cmd = [str(python), str(script), "--train", str(train), "--prefixes", str(pref)]
-        cmd += ["--out", str(out), "--k", str(k), "--seed", str(seed), "--threads", str(threads)]
+        exe, path = str(Path(python).absolute()), str(Path(script).absolute())
+        cmd = [exe, path, "--train", str(train), "--prefixes", str(pref), "--out", str(out)]
+        cmd += ["--k", str(k), "--seed", str(seed), "--threads", str(threads)]
         if epochs is not None:
             cmd += ["--epochs", str(epochs)]
         if session_max_len is not None:
@@ -147,7 +148,9 @@ def peer_run(
         if filter_prefix_items:
             cmd.append("--filter-prefix-items")
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+            proc = subprocess.run(  # cwd: stray files (lightning_logs/) land in the temp dir
+                cmd, capture_output=True, text=True, timeout=timeout, cwd=directory
+            )
         except FileNotFoundError:
             raise PeerError(f"peer python {python} not found: run `make peer-venv`") from None
         except subprocess.TimeoutExpired:

@@ -21,8 +21,8 @@ its path), in one run and on the same cases:
 Sessions: DIGINETICA by its session id (30-minute gap inside), Taobao by the 30-minute gap of
 each user's page views, MovieLens as one sequence per user (a gap no two ratings reach).
 
-    python benchmarks/real_logs.py --quick                 # a few minutes, sampled cases
-    python benchmarks/real_logs.py --json out.json         # every case of every log
+    python benchmarks/real_logs.py --quick                 # minutes: sampled cases, no peer
+    python benchmarks/real_logs.py --json out.json         # every case of every log, peer too
     python benchmarks/real_logs.py --log diginetica
     python benchmarks/real_logs.py --train tr.tsv --test te.tsv --format yoochoose
 """
@@ -35,7 +35,6 @@ import math
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,9 +69,9 @@ PEER_EXTRA = 20
 """The peer is asked for ``k + PEER_EXTRA`` items so its list without the session's own items
 still fills ``k`` on most new-to-session cases."""
 PEER_TIMEOUT_S = 1800.0
-QUICK_PEER_TIMEOUT_S = 240.0
-"""With ``--quick`` the peer gets this long per log (SASRec's 3 default epochs took 11 minutes
-on the DIGINETICA sample on a busy 2-core machine); past it, it is reported as skipped."""
+"""The peer's time limit per log; past it, it is reported as skipped. ``--quick`` leaves the
+peer out unless ``--peer`` is given: SASRec's 3 default epochs took 11 minutes on the
+DIGINETICA sample on a busy 2-core machine."""
 METHODS = ("funnel", "pop", "cooc", "sr", "vsknn", "peer")
 console = Console(width=110)
 
@@ -115,18 +114,18 @@ def peer_method(split: SplitData, max_cases: int | None, seed: int, timeout_s: f
             f"ran in {time.perf_counter() - t0:.0f} s")
 
 
-def evaluate(split: SplitData, *, max_cases: int | None, seed: int, peer: bool,
+def evaluate(split: SplitData, *, max_cases: int | None, seed: int, peer: str | None,
              peer_timeout_s: float = PEER_TIMEOUT_S) -> tuple[NextItemRun, float, str]:
-    """Build, then replay; the peer (a separate process) trains meanwhile, and is scored on
-    the same cases (the case sample depends only on the sessions, ``max_cases`` and seed)."""
+    """Build, replay, then the peer (``peer``: None to run it, else why it is skipped), each
+    alone so that build time and latency are not shared with the peer's training. The peer is
+    scored on the same cases (the sample depends only on the sessions, ``max_cases``, seed)."""
     console.print(f"  {len(split.train):,} train sessions, {len(split.test):,} test sessions "
                   f"({split.test_raw:,} before dropping unseen items)")
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(peer_method, split, max_cases, seed, peer_timeout_s) if peer else None
-        artifact, build_s, notes = build_split(split)
-        console.print(f"  build {build_s:.1f} s" + "".join(f"\n  {n}" for n in notes))
-        run = run_next_item(split, artifact, max_cases=max_cases, seed=seed)
-        extra, peer_note = pending.result() if pending is not None else ([], "--no-peer")
+    artifact, build_s, notes = build_split(split)
+    console.print(f"  build {build_s:.1f} s" + "".join(f"\n  {n}" for n in notes))
+    run = run_next_item(split, artifact, max_cases=max_cases, seed=seed)
+    extra, peer_note = (peer_method(split, max_cases, seed, peer_timeout_s) if peer is None
+                        else ([], peer))
     console.print(f"  peer: {peer_note if extra else 'skipped (' + peer_note + ')'}")
     if extra:
         scored = evaluate_next_item(extra, split.test, max_cases=max_cases, seed=seed)
@@ -188,15 +187,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--test", type=Path, help="the later test file (with --train)")
     ap.add_argument("--format", dest="fmt", help="loader of --train/--test, e.g. yoochoose")
     ap.add_argument("--no-peer", action="store_true", help="skip the neural peer")
-    ap.add_argument("--peer-timeout", type=float, default=None,
-                    help=f"seconds the peer may take per log (default {PEER_TIMEOUT_S:g}; "
-                    f"{QUICK_PEER_TIMEOUT_S:g} with --quick)")
+    ap.add_argument("--peer", action="store_true", help="run the neural peer with --quick too")
+    ap.add_argument("--peer-timeout", type=float, default=PEER_TIMEOUT_S,
+                    help="seconds the peer may take per log")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     if (args.train is None) != (args.test is None) or (args.train and not args.fmt):
         ap.error("--train, --test and --format go together")
     max_cases = args.max_cases or (QUICK_CASES if args.quick else None)
-    peer_timeout = args.peer_timeout or (QUICK_PEER_TIMEOUT_S if args.quick else PEER_TIMEOUT_S)
+    peer = ("--no-peer" if args.no_peer else
+            "--quick; add --peer to run it" if args.quick and not args.peer else None)
     figures: dict[str, float | None] = {}
     with tempfile.TemporaryDirectory(prefix="funnel-real-logs-") as tmp:
         root = Path(tmp)
@@ -204,8 +204,8 @@ def main(argv: list[str] | None = None) -> None:
             console.rule(f"{args.train.name} / {args.test.name} ({args.fmt})")
             split = file_split(args.train, args.test, args.fmt, root / "split")
             run, build_s, _ = evaluate(split, max_cases=max_cases, seed=args.seed,
-                                       peer=not args.no_peer,
-                                       peer_timeout_s=peer_timeout)
+                                       peer=peer,
+                                       peer_timeout_s=args.peer_timeout)
             report(run, args.train.name)
             figures.update(flat(run, build_s, ""))
         else:
@@ -222,8 +222,8 @@ def main(argv: list[str] | None = None) -> None:
                                         gap_minutes=log.gap_minutes)
                 split = workspace_split(ws, root / log.name)
                 run, build_s, _ = evaluate(split, max_cases=max_cases, seed=args.seed,
-                                           peer=not args.no_peer,
-                                           peer_timeout_s=peer_timeout)
+                                           peer=peer,
+                                           peer_timeout_s=args.peer_timeout)
                 report(run, log.name)
                 figures.update(flat(run, build_s, f"{log.name}_"))
     if args.json is not None:
