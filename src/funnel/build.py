@@ -30,10 +30,36 @@ BUILDERS: dict[str, tuple[str, str]] = {
 }
 """Stage name -> (module, function ``f(workspace, build) -> metrics``), imported when it runs."""
 
+SKIPPED = "skipped"
+"""A stage's metrics key for "this stage did not run", its value the reason and the fix;
+``skipped.<part>`` says it of one part of a stage (``recall``'s ``skipped.lexical``)."""
+
 
 def builder(stage: str) -> Callable[[Workspace, ArtifactBuild], dict[str, Any]]:
     module, name = BUILDERS[stage]
     return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+
+
+def skipped(results: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """What a build skipped, and why: ``{"suggest": reason, "recall.lexical": reason, ...}``.
+
+    A click log without a catalog or impressions skips the stages that need text or searches
+    (lexical recall, query suggestion) and the models that need impressions; each says which
+    file would enable it.
+    """
+    out: dict[str, str] = {}
+    for stage, metrics in results.items():
+        for key, value in metrics.items():
+            if key == SKIPPED:
+                out[stage] = str(value)
+            elif key.startswith(SKIPPED + "."):
+                out[key[len(SKIPPED) + 1:]] = str(value)
+    return out
+
+
+def skip_lines(results: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per skip: ``"lexical: skipped, no item titles; ingest an items file ..."``."""
+    return [f"{what}: skipped, {why}" for what, why in skipped(results).items()]
 
 
 def run_build(
@@ -42,7 +68,12 @@ def run_build(
     *,
     on_stage: Callable[[str], None] | None = None,
 ) -> tuple[str, dict[str, dict[str, Any]]]:
-    """Build ``stages`` in order into one staging directory; commit only if all succeed."""
+    """Build ``stages`` in order into one staging directory; commit only if all succeed.
+
+    Returns ``(version, {stage: metrics})``; a stage (or part of one) that could not run on
+    this store says so in its metrics (``skipped`` / ``skipped.<part>``, see :func:`skipped`)
+    and the build goes on without it.
+    """
     unknown = [s for s in stages if s not in BUILDERS]
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; choose from {', '.join(STAGES)}")

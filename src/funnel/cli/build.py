@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from funnel.build import BUILDERS, DEFAULT_STAGES, STAGES, run_build
+from funnel.build import BUILDERS, DEFAULT_STAGES, STAGES, run_build, skip_lines
 from funnel.cli._app import JsonOpt, WorkspaceOpt, app, console, print_json, user_errors
 from funnel.workspace import DEFAULT_WORKSPACE, Workspace
 
@@ -55,10 +55,17 @@ def build_command(
     table.add_column("figure")
     table.add_column("value", justify="right")
     for stage, metrics in results.items():
-        for i, (key, value) in enumerate(metrics.items()):
-            shown = _fmt(value)
-            table.add_row(stage if i == 0 else "", key, shown)
+        if "skipped" in metrics:  # the reason is printed below the table, in full
+            table.add_row(stage, "[yellow]skipped[/]", "see below")
+            continue
+        shown_rows = [(k, v) for k, v in metrics.items() if not k.startswith("skipped.")]
+        for i, (key, value) in enumerate(shown_rows):
+            table.add_row(stage if i == 0 else "", key, _fmt(value))
     console.print(table)
+    from rich.markup import escape
+
+    for line in skip_lines(results):
+        console.print(f"[yellow]{escape(line)}[/]", highlight=False)
 
 
 def _fmt(value: Any) -> str:

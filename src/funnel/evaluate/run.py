@@ -94,17 +94,22 @@ def stages_for(ws: Workspace) -> tuple[tuple[str, ...], list[str]]:
 
     con = ws.connect(read_only=True)
     try:
-        imps, searches = con.execute(
+        imps, clicks, searches = con.execute(
             "SELECT count(*) FILTER (WHERE event_type = 'impression'), "
+            "count(*) FILTER (WHERE event_type = 'click' AND item_id IS NOT NULL), "
             "count(*) FILTER (WHERE event_type = 'search' AND query IS NOT NULL) FROM events"
         ).fetchall()[0]
     finally:
         con.close()
     stages, notes = list(DEFAULT_STAGES), []
-    if imps < MIN_IMPRESSIONS:
+    if imps < MIN_IMPRESSIONS and clicks < MIN_IMPRESSIONS:
         stages.remove("rank")
-        notes.append(f"no rank stage: the log has {imps} impressions (a click model needs "
-                     f">= {MIN_IMPRESSIONS}); the funnel serves the fused recall order")
+        notes.append(f"no rank stage: the log has {imps} impressions and {clicks} clicks (a "
+                     f"ranker needs >= {MIN_IMPRESSIONS} of either); the funnel serves the fused "
+                     "recall order")
+    elif imps < MIN_IMPRESSIONS:
+        notes.append(f"rank stage trained on {clicks:,} clicks with recall-sampled negatives "
+                     f"(the log has {imps} impressions)")
     if searches < MIN_SEARCHES:
         stages.remove("suggest")
         notes.append(f"no suggest stage: the log has {searches} searches")

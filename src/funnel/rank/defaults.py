@@ -52,3 +52,16 @@ Also measured (100k events): adding the hashed ``recent_clicks``
 sequence made DeepFM overfit after one epoch (test logloss 0.2602 vs 0.2543 without it), so
 the session history enters through the six embedding similarities instead. Add
 ``{"type": "sequence", "name": "recent_clicks", "max_len": 10, "bits": 14}`` to try it."""
+
+CLICK_LOG_FEATURES: list[dict[str, Any]] = [
+    {"type": "vocab", "name": "category"},
+    {"type": "vocab", "name": "market"},
+    {"type": "numeric", "name": "price", "log1p": True},
+    {"type": "numeric", "name": "item_clicks_before", "log1p": True},
+    {"type": "numeric", "name": "item_bookings_before", "log1p": True},
+    {"type": "numeric", "name": "n_recent_clicks"},
+] + [{"type": "numeric", "name": name} for name in FEATURE_NAMES]
+"""The features of a ranker trained on clicks alone (no impressions, queries, positions or
+bids to learn from), before the recall features (``rank.recall_features``) are added. Item and
+user ids are left out: on the DIGINETICA sample a few thousand click groups are too few to
+learn an id's effect, and the id fields let GBDT overfit them."""

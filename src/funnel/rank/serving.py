@@ -59,6 +59,13 @@ class ServingRanker:
     recent_k: int
     position: int
     cvr: Ranker | None = None
+    order: str = "ranker"
+    """"fused" when the build measured the ranker's order below the fused recall order on
+    held-out click lists (a click-trained ranker on a small log): the engine then keeps
+    recall's order (``serving.json``'s ``order``)."""
+    recall_sources: tuple[str, ...] = ()
+    """Sources whose ranks the model reads (``rec_*`` columns, :mod:`rank.recall_features`):
+    the caller passes them as ``recall``; without them they are 0 (found by no source)."""
     item_parts: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
     """Item-side fields encoded once per snapshot item (rows = snapshot rows)."""
     term_index: TermIndex | None = None
@@ -121,6 +128,7 @@ class ServingRanker:
         self, item_ids: list[str], *, query: str, market: str | None, state: RecentActions,
         user_id: str | None = None, rows: np.ndarray | None = None,
         query_match: Mapping[str, np.ndarray] | None = None,
+        recall: Mapping[str, np.ndarray] | None = None,
     ) -> dict[str, np.ndarray]:
         """The raw feature columns of the candidates, as a training row would have them
         (``rows``: their snapshot rows if the caller has them, see :meth:`rows`;
@@ -130,7 +138,7 @@ class ServingRanker:
         cols = self._item_columns(item_ids, rows, market)
         cols.update(self._request_columns(
             item_ids, rows, query=query, state=state, user_id=user_id, item_cols=cols,
-            query_match=query_match,
+            query_match=query_match, recall=recall,
         ))
         return {name: cols[name] for name in _column_order(cols)}
 
@@ -154,6 +162,7 @@ class ServingRanker:
         self, item_ids: list[str], rows: np.ndarray, *, query: str, state: RecentActions,
         user_id: str | None, item_cols: Mapping[str, np.ndarray] | None,
         query_match: Mapping[str, np.ndarray] | None,
+        recall: Mapping[str, np.ndarray] | None = None,
     ) -> dict[str, np.ndarray]:
         """The columns that come from the request and the session (``item_cols`` are only read
         for candidates the snapshot lacks)."""
@@ -173,6 +182,8 @@ class ServingRanker:
         if self.vectors is not None:
             cols.update(personalization_features(
                 item_ids, state, self._request_vectors(item_ids, rows)))
+        if self.recall_sources:
+            cols.update(_check_recall(recall, self.recall_sources, n))
         return cols
 
     def _request_vectors(self, item_ids: list[str], rows: np.ndarray) -> ItemVectorLookup:
@@ -190,6 +201,7 @@ class ServingRanker:
         self, item_ids: list[str], *, query: str, market: str | None, state: RecentActions,
         user_id: str | None = None, with_cvr: bool = False, rows: np.ndarray | None = None,
         query_match: Mapping[str, np.ndarray] | None = None,
+        recall: Mapping[str, np.ndarray] | None = None,
     ) -> tuple[np.ndarray, Mapping[str, np.ndarray]]:
         """(calibrated pCTR, raw feature columns); ``with_cvr`` adds ``p_cvr`` (post-click
         booking probability, for pCTR x pCVR) when the artifact has a CVR model. ``rows``:
@@ -204,12 +216,12 @@ class ServingRanker:
         if self._item_idx is None or (rows < 0).any():
             cols: Mapping[str, np.ndarray] = self.columns(
                 item_ids, query=query, market=market, state=state, user_id=user_id, rows=rows,
-                query_match=query_match,
+                query_match=query_match, recall=recall,
             )
         else:
             request = self._request_columns(
                 item_ids, rows, query=query, state=state, user_id=user_id, item_cols=None,
-                query_match=query_match,
+                query_match=query_match, recall=recall,
             )
             cols = _LazyColumns(request, lambda: self._item_columns(item_ids, rows, market))
         p = self.calibrator.predict(self._predict(item_ids, cols, rows))
@@ -394,6 +406,23 @@ def _hashable(value: Any) -> Any:
     return (type(value).__name__, value)
 
 
+def _check_recall(
+    given: Mapping[str, np.ndarray] | None, sources: tuple[str, ...], n: int
+) -> dict[str, np.ndarray]:
+    """The ``rec_*`` columns of ``sources`` from ``given`` (each ``(n,)``), zeros when the
+    caller has no merged candidates to derive them from (scored outside the funnel)."""
+    from funnel.rank.recall_features import recall_feature_names
+
+    out: dict[str, np.ndarray] = {}
+    for name in recall_feature_names(sources):
+        col = np.zeros(n, dtype=np.float32) if given is None or name not in given \
+            else np.asarray(given[name], dtype=np.float32)
+        if col.shape != (n,):
+            raise ValueError(f"recall column {name!r} has shape {col.shape}; expected ({n},)")
+        out[name] = col
+    return out
+
+
 def _check_query_match(given: Mapping[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
     """The caller's ``qm_*`` columns, checked: every one present, ``n`` rows each."""
     bad = [name for name in QUERY_MATCH_FEATURES
@@ -499,4 +528,6 @@ def load_serving_ranker(
         ranker=ranker, calibrator=calibrator_from_dict(cfg["calibrator"]), item_row=item_row,
         item_cols=item_cols, vectors=vectors, recent_k=int(cfg["recent_k"]),
         position=int(cfg["serving_position"]), cvr=cvr,
+        recall_sources=tuple(cfg.get("recall_features", ())),
+        order=str(cfg.get("order", "ranker")),
     ).precompute()

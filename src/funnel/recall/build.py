@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 
 SOURCES = ("vector", "lexical", "covisit", "popularity", "query_items", "cooc", "sr", "sknn")
 
+LEXICAL_SKIP = "no item titles; ingest an items file with titles to enable it"
+"""Why a build without item titles has no lexical (BM25) source (``skipped.lexical``)."""
+
 
 @dataclass(frozen=True)
 class RecallConfig:
@@ -92,7 +95,7 @@ def build_recall(
     build: ArtifactBuild,
     config: RecallConfig | None = None,
     progress: Callable[[str], None] | None = None,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Fit every source on the workspace's store and write them to ``build``'s ``recall/``.
 
     Returns the figures to print (sizes and seconds per source). The vector index is built only
@@ -100,7 +103,7 @@ def build_recall(
     """
     config = config or section(workspace.config(), "recall", RecallConfig)
     step = progress or (lambda _name: None)
-    metrics: dict[str, float] = {}
+    metrics: dict[str, Any] = {}
     con = workspace.connect(read_only=True)
     try:
         items = _table(con, "SELECT item_id, title, brand, category, market FROM items")
@@ -121,9 +124,12 @@ def build_recall(
     metrics["items"] = float(items.num_rows)
 
     step("lexical")
-    t0 = time.perf_counter()
-    LexicalIndex().fit(items).save(out / "lexical")
-    metrics["lexical_build_s"] = time.perf_counter() - t0
+    if items.column("title").null_count < items.num_rows:
+        t0 = time.perf_counter()
+        LexicalIndex().fit(items).save(out / "lexical")
+        metrics["lexical_build_s"] = time.perf_counter() - t0
+    else:  # a click log without a catalog: BM25 over ids alone would find nothing
+        metrics["skipped.lexical"] = LEXICAL_SKIP
 
     step("popularity")
     t0 = time.perf_counter()

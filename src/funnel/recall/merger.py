@@ -73,6 +73,15 @@ class Provenance(Sequence[dict[str, float]]):
             out[self._at[self._src == self._names.index(name)]] = True
         return out
 
+    def scores_of(self, name: str) -> np.ndarray:
+        """``(n,) float64``: source ``name``'s score of each candidate, NaN where it did not
+        find it (``self[i].get(name, nan)``, without building the dicts)."""
+        out = np.full(self._n, np.nan)
+        if name in self._names:
+            mine = self._src == self._names.index(name)
+            out[self._at[mine]] = self._score[mine]
+        return out
+
     def __len__(self) -> int:
         return self._n
 

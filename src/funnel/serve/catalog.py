@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from funnel.artifacts import ArtifactBuild
@@ -21,24 +22,44 @@ from funnel.exceptions import ArtifactError
 from funnel.workspace import Workspace
 
 ITEM_COLUMNS = ("item_id", "title", "category", "brand", "market", "price", "bid")
+SEEN_COLUMNS = ("first_seen_ms", "last_seen_ms")
+"""Epoch ms of an item's first and last event (null for items no event cites)."""
+
+CATALOG_SQL = """
+WITH seen AS (
+    SELECT item_id,
+           arg_max(market, ts) FILTER (WHERE market IS NOT NULL) AS market,
+           arg_max(price, ts) FILTER (WHERE price IS NOT NULL) AS price,
+           epoch_ms(min(ts)) AS first_seen_ms, epoch_ms(max(ts)) AS last_seen_ms
+    FROM events WHERE item_id IS NOT NULL GROUP BY item_id
+)
+SELECT coalesce(it.item_id, seen.item_id) AS item_id,
+       it.title, it.category, it.brand,
+       coalesce(it.market, seen.market) AS market,
+       coalesce(it.price, seen.price) AS price,
+       it.bid,
+       seen.first_seen_ms, seen.last_seen_ms,
+       it.item_id IS NULL AS from_events
+FROM items it FULL OUTER JOIN seen ON it.item_id = seen.item_id
+ORDER BY 1
+"""
+"""The items table, plus every item id the events cite that it lacks (a click log without a
+catalog: YooChoose, DIGINETICA, Taobao). Derived items take market and price from their most
+recent event that carries one; an item of the table keeps its attributes, and only its null
+market / price are filled from its events."""
 
 
 def build_catalog(
     workspace: Workspace, build: ArtifactBuild, n_demo_users: int = 12
 ) -> dict[str, Any]:
-    """Snapshot items and a few active users into ``<build>/catalog``."""
+    """Snapshot items (the items table joined with the item ids of the events) and a few active
+    users into ``<build>/catalog``.
+
+    Metrics: ``items``, ``markets`` and ``derived_from_events`` (items only the events know).
+    """
     con = workspace.connect(read_only=True)
     try:
-        items = con.sql(
-            f"SELECT {', '.join(ITEM_COLUMNS)} FROM items ORDER BY item_id"
-        ).to_arrow_table()
-        markets = [
-            r[0]
-            for r in con.execute(
-                "SELECT market FROM items WHERE market IS NOT NULL "
-                "GROUP BY 1 ORDER BY count(*) DESC"
-            ).fetchall()
-        ]
+        table = con.sql(CATALOG_SQL).to_arrow_table()
         users = [
             r[0]
             for r in con.execute(
@@ -48,17 +69,23 @@ def build_catalog(
         ]
     finally:
         con.close()
-    if items.num_rows == 0:
+    if table.num_rows == 0:
         raise ArtifactError(
-            f"{workspace.store_path}: no items in the store; ingest a catalog first "
-            "('funnel generate' or 'funnel ingest items.parquet')"
+            f"{workspace.store_path}: no items and no item events in the store; ingest a "
+            "catalog or an event log first ('funnel generate' or 'funnel ingest FILE')"
         )
+    derived = int(pc.sum(table.column("from_events")).as_py() or 0)
+    items = table.drop_columns(["from_events"])
+    market = items.column("market")
+    counts = pc.value_counts(market.filter(pc.is_valid(market))).to_pylist()
+    markets = [c["values"] for c in sorted(counts, key=lambda c: (-c["counts"], c["values"]))]
     out = build.component("catalog")
     pq.write_table(items, out / "items.parquet")
     (out / "meta.json").write_text(
-        json.dumps({"markets": markets, "demo_users": users}, ensure_ascii=False, indent=1)
+        json.dumps({"markets": markets, "demo_users": users,
+                    "derived_from_events": derived}, ensure_ascii=False, indent=1)
     )
-    return {"items": items.num_rows, "markets": len(markets)}
+    return {"items": items.num_rows, "markets": len(markets), "derived_from_events": derived}
 
 
 @dataclass

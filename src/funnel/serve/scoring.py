@@ -7,6 +7,7 @@ the live session state through :func:`funnel.features.personalization.personaliz
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,9 +27,11 @@ class RankStage(Protocol):
         state: RecentActions,
         user_id: str | None = None,
         rows: np.ndarray | None = None,
+        recall: Mapping[str, np.ndarray] | None = None,
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """(pCTR per candidate, the raw feature columns used), rows aligned with ``item_ids``;
-        ``rows`` are the candidates' rows in the stage's own item snapshot, if known."""
+        ``rows`` are the candidates' rows in the stage's own item snapshot, if known;
+        ``recall`` the candidates' ``rec_*`` columns when the stage reads recall's ranks."""
         ...
 
     def rows(self, item_ids: list[str]) -> np.ndarray:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Any
+
+import duckdb
 
 from funnel.artifacts import ArtifactBuild
 from funnel.config import section
@@ -15,6 +18,22 @@ from funnel.vectors import VectorTable, load_vectors
 from funnel.workspace import Workspace
 
 COMPONENT = "suggest"
+SKIP_NO_SEARCHES = (
+    "no search events with a query; ingest events with event_type 'search' and a query "
+    "to enable it"
+)
+"""Why a build on a click log has no query suggestion (the stage's ``skipped``)."""
+MIN_EVAL_SEARCHES = 20
+"""The hold-out evaluation needs this many searches (``holdout_evaluate``)."""
+
+
+def count_searches(con: duckdb.DuckDBPyConnection) -> int:
+    """Search events that carry a non-blank query: what the suggester learns from."""
+    rows = con.execute(
+        "SELECT count(*) FROM events WHERE event_type = 'search' AND trim(coalesce(query, '')) "
+        "<> ''"
+    ).fetchall()
+    return int(rows[0][0])
 
 
 def read_query_vectors(artifact_dir: Path) -> VectorTable | None:
@@ -49,7 +68,14 @@ def build_suggest(
     vectors = read_query_vectors(build.path)
     metrics: dict[str, Any] = {}
     with workspace.connect(read_only=True) as con:
-        if evaluate:
+        searches = count_searches(con)
+        if not searches:  # a click log: nothing to complete, and an empty index serves nothing
+            shutil.rmtree(build.path / COMPONENT, ignore_errors=True)  # inherited from current
+            return {"skipped": SKIP_NO_SEARCHES}
+        if evaluate and searches < MIN_EVAL_SEARCHES:
+            metrics["skipped.eval"] = (
+                f"only {searches} searches; need >= {MIN_EVAL_SEARCHES} to hold some out")
+        elif evaluate:
             t0 = time.perf_counter()
             metrics.update(holdout_evaluate(con, cfg, query_vectors=vectors))
             metrics["eval_s"] = time.perf_counter() - t0
