@@ -219,7 +219,11 @@ def implicit_training_set(
     for r in range(n):
         user, ts, kind, item = ev["user_id"][r], ev["ts_ms"][r], ev["event_type"][r], \
             ev["item_id"][r]
-        recent = state[user]
+        # the state of this session: a next-item request carries the session's clicks, not
+        # the user's clicks of other days (those made recall's lists stale for a session's
+        # first clicks, and the rows unlike what serving is asked)
+        key = oof.session_of_event.get(ev["event_id"][r], user)
+        recent = state[key]
         merger = oof.merger_for(ev["event_id"][r]) if r in chosen and recent.clicks else None
         if merger is not None:
             asked += 1
@@ -250,7 +254,7 @@ def implicit_training_set(
                 idx = np.asarray(at)
                 target.add(ev["event_id"][r], user, ts, recent, [ids[j] for j in at], kinds,
                            {c: v[idx] for c, v in cols.items()}, lookup)
-        state[user] = observe(
+        state[key] = observe(
             recent, kind, item, ts_ms=ts, dwell_ms=ev["dwell_ms"][r],
             request_id=ev["request_id"][r], position=ev["position"][r],
         )

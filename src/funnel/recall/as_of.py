@@ -13,7 +13,7 @@ the first half (its items churn over five months), against every click here.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow as pa
@@ -44,6 +44,7 @@ class OutOfFoldRecall:
 
     mergers: list[Merger]
     fold_of_event: dict[str, int]
+    session_of_event: dict[str, str] = field(default_factory=dict)
 
     def merger_for(self, event_id: str) -> Merger | None:
         fold = self.fold_of_event.get(event_id)
@@ -65,9 +66,11 @@ def out_of_fold_recall(
     membership = con.sql("SELECT session_id, event_id FROM session_events").fetchall()
     fold_of_session: dict[str, int] = {}
     fold_of_event: dict[str, int] = {}
+    session_of_event: dict[str, str] = {}
     for sid, eid in membership:
         f = fold_of_session.setdefault(sid, session_fold(sid, folds))
         fold_of_event[eid] = f
+        session_of_event[eid] = sid
     events = con.sql(
         "SELECT event_id, ts, user_id, event_type, item_id, query, market FROM events"
     ).to_arrow_table()
@@ -106,7 +109,7 @@ def out_of_fold_recall(
         quotas = {k: v for k, v in config.quotas().items() if k in names}
         mergers.append(Merger(sources, quotas=quotas, timeout_s=60.0,  # type: ignore[arg-type]
                               inline=tuple(names)))
-    return OutOfFoldRecall(mergers, fold_of_event)
+    return OutOfFoldRecall(mergers, fold_of_event, session_of_event)
 
 
 __all__ = ["OutOfFoldRecall", "out_of_fold_recall", "session_fold"]
