@@ -34,6 +34,8 @@ STAGES = ("catalog", "embeddings", "recall", "rank", "rerank", "suggest")
 LEXICAL = "no item titles; ingest an items file with titles to enable it"
 SUGGEST = ("no search events with a query; ingest events with event_type 'search' and a query "
            "to enable it")
+DIVERSITY = ("no logged impression lists to measure what diversity costs; set [rerank] method "
+             "(e.g. 'dpp') to enable it")
 CVR = ("no impressions; ingest impression events (with the clicks and bookings they led to) "
        "to train the booking model")
 AUC_MARGIN = 0.08
@@ -99,8 +101,10 @@ def test_every_stage_that_can_run_does_and_the_rest_say_why_issue_17(built) -> N
     assert results["recall"]["vector_items"] > 0.9 * n_items
     assert results["recall"]["popularity_markets"] >= 1
     assert "lexical_build_s" not in results["recall"]
-    assert skipped(results) == {"lexical": LEXICAL, "cvr": CVR, "suggest": SUGGEST}
+    assert skipped(results) == {"lexical": LEXICAL, "cvr": CVR, "diversity": DIVERSITY,
+                                "suggest": SUGGEST}
     assert skip_lines(results) == [f"lexical: skipped, {LEXICAL}", f"cvr: skipped, {CVR}",
+                                   f"diversity: skipped, {DIVERSITY}",
                                    f"suggest: skipped, {SUGGEST}"]
     current = ws.artifacts.current()
     assert current is not None
@@ -202,7 +206,7 @@ def test_diginetica_sample_builds_and_ranks(tmp_path) -> None:
     ws = events_workspace(tmp_path / "ws", DIGINETICA / "sample_train-item-views.csv",
                           "diginetica")
     _, results = run_build(ws, STAGES)
-    assert set(skipped(results)) == {"lexical", "cvr", "suggest"}
+    assert set(skipped(results)) == {"lexical", "cvr", "diversity", "suggest"}
     rank = results["rank"]
     assert rank["gbdt.auc"] >= rank["baseline.popularity.auc"] + AUC_MARGIN, rank
 

@@ -67,7 +67,7 @@ class ImplicitConfig:
     """Negatives drawn uniformly from the rest of the merged list."""
     folds: int = 5
     """Session folds of the out-of-fold recall (each click asked of sources without its own)."""
-    max_groups: int = 40_000
+    max_groups: int = 8_000
     """Most clicks turned into groups (a uniform sample above it keeps a build fast)."""
     recall_k: int = 1000
     """Merged candidates per request, as serving asks (``Engine.recall_k``)."""
@@ -76,7 +76,7 @@ class ImplicitConfig:
     eval_fraction: float = 0.2
     """The latest share of clicks kept out of training, each with its whole candidate list:
     the build compares the ranker's order with the fused recall order on them."""
-    eval_max_clicks: int = 2000
+    eval_max_clicks: int = 500
     """At most this many of them (a list is ``rank_k`` rows)."""
     recent_k: int = 10
     position: int = 1

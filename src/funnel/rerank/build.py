@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from funnel.artifacts import ArtifactBuild
 from funnel.rerank.catalog import ItemCatalog
@@ -21,6 +23,13 @@ from funnel.vectors import VectorTable, load_vectors
 from funnel.workspace import Workspace
 
 COMPONENT = "rerank"
+DIVERSITY_SKIP = (
+    "no logged impression lists to measure what diversity costs; set [rerank] method "
+    "(e.g. 'dpp') to enable it"
+)
+"""Why a browse feed built from a click log keeps the ranker's order (``skipped.diversity``):
+on MovieLens-100K as next-item sequences the default DPP (diversity 0.3) cut the served
+list's HR@20 from 0.39 to 0.23 (636 -> 377 hits of 1,625 held-out cases)."""
 CURVE_FILE = "curve.json"
 PLOT_FILE = "tradeoff.png"
 
@@ -34,7 +43,7 @@ def _item_vectors(artifact: Path) -> VectorTable | None:
 
 def build_rerank(workspace: Workspace, build: ArtifactBuild,
                  config: RerankConfig | None = None,
-                 progress: Callable[[str], None] | None = None) -> dict[str, float]:
+                 progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Save the configured pipeline and its measured trade-off curve into ``build``.
 
     Returns the figures to print: items, lists evaluated, and at the configured diversity the
@@ -53,10 +62,15 @@ def build_rerank(workspace: Workspace, build: ArtifactBuild,
     finally:
         con.close()
     out = build.component(COMPONENT)
+    metrics: dict[str, Any] = {"items": float(len(catalog.item_ids)),
+                               "with_vectors": float(vectors is not None),
+                               "lists": float(len(lists))}
+    chosen = {"method", "diversity"} & set(workspace.config().get("rerank", {}))
+    if not lists and not chosen and config.method != "none":
+        # nothing to measure the trade-off on: keep the ranker's order unless asked
+        config = replace(config, method="none")
+        metrics["skipped.diversity"] = DIVERSITY_SKIP
     RerankPipeline(config, catalog=catalog).save(out)
-    metrics: dict[str, float] = {"items": float(len(catalog.item_ids)),
-                                 "with_vectors": float(vectors is not None),
-                                 "lists": float(len(lists))}
     if not lists:
         return metrics
     step("trade-off curve")
