@@ -273,3 +273,19 @@ def test_implicit_order_is_validated() -> None:
 
     with pytest.raises(ConfigError, match="implicit_order 'best' must be one of"):
         RankConfig(implicit_order="best")
+
+
+def test_browse_feed_never_reshows_a_clicked_item_of_the_session(built) -> None:
+    from funnel.serve.engine import Engine
+
+    engine = Engine.load(built[0].artifacts.current())
+    try:
+        clicks = ("1003", "1004", "1000", "1001", "1002", "1005", "1006", "1007")
+        state = RecentActions(clicks=clicks, max_len=50)
+        result = engine.run(query="", user_id=None, market=None, filters={}, k=20, state=state)
+        assert len(result.item_ids) == 20
+        # the sources only leave out the last 5 clicks; the feed leaves out all of them
+        assert not set(result.item_ids) & set(clicks), result.item_ids
+        assert result.item_ids[0] == "1008"
+    finally:
+        engine.close()
