@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import shlex
+import time
 from typing import Annotated, Any
 
 import typer
 
 from funnel.build import BUILDERS, DEFAULT_STAGES, STAGES, run_build, skip_lines
-from funnel.cli._app import JsonOpt, WorkspaceOpt, app, console, print_json, user_errors
+from funnel.cli._app import (
+    JsonOpt,
+    WorkspaceOpt,
+    app,
+    console,
+    fail,
+    print_json,
+    say,
+    user_errors,
+    warn,
+)
+from funnel.cli.build_summary import summary_rows
 from funnel.workspace import DEFAULT_WORKSPACE, Workspace
 
 
@@ -21,6 +34,9 @@ def build_command(
             help=f"Comma-separated stages, in order. Known: {', '.join(STAGES)}.",
         ),
     ] = ",".join(DEFAULT_STAGES),
+    details: Annotated[
+        bool, typer.Option("--details", help="Print every figure of every stage.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Build every stage (embeddings, indexes, rankers, suggestions) into one new artifact version.
@@ -34,38 +50,79 @@ def build_command(
     chosen = tuple(s.strip() for s in stages.split(",") if s.strip())
     unknown = [s for s in chosen if s not in BUILDERS]
     if unknown or not chosen:
-        console.print(
-            f"[bold red]error:[/] unknown stage(s) {unknown or stages!r}; "
-            f"choose from {', '.join(STAGES)}"
-        )
-        raise typer.Exit(2)
-    with user_errors():
+        raise fail(f"unknown stage(s) {unknown or stages!r}; choose from {', '.join(STAGES)}",
+                   code=2)
+    t0 = time.perf_counter()
+    with user_errors(), _StageProgress() as progress:
         ws = Workspace.open(workspace)
-        version, results = run_build(
-            ws, chosen, on_stage=lambda s: console.print(f"[bold]▸ {s}[/]")
-        )
+        version, results = run_build(ws, chosen, on_stage=progress.start)
     if as_json:
         print_json({"version": version, **{f"{s}.{k}": v for s, m in results.items()
                                           for k, v in m.items()}})
         return
     from rich.table import Table
 
-    table = Table(title=f"build {version} (now current)", header_style="bold")
+    total = time.perf_counter() - t0
+    table = Table(title=f"build {version} (now current) in {total:.1f} s", header_style="bold")
+    for column, justify in (("stage", "left"), ("time", "right"), ("", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for stage, seconds, line in summary_rows(results):
+        table.add_row(stage, seconds, line)
+    console.print(table)
+    if details:
+        console.print(_details(results))
+    for line in skip_lines(results):
+        warn(line)
+    where = "" if workspace == DEFAULT_WORKSPACE else f" -w {shlex.quote(str(workspace))}"
+    say("next", f"funnel serve{where}   (every figure: funnel build{where} --details, or --json)",
+        style="bold")
+
+
+class _StageProgress:
+    """A spinner with the running stage and its elapsed time (on a terminal), and one line per
+    finished stage (everywhere: a piped log shows what took how long)."""
+
+    def __enter__(self) -> _StageProgress:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self._bar = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"),
+                             TimeElapsedColumn(), console=console, transient=True)
+        self._bar.__enter__()
+        self._task: Any = None
+        self._stage: str | None = None
+        self._t0 = 0.0
+        return self
+
+    def start(self, stage: str) -> None:
+        self._finish()
+        self._stage, self._t0 = stage, time.perf_counter()
+        self._task = self._bar.add_task(stage, total=None)
+
+    def _finish(self) -> None:
+        if self._stage is None:
+            return
+        self._bar.remove_task(self._task)
+        console.print(f"✓ {self._stage} {time.perf_counter() - self._t0:.1f} s", highlight=False)
+        self._stage = None
+
+    def __exit__(self, kind: Any, *rest: Any) -> None:
+        if kind is None:
+            self._finish()
+        self._bar.__exit__(kind, *rest)
+
+
+def _details(results: dict[str, dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="every figure", header_style="bold")
     table.add_column("stage")
     table.add_column("figure")
     table.add_column("value", justify="right")
     for stage, metrics in results.items():
-        if "skipped" in metrics:  # the reason is printed below the table, in full
-            table.add_row(stage, "[yellow]skipped[/]", "see below")
-            continue
-        shown_rows = [(k, v) for k, v in metrics.items() if not k.startswith("skipped.")]
+        shown_rows = [(k, v) for k, v in metrics.items() if not k.startswith("skipped")]
         for i, (key, value) in enumerate(shown_rows):
             table.add_row(stage if i == 0 else "", key, _fmt(value))
-    console.print(table)
-    from rich.markup import escape
-
-    for line in skip_lines(results):
-        console.print(f"[yellow]{escape(line)}[/]", highlight=False)
+    return table
 
 
 def _fmt(value: Any) -> str:
