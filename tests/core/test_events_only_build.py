@@ -40,12 +40,12 @@ CVR = ("no impressions; ingest impression events (with the clicks and bookings t
        "to train the booking model")
 AUC_MARGIN = 0.08
 """The click-trained ranker's held-out AUC must beat popularity alone by this much. Measured
-on the planted log below (seed 0): popularity alone 0.620 group AUC, the GBDT ranker 0.995."""
+on the planted log below (seed 0): popularity alone 0.690 group AUC, the GBDT ranker 0.995."""
 MRR_MARGIN = 0.05
 """On whole held-out candidate lists the ranker's order must beat the fused recall order's
-MRR@20 by this much (it reads every source's rank: a learned fusion). Measured: fused 0.765,
-ranker 0.893 (HR@20 0.979 both); its group AUC 0.995 is above every source alone (best:
-co-visitation 0.990)."""
+MRR@20 by this much (it reads every source's rank: a learned fusion). Measured on 342 lists:
+fused 0.784, ranker 0.896 (HR@20 0.980 / 0.982); its group AUC 0.995 is above every source
+alone (best: co-visitation 0.991)."""
 
 
 def write_click_log(path: Path, *, sessions: int = 500, seed: int = 0) -> Path:
@@ -80,8 +80,6 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, int, dic
     root = tmp_path_factory.mktemp("events-only")
     log = write_click_log(root / "clicks.tsv")
     ws = events_workspace(root / "ws", log, "yoochoose")
-    # "auto": the ranker serves where it beats the fused order on held-out lists (it does here)
-    ws.config_path.write_text(ws.config_path.read_text() + '\n[rank]\nimplicit_order = "auto"\n')
     _, results = run_build(ws, STAGES)
     return ws, len(item_ids(log)), results
 
@@ -121,11 +119,11 @@ def test_every_stage_that_can_run_does_and_the_rest_say_why_issue_17(built) -> N
 def test_click_trained_ranker_beats_popularity_every_source_and_the_fused_order(built) -> None:
     rank = built[2]["rank"]
     assert rank["trained_on"].startswith("clicks with sampled negatives")
-    assert rank["implicit.hard_negatives_per_positive"] == 100.0
-    assert rank["implicit.random_negatives_per_positive"] == 50.0
+    assert rank["implicit.hard_negatives_per_positive"] == 0.0
+    assert rank["implicit.random_negatives_per_positive"] == 150.0
     assert rank["implicit.positive_share"] == pytest.approx(1 / 151)
     assert 0.5 < rank["implicit.positive_recalled"] <= 1.0
-    assert rank["implicit.eval_lists"] >= 100
+    assert rank["implicit.eval_lists"] >= 200  # enough for "auto" to choose the ranker
     assert rank["gbdt.auc"] >= rank["baseline.popularity.auc"] + AUC_MARGIN, rank
     assert rank["gbdt.group_auc"] >= rank["baseline.popularity.group_auc"] + AUC_MARGIN, rank
     best = max(rank[f"baseline.{s}.group_auc"] for s in ("covisit", "cooc", "sr", "sknn", "rrf"))
@@ -289,3 +287,13 @@ def test_browse_feed_never_reshows_a_clicked_item_of_the_session(built) -> None:
         assert result.item_ids[0] == "1008"
     finally:
         engine.close()
+
+
+def test_auto_order_needs_enough_lists_and_a_win_on_both_figures(tmp_path) -> None:
+    """A small log (60 sessions: a few held-out lists) serves the fused order under "auto"."""
+    log = write_click_log(tmp_path / "clicks.tsv", sessions=60)
+    ws = events_workspace(tmp_path / "ws", log, "yoochoose")
+    _, results = run_build(ws, ("catalog", "recall", "rank"))
+    rank = results["rank"]
+    assert rank["lists.n"] < 200
+    assert rank["serving.order"] == "fused"
