@@ -123,3 +123,4 @@ def test_without_a_model_the_fast_path_answers_the_routes_503(tmp_path):
     assert quick.status_code == routed.status_code == 503
     assert quick.json() == routed.json()
     assert quick.json()["detail"].startswith("no model loaded")
+    assert str(tmp_path) not in quick.text  # no server path reaches a client (issue 19)

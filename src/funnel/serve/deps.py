@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -12,6 +13,11 @@ from funnel.serve.engine import Engine
 from funnel.serve.metrics import Metrics
 from funnel.serve.settings import Settings
 from funnel.serve.state import StateStore
+
+log = logging.getLogger(__name__)
+
+NO_MODEL = ("no model loaded: build one with 'funnel build', then POST /admin/reload (the "
+            "server's log names the cause)")
 
 # async on purpose: FastAPI runs a plain ``def`` dependency on the thread pool, a hand-off per
 # dependency per request that costs more than these attribute reads do.
@@ -25,7 +31,9 @@ async def get_engine(request: Request) -> Engine:
     try:
         return request.app.state.holder.engine  # type: ignore[no-any-return]
     except Exception as err:  # no artifact yet, or it failed to load
-        raise HTTPException(status_code=503, detail=f"no model loaded: {err}") from None
+        # the cause names files on the server: it goes to the server's log, not to a client
+        log.warning("no model loaded: %s", err)
+        raise HTTPException(status_code=503, detail=NO_MODEL) from None
 
 
 async def get_state(request: Request) -> StateStore:
