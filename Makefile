@@ -59,7 +59,7 @@ demo: install
 	$(FUNNEL) stats --workspace $(DEMO_WS)
 ifeq ($(DEMO_SERVE),1)
 	@echo "open http://127.0.0.1:$(DEMO_PORT)/ (Ctrl-C stops the server)"
-	$(FUNNEL) serve --workspace $(DEMO_WS) --port $(DEMO_PORT)
+	$(FUNNEL) serve --workspace $(DEMO_WS) --port $(DEMO_PORT) --demo-users
 endif
 
 test: install system

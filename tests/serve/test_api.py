@@ -189,3 +189,18 @@ def test_list_bodies_match_the_declared_response_model(client):
     first = responses[0].json()["items"][0]
     assert first["debug"]["features"]["qm_has_query"] == 1.0 and first["market"]
     assert [len(r.json()["items"]) for r in responses] == [7, 3, 5, 4]
+
+
+def test_meta_lists_user_ids_only_to_the_admin_or_a_demo(client, served_workspace):
+    """User ids are real people's: GET /meta names them to the admin token or a demo server
+    (``funnel serve --demo-users``), never to anyone who asks (issue 19 probe)."""
+    anonymous = client.get("/meta").json()
+    assert anonymous["users"] == [] and anonymous["markets"]
+    assert client.get("/meta", headers={"Authorization": "Bearer wrong-token-xxxxxxxx"}
+                      ).json()["users"] == []
+    admin = client.get("/meta", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    assert admin["users"] and admin["markets"] == anonymous["markets"]
+    demo = create_app(Settings(workspace=served_workspace.root, demo_users=True),
+                      flush_every_s=0)
+    with TestClient(demo) as c:
+        assert c.get("/meta").json()["users"] == admin["users"]

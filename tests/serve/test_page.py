@@ -24,7 +24,7 @@ def test_page_search_suggest_click_personalizes(served_workspace, tmp_path):
     if chromium is None:
         pytest.skip("chromium not installed (make system installs it from Debian packages)")
     sync_api = pytest.importorskip("playwright.sync_api")
-    app = create_app(Settings(workspace=served_workspace.root), flush_every_s=0)
+    app = create_app(Settings(workspace=served_workspace.root, demo_users=True), flush_every_s=0)
     with running(app) as base, sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:

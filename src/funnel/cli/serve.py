@@ -37,6 +37,9 @@ def serve(
     watch: Annotated[
         float, typer.Option(help="Poll artifacts/current every N seconds and reload (0 = off).")
     ] = 0.0,
+    demo_users: Annotated[
+        bool, typer.Option(help="List a few active user ids on /meta for the page (a demo).")
+    ] = False,
 ) -> None:
     """Serve search, recommendations, suggestions and the web page over HTTP.
 
@@ -55,6 +58,7 @@ def serve(
     os.environ["FUNNEL_WORKSPACE"] = str(ws.root.resolve())
     os.environ["FUNNEL_STATE_URL"] = state
     os.environ["FUNNEL_WATCH_ARTIFACTS_S"] = str(watch)
+    os.environ["FUNNEL_DEMO_USERS"] = "1" if demo_users else "0"
     if admin_token:
         os.environ["FUNNEL_ADMIN_TOKEN"] = admin_token
     console.print(f"serving {ws.artifacts.require_current().name} at [bold]http://{host}:{port}/[/]")

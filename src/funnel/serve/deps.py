@@ -68,6 +68,14 @@ async def get_serving(request: Request) -> Serving:
     )
 
 
+def is_admin(settings: Settings, authorization: str | None) -> bool:
+    """Whether ``authorization`` is ``Bearer <the admin token>`` (constant-time compare)."""
+    if not settings.admin_token:
+        return False
+    expected = f"Bearer {settings.admin_token}".encode()
+    return hmac.compare_digest((authorization or "").encode(), expected)
+
+
 async def require_admin(
     settings: Annotated[Settings, Depends(get_app_settings)],
     authorization: Annotated[str | None, Header()] = None,
@@ -76,8 +84,7 @@ async def require_admin(
         raise HTTPException(
             status_code=403, detail="admin endpoints are disabled: set FUNNEL_ADMIN_TOKEN"
         )
-    expected = f"Bearer {settings.admin_token}".encode()
-    if not hmac.compare_digest((authorization or "").encode(), expected):  # constant time
+    if not is_admin(settings, authorization):
         raise HTTPException(
             status_code=401,
             detail="missing or wrong bearer token",

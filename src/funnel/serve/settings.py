@@ -23,6 +23,11 @@ class Settings(BaseSettings):
         default=None, description="Bearer token for /admin/*; admin endpoints are off without one."
     )
     state_url: str = Field(default="memory://", description="memory:// or redis://host:port/db")
+    demo_users: bool = Field(
+        default=False,
+        description="List a few active user ids on GET /meta for the web page's user switcher "
+        "(a demo; without it only an admin token sees them: they are real users' ids).",
+    )
     state_max_actions: int = Field(default=50, ge=1, le=1000)
     state_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
     state_max_users: int = Field(default=200_000, ge=1)

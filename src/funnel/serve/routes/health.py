@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from importlib import resources
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Depends, Header, HTTPException
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
-from funnel.serve.deps import AdminDep, EngineDep, ServicesDep
+from funnel.serve.deps import AdminDep, EngineDep, ServicesDep, get_app_settings, is_admin
 from funnel.serve.schemas import ErrorBody, HealthResponse, ReloadResponse
+from funnel.serve.settings import Settings
 
 router = APIRouter(tags=["ops"])
 
@@ -25,12 +27,19 @@ async def metrics(services: ServicesDep) -> PlainTextResponse:
 
 
 @router.get("/meta")
-async def meta(engine: EngineDep) -> dict[str, object]:
-    """What the web page needs to offer: markets and a few users with history."""
+async def meta(
+    engine: EngineDep,
+    settings: Annotated[Settings, Depends(get_app_settings)],
+    authorization: Annotated[str | None, Header()] = None,
+) -> dict[str, object]:
+    """What the web page needs to offer: markets, and a few users with history when the
+    server runs as a demo (``--demo-users``) or the caller holds the admin token: they are
+    real users' ids, not for anyone who asks."""
+    shown = settings.demo_users or is_admin(settings, authorization)
     return {
         "version": engine.version,
         "markets": engine.catalog.markets,
-        "users": engine.catalog.demo_users,
+        "users": engine.catalog.demo_users if shown else [],
     }
 
 
