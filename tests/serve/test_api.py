@@ -204,3 +204,16 @@ def test_meta_lists_user_ids_only_to_the_admin_or_a_demo(client, served_workspac
                       flush_every_s=0)
     with TestClient(demo) as c:
         assert c.get("/meta").json()["users"] == admin["users"]
+
+
+def test_search_says_whether_anything_matched_the_query(client):
+    """A query that matches nothing says so instead of passing popular items off as results
+    ("qwxzzv plmnb" showed "24 results"; issue 20)."""
+    market = client.get("/meta").json()["markets"][0]
+    exact = client.post("/search", json={"query": market, "k": 5}).json()
+    assert exact["match"] == "exact" and exact["items"]
+    partial = client.post("/search", json={"query": f"{market} qwxzzv", "k": 5}).json()
+    assert partial["match"] == "partial" and partial["items"]
+    nothing = client.post("/search", json={"query": "qwxzzv plmnb", "k": 5}).json()
+    assert nothing["match"] == "none" and len(nothing["items"]) == 5  # the popular fallback
+    assert client.get("/recommend/someone", params={"k": 3}).json()["match"] is None

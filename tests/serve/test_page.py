@@ -55,6 +55,13 @@ def test_page_search_suggest_click_personalizes(served_workspace, tmp_path):
             page.check("#debug")
             page.wait_for_selector("#results .tile pre")
             assert "recall_sources" in page.inner_text("#results .tile pre >> nth=0")
+            page.uncheck("#debug")
+            page.fill("#q", "qwxzzv plmnb")  # matches nothing: the page says so (issue 20)
+            page.keyboard.press("Enter")
+            page.wait_for_function(
+                "document.querySelector('#status').textContent.startsWith("
+                "'No results for \u201cqwxzzv plmnb\u201d; showing')")
+            assert page.locator("#results .tile").count() > 0
             page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
             assert (tmp_path / "page.png").stat().st_size > 10_000
         finally:

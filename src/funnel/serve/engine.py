@@ -56,6 +56,10 @@ class StageResult:
     timings_ms: dict[str, float]
     debug: list[dict[str, Any]] | None = None
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    match: str | None = None
+    """A search's match with its query: "exact" (an item matches every term), "partial"
+    (some terms, or items the logs tie to the query), "none" (nothing does: the list is the
+    browse fallback, and a page should say so); None for browse feeds and similar items."""
 
 
 def _ms(t0: float) -> float:
@@ -238,8 +242,9 @@ class Engine:
         if not query and state.clicks and self.recall.config.session_exclude_recent:
             keep = self._unseen(keep, rows, state)
         match = None  # the candidates' query-match columns, when the ranker can reuse them
+        match_kind = None
         if query:
-            keep, match = self._match(query, rows, provenance, keep)
+            keep, match, match_kind = self._match(query, rows, provenance, keep)
         rows = rows[keep]
         id_arr = self.catalog.ids[rows] if all_ids is None else all_ids[keep]  # object
         ids = id_arr.tolist()
@@ -296,7 +301,7 @@ class Engine:
         timings["rerank"] = _ms(t0)
         timings["total"] = _ms(t_all)
         if result is None:
-            return StageResult([], [], [], timings, [] if debug else None)
+            return StageResult([], [], [], timings, [] if debug else None, match=match_kind)
         dbg = None
         if debug:
             pos = {item: i for i, item in enumerate(ids)}
@@ -311,7 +316,8 @@ class Engine:
                     entry["rank_score"] = round(float(scores[i]), 6)
                     entry["features"] = {name: _plain(col[i]) for name, col in features.items()}
                 dbg.append(entry)
-        return StageResult(result.item_ids, result.scores, result.kinds, timings, dbg)
+        return StageResult(result.item_ids, result.scores, result.kinds, timings, dbg,
+                           match=match_kind)
 
     def _admissible(
         self, rows: np.ndarray, market: str | None, filters: dict[str, str]
@@ -368,15 +374,16 @@ class Engine:
     def _match(
         self, query: str, rows: np.ndarray, provenance: Sequence[dict[str, float]],
         keep: np.ndarray,
-    ) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
+    ) -> tuple[np.ndarray, dict[str, np.ndarray] | None, str]:
         """For a search, keep candidates that match the query text or came from a query source;
-        also returns the query-match columns of the kept ones (the ranker's ``qm_*``).
+        also returns the query-match columns of the kept ones (the ranker's ``qm_*``) and how
+        well the best of them matches (:attr:`StageResult.match`).
 
         Browse sources (popularity, co-visitation) add items that may have nothing to do with
         the query; a search shows only items that match it, unless nothing matches at all.
         """
         if not len(keep):
-            return keep, None
+            return keep, None, "none"
         if self.terms is None:
             self.terms = TermIndex(*(self.catalog.columns[c].tolist() for c in MATCH_COLUMNS))
         features = self.terms.features(query, rows[keep])
@@ -393,10 +400,11 @@ class Engine:
                 ok[loose] = provenance.found_by("query_items")[keep[loose]]
             else:
                 ok[loose] = ["query_items" in provenance[int(keep[j])] for j in loose.tolist()]
-        if not ok.any():
-            return keep, features
+        if not ok.any():  # nothing matches: the browse candidates, and the caller is told
+            return keep, features, "none"
+        kind = "exact" if float(match[ok].max()) >= 1.0 - 1e-9 else "partial"
         matched = keep[ok]
-        return matched, {name: col[ok] for name, col in features.items()}
+        return matched, {name: col[ok] for name, col in features.items()}, kind
 
     def _rerank_rows(self, pipeline: Any, rows: np.ndarray) -> dict[str, np.ndarray]:
         """``catalog_rows`` for ``pipeline.rerank`` when the engine mapped its catalog to the

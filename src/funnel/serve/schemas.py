@@ -41,6 +41,12 @@ class ListResponse(BaseModel):
     timings_ms: dict[str, float]
     version: str
     request_id: str
+    match: Literal["exact", "partial", "none"] | None = Field(
+        default=None,
+        description="A search's match with its query: 'exact' (an item matches every term), "
+        "'partial' (some terms, or items the logs tie to the query), 'none' (nothing matched: "
+        "the items are the popular fallback). Null for recommendations and similar items.",
+    )
 
 
 class Suggestion(BaseModel):

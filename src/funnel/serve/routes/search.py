@@ -60,6 +60,7 @@ def to_response(engine: Engine, result: StageResult) -> Response:
         "timings_ms": result.timings_ms,
         "version": engine.version,
         "request_id": result.request_id,
+        "match": result.match,
     }
     return Response(to_json(body, inf_nan_mode="null"), media_type="application/json")
 
