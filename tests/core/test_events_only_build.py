@@ -297,3 +297,18 @@ def test_auto_order_needs_enough_lists_and_a_win_on_both_figures(tmp_path) -> No
     rank = results["rank"]
     assert rank["lists.n"] < 200
     assert rank["serving.order"] == "fused"
+
+
+def test_a_log_with_nothing_to_recall_skips_the_ranker_and_serves_recall(tmp_path) -> None:
+    """Every session clicks items no other session has: no click can be recalled out of fold,
+    so no ranker; the build says why and the engine serves recall's order."""
+    lines = ["SessionId\tItemId\tTime"]
+    for s in range(150):
+        lines += [f"{s + 1}\t{5000 + 3 * s + j}\t{1_600_000_000 + 3600 * s + 60 * j}"
+                  for j in range(3)]
+    (tmp_path / "unique.tsv").write_text("\n".join(lines) + "\n")
+    ws = events_workspace(tmp_path / "ws", tmp_path / "unique.tsv", "yoochoose")
+    _, results = run_build(ws, ("catalog", "recall", "rank"))
+    why = skipped(results)["rank"]
+    assert why.startswith("only 0 rows of recalled clicks and their negatives; need >= 100")
+    assert not (ws.artifacts.current() / "rank").exists()

@@ -17,6 +17,7 @@ negatives (:mod:`funnel.rank.implicit`); ``metrics.json`` then holds the samplin
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -332,9 +333,16 @@ def build_rank(
         snapshot = item_snapshot(con, prior)
     finally:
         con.close()
-    if table.num_rows < 100:
-        raise ModelFitError(f"only {table.num_rows} impressions in the store; need >= 100")
-    say(f"training set: {table.num_rows:,} impressions, CTR {prior:.4f}")
+    rows = "rows of recalled clicks and their negatives" if clicks_only else "impressions"
+    if clicks_only and table.num_rows < MIN_ROWS:  # the funnel serves the fused recall order
+        shutil.rmtree(build.path / "rank", ignore_errors=True)  # not the inherited version's
+        return {"skipped": f"only {table.num_rows} {rows}; need >= {MIN_ROWS}: no click was "
+                f"recalled from other sessions often enough (a longer log enables it)"}
+    if table.num_rows < MIN_ROWS:
+        raise ModelFitError(
+            f"{workspace.store_path}: only {table.num_rows} {rows} to train the ranker on; need "
+            f">= {MIN_ROWS} (a click log needs clicks that recall finds from other sessions)")
+    say(f"training set: {table.num_rows:,} {rows}, positive share {prior:.4f}")
     features = list(config.features) or DEFAULT_FEATURES
     recall_sources: tuple[str, ...] = ()
     if clicks_only and not config.features:  # what recall knew: the log's strongest signal
