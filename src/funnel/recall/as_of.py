@@ -21,15 +21,8 @@ import pyarrow.compute as pc
 
 from funnel.data.store import EventStore
 from funnel.recall.build import RecallConfig
-from funnel.recall.covisit import CoVisitation
 from funnel.recall.merger import Merger
-from funnel.recall.popularity import Popularity
-from funnel.recall.session_rules import (
-    ITEM_SESSIONS_SQL,
-    LastItemCooccurrence,
-    SequentialRules,
-    SessionKNN,
-)
+from funnel.recall.session_rules import ITEM_SESSIONS_SQL
 
 
 def session_fold(session_id: str, folds: int) -> int:
@@ -82,33 +75,21 @@ def out_of_fold_recall(
         "session_id").to_pylist()], pa.int64()) if sessions is not None else None)
     item_sessions = con.sql(ITEM_SESSIONS_SQL).fetchall()
     mergers = []
-    fresh = config.session_exclude_recent
     for f in range(folds):
         sources: list[object] = []
         ev = events.filter(pc.not_equal(event_fold, f))
         if ev.num_rows:
-            sources.append(Popularity(half_life_days=config.popularity_half_life_days).fit(ev))
+            sources.append(config.popularity().fit(ev))
         if sessions is not None and session_fold_col is not None:
             past = sessions.filter(pc.not_equal(session_fold_col, f))
             if past.num_rows:
-                sources.append(CoVisitation(
-                    window=config.covisit_window, half_life_days=config.covisit_half_life_days,
-                    booking_weight=config.booking_weight,
-                ).fit(past))
+                sources.append(config.covisitation().fit(past))
         kept = [r for r in item_sessions if fold_of_session.get(r[0], -1) != f]
         if kept:
             seqs, ends = [list(r[1]) for r in kept], [float(r[2]) for r in kept]
-            sources += [
-                LastItemCooccurrence(exclude_recent=fresh).fit(seqs, times=ends),
-                SequentialRules(steps=config.sr_steps, exclude_recent=fresh)
-                .fit(seqs, times=ends),
-                SessionKNN(k=config.sknn_k, sample_size=config.sknn_sample_size,
-                           exclude_recent=fresh).fit(seqs, times=ends),
-            ]
-        names = [s.name for s in sources]  # type: ignore[attr-defined]
-        quotas = {k: v for k, v in config.quotas().items() if k in names}
-        mergers.append(Merger(sources, quotas=quotas, timeout_s=60.0,  # type: ignore[arg-type]
-                              inline=tuple(names)))
+            sources += [m.fit(seqs, times=ends) for m in config.session_models().values()]
+        # a replay has no deadline to meet: the sources answer every request in full
+        mergers.append(config.merger(sources, timeout_s=60.0))
     return OutOfFoldRecall(mergers, fold_of_event, session_of_event)
 
 

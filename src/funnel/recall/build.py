@@ -84,6 +84,35 @@ class RecallConfig:
     def quotas(self) -> dict[str, int]:
         return {name: int(getattr(self, f"quota_{name}")) for name in SOURCES}
 
+    # One place builds each fitted source from these settings: the build, and the ranker's
+    # out-of-fold copies of them (``recall.as_of``), which must match what is served.
+    def popularity(self) -> Popularity:
+        return Popularity(half_life_days=self.popularity_half_life_days)
+
+    def covisitation(self) -> CoVisitation:
+        return CoVisitation(window=self.covisit_window,
+                            half_life_days=self.covisit_half_life_days,
+                            booking_weight=self.booking_weight)
+
+    def session_models(self) -> dict[str, LastItemCooccurrence | SequentialRules | SessionKNN]:
+        """cooc / sr / sknn, unfitted (next-item sources of Ludewig & Jannach 2018)."""
+        fresh = self.session_exclude_recent
+        return {
+            "cooc": LastItemCooccurrence(exclude_recent=fresh),
+            "sr": SequentialRules(steps=self.sr_steps, exclude_recent=fresh),
+            "sknn": SessionKNN(k=self.sknn_k, sample_size=self.sknn_sample_size,
+                               exclude_recent=fresh),
+        }
+
+    def merger(self, sources: list[Any], *, timeout_s: float | None = None) -> Merger:
+        """A merger over ``sources`` with these quotas; every source of an artifact answers
+        from memory in well under a millisecond, so all run on the request's thread (a
+        thread hand-off would cost more than the work)."""
+        names = tuple(s.name for s in sources)
+        quotas = {k: v for k, v in self.quotas().items() if k in names}
+        timeout = self.timeout_ms / 1000 if timeout_s is None else timeout_s
+        return Merger(sources, quotas=quotas, timeout_s=timeout, inline=names)
+
 
 def _table(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
     return con.sql(sql).to_arrow_table()
@@ -133,7 +162,7 @@ def build_recall(
 
     step("popularity")
     t0 = time.perf_counter()
-    pop = Popularity(half_life_days=config.popularity_half_life_days).fit(events)
+    pop = config.popularity().fit(events)
     pop.save(out / "popularity")
     metrics["popularity_markets"] = float(len(pop.lists_))
     metrics["popularity_build_s"] = time.perf_counter() - t0
@@ -148,10 +177,7 @@ def build_recall(
     step("covisit")
     if sessions is not None and sessions.num_rows:
         t0 = time.perf_counter()
-        cv = CoVisitation(
-            window=config.covisit_window, half_life_days=config.covisit_half_life_days,
-            booking_weight=config.booking_weight,
-        ).fit(sessions)
+        cv = config.covisitation().fit(sessions)
         cv.save(out / "covisit")
         metrics["covisit_items"] = float(len(cv.neighbors_))
         metrics["covisit_pairs"] = float(len(cv.neighbors_.codes))
@@ -163,15 +189,7 @@ def build_recall(
     step("session")  # next-item sources of Ludewig & Jannach (2018), served on recent items
     if item_sessions is not None and item_sessions[0]:
         seqs, ends = item_sessions
-        fresh = config.session_exclude_recent
-        session_models = {
-            "cooc": LastItemCooccurrence(exclude_recent=fresh),
-            "sr": SequentialRules(steps=config.sr_steps, exclude_recent=fresh),
-            "sknn": SessionKNN(
-                k=config.sknn_k, sample_size=config.sknn_sample_size, exclude_recent=fresh
-            ),
-        }
-        for name, model in session_models.items():
+        for name, model in config.session_models().items():
             t0 = time.perf_counter()
             model.fit(seqs, times=ends).save(out / name)
             metrics[f"{name}_build_s"] = time.perf_counter() - t0
@@ -231,12 +249,8 @@ def load_recall(artifact_dir: Path) -> RecallBundle:
     if (root / "vector").exists():
         table: VectorTable = load_vectors(Path(artifact_dir) / "embeddings", "item")
         sources["vector"] = VectorSource(VectorIndex.load(root / "vector"), table)
-    quotas = {k: v for k, v in config.quotas().items() if k in sources}
-    # every source of an artifact answers from memory in well under a millisecond: a thread
-    # hand-off would cost more than the work, so they run on the request's thread
-    merger = Merger(list(sources.values()), quotas=quotas, timeout_s=config.timeout_ms / 1000,
-                    inline=tuple(sources))
-    return RecallBundle(sources=sources, merger=merger, config=config)
+    return RecallBundle(sources=sources, merger=config.merger(list(sources.values())),
+                        config=config)
 
 
 __all__ = ["RecallBundle", "RecallConfig", "build_recall", "load_recall"]
