@@ -59,10 +59,6 @@ class ServingRanker:
     recent_k: int
     position: int
     cvr: Ranker | None = None
-    order: str = "ranker"
-    """"fused" when the build measured the ranker's order below the fused recall order on
-    held-out click lists (a click-trained ranker on a small log): the engine then keeps
-    recall's order (``serving.json``'s ``order``)."""
     recall_sources: tuple[str, ...] = ()
     """Sources whose ranks the model reads (``rec_*`` columns, :mod:`rank.recall_features`):
     the caller passes them as ``recall``; without them they are 0 (found by no source)."""
@@ -529,5 +525,4 @@ def load_serving_ranker(
         item_cols=item_cols, vectors=vectors, recent_k=int(cfg["recent_k"]),
         position=int(cfg["serving_position"]), cvr=cvr,
         recall_sources=tuple(cfg.get("recall_features", ())),
-        order=str(cfg.get("order", "ranker")),
     ).precompute()

@@ -259,16 +259,15 @@ class Engine:
         id_arr = id_arr[: self.rank_k]
         rows = rows[: self.rank_k]
         features: Mapping[str, np.ndarray] = {}
-        if self.rank is not None and ids and getattr(self.rank, "order", "ranker") != "fused":
+        if self.rank is not None and ids:
             rank_rows = self.rank_rows[rows] if self.rank_rows is not None else None
             extra = {}
             if match is not None and self.shared_terms and rank_rows is not None and (
                 rank_rows >= 0
             ).all():  # the ranker's term index would compute these very values again
                 extra["query_match"] = {c: v[: self.rank_k] for c, v in match.items()}
-            wanted = getattr(self.rank, "recall_sources", ())
-            if wanted:  # ranks over the whole merged list, then the candidates kept
-                rec = recall_feature_columns(provenance, wanted)
+            if self.rank.recall_sources:  # ranks over the whole merged list, then those kept
+                rec = recall_feature_columns(provenance, self.rank.recall_sources)
                 extra["recall"] = {c: v[at] for c, v in rec.items()}
             scores, features = self.rank.score(
                 ids, query=query, market=market, state=state, user_id=user_id,

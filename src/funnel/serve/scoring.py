@@ -7,6 +7,7 @@ the live session state through :func:`funnel.features.personalization.personaliz
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,6 +19,9 @@ from funnel.vectors import VectorTable
 
 
 class RankStage(Protocol):
+    recall_sources: tuple[str, ...]
+    """Recall sources whose ranks the stage reads (``rec_*`` columns); empty for none."""
+
     def score(
         self,
         item_ids: list[str],
@@ -40,8 +44,13 @@ class RankStage(Protocol):
 
 
 def load_rank_stage(artifact_dir: Path, vectors: VectorTable | None) -> RankStage | None:
-    """The artifact's rank stage, or None when it was built without one."""
-    if not (artifact_dir / "rank").exists():
+    """The artifact's rank stage, or None when it was built without one or its build chose
+    recall's fused order over the ranker's (``serving.json``'s ``order``, a click-trained
+    ranker that lost on held-out lists): the engine then serves the fused order."""
+    serving = artifact_dir / "rank" / "serving.json"
+    if not (artifact_dir / "rank").exists() or (
+        serving.exists() and json.loads(serving.read_text()).get("order") == "fused"
+    ):
         return None
     from funnel.rank.serving import load_serving_ranker
 
