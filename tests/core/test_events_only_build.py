@@ -224,17 +224,29 @@ def test_recall_feature_columns_equal_hand_computed_ranks() -> None:
                                rtol=1e-6)
 
 
-def test_list_metrics_count_ties_as_half() -> None:
-    from funnel.rank.build import list_metrics
+def test_one_positive_hr_mrr_counts_ties_as_half() -> None:
+    from funnel.rank.metrics import one_positive_hr_mrr
 
     scores = np.array([0.5, 0.9, 0.5, 0.1, 1.0, 0.2])
     label = np.array([1, 0, 0, 0, 1, 0])
     groups = np.array(["a", "a", "a", "a", "b", "b"])
     # a: one above, one tied -> rank 2.5; b: rank 1
-    hr, mrr = list_metrics(scores, label, groups, k=2)
+    hr, mrr = one_positive_hr_mrr(scores, label, groups, k=2)
     assert hr == 0.5 and mrr == pytest.approx(0.5)
-    hr, mrr = list_metrics(scores, label, groups, k=20)
+    hr, mrr = one_positive_hr_mrr(scores, label, groups, k=20)
     assert hr == 1.0 and mrr == pytest.approx((1 / 2.5 + 1) / 2)
+
+
+def test_one_positive_group_auc_equals_group_auc() -> None:
+    from funnel.rank.metrics import group_auc, one_positive_group_auc
+
+    rng = np.random.default_rng(3)
+    groups = np.repeat(np.arange(60), rng.integers(2, 9, size=60))
+    label = np.zeros(len(groups))
+    label[np.r_[0, np.flatnonzero(np.diff(groups)) + 1]] = 1  # one positive per group
+    scores = np.round(rng.random(len(groups)), 1)  # ties, counted one half by both
+    assert one_positive_group_auc(label, scores, groups) == pytest.approx(
+        group_auc(label, scores, groups))
 
 
 def test_engine_keeps_the_fused_order_when_the_build_says_so(built) -> None:
@@ -254,6 +266,7 @@ def test_engine_keeps_the_fused_order_when_the_build_says_so(built) -> None:
 
     engine = without_rerank(Engine.load(art))  # the diversity step reorders either way
     try:
+        assert engine.rank is None  # a ranker the build did not choose is not even loaded
         state = RecentActions(clicks=("1000", "1001", "1002"))
         got = engine.run(query="", user_id=None, market=None, filters={}, k=10, state=state)
         merged = engine.recall.merger.recall(

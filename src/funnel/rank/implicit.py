@@ -3,11 +3,13 @@
 A click log without impressions (YooChoose, DIGINETICA views, Taobao UserBehavior) never says
 what a user was shown and skipped, so the ranker learns which candidate of a recall list the
 user clicked instead (the implicit-feedback recipe, e.g. Covington et al. 2016; Yi et al. 2019):
-one group per click, holding the clicked item (label 1) and negatives drawn from the candidates
-recall offered at that moment: the ``hard_negatives`` best of the merged list, and
-``random_negatives`` drawn uniformly from the rest of it (what serving ranks is that list, so
-that is the distribution the ranker must order; a negative drawn from the whole catalog would
-teach it to tell recalled items from never-recalled ones, which serving never asks).
+one group per click, holding the clicked item (label 1) and negatives drawn from the list
+serving would rank at that moment (the first ``rank_k`` merged candidates, the session's clicks
+left out): ``random_negatives`` drawn uniformly from it (that is the distribution the ranker
+must order), after the ``hard_negatives`` best of it (0 by default: over-represented, they
+taught the ranker that a high fused rank means a negative). A negative drawn from the whole
+catalog would teach it to tell recalled items from never-recalled ones, which serving never
+asks.
 
 Recall is asked as it would answer for a session it never saw: the sources are fit
 ``folds`` times, each without one fold of sessions, and a click is asked of the ones fit
@@ -65,9 +67,9 @@ class ImplicitConfig:
     """How click-only training rows are drawn (the rank stage's implicit mode)."""
 
     hard_negatives: int = 0
-    """Negatives from the head of the merged recall list (what the ranker must reorder)."""
+    """Negatives from the head of the list serving ranks."""
     random_negatives: int = 150
-    """Negatives drawn uniformly from the rest of the merged list."""
+    """Negatives drawn uniformly from the rest of the list serving ranks."""
     folds: int = 5
     """Session folds of the out-of-fold recall (each click asked of sources without its own)."""
     max_groups: int = 8_000
@@ -186,7 +188,8 @@ def implicit_training_set(
 ) -> tuple[pa.Table, pa.Table, dict[str, float]]:
     """``(train, lists, info)``: one group per click (the click + its negatives) in time
     order; the full candidate lists (the first ``rank_k`` merged candidates, as serving ranks
-    them) of the latest ``eval_fraction`` of clicks, kept out of ``train``, on which the build
+    them) of the clicks of the sessions that started last (:func:`_latest_sessions`), kept
+    out of ``train``, on which the build
     compares the ranker's order with the fused recall order; and the sampling figures
     (``implicit.*``) to record with the model.
 
@@ -267,10 +270,11 @@ def implicit_training_set(
     has_vectors = vectors is not None
     table = train.table(con, names, has_vectors, attrs, config)
     full = lists.table(con, names, has_vectors, attrs, config)
-    groups = max(1, len(set(train.rows["group_id"])))
+    n_groups = len(set(train.rows["group_id"]))
+    groups = max(1, n_groups)
     info = {
         "implicit.folds": float(config.folds),
-        "implicit.groups": float(len(set(train.rows["group_id"]))),
+        "implicit.groups": float(n_groups),
         "implicit.eval_lists": float(len(set(lists.rows["group_id"]))),
         "implicit.clicks_asked": float(asked),
         "implicit.positive_recalled": recalled / max(1, asked),

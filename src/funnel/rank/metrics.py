@@ -92,3 +92,40 @@ def evaluate(
         out["group_auc"] = group_auc(y, p, groups)
         out[f"ndcg@{k}"] = ndcg_at_k(y, p, groups, k)
     return out
+
+
+def one_positive_hr_mrr(scores: np.ndarray, label: np.ndarray, groups: np.ndarray, k: int = 20
+                 ) -> tuple[float, float]:
+    """(HR@k, MRR@k) over groups holding one positive each: the positive's rank is the count of
+    candidates scored above it plus half of those tied with it."""
+    _, g = np.unique(groups, return_inverse=True)
+    pos = label > 0.5
+    best = np.full(g.max() + 1 if len(g) else 0, np.nan)
+    best[g[pos]] = scores[pos]
+    above = np.bincount(g, weights=(scores > best[g]) & ~pos, minlength=len(best))
+    tied = np.bincount(g, weights=(scores == best[g]) & ~pos, minlength=len(best))
+    rank = above + tied / 2.0 + 1.0
+    hit = rank <= k
+    return float(hit.mean()), float(np.where(hit, 1.0 / rank, 0.0).mean())
+
+
+def one_positive_group_auc(y: np.ndarray, p: np.ndarray, groups: np.ndarray) -> float:
+    """:func:`group_auc` for groups holding one positive each (a click and
+    its sampled negatives), vectorized: 75k groups of 5 take milliseconds, not 20 s."""
+    y = np.asarray(y) > 0.5
+    p = np.asarray(p, dtype=np.float64)
+    _, g = np.unique(np.asarray(groups), return_inverse=True)
+    n_pos = np.bincount(g, weights=y.astype(np.float64))
+    size = np.bincount(g)
+    if (n_pos > 1).any():
+        return group_auc(y, p, np.asarray(groups))
+    pos = np.full(len(size), np.nan)
+    pos[g[y]] = p[y]
+    neg = ~y
+    win = (p[neg] < pos[g[neg]]) + 0.5 * (p[neg] == pos[g[neg]])
+    per = np.bincount(g[neg], weights=win, minlength=len(size))
+    n_neg = size - n_pos
+    ok = (n_pos == 1) & (n_neg > 0)
+    if not ok.any():
+        return float("nan")
+    return float(((per[ok] / n_neg[ok]) * size[ok]).sum() / size[ok].sum())
