@@ -7,6 +7,7 @@ same way. Stages are imported lazily: a stage's heavy dependencies load only whe
 from __future__ import annotations
 
 import importlib
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -72,7 +73,9 @@ def run_build(
 
     Returns ``(version, {stage: metrics})``; a stage (or part of one) that could not run on
     this store says so in its metrics (``skipped`` / ``skipped.<part>``, see :func:`skipped`)
-    and the build goes on without it.
+    and the build goes on without it. A skipped stage's component (the directory named as the
+    stage, inherited from the current version) is removed: serving must not find an older
+    version's model beside this build's other stages.
     """
     unknown = [s for s in stages if s not in BUILDERS]
     if unknown:
@@ -84,6 +87,8 @@ def run_build(
                 on_stage(stage)
             t0 = time.perf_counter()
             metrics = builder(stage)(ws, build) or {}
+            if SKIPPED in metrics:  # the stage ships nothing, not the version it replaces
+                shutil.rmtree(build.path / stage, ignore_errors=True)
             metrics = dict(metrics)
             metrics["seconds"] = round(time.perf_counter() - t0, 2)
             results[stage] = metrics

@@ -325,3 +325,22 @@ def test_a_log_with_nothing_to_recall_skips_the_ranker_and_serves_recall(tmp_pat
     why = skipped(results)["rank"]
     assert why.startswith("only 0 rows of recalled clicks and their negatives; need >= 100")
     assert not (ws.artifacts.current() / "rank").exists()
+
+
+def test_a_skipped_stage_leaves_no_inherited_component(tmp_path, monkeypatch) -> None:
+    """A build inherits the current version's components; a stage that is skipped this time
+    must not leave the older version's model to be served beside the new stages."""
+    import funnel.build as build_module
+
+    ws = Workspace.init(tmp_path / "ws")
+
+    def writes(_ws: Workspace, build) -> dict:
+        (build.component("suggest") / "model.json").write_text("{}")
+        return {"queries": 1.0}
+
+    monkeypatch.setattr(build_module, "builder", lambda stage: writes)
+    run_build(ws, ("suggest",))
+    assert (ws.artifacts.current() / "suggest" / "model.json").exists()
+    monkeypatch.setattr(build_module, "builder", lambda stage: lambda _ws, _b: {"skipped": "no"})
+    run_build(ws, ("suggest",))
+    assert not (ws.artifacts.current() / "suggest").exists()

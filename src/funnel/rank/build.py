@@ -17,7 +17,6 @@ negatives (:mod:`funnel.rank.implicit`); ``metrics.json`` then holds the samplin
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -335,7 +334,6 @@ def build_rank(
         con.close()
     rows = "rows of recalled clicks and their negatives" if clicks_only else "impressions"
     if clicks_only and table.num_rows < MIN_ROWS:  # the funnel serves the fused recall order
-        shutil.rmtree(build.path / "rank", ignore_errors=True)  # not the inherited version's
         return {"skipped": f"only {table.num_rows} {rows}; need >= {MIN_ROWS}: no click was "
                 f"recalled from other sessions often enough (a longer log enables it)"}
     if table.num_rows < MIN_ROWS:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -70,7 +69,6 @@ def build_suggest(
     with workspace.connect(read_only=True) as con:
         searches = count_searches(con)
         if not searches:  # a click log: nothing to complete, and an empty index serves nothing
-            shutil.rmtree(build.path / COMPONENT, ignore_errors=True)  # inherited from current
             return {"skipped": SKIP_NO_SEARCHES}
         if evaluate and searches < MIN_EVAL_SEARCHES:
             metrics["skipped.eval"] = (
