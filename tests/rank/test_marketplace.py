@@ -10,7 +10,7 @@ import torch
 
 from funnel.data.store import EventStore, memory_store
 from funnel.data.synthetic import MarketplaceConfig, generate_tables
-from funnel.features.personalization import FEATURE_NAMES, TASTE_FEATURES, RecentActions
+from funnel.features.personalization import FEATURE_NAMES, TASTE_FEATURES, RecentActions, observe
 from funnel.features.training_set import TrainingSetConfig, build_training_set
 from funnel.rank import get_ranker
 from funnel.rank.build import RankConfig, build_rank, item_vectors, ranking_data, time_split
@@ -154,24 +154,29 @@ def test_type_feature_is_live_and_the_same_offline_and_online(tmp_path, tables) 
         now = state.get(user, RecentActions(max_len=50))  # the server keeps more than recent_k
         for e in group:
             if e["event_type"] == "impression" and e["event_id"] in row:
-                online = serving.columns([e["item_id"]], query="", market=None, state=now)
+                online = serving.columns([e["item_id"]], query="", market=None, state=now,
+                                         now_ms=ts_ms)
                 offline = sims[row[e["event_id"]]]
                 assert online["emb_type_sim"][0] == pytest.approx(offline, abs=1e-6)
-                # every session feature, the taste features included. Left out: long clicks
-                # (serving passes no now_ms, so one counts at once) and skips (derived when a
-                # click lands from the server's 50-action window, which clip_state cannot
-                # undo: a known skew of the KDD'18 skip feature, not of these features)
+                # every session feature: the KDD'18 six (long clicks seen as of the request's
+                # time, skips derived from the server's 50-action state) and the taste ones
                 for name in FEATURE_NAMES:
-                    if name not in ("emb_long_click_sim", "emb_skip_sim"):
-                        want = table[name][row[e["event_id"]]]
-                        assert online[name][0] == pytest.approx(want, abs=1e-5), name
-                        nonzero[name] += online[name][0] != 0
+                    want = table[name][row[e["event_id"]]]
+                    assert online[name][0] == pytest.approx(want, abs=1e-5), name
+                    nonzero[name] += online[name][0] != 0
                 checked += 1
                 changed += bool(now.bookings)
         state[user] = apply_events(now, group)
     assert checked > 50 and changed > 10
-    for name in TASTE_FEATURES:  # the taste features are live on these users
+    for name in (*TASTE_FEATURES, "emb_skip_sim", "emb_long_click_sim"):  # live on these users
         assert nonzero[name] > 5, name
+    # the request's time reaches the long-click rule at serving: a 90 s click counts only once
+    # its dwell passed 60 s, as in a training row (the generated users never straddle it)
+    item = serving.vectors.ids[0]
+    long_click = observe(RecentActions(max_len=50), "click", item, ts_ms=0, dwell_ms=90_000)
+    sims_at = [serving.columns([item], query="", market=None, state=long_click, now_ms=t)[
+        "emb_long_click_sim"][0] for t in (59_999, 60_001)]
+    assert sims_at == [0.0, pytest.approx(1.0, abs=1e-5)]
 
 
 # Measured on this 40k-event size (seeds 11, 1, 2), test split = the most recent 20%:

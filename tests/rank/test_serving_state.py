@@ -3,8 +3,7 @@ the server keeps 50 actions per user, training replays ``recent_k``)."""
 
 from __future__ import annotations
 
-from funnel.features.personalization import RecentActions, observe
-from funnel.rank.serving import clip_state
+from funnel.features.personalization import RecentActions, clip_state, observe
 
 
 def test_clip_state_equals_replaying_with_the_training_window():

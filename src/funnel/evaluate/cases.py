@@ -25,11 +25,9 @@ import duckdb
 import numpy as np
 
 from funnel.data.store import EventStore
-from funnel.features.personalization import RecentActions, observe
+from funnel.features.personalization import STATE_WINDOW, RecentActions, observe
 
 KINDS = ("search", "booking", "next_click")
-SERVER_STATE_MAX_ACTIONS = 50
-"""The server's default ``state_max_actions`` (funnel.serve.settings): replay keeps as many."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +104,7 @@ def _users(n: int, users: list[str]) -> Iterator[tuple[int, int]]:
 
 def held_out_cases(con: duckdb.DuckDBPyConnection, split_ms: int, *,
                    gap_minutes: float = 30.0,
-                   max_actions: int = SERVER_STATE_MAX_ACTIONS) -> HeldOut:
+                   max_actions: int = STATE_WINDOW) -> HeldOut:
     """Replay the store's events and collect every held-out case (see module docstring)."""
     ev, truth = _rows(con, split_ms)
     n = len(ev["user_id"])

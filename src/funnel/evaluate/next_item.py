@@ -62,6 +62,7 @@ import numpy as np
 
 from funnel.evaluate.metrics import clustered_mean_ci
 from funnel.exceptions import ConfigError
+from funnel.features.personalization import STATE_WINDOW
 
 if TYPE_CHECKING:
     import duckdb
@@ -79,8 +80,6 @@ RECENT_ITEMS = 5
 """How many of the latest clicks ``Engine.run`` passes to recall as ``recent_items``."""
 QUERY_SOURCES = ("lexical", "query_items")
 """Recall sources that answer only a query: asked for a browse feed they return nothing."""
-STATE_MAX_ACTIONS = 50
-"""``Settings.state_max_actions``' default: the online state keeps this many clicks."""
 
 
 # -- data -----------------------------------------------------------------------------------
@@ -252,7 +251,7 @@ def session_baselines(train: Sequence[Session]) -> list[NextItemRecommender]:
     return out
 
 
-def click_state(prefix: Sequence[str], *, max_actions: int = STATE_MAX_ACTIONS,
+def click_state(prefix: Sequence[str], *, max_actions: int = STATE_WINDOW,
                 start_ms: int = 0) -> RecentActions:
     """The online state after the session's clicks went through ``POST /events``.
 
@@ -284,7 +283,7 @@ class EngineRecommender:
 
     engine: Engine
     served_k: int = K
-    max_actions: int = STATE_MAX_ACTIONS
+    max_actions: int = STATE_WINDOW
     name: str = "funnel"
     timings_ms: list[float] = field(default_factory=list)
     """Wall time of every ``Engine.run`` call, in ms."""

@@ -97,7 +97,8 @@ def replay(engine: Any, held: HeldOut, *, k: int = 10,
                         else case.state
                     res = engines[variant].run(query=case.query,
                                                user_id=None if anonymous else case.user_id,
-                                               market=case.market, filters={}, k=k, state=state)
+                                               market=case.market, filters={}, k=k, state=state,
+                                               now_ms=case.ts_ms)
                     shown = list(res.item_ids)
                     if variant == "funnel":
                         timings.append(dict(res.timings_ms))
@@ -229,7 +230,7 @@ def tradeoff_lists(engine: Any, held: HeldOut, *, depth: int = 50, max_lists: in
             if len(out) >= max_lists:
                 return out
             res = plain.run(query=case.query, user_id=case.user_id, market=case.market,
-                            filters={}, k=depth, state=case.state)
+                            filters={}, k=depth, state=case.state, now_ms=case.ts_ms)
             organic = [j for j, kind_ in enumerate(res.kinds) if kind_ == "organic"]
             if len(organic) < 2:
                 continue

@@ -28,8 +28,8 @@ TRAIN_WINDOW_FRACTION = 0.25
 
 def _feature_aucs(engine: Any, requests: Sequence[Case],
                   vectors_for: Any = None) -> dict[str, float]:
+    from funnel.features.personalization import clip_state
     from funnel.rank.metrics import group_auc
-    from funnel.rank.serving import clip_state
 
     rank = engine.rank
     y: list[np.ndarray] = []
@@ -40,7 +40,8 @@ def _feature_aucs(engine: Any, requests: Sequence[Case],
         if not ids or not case.state.clicks:
             continue
         vectors = rank.vectors if vectors_for is None else vectors_for(case.user_id)
-        feats = personalization_features(ids, clip_state(case.state, rank.recent_k), vectors)
+        feats = personalization_features(ids, clip_state(case.state, rank.recent_k), vectors,
+                                         now_ms=case.ts_ms)
         for name in FEATURE_NAMES:
             cols[name].append(feats[name])
         y.append(np.array([i in case.targets for i in ids], dtype=np.float64))

@@ -48,6 +48,11 @@ their overall rate (needs ``ItemVectorLookup.item_brand``)."""
 FEATURE_NAMES = KDD_FEATURES + TASTE_FEATURES
 BRAND_PRIOR = 2.0
 """Pseudo-impressions at the user's own click rate that smooth a brand's click rate."""
+STATE_WINDOW = 50
+"""Actions the online state keeps per user (``Settings.state_max_actions``' default). Training
+rows replay each user's events with this same window and cut it to the ranker's ``recent_k``
+with :func:`clip_state`, as serving does, so features derived when an action lands (skips
+read the impressions still in the window) are identical at training and serving."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,19 @@ class RecentActions:
     """(request_id, position, item) of recent impressions, to derive skips when a click lands."""
     user_type: str | None = None
     max_len: int = 20
+
+
+def clip_state(state: RecentActions, k: int) -> RecentActions:
+    """``state`` cut to its last ``k`` actions (``4 k`` impressions): the window the ranker's
+    features read. The state is kept at :data:`STATE_WINDOW` and only cut when read, at
+    training and serving alike."""
+    if state.max_len <= k:
+        return state
+    return replace(
+        state, clicks=state.clicks[-k:], long_clicks=state.long_clicks[-k:],
+        skips=state.skips[-k:], bookings=state.bookings[-k:], shown=state.shown[-4 * k :],
+        max_len=k,
+    )
 
 
 def observe(

@@ -23,8 +23,10 @@ import pyarrow as pa
 from funnel._checks import positive_float, unit_interval, validate_params
 from funnel.features.personalization import (
     FEATURE_NAMES,
+    STATE_WINDOW,
     ItemVectorLookup,
     RecentActions,
+    clip_state,
     observe,
     personalization_features,
 )
@@ -98,14 +100,14 @@ def _replay(
     ev = con.sql(REPLAY_SQL).to_arrow_table().to_pydict()
     out: dict[str, tuple[list[str], dict[str, float]]] = {}
     n = len(ev["event_id"])
-    state: dict[str, RecentActions] = defaultdict(lambda: RecentActions(max_len=config.recent_k))
+    state: dict[str, RecentActions] = defaultdict(lambda: RecentActions(max_len=STATE_WINDOW))
     j = 0
     while j < n:
         user, ts = ev["user_id"][j], ev["ts_ms"][j]
         k = j
         while k < n and ev["user_id"][k] == user and ev["ts_ms"][k] == ts:
             k += 1
-        recent = state[user]
+        recent = clip_state(state[user], config.recent_k)  # as the server cuts its state
         imps = [r for r in range(j, k) if ev["event_type"][r] == "impression"]
         if imps:
             cands = [ev["item_id"][r] for r in imps]
@@ -117,6 +119,7 @@ def _replay(
             for pos, r in enumerate(imps):
                 f = {} if feats is None else {name: float(feats[name][pos]) for name in feats}
                 out[ev["event_id"][r]] = (list(recent.clicks), f)
+        recent = state[user]
         for r in range(j, k):
             recent = observe(
                 recent, ev["event_type"][r], ev["item_id"][r], ts_ms=ts,

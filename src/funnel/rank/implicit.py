@@ -41,8 +41,10 @@ import pyarrow as pa
 from funnel._checks import validate_params
 from funnel.features.personalization import (
     FEATURE_NAMES,
+    STATE_WINDOW,
     ItemVectorLookup,
     RecentActions,
+    clip_state,
     observe,
     personalization_features,
 )
@@ -217,7 +219,7 @@ def implicit_training_set(
 
     train, lists = _Groups.empty(), _Groups.empty()
     names = recall_feature_names(sources)
-    state: dict[str, RecentActions] = defaultdict(lambda: RecentActions(max_len=config.recent_k))
+    state: dict[str, RecentActions] = defaultdict(lambda: RecentActions(max_len=STATE_WINDOW))
     seen: dict[str, deque[str]] = defaultdict(lambda: deque(maxlen=SEEN_WINDOW))
     asked = recalled = 0
     n_hard = n_random = 0
@@ -259,7 +261,8 @@ def implicit_training_set(
                     n_random += take
                     target = train
                 idx = np.asarray(at)
-                target.add(ev["event_id"][r], user, ts, recent, [ids[j] for j in at], kinds,
+                target.add(ev["event_id"][r], user, ts, clip_state(recent, config.recent_k),
+                           [ids[j] for j in at], kinds,
                            {c: v[idx] for c, v in cols.items()}, lookup)
         if kind == "click":
             seen[key].append(item)

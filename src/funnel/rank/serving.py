@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from funnel.exceptions import ArtifactError
 from funnel.features.personalization import (
     ItemVectorLookup,
     RecentActions,
+    clip_state,
     personalization_features,
 )
 from funnel.features.query_match import QUERY_MATCH_FEATURES, TermIndex, query_match_features
@@ -34,17 +35,6 @@ _TEXT = ("title", "category", "brand", "market")
 _ITEM_COLUMNS = frozenset({"item_id", *_NUMERIC, *_TEXT})
 _REQUEST_COLUMNS = frozenset({"user_id", "position", "query", "recent_clicks", "n_recent_clicks"})
 """Raw columns :meth:`ServingRanker.columns` fills with one value for every candidate."""
-
-
-def clip_state(state: RecentActions, k: int) -> RecentActions:
-    """``state`` as ``observe`` would hold it with ``max_len = k`` (the server keeps more)."""
-    if state.max_len <= k:
-        return state
-    return replace(
-        state, clicks=state.clicks[-k:], long_clicks=state.long_clicks[-k:],
-        skips=state.skips[-k:], bookings=state.bookings[-k:], shown=state.shown[-4 * k :],
-        max_len=k,
-    )
 
 
 @dataclass
@@ -124,17 +114,19 @@ class ServingRanker:
         self, item_ids: list[str], *, query: str, market: str | None, state: RecentActions,
         user_id: str | None = None, rows: np.ndarray | None = None,
         query_match: Mapping[str, np.ndarray] | None = None,
-        recall: Mapping[str, np.ndarray] | None = None,
+        recall: Mapping[str, np.ndarray] | None = None, now_ms: int | None = None,
     ) -> dict[str, np.ndarray]:
         """The raw feature columns of the candidates, as a training row would have them
         (``rows``: their snapshot rows if the caller has them, see :meth:`rows`;
-        ``query_match``: their ``qm_*`` columns if the caller computed them)."""
+        ``query_match``: their ``qm_*`` columns if the caller computed them; ``now_ms``: the
+        request's time, which hides long clicks whose dwell has not yet reached the threshold,
+        as training rows do; None shows them all)."""
         n = len(item_ids)
         rows = self.rows(item_ids) if rows is None else self._check_rows(rows, n)
         cols = self._item_columns(item_ids, rows, market)
         cols.update(self._request_columns(
             item_ids, rows, query=query, state=state, user_id=user_id, item_cols=cols,
-            query_match=query_match, recall=recall,
+            query_match=query_match, recall=recall, now_ms=now_ms,
         ))
         return {name: cols[name] for name in _column_order(cols)}
 
@@ -158,7 +150,7 @@ class ServingRanker:
         self, item_ids: list[str], rows: np.ndarray, *, query: str, state: RecentActions,
         user_id: str | None, item_cols: Mapping[str, np.ndarray] | None,
         query_match: Mapping[str, np.ndarray] | None,
-        recall: Mapping[str, np.ndarray] | None = None,
+        recall: Mapping[str, np.ndarray] | None = None, now_ms: int | None = None,
     ) -> dict[str, np.ndarray]:
         """The columns that come from the request and the session (``item_cols`` are only read
         for candidates the snapshot lacks)."""
@@ -177,7 +169,7 @@ class ServingRanker:
         cols["n_recent_clicks"] = np.full(n, len(recent), dtype=np.int64)
         if self.vectors is not None:
             cols.update(personalization_features(
-                item_ids, state, self._request_vectors(item_ids, rows)))
+                item_ids, state, self._request_vectors(item_ids, rows), now_ms=now_ms))
         if self.recall_sources:
             cols.update(_check_recall(recall, self.recall_sources, n))
         return cols
@@ -197,7 +189,7 @@ class ServingRanker:
         self, item_ids: list[str], *, query: str, market: str | None, state: RecentActions,
         user_id: str | None = None, with_cvr: bool = False, rows: np.ndarray | None = None,
         query_match: Mapping[str, np.ndarray] | None = None,
-        recall: Mapping[str, np.ndarray] | None = None,
+        recall: Mapping[str, np.ndarray] | None = None, now_ms: int | None = None,
     ) -> tuple[np.ndarray, Mapping[str, np.ndarray]]:
         """(calibrated pCTR, raw feature columns); ``with_cvr`` adds ``p_cvr`` (post-click
         booking probability, for pCTR x pCVR) when the artifact has a CVR model. ``rows``:
@@ -212,12 +204,12 @@ class ServingRanker:
         if self._item_idx is None or (rows < 0).any():
             cols: Mapping[str, np.ndarray] = self.columns(
                 item_ids, query=query, market=market, state=state, user_id=user_id, rows=rows,
-                query_match=query_match, recall=recall,
+                query_match=query_match, recall=recall, now_ms=now_ms,
             )
         else:
             request = self._request_columns(
                 item_ids, rows, query=query, state=state, user_id=user_id, item_cols=None,
-                query_match=query_match, recall=recall,
+                query_match=query_match, recall=recall, now_ms=now_ms,
             )
             cols = _LazyColumns(request, lambda: self._item_columns(item_ids, rows, market))
         p = self.calibrator.predict(self._predict(item_ids, cols, rows))

@@ -210,8 +210,11 @@ class Engine:
         k: int,
         state: RecentActions,
         debug: bool = False,
+        now_ms: int | None = None,
     ) -> StageResult:
-        """Recall -> rank -> re-rank for one request."""
+        """Recall -> rank -> re-rank for one request. ``now_ms``: the request's time, which
+        the ranker's session features read as training rows did (a long click counts once its
+        dwell has passed the threshold); the server passes the wall clock."""
         timings: dict[str, float] = {}
         t_all = time.perf_counter()
         if query and market is None:
@@ -271,7 +274,7 @@ class Engine:
                 extra["recall"] = {c: v[at] for c, v in rec.items()}
             scores, features = self.rank.score(
                 ids, query=query, market=market, state=state, user_id=user_id,
-                rows=rank_rows, **extra,
+                rows=rank_rows, now_ms=now_ms, **extra,
             )
         else:
             scores = np.asarray(fused, dtype=np.float64)

@@ -32,10 +32,12 @@ class RankStage(Protocol):
         user_id: str | None = None,
         rows: np.ndarray | None = None,
         recall: Mapping[str, np.ndarray] | None = None,
+        now_ms: int | None = None,
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """(pCTR per candidate, the raw feature columns used), rows aligned with ``item_ids``;
         ``rows`` are the candidates' rows in the stage's own item snapshot, if known;
-        ``recall`` the candidates' ``rec_*`` columns when the stage reads recall's ranks."""
+        ``recall`` the candidates' ``rec_*`` columns when the stage reads recall's ranks;
+        ``now_ms`` the request's time (point-in-time session features)."""
         ...
 
     def rows(self, item_ids: list[str]) -> np.ndarray:

@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from funnel.features.personalization import STATE_WINDOW
+
 MIN_TOKEN_LENGTH = 16
 """A guessable admin token is no token: 16 characters is 64 bits of hex."""
 PLACEHOLDER_TOKENS = frozenset({"", "changeme", "change-me", "secret", "token", "admin"})
@@ -28,7 +30,11 @@ class Settings(BaseSettings):
         description="List a few active user ids on GET /meta for the web page's user switcher "
         "(a demo; without it only an admin token sees them: they are real users' ids).",
     )
-    state_max_actions: int = Field(default=50, ge=1, le=1000)
+    state_max_actions: int = Field(
+        default=STATE_WINDOW, ge=1, le=1000,
+        description="Actions kept per user; the ranker's training rows were replayed with "
+        f"{STATE_WINDOW}, so another value makes its skip features differ from training.",
+    )
     state_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
     state_max_users: int = Field(default=200_000, ge=1)
     max_k: int = Field(default=200, ge=1)

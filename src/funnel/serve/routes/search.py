@@ -10,6 +10,7 @@ after another, which is what a CPU-bound worker does anyway.
 from __future__ import annotations
 
 import json
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
@@ -25,6 +26,11 @@ from funnel.serve.schemas import ErrorBody, ListResponse, SearchRequest
 router = APIRouter(tags=["search"])
 ERRORS = {404: {"model": ErrorBody}, 422: {"model": ErrorBody}, 503: {"model": ErrorBody}}
 _DESCRIBED = ("title", "brand", "category", "market", "price")
+
+
+def now_ms() -> int:
+    """The request's time for the ranker's point-in-time session features (wall clock)."""
+    return time.time_ns() // 1_000_000
 
 
 def to_response(engine: Engine, result: StageResult) -> Response:
@@ -91,6 +97,7 @@ async def search(body: SearchRequest, serving: ServingDep) -> Response:
         k=body.k,
         state=recent,
         debug=body.debug,
+        now_ms=now_ms(),
     )
     _observe(serving.metrics, "search", result)
     return to_response(engine, result)
@@ -113,6 +120,7 @@ async def recommend(
         k=k,
         state=serving.state.get(user_id),
         debug=debug,
+        now_ms=now_ms(),
     )
     _observe(serving.metrics, "recommend", result)
     return to_response(engine, result)
