@@ -11,6 +11,7 @@ with the value difference and the time ratio.
     python benchmarks/funnel_eval.py --events 150000 --json out.json
     python benchmarks/funnel_eval.py --workspace W    # an existing workspace (no generation)
     python benchmarks/funnel_eval.py --set rank.oof_folds=0   # a funnel.toml variant
+    python benchmarks/funnel_eval.py --seeds 7,8,9 --items 400 --json out.json  # mean, spread
 """
 
 from __future__ import annotations
@@ -66,11 +67,45 @@ def _features_without(names: list[str], has_rank: bool) -> str:
     return "\n".join(lines)
 
 
+SEED_KEYS = {
+    "ceiling_share": "rank_personal_gain_share_of_ceiling",
+    "booking_gain": "booking_gain_vs_no_personalization",
+    "search_gain": "search_gain_vs_no_personalization",
+}
+"""Contract keys aggregated over ``--seeds``: name -> the per-run key (its ``_ci95`` beside)."""
+
+
+def _aggregate(rows: dict[int, dict[str, float]]) -> dict[str, float]:
+    """Mean and spread over seeds of the personalization figures (issue contract keys), plus
+    every per-run figure as ``seed<S>_<key>``."""
+    out: dict[str, float] = {"seeds": float(len(rows))}
+    for name, key in SEED_KEYS.items():
+        values = [r[key] for r in rows.values() if key in r]
+        if not values:
+            continue
+        out[f"{name}_mean"] = float(np.mean(values))
+        out[f"{name}_min"] = float(np.min(values))
+        out[f"{name}_max"] = float(np.max(values))
+        lows = [r[key] - r[key + "_ci95"] for r in rows.values() if key + "_ci95" in r]
+        if lows:
+            out[f"{name}_ci_low_min"] = float(np.min(lows))
+    cpi = [r["train_clicks_per_item"] for r in rows.values() if "train_clicks_per_item" in r]
+    if cpi:
+        out["clicks_per_item"] = float(np.mean(cpi))
+    for seed, row in rows.items():
+        out.update({f"seed{seed}_{k}": v for k, v in row.items()})
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--events", type=int, default=150_000)
+    parser.add_argument("--items", type=int, default=None,
+                        help="catalog size (default events / 100: ~9 clicks per item)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--seeds", default=None, metavar="S1,S2,...",
+                        help="run once per seed and report mean / spread (e.g. 7,8,9)")
     parser.add_argument("--max-cases", type=int, default=1000)
     parser.add_argument("--workspace", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
@@ -79,6 +114,23 @@ def main() -> None:
     parser.add_argument("--drop-feature", action="append", default=[], metavar="NAME",
                         help="train the rankers without this default feature spec (ablation)")
     args = parser.parse_args()
+    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [args.seed]
+    if len(seeds) == 1:
+        row = _run(args, seeds[0])
+    else:
+        runs: dict[int, dict[str, float]] = {}
+        for seed in seeds:
+            print(f"# seed {seed}", flush=True)  # noqa: T201
+            runs[seed] = _run(args, seed)
+        row = _aggregate(runs)
+    for key, value in row.items():
+        print(f"{key:45s} {value:12.4f}")  # noqa: T201
+    if args.json is not None:
+        args.json.write_text(json.dumps(row, indent=1, sort_keys=True))
+
+
+def _run(args: argparse.Namespace, seed: int) -> dict[str, float]:
+    """One generated marketplace (or ``--workspace``) evaluated end to end: the flat figures."""
     overrides = [_override(text) for text in args.set]
     events = 20_000 if args.quick else args.events
     max_cases = 200 if args.quick else args.max_cases
@@ -94,7 +146,8 @@ def main() -> None:
             ws = Workspace.open(args.workspace)
             events = -1
         else:
-            ws = synthetic_workspace(Path(tmp) / "ws", events=events, seed=args.seed, stages=())
+            ws = synthetic_workspace(Path(tmp) / "ws", events=events, seed=seed,
+                                     n_items=args.items, stages=())
         if overrides or args.drop_feature:
             from funnel.config import dump_toml
 
@@ -133,6 +186,7 @@ def main() -> None:
                     "rank.no_user_id.group_auc", "rank.no_session.group_auc",
                     "oracle.bayes.group_auc", "oracle.no_personal.group_auc",
                     "oracle.personal_gain.group_auc", "rank.personal_gain.share_of_ceiling",
+                    "train.clicks_per_item",
                     "embed.mean_random_cosine", "funnel.tied_adjacent_scores@10",
                     "bayes.logloss", "rank.group_auc", "suggest.mrr", "suggest.mpc.mrr",
                     "recall.merged.booking.recall@500", "funnel.ild@10", "no_rerank.ild@10",
@@ -157,10 +211,9 @@ def main() -> None:
                         "logloss_ours": ours_ll, "logloss_sklearn": sk_ll,
                         "logloss_abs_diff": abs(ours_ll - sk_ll),
                         "logloss_time_ratio_ours_vs_sklearn": ours_ll_ms / sk_ll_ms})
-    for key, value in row.items():
-        print(f"{key:45s} {value:12.4f}")  # noqa: T201
-    if args.json is not None:
-        args.json.write_text(json.dumps(row, indent=1, sort_keys=True))
+    return row
+
+
 
 
 if __name__ == "__main__":

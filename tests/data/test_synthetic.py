@@ -611,3 +611,31 @@ def test_small_and_odd_configs_still_valid() -> None:
     assert len(markets) == 60 and any(m.endswith("2") for m in markets)
     assert len(set(tb["items"]["brand"].to_pylist())) > 10
     assert 2_500 < tb["events"].num_rows <= 3_000
+
+
+def test_generate_items_sets_the_density_and_reports_clicks_per_item(tmp_path) -> None:
+    """``funnel generate --items N`` (issue 18): the catalog has N items and the summary says
+    how many clicks each gets, the density embeddings and id fields learn from."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from funnel.cli import app
+
+    runs = {}
+    for items in (None, 100):
+        out = tmp_path / f"out-{items}"
+        args = ["generate", "--events", "6000", "--seed", "4", "--out", str(out), "--json"]
+        res = CliRunner().invoke(app, args + ([] if items is None else ["--items", str(items)]))
+        assert res.exit_code == 0, res.output
+        runs[items] = json.loads(res.output)
+        record = json.loads((out / "summary.json").read_text())
+        assert record["config"]["n_items"] == items
+        assert record["clicks_per_item"] == pytest.approx(
+            record["counts"]["click"] / record["n_items"])
+    assert runs[100]["items"] == 100 and runs[None]["items"] == 300  # clip(6000 // 100, 300)
+    dense, default = runs[100]["clicks_per_item"], runs[None]["clicks_per_item"]
+    assert dense == pytest.approx(3 * default, rel=0.25)  # same events on a third of the items
+    res = CliRunner().invoke(app, ["generate", "--events", "6000", "--items", "5",
+                                   "--out", str(tmp_path / "bad")])
+    assert res.exit_code != 0 and "--items" in res.output

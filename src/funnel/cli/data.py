@@ -193,6 +193,11 @@ def generate(
         int, typer.Option("--events", "-n", help="Approximate number of events.", min=1000)
     ] = 100_000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same data).")] = 0,
+    items: Annotated[
+        int | None,
+        typer.Option("--items", min=10, help="Catalog size; fewer items, more clicks per item "
+                     "(default: events / 100, about 9 clicks per item)."),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option("--out", help="Only write the Parquet files to this directory; no workspace."),
@@ -201,18 +206,20 @@ def generate(
 ) -> None:
     """Generate a synthetic marketplace (with true click probabilities) and ingest it.
 
-    Prints the Bayes-optimal AUC and logloss of the click label, the ceiling for any ranker.
+    Prints the Bayes-optimal AUC and logloss of the click label, the ceiling for any ranker,
+    and the clicks per item: the density item embeddings and id fields learn from.
 
-    Example: funnel generate --workspace shop --events 200000 --seed 7
+    Example: funnel generate --workspace shop --events 200000 --seed 7 --items 600
     """
     from funnel.data.synthetic import MarketplaceConfig
     from funnel.data.synthetic import generate as run_generator
 
-    config = MarketplaceConfig(n_events=events, seed=seed)
+    config = MarketplaceConfig(n_events=events, seed=seed, n_items=items)
     started = time.perf_counter()
     with user_errors():
         target = (
-            out if out is not None else Workspace.init(workspace).raw_dir / f"seed{seed}-n{events}"
+            out if out is not None else Workspace.init(workspace).raw_dir / (
+                f"seed{seed}-n{events}" + (f"-items{items}" if items else ""))
         )
         with _progress() as progress:
             task = progress.add_task("generating", total=events)
@@ -222,6 +229,7 @@ def generate(
         rows: dict[str, object] = {
             "items": summary.n_items,
             "users": summary.n_users,
+            "clicks per item": round(summary.clicks_per_item, 1),
             **{f"events: {k}": v for k, v in summary.counts.items() if k in _EVENT_KEYS},
             "base CTR": summary.base_ctr,
             "Bayes-optimal AUC": summary.bayes_auc,

@@ -39,6 +39,8 @@ HEADLINE = (
     ("gain.funnel_vs_no_personalization.search.ndcg@10.ci95", "  ± 95%, clustered by user"),
     ("rank.personal_gain.group_auc", "ranker group-AUC gain from personalization"),
     ("oracle.personal_gain.group_auc", "  ceiling (true personal term, synthetic)"),
+    ("rank.personal_gain.share_of_ceiling", "  share of the ceiling captured"),
+    ("train.clicks_per_item", "clicks per item (training period)"),
     ("funnel.next_click.ndcg@10", "next-click NDCG@10, funnel"),
     ("popularity.next_click.ndcg@10", "next-click NDCG@10, popularity"),
     ("rank.auc", "ranker AUC (held-out impressions)"),
@@ -85,6 +87,10 @@ def evaluate_command(
     fmt: Annotated[str | None, typer.Option(
         "--format", help="next-item: loader of --train/--test (e.g. yoochoose, diginetica).")
     ] = None,
+    threaded: Annotated[bool, typer.Option(
+        "--threaded", help="Train with the workspace's threads (faster; the skip-gram's "
+        "Hogwild updates make figures vary run to run). Default: single-threaded, so two "
+        "runs with one seed give the same figures.")] = False,
 ) -> None:
     """Train on the past, replay the held-out period through the served funnel, write a report.
 
@@ -131,7 +137,8 @@ def evaluate_command(
                     bar.advance(current[0])
 
             result = evaluate_workspace(ws, out_dir, split_ms=split_ms,
-                                        config=EvalConfig(max_cases=max_cases or 2000, seed=seed),
+                                        config=EvalConfig(max_cases=max_cases or 2000, seed=seed,
+                                                          deterministic=not threaded),
                                         stages=chosen, progress=progress)
             if current:
                 bar.update(current[0], completed=bar.tasks[current[0]].total or 1)

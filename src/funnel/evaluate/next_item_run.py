@@ -129,11 +129,15 @@ def build_stages(ws: Workspace) -> tuple[tuple[str, ...], list[str]]:
     return stages_for(ws)
 
 
-def build_split(split: SplitData, stages: Sequence[str] | None = None
-                ) -> tuple[Path, float, list[str]]:
-    """Build the training workspace; (artifact dir, seconds, notes)."""
+def build_split(split: SplitData, stages: Sequence[str] | None = None, *,
+                deterministic: bool = True) -> tuple[Path, float, list[str]]:
+    """Build the training workspace, single-threaded where threads change results unless
+    ``deterministic`` is False; (artifact dir, seconds, notes)."""
     from funnel.build import run_build
+    from funnel.evaluate.run import make_deterministic
 
+    if deterministic:
+        make_deterministic(split.train_ws)
     notes: list[str] = []
     if stages is None:
         chosen, notes = build_stages(split.train_ws)

@@ -319,7 +319,8 @@ def generate(
         if progress is not None:
             progress(done)
     summary = _summary(config, w, counts, done, ps, ys, time.perf_counter() - t0)
-    record = {"config": asdict(config), **asdict(summary)}
+    record = {"config": asdict(config), **asdict(summary),
+              "clicks_per_item": summary.clicks_per_item}
     record = {k: None if isinstance(v, float) and np.isnan(v) else v for k, v in record.items()}
     (out / "summary.json").write_text(json.dumps(record, indent=2, allow_nan=False))
     return summary

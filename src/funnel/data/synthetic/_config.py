@@ -103,3 +103,9 @@ class GenerationSummary:
     bayes_auc: float
     bayes_logloss: float
     seconds: float
+
+    @property
+    def clicks_per_item(self) -> float:
+        """Logged clicks per catalog item: how much an item embedding or an id field has to
+        learn from (production marketplaces log hundreds; the default world ~9)."""
+        return self.counts.get("click", 0) / max(self.n_items, 1)
