@@ -39,12 +39,18 @@ def offline_engine(engine: Any) -> Any:
 
 
 def without_rerank(engine: Any) -> Any:
-    """A copy of ``engine`` whose re-rank step keeps the ranker's order (method ``none``)."""
+    """A copy of ``engine`` without the diversity step and the scatter rules, on browse feeds
+    and searches alike (merchandising and sponsored slots stay: they are business rules, not
+    a trade of relevance for variety), so ``funnel vs no_rerank`` is what diversity costs."""
     from funnel.rerank.pipeline import RerankPipeline
 
-    pipe = engine.rerank
-    config = dataclasses.replace(pipe.config, method="none")
-    return dataclasses.replace(engine, rerank=RerankPipeline(config, catalog=pipe.catalog))
+    def plain(pipe: Any) -> Any:
+        config = dataclasses.replace(pipe.config, method="none", search_method="none",
+                                     scatter=())
+        return RerankPipeline(config, catalog=pipe.catalog)
+
+    return dataclasses.replace(engine, rerank=plain(engine.rerank),
+                               search_rerank=plain(engine.search_rerank))
 
 
 @dataclass

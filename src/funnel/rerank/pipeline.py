@@ -3,8 +3,10 @@
 Configured by the ``[rerank]`` table of the workspace ``funnel.toml``::
 
     [rerank]
-    method = "dpp"            # dpp | mmr | none
+    method = "dpp"            # dpp | mmr | none (browse feeds)
     diversity = 0.3           # 0 = ranker's order, 1 = most diverse
+    search_method = "none"    # searches keep the ranker's order unless set
+    search_diversity = 0.1
     k = 20
     sponsored_positions = [1, 6]
     ecpm_floor = 0.02
@@ -66,6 +68,10 @@ class RerankConfig:
 
     method: str = "dpp"
     diversity: float = 0.3
+    search_method: str = "none"
+    """The diversity step of searches (browse feeds use ``method``): the query already chose
+    what the list is about, so by default searches keep the ranker's order."""
+    search_diversity: float = 0.1
     k: int = 20
     similarity: str = "auto"
     attributes: tuple[str, ...] = ("category", "brand")
@@ -85,9 +91,13 @@ class RerankConfig:
         if self.method not in RERANKERS:
             raise ConfigError(f"{where}.method: expected one of {sorted(RERANKERS)}, "
                               f"got {self.method!r}")
-        if not 0.0 <= self.diversity <= 1.0:
-            raise ConfigError(f"{where}.diversity: expected a float in [0, 1], "
-                              f"got {self.diversity!r}")
+        if self.search_method not in RERANKERS:
+            raise ConfigError(f"{where}.search_method: expected one of {sorted(RERANKERS)}, "
+                              f"got {self.search_method!r}")
+        for name in ("diversity", "search_diversity"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{where}.{name}: expected a float in [0, 1], "
+                                  f"got {getattr(self, name)!r}")
         if self.k < 1:
             raise ConfigError(f"{where}.k: expected an int >= 1, got {self.k!r}")
         if self.similarity not in SIMILARITIES:

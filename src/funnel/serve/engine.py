@@ -108,12 +108,13 @@ class Engine:
             rerank = RerankPipeline.load(rerank_dir, vectors=vectors)
         else:
             rerank = RerankPipeline(RerankConfig())
-        # A search keeps the ranker's order (merch, sponsored slots and scatter rules still
-        # apply): the query already chose what the list is about, and DPP over brand or
-        # embedding similarity would push equally relevant items (two Paris lofts of one host)
-        # to the bottom. Browse feeds get the configured diversity.
+        # A search keeps the ranker's order by default (merch, sponsored slots and scatter
+        # rules still apply): the query already chose what the list is about, and DPP over
+        # brand or embedding similarity would push equally relevant items (two Paris lofts of
+        # one host) to the bottom. ``search_method`` turns a search diversity step on.
         search_rerank = RerankPipeline(
-            replace(rerank.config, method="none"), catalog=rerank.catalog
+            replace(rerank.config, method=rerank.config.search_method,
+                    diversity=rerank.config.search_diversity), catalog=rerank.catalog
         )
         terms = TermIndex(*(catalog.columns[c].tolist() for c in MATCH_COLUMNS))
         shared = False
