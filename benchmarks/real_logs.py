@@ -13,6 +13,8 @@ its path), in one run and on the same cases:
 - popularity, last-item co-occurrence, sequential rules, V-SKNN (``funnel.recall.session_rules``)
   and the neural peer (RecTools SASRec in its own venv, ``benchmarks/_peer.py``; skipped with
   the reason when that venv is missing);
+- the served funnel for an anonymous visitor and for the returning user (the clicks of the
+  user's earlier sessions in the online state too), with the paired gain clustered by user;
 - HR@20 and MRR@20 with 95% intervals clustered by session, on all cases and on the cases whose
   next item is new to the session (the funnel does not re-show the session's recent clicks, so
   it is judged on those; see ``funnel.evaluate.next_item``), and the funnel's ratio to the best
@@ -155,6 +157,8 @@ def flat(run: NextItemRun, build_s: float, prefix: str) -> dict[str, float | Non
     for key in ("cases", "cases_new", "recommend_p50_ms", "recommend_p99_ms", "train_sessions",
                 "test_sessions", "judged_on_new"):
         out[f"{prefix}{key}"] = f[key]
+    for key in sorted(k for k in f if k.startswith("gain_personal_")):  # returning vs anonymous
+        out[f"{prefix}{key}"] = f[key]
     out[f"{prefix}build_s"] = build_s
     return out
 
@@ -239,6 +243,13 @@ def report(run: NextItemRun, title: str) -> None:
                   f"p99 {f['recommend_p99_ms']:.1f} ms")
     for line in ratios(run):
         console.print(f"  {line}")
+    if "gain_personal_hr20_new" in f:
+        console.print(
+            f"  personalization (returning user's earlier sessions in the state, vs anonymous): "
+            f"HR@{K} new {f['gain_personal_hr20_new']:+.3f} ± "
+            f"{f['gain_personal_hr20_new_ci95']:.3f}, "
+            f"MRR@{K} new {f['gain_personal_mrr20_new']:+.3f} ± "
+            f"{f['gain_personal_mrr20_new_ci95']:.3f} (paired, clustered by user)")
 
 
 if __name__ == "__main__":

@@ -273,3 +273,41 @@ def test_funnel_beats_popularity_on_the_diginetica_sample(tmp_path: Path) -> Non
     assert f["mrr20_new_funnel"] - f["mrr20_new_pop"] >= 0.06
     assert f["hr20_funnel"] > f["hr20_pop"] and f["mrr20_funnel"] > f["mrr20_pop"]
     assert not math.isnan(f["hr20_new_funnel_ci95"])
+
+
+class _StateRecorder:
+    """Stands in for the served funnel: records what the online state would hold."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str | None, list[str]]] = []
+
+    def recommend_for(self, user_id, prefix, k):
+        self.asked.append((user_id, list(prefix)))
+        order = ("b", "c", "d") if "x" in prefix else ("c", "d", "b")  # history changes the list
+        return [p for p in order if p not in prefix][:k]
+
+
+def test_returning_user_replays_earlier_sessions_and_the_gain_is_paired() -> None:
+    from funnel.evaluate.next_item import (
+        AnonymousFunnel,
+        ReturningUserFunnel,
+        Session,
+        evaluate_next_item,
+    )
+
+    past = Session("s1", "u1", 1_000, ("x", "y"))
+    later = Session("s3", "u1", 9_000, ("z",))
+    test = [Session("s2", "u1", 5_000, ("a", "b", "c")), Session("s4", None, 6_000, ("a", "d"))]
+    recorder = _StateRecorder()
+    personal = ReturningUserFunnel.of(recorder, [past, later, *test])
+    assert personal.earlier_clicks(test[0]) == ["x", "y"]  # not s3: it started later
+    assert personal.earlier_clicks(test[1]) == []  # an anonymous session has no history
+    personal.recommend_in(test[0], ["a"], 5)
+    assert recorder.asked[-1] == ("u1", ["x", "y", "a"])
+    AnonymousFunnel(recorder).recommend(["a"], 5)
+    assert recorder.asked[-1] == (None, ["a"])
+    result = evaluate_next_item([AnonymousFunnel(recorder), personal], test, k=1)
+    gain = result.paired_gain("funnel_personal", "funnel_anonymous")
+    hit = result.methods["funnel_personal"].hit_new - result.methods["funnel_anonymous"].hit_new
+    assert gain.mean == pytest.approx(hit.mean()) == pytest.approx(1 / 3)  # s2's first case
+    assert result.figures()["gain_personal_hr1_new"] == pytest.approx(hit.mean())

@@ -53,7 +53,7 @@ import dataclasses
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -191,6 +191,16 @@ class UserAwareRecommender(Protocol):
     name: str
 
     def recommend_for(self, user_id: str | None, prefix: Sequence[str], k: int) -> list[str]: ...
+
+
+@runtime_checkable
+class SessionAwareRecommender(Protocol):
+    """A recommender that reads the whole test session (its user and start time), e.g. to
+    replay the user's earlier sessions; the evaluator then calls ``recommend_in``."""
+
+    name: str
+
+    def recommend_in(self, session: Session, prefix: Sequence[str], k: int) -> list[str]: ...
 
 
 class PopularityRecommender:
@@ -335,6 +345,54 @@ class EngineRecommender:
 
 
 @dataclass
+class AnonymousFunnel:
+    """The served funnel for a visitor it does not know: no user id, and an online state
+    holding only this session's clicks (the baseline of :class:`ReturningUserFunnel`)."""
+
+    funnel: EngineRecommender
+    name: str = "funnel_anonymous"
+
+    def recommend(self, prefix: Sequence[str], k: int) -> list[str]:
+        return self.funnel.recommend_for(None, prefix, k)
+
+
+@dataclass
+class ReturningUserFunnel:
+    """The served funnel for a returning user: ``GET /recommend/{user_id}`` after the clicks
+    of the user's earlier sessions (training and earlier test sessions alike: the server saw
+    them through ``POST /events``) and then this session's went into the online state, which
+    keeps the last ``STATE_WINDOW`` clicks across sessions. Against :class:`AnonymousFunnel`
+    it measures what knowing the user is worth on a real log."""
+
+    funnel: EngineRecommender
+    history: Mapping[str, Sequence[Session]]
+    """User id -> that user's sessions (any order)."""
+    name: str = "funnel_personal"
+
+    @classmethod
+    def of(cls, funnel: EngineRecommender, sessions: Iterable[Session]) -> ReturningUserFunnel:
+        by_user: dict[str, list[Session]] = {}
+        for s in sessions:
+            if s.user_id is not None:
+                by_user.setdefault(s.user_id, []).append(s)
+        for past in by_user.values():
+            past.sort(key=lambda s: (s.start_ms, s.session_id))
+        return cls(funnel, by_user)
+
+    def earlier_clicks(self, session: Session) -> list[str]:
+        """The user's clicks in sessions that started before ``session``, oldest first."""
+        past = self.history.get(session.user_id or "", ())
+        return [i for s in past if s.start_ms < session.start_ms for i in s.items]
+
+    def recommend(self, prefix: Sequence[str], k: int) -> list[str]:
+        return self.funnel.recommend_for(None, prefix, k)
+
+    def recommend_in(self, session: Session, prefix: Sequence[str], k: int) -> list[str]:
+        clicks = [*self.earlier_clicks(session), *prefix]
+        return self.funnel.recommend_for(session.user_id, clicks, k)
+
+
+@dataclass
 class RecallRecommender:
     """One recall source of the served engine alone (``source=None``: the merger's fused
     list, i.e. the funnel before the ranker and re-rank), asked with the request the engine
@@ -442,6 +500,16 @@ class NextItemResult:
     """Which cases the served funnel is judged on: "new" (it does not re-show recent session
     items, see the module docstring) or "all"."""
     extra: dict[str, float] = field(default_factory=dict)
+    users_new: list[str] = field(default_factory=list)
+    """The user (or, for anonymous sessions, the session) of every new-to-session case."""
+
+    def paired_gain(self, a: str, b: str, metric: str = "hit_new") -> Figure:
+        """Mean per-case difference of ``metric`` (``hit_new`` / ``rr_new``), method ``a``
+        minus ``b`` on the same cases, with a 95% interval clustered by user (one user's
+        sessions share taste and history)."""
+        diff = getattr(self.methods[a], metric) - getattr(self.methods[b], metric)
+        mean, half = clustered_mean_ci(diff, self.users_new)
+        return Figure(mean, half)
 
     def figures(self) -> dict[str, float]:
         """Flat figures: ``hr20_<m>``, ``mrr20_<m>``, ``hr20_new_<m>``, ``mrr20_new_<m>`` (+
@@ -456,6 +524,11 @@ class NextItemResult:
                 out[f"{base}_{key}"] = fig.mean
                 out[f"{base}_{key}_ci95"] = fig.ci95
             out[f"reshow_{key}"] = m.reshow
+        if {"funnel_personal", "funnel_anonymous"} <= set(self.methods) and self.users_new:
+            for metric, name in (("hit_new", "hr"), ("rr_new", "mrr")):
+                gain = self.paired_gain("funnel_personal", "funnel_anonymous", metric)
+                out[f"gain_personal_{name}{k}_new"] = gain.mean
+                out[f"gain_personal_{name}{k}_new_ci95"] = gain.ci95
         out.update(self.extra)
         return out
 
@@ -543,10 +616,15 @@ def evaluate_next_item(
         hit_new, rr_new, reshow = [], [], 0
         t0 = time.perf_counter()
         aware = isinstance(rec, UserAwareRecommender)
+        in_session = isinstance(rec, SessionAwareRecommender)
         for j, prefix in enumerate(prefixes):
             ask = k + len(seen[j])
-            shown = (rec.recommend_for(users[j], prefix, ask) if aware  # type: ignore[attr-defined]
-                     else rec.recommend(prefix, ask))
+            if in_session:
+                shown = rec.recommend_in(sessions[cases[j].session], prefix, ask)  # type: ignore[attr-defined]
+            elif aware:
+                shown = rec.recommend_for(users[j], prefix, ask)  # type: ignore[attr-defined]
+            else:
+                shown = rec.recommend(prefix, ask)
             top = shown[:k]
             r = _rank(top, targets[j], k)
             if r >= 0:
@@ -565,8 +643,9 @@ def evaluate_next_item(
                          reshow / len(cases), time.perf_counter() - t0)
         m.summary = _summary(m, clusters, clusters_new)
         results[rec.name] = m
+    users_new = [u or c for u, c, n in zip(users, clusters, new.tolist(), strict=True) if n]
     return NextItemResult(results, cases=len(cases), cases_new=int(new.sum()),
-                          sessions=len({c.session for c in cases}), k=k)
+                          sessions=len({c.session for c in cases}), k=k, users_new=users_new)
 
 
 SIMPLE_BASELINES = ("pop", "cooc", "sr", "vsknn")

@@ -28,10 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from funnel.evaluate.next_item import (
+    AnonymousFunnel,
     EngineRecommender,
     K,
     NextItemRecommender,
     NextItemResult,
+    ReturningUserFunnel,
     Session,
     evaluate_next_item,
     filter_test,
@@ -159,12 +161,18 @@ def run_next_item(
     sources: bool = True,
     extra: Sequence[NextItemRecommender] = (),
     progress: Progress | None = None,
+    personal: bool = True,
 ) -> NextItemRun:
     """Replay ``split.test`` through the funnel built at ``artifact``, its recall sources
-    (``sources``), the simple baselines and ``extra`` methods; every one on the same cases."""
+    (``sources``), the simple baselines and ``extra`` methods; every one on the same cases.
+    With ``personal`` and a log with user ids, also the funnel for an anonymous visitor and
+    for the returning user (earlier sessions' clicks in the state), and the paired gain."""
     funnel = EngineRecommender.load(artifact, served_k=k)
     try:
         methods: list[NextItemRecommender] = [funnel]
+        if personal and any(s.user_id is not None for s in split.test):
+            methods += [AnonymousFunnel(funnel),
+                        ReturningUserFunnel.of(funnel, [*split.train, *split.test])]
         if sources:
             methods += funnel.sources()
         methods += session_baselines(split.train)
