@@ -59,3 +59,31 @@ def test_brackets_in_messages_stay_literal(capsys: pytest.CaptureFixture[str]) -
         "error: unknown key [embed] epochs in [rank]; see [bold]docs[/]",
         "warning: " + "x" * 300,
     ]
+
+
+def test_a_failing_ingest_creates_no_workspace(tmp_path: Path) -> None:
+    """``funnel ingest missing.csv -w typo-path`` used to create a whole workspace (issue 20)."""
+    root = tmp_path / "typo-path"
+    res = runner.invoke(app, ["ingest", str(tmp_path / "missing.csv"), "-w", str(root)])
+    assert res.exit_code == 1
+    assert f"{tmp_path / 'missing.csv'}: no such file or directory" in res.output
+    assert not root.exists()
+    data = tmp_path / "events.txt"
+    data.write_text("a,b\n1,2\n")
+    res = runner.invoke(app, ["ingest", str(data), "-w", str(root), "--format", "yoochose"])
+    assert res.exit_code == 1
+    assert "unknown --format 'yoochose'; expected one of parquet, csv" in res.output
+    assert "yoochoose" in res.output and not root.exists()
+
+
+def test_version_and_help_panels_in_workflow_order() -> None:
+    res = runner.invoke(app, ["--version"])
+    from funnel import __version__
+
+    assert res.exit_code == 0 and res.output.strip() == f"funnel {__version__}"
+    res = runner.invoke(app, ["--help"], env={"COLUMNS": "120"})
+    panels = [res.output.index(f"─ {p} ") for p in ("Data", "Build", "Serve", "Evaluate")]
+    assert panels == sorted(panels)
+    res = runner.invoke(app, ["embed", "--help"], env={"COLUMNS": "120"})
+    assert "Override [embed] epochs." in res.output  # brackets are text, not markup
+    assert "<bool>" not in res.output.split("--json", 1)[1].split("\n", 1)[0]  # a flag

@@ -1,6 +1,7 @@
 """The ``funnel`` command line: one module per stage, registered on one typer app.
 
-Each stage module registers its commands on import (one import line per module, sorted).
+Each stage module registers its commands on import (one import line per module, sorted);
+:data:`PANELS` then files every command under a help panel, in workflow order.
 """
 
 from __future__ import annotations
@@ -18,5 +19,30 @@ from funnel.cli import rerank as _rerank  # noqa: F401
 from funnel.cli import serve as _serve  # noqa: F401
 from funnel.cli import suggest as _suggest  # noqa: F401
 from funnel.cli._app import app
+
+PANELS: dict[str, tuple[str, ...]] = {
+    "Data": ("generate", "init", "ingest", "formats", "peek", "sessions", "stats"),
+    "Build": ("build", "embed", "index", "train", "rerank-build", "suggest", "train-generative",
+              "pipeline"),
+    "Serve": ("serve",),
+    "Evaluate": ("evaluate", "recall-eval", "rerank-curve", "evaluate-recall"),
+}
+"""``funnel --help`` in the order a person works: data -> build -> serve -> evaluate."""
+
+
+def _file_into_panels() -> None:
+    order = {name: (p, j) for p, names in enumerate(PANELS.values()) for j, name in
+             enumerate(names)}
+    panel_of = {name: panel for panel, names in PANELS.items() for name in names}
+    for info in [*app.registered_commands, *app.registered_groups]:
+        name = info.name or (info.callback.__name__ if info.callback else "")
+        if name not in panel_of:
+            raise RuntimeError(f"funnel.cli.PANELS: command {name!r} has no panel; add it")
+        info.rich_help_panel = panel_of[name]
+    app.registered_commands.sort(
+        key=lambda c: order[c.name or (c.callback.__name__ if c.callback else "")])
+
+
+_file_into_panels()
 
 __all__ = ["app"]

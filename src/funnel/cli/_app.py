@@ -20,13 +20,31 @@ app = typer.Typer(
     name="funnel",
     help=(
         "funnel: behaviour logs in, a served, personalized, diverse ranked list out.\n\n"
-        "Start with 'funnel generate' (or 'funnel init' + 'funnel ingest'), then 'funnel sessions'."
+        "Start with 'funnel generate' (or 'funnel init' + 'funnel ingest'), 'funnel sessions', "
+        "'funnel build', then 'funnel serve'."
     ),
     no_args_is_help=True,
     add_completion=False,
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",  # help text shows [embed], [rank] as written
     pretty_exceptions_enable=False,
 )
+
+def _version(show: bool) -> None:
+    if show:
+        from funnel import __version__
+
+        print(f"funnel {__version__}")  # noqa: T201
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, metavar="",
+        help="Print the version and exit.")] = False,
+) -> None:
+    """funnel: behaviour logs in, a served, personalized, diverse ranked list out."""
+
 
 console = Console(stderr=True)
 """Human output (progress, tables, errors) goes to stderr so stdout stays machine-readable."""
@@ -43,7 +61,9 @@ WorkspaceOpt = Annotated[
         show_default=True,
     ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout.")]
+JsonOpt = Annotated[bool, typer.Option(
+    "--json", metavar="", help="Print machine-readable JSON to stdout.")]
+"""A flag (``metavar=""``: typer would show ``<bool>``, as if it took a value)."""
 
 
 def say(label: str, message: str, *, style: str = "") -> None:

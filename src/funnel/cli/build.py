@@ -20,7 +20,7 @@ from funnel.cli._app import (
     user_errors,
     warn,
 )
-from funnel.cli.build_summary import summary_rows
+from funnel.cli.build_summary import importance_rows, is_importance, summary_rows
 from funnel.workspace import DEFAULT_WORKSPACE, Workspace
 
 
@@ -35,7 +35,7 @@ def build_command(
         ),
     ] = ",".join(DEFAULT_STAGES),
     details: Annotated[
-        bool, typer.Option("--details", help="Print every figure of every stage.")
+        bool, typer.Option("--details", metavar="", help="Print every figure of every stage.")
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -71,6 +71,8 @@ def build_command(
     console.print(table)
     if details:
         console.print(_details(results))
+        if "rank" in results and importance_rows(results["rank"]):
+            console.print(_importance_table(results["rank"]))
     for line in skip_lines(results):
         warn(line)
     where = "" if workspace == DEFAULT_WORKSPACE else f" -w {shlex.quote(str(workspace))}"
@@ -119,9 +121,25 @@ def _details(results: dict[str, dict[str, Any]]) -> Any:
     table.add_column("figure")
     table.add_column("value", justify="right")
     for stage, metrics in results.items():
-        shown_rows = [(k, v) for k, v in metrics.items() if not k.startswith("skipped")]
+        shown_rows = [(k, v) for k, v in metrics.items()
+                      if not k.startswith("skipped") and not is_importance(k)]
         for i, (key, value) in enumerate(shown_rows):
             table.add_row(stage if i == 0 else "", key, _fmt(value))
+    return table
+
+
+def _importance_table(metrics: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="rank: feature importance (held-out AUC drop when the feature's columns "
+                        "are shuffled; all: rank/importance.json)", header_style="bold")
+    for column, justify in (("model", "left"), ("feature", "left"), ("AUC drop", "right"),
+                            ("95% ±", "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    last = None
+    for model, feature, drop, half in importance_rows(metrics):
+        table.add_row(model if model != last else "", feature, f"{drop:+.4f}", f"{half:.4f}")
+        last = model
     return table
 
 

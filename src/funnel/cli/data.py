@@ -83,10 +83,12 @@ def ingest(
     Example: funnel ingest events.csv items.parquet --workspace shop
     Example: funnel ingest ../shared/data/taobao-userbehavior-sample/UserBehavior_head.csv -f taobao
     """
-    from funnel.data.ingest import ingest_file
+    from funnel.data.ingest import check_source, ingest_file
 
     totals = {"read": 0, "stored": 0, "quarantined": 0, "duplicates": 0}
     with user_errors():
+        for path in paths:  # a mistyped path or format creates no workspace
+            check_source(path, fmt, kind)
         ws = Workspace.init(workspace)
         reports = []
         with _progress() as progress:

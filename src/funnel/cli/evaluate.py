@@ -88,7 +88,7 @@ def evaluate_command(
         "--format", help="next-item: loader of --train/--test (e.g. yoochoose, diginetica).")
     ] = None,
     threaded: Annotated[bool, typer.Option(
-        "--threaded", help="Train with the workspace's threads (faster; the skip-gram's "
+        "--threaded", metavar="", help="Train with the workspace's threads (faster; the skip-gram's "
         "Hogwild updates make figures vary run to run). Default: single-threaded, so two "
         "runs with one seed give the same figures.")] = False,
 ) -> None:

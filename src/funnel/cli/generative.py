@@ -29,13 +29,13 @@ def evaluate_recall(
         "--json", help="Write the flat result object (recall20_ease, recall20_ddim_10, ...) here."
     )] = None,
     quick: Annotated[bool, typer.Option(
-        "--quick", help="2 configs x 20 epochs per method instead of 4 x 60.")] = False,
+        "--quick", metavar="", help="2 configs x 20 epochs per method instead of 4 x 60.")] = False,
     configs: Annotated[int | None, typer.Option(
         "--configs", min=1, max=4, help="Override: configurations tried per method.")] = None,
     epochs: Annotated[int | None, typer.Option(
         "--epochs", min=1, help="Override: training epochs of every neural method.")] = None,
     dreamrec: Annotated[bool, typer.Option(
-        "--dreamrec/--no-dreamrec", help="Also run the embedding-space variant.")] = True,
+        "--dreamrec/--no-dreamrec", metavar="", help="Also run the embedding-space variant.")] = True,
 ) -> None:
     """Recall@20 / NDCG@20 of EASE, item-kNN, MultVAE and every generative sampler on a split.
 

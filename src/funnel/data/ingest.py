@@ -180,19 +180,31 @@ def _read_jsonl(path: Path) -> tuple[pa.Table, pa.Table]:
     return pa.table(data), pa.Table.from_pylist(rejected, schema=REJECTED_SCHEMA)
 
 
-def read_source(path: Path, fmt: str | None = None, kind: str | None = None) -> SourceTables:
-    """Read one file (generic contract-shaped file, or a named real-data format)."""
+def check_source(path: Path, fmt: str | None = None, kind: str | None = None) -> str:
+    """The format ``path`` will be read with, or the :class:`DataFileError` reading it would
+    raise for a missing file, an unknown format or kind: checked before anything is written,
+    so a mistyped command creates no workspace."""
     if not path.exists():
         raise DataFileError(str(path), "no such file or directory")
     fmt = detect_format(path, fmt)
     if fmt not in GENERIC_FORMATS:
+        from funnel.data.loaders import LOADERS
+
+        if fmt not in LOADERS:
+            raise DataFileError(str(path), f"unknown --format {fmt!r}; expected one of "
+                                f"{', '.join([*GENERIC_FORMATS, *sorted(LOADERS)])}")
+    if kind is not None and kind not in KINDS:
+        raise DataFileError(str(path), f"unknown --kind {kind!r}; expected one of {KINDS}")
+    return fmt
+
+
+def read_source(path: Path, fmt: str | None = None, kind: str | None = None) -> SourceTables:
+    """Read one file (generic contract-shaped file, or a named real-data format)."""
+    fmt = check_source(path, fmt, kind)
+    if fmt not in GENERIC_FORMATS:
         from funnel.data.loaders import get_loader  # the registry of real-data formats
 
-        try:
-            loader = get_loader(fmt)
-        except ValueError as err:
-            raise DataFileError(str(path), str(err)) from None
-        return loader(path)
+        return get_loader(fmt)(path)
     if path.is_dir():
         raise DataFileError(str(path), f"is a directory; format {fmt} reads single files")
     try:
