@@ -143,7 +143,8 @@ def test_unreadable_and_unknown_files_raise_one_line_errors(ws, tmp_path):
     broken.write_bytes(b"PAR1 not really")
     with pytest.raises(DataFileError, match="unreadable as parquet"):
         ingest_file(ws, broken)
-    with pytest.raises(DataFileError, match="unknown --format .no-such-format.; expected one of parquet, csv"):
+    with pytest.raises(DataFileError,
+                       match="unknown --format .no-such-format.; expected one of parquet, csv"):
         ingest_file(ws, odd, fmt="no-such-format")
 
 

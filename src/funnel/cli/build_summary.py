@@ -3,7 +3,8 @@
 A build's metrics are ~100 figures (every model's AUC and ECE, every source's build time); the
 terminal gets one headline per stage (its size or its quality figure, and its seconds), the
 skips with their reasons, and the next command. ``--details`` prints every figure; ``--json``
-writes them all.
+writes them all. The rank stage's feature importance (top 3 of the serving model) ends its
+headline; ``--details`` shows each model's top 10 in a table of its own.
 """
 
 from __future__ import annotations
@@ -55,7 +56,28 @@ def _rank(m: Metrics) -> str:
         line += "; trained on clicks"
     if m.get("serving.order") == "fused":
         line += "; serves the fused recall order"
+    if m.get("importance.top"):
+        line += f"; top features {m['importance.top']}"
     return line
+
+
+def importance_rows(m: Metrics, k: int = 10) -> list[tuple[str, str, float, float]]:
+    """``(model, feature, AUC drop, 95% half-width)``: each model's top ``k`` by held-out
+    permutation importance, read from the rank stage's flat ``<model>.importance.<feature>``."""
+    rows: dict[str, list[tuple[str, str, float, float]]] = {}
+    for key, value in m.items():
+        model, sep, feature = key.partition(".importance.")
+        if not sep or feature.endswith(".ci95") or feature == "base_auc":
+            continue
+        rows.setdefault(model, []).append(
+            (model, feature, float(value), float(m.get(f"{key}.ci95", float("nan")))))
+    return [r for model in sorted(rows)
+            for r in sorted(rows[model], key=lambda r: -r[2])[:k]]
+
+
+def is_importance(key: str) -> bool:
+    """A figure :func:`importance_rows` shows in its own table (not in the list of figures)."""
+    return ".importance." in key
 
 
 def _rerank(m: Metrics) -> str:
@@ -101,4 +123,4 @@ def summary_rows(results: Mapping[str, Metrics]) -> list[tuple[str, str, str]]:
     return rows
 
 
-__all__ = ["HEADLINES", "headline", "summary_rows"]
+__all__ = ["HEADLINES", "headline", "importance_rows", "is_importance", "summary_rows"]

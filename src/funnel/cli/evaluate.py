@@ -88,9 +88,9 @@ def evaluate_command(
         "--format", help="next-item: loader of --train/--test (e.g. yoochoose, diginetica).")
     ] = None,
     threaded: Annotated[bool, typer.Option(
-        "--threaded", metavar="", help="Train with the workspace's threads (faster; the skip-gram's "
-        "Hogwild updates make figures vary run to run). Default: single-threaded, so two "
-        "runs with one seed give the same figures.")] = False,
+        "--threaded", metavar="", help="Train with the workspace's threads (faster; the "
+        "skip-gram's Hogwild updates make figures vary run to run). Default: single-threaded, "
+        "so two runs with one seed give the same figures.")] = False,
 ) -> None:
     """Train on the past, replay the held-out period through the served funnel, write a report.
 

@@ -35,7 +35,8 @@ def evaluate_recall(
     epochs: Annotated[int | None, typer.Option(
         "--epochs", min=1, help="Override: training epochs of every neural method.")] = None,
     dreamrec: Annotated[bool, typer.Option(
-        "--dreamrec/--no-dreamrec", metavar="", help="Also run the embedding-space variant.")] = True,
+        "--dreamrec/--no-dreamrec", metavar="",
+        help="Also run the embedding-space variant.")] = True,
 ) -> None:
     """Recall@20 / NDCG@20 of EASE, item-kNN, MultVAE and every generative sampler on a split.
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -25,19 +27,32 @@ def _metrics_table(metrics: dict[str, float], models: tuple[str, ...]) -> Table:
     return table
 
 
+def _importance(path: Path) -> dict[str, list[dict[str, object]]]:
+    """Every model's full importance list (``rank/importance.json``), for ``--json``."""
+    if not path.exists():
+        return {}
+    models = json.loads(path.read_text())["models"]
+    return {name: report["features"] for name, report in models.items()}
+
+
 @app.command("train")
 def train(
     workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
     models: Annotated[
         str | None,
         typer.Option(help="Comma-separated rankers (lr, fm, ffm, widedeep, deepfm, dcnv2, gbdt, "
-                          "lambdamart); default: [rank] models."),
+                          "lambdamart, rf); default: [rank] models."),
     ] = None,
     serve_model: Annotated[str | None, typer.Option(help="Which model serves.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Override [rank] epochs.")] = None,
     negative_rate: Annotated[
         float | None, typer.Option(help="Keep negatives with this probability (corrected).")
     ] = None,
+    select: Annotated[
+        bool, typer.Option("--select", help="Drop features whose permutation-importance interval "
+                                            "includes 0, refit, report AUC and scoring time "
+                                            "before/after.")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Train CTR/LTR rankers on point-in-time impressions and print AUC, logloss and the gap to
@@ -50,6 +65,8 @@ def train(
     Example:
 
         funnel train --workspace ws --models lr,fm,deepfm,gbdt --serve-model deepfm
+
+        funnel train --workspace ws --models gbdt,rf --select --json
     """
     import dataclasses
 
@@ -69,6 +86,8 @@ def train(
             overrides["epochs"] = epochs
         if negative_rate is not None:
             overrides["negative_rate"] = negative_rate
+        if select:
+            overrides["select"] = True
         try:
             config = dataclasses.replace(config, **overrides)  # type: ignore[arg-type]
         except ValueError as err:
@@ -78,11 +97,24 @@ def train(
                 ws, build, config, verbose=not json_out,
                 log=lambda msg: console.print(f"[dim]{msg}[/]"),
             )
+            importance = _importance(build.path / "rank" / "importance.json")
             version = build.commit()
     if json_out:
-        print_json({**metrics, "artifact": version.name})
+        print_json({**metrics, "artifact": version.name, "importance": importance})
         return
     console.print(_metrics_table(metrics, config.models))
+    for name in config.models:
+        if f"{name}.select.dropped" in metrics:
+            console.print(
+                f"{name}: --select dropped {metrics[f'{name}.select.dropped']:.0f} feature(s), "
+                f"kept {metrics[f'{name}.select.kept']:.0f}; AUC "
+                f"{metrics[f'{name}.select.auc_before']:.4f} -> "
+                f"{metrics[f'{name}.select.auc_after']:.4f}; 500 candidates "
+                f"{metrics[f'{name}.select.score_500_ms_before']:.2f} -> "
+                f"{metrics[f'{name}.select.score_500_ms_after']:.2f} ms")
+    if metrics.get("importance.top"):
+        console.print(f"top features of {config.serve_model} (held-out AUC drop when shuffled): "
+                      f"{metrics['importance.top']} (all: rank/importance.json)")
     console.print(
         f"serving [bold]{config.serve_model}[/], ECE {metrics['serving.ece_raw']:.4f} -> "
         f"{metrics['serving.ece_calibrated']:.4f} after {config.calibration} calibration; "

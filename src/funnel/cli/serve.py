@@ -38,7 +38,8 @@ def serve(
         float, typer.Option(help="Poll artifacts/current every N seconds and reload (0 = off).")
     ] = 0.0,
     demo_users: Annotated[
-        bool, typer.Option(metavar="", help="List a few active user ids on /meta for the page (a demo).")
+        bool, typer.Option(
+            metavar="", help="List a few active user ids on /meta for the page (a demo).")
     ] = False,
 ) -> None:
     """Serve search, recommendations, suggestions and the web page over HTTP.

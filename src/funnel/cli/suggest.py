@@ -42,7 +42,8 @@ def _model(workspace: Path):  # type: ignore[no-untyped-def]
 def build(
     workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
     evaluate: Annotated[
-        bool, typer.Option("--eval/--no-eval", metavar="", help="Hold out the last searches and report MRR.")
+        bool, typer.Option("--eval/--no-eval", metavar="",
+                           help="Hold out the last searches and report MRR.")
     ] = True,
     min_count: Annotated[int | None, typer.Option(help="Override [suggest] min_count.")] = None,
     json_out: JsonOpt = False,
