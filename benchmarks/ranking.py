@@ -7,10 +7,14 @@ DeepFM pair with no L2 at all. Training speed: ours (with its L2) vs DeepCTR wit
 Reports training rows/s, inference rows/s (batches of 4096, and single 500-candidate requests),
 AUC and logloss. On the synthetic marketplace also the Bayes-optimal logloss/AUC (the generator
 knows the true click probabilities). ``--criteo FILE`` runs the same models on a Criteo TSV
-(random 80/10/10 split, fixed seed).
+(random 80/10/10 split, fixed seed); ``--criteo`` alone reads ../shared/data/criteo-sample-8k.
+Also (issue 25): our random forest beside GBDT with its out-of-bag AUC, scikit-learn's forest
+on the same fields for fit time, and ``--select`` on the GBDT (``selected_features`` ...
+``score_500_ms_after_selection``: model scoring of 500 raw-column rows, encoding included).
 
     python benchmarks/ranking.py --quick --json out.json
     python benchmarks/ranking.py --criteo ../shared/data/criteo-sample-8k/train.csv
+    python benchmarks/ranking.py --quick --criteo --json out.json
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from funnel.rank.build import RankConfig, ranking_data, time_split  # noqa: E402
 from funnel.rank.defaults import DEFAULT_FEATURES  # noqa: E402
 from funnel.rank.metrics import auc, logloss  # noqa: E402
 
+CRITEO = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "criteo-sample-8k"
+"""The Criteo sample, read where the team keeps it (never copied into the repository)."""
 Split = tuple[RankingData, RankingData, RankingData, np.ndarray | None, list[dict[str, Any]]]
 SERVING: dict[str, Any] = {}
 """What the marketplace run needs to build an in-process ServingRanker (item snapshot, vectors)."""
@@ -180,6 +186,7 @@ def run(
     out["train_seconds_lightgbm"] = time.perf_counter() - t0
     p = gbdt.predict_proba(test.columns)
     out["auc_lightgbm"], out["logloss_lightgbm"] = auc(test.label, p), logloss(test.label, p)
+    out |= forest_and_selection(gbdt, train, valid, test, specs, seed)
     # DeepCTR-Torch FM (DeepFM without the DNN) and DeepFM
     from deepctr_torch.models import DeepFM
 
@@ -263,6 +270,51 @@ def run(
     return out
 
 
+def forest_and_selection(gbdt: Any, train: RankingData, valid: RankingData, test: RankingData,
+                         specs: list[dict[str, Any]], seed: int) -> dict[str, float]:
+    """Our random forest (LightGBM rf mode, seeded bags, OOB AUC) beside GBDT; scikit-learn's
+    forest on the same dense fields with matched settings (the speed question of issue 25);
+    then ``--select`` on the GBDT (importance on valid, AUC and 500-candidate ms on test)."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    from funnel.rank.importance import select_features
+
+    out: dict[str, float] = {}
+    forest = get_ranker("rf")(specs, seed=seed)
+    t0 = time.perf_counter()
+    forest.fit(train)
+    out["train_seconds_rf_ours"] = time.perf_counter() - t0
+    out["auc_rf_ours"] = auc(test.label, forest.predict_proba(test.columns))
+    out["oob_auc_rf_ours"] = forest.oob_auc_
+    out["oob_minus_held_out_auc_rf_ours"] = forest.oob_auc_ - out["auc_rf_ours"]
+    out["auc_gbdt_ours"] = auc(test.label, gbdt.predict_proba(test.columns))
+    out["auc_rf_minus_gbdt_ours"] = out["auc_rf_ours"] - out["auc_gbdt_ours"]
+    # scikit-learn: same trees (max leaves, min leaf rows, bag share, per-split feature share),
+    # vocab fields as ordinal codes (its forest has no categorical splits), one core
+    x, _ = forest.features_.dense(train.columns)
+    x_test, _ = forest.features_.dense(test.columns)
+    peer = RandomForestClassifier(
+        n_estimators=forest.n_estimators, max_leaf_nodes=forest.num_leaves,
+        min_samples_leaf=forest.min_child_samples, max_samples=forest.bagging_fraction,
+        max_features=forest.feature_fraction * forest.feature_fraction_bynode, n_jobs=1,
+        random_state=seed)
+    t0 = time.perf_counter()
+    peer.fit(x, train.label)
+    out["train_seconds_rf_sklearn"] = time.perf_counter() - t0
+    out["auc_rf_sklearn"] = auc(test.label, peer.predict_proba(x_test)[:, 1])
+    out["train_speedup_rf_ours_vs_sklearn"] = (
+        out["train_seconds_rf_sklearn"] / out["train_seconds_rf_ours"])
+    chosen = select_features(gbdt, train, valid, test, repeats=5, seed=seed)
+    out["selected_features"] = float(len(chosen.kept))
+    out["dropped_features"] = float(len(chosen.dropped))
+    out["auc_before_selection"] = chosen.auc_before
+    out["auc_after_selection"] = chosen.auc_after
+    out["score_500_ms_before_selection"] = chosen.score_500_ms_before
+    out["score_500_ms_after_selection"] = chosen.score_500_ms_after
+    print(f"  gbdt --select dropped: {', '.join(str(d['name']) for d in chosen.dropped)}")
+    return out
+
+
 def serving_latency(model: Any, valid: RankingData, req: RankingData) -> float:
     """Median wall ms of ``ServingRanker.score`` for 500 candidates: the production path (item
     fields pre-encoded at load, request + session fields and KDD'18 similarities per request,
@@ -302,7 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="100k events, 2 epochs (minutes)")
     ap.add_argument("--json", type=Path, help="write the flat figures here")
-    ap.add_argument("--criteo", type=Path, help="also run on this Criteo TSV (file or folder)")
+    ap.add_argument("--criteo", type=Path, nargs="?", const=CRITEO,
+                    help="also run on this Criteo TSV (file or folder); without a value: "
+                         "../shared/data/criteo-sample-8k beside the repository")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=3,
                     help="interleaved DeepFM fits per side; the best of each is kept")
@@ -314,7 +368,10 @@ def main(argv: list[str] | None = None) -> int:
     out = run(marketplace(n_events, args.seed), epochs, args.seed,
               f"synthetic marketplace ({n_events:,} events)", args.repeats)
     show(out)
-    if args.criteo:
+    if args.criteo and not args.criteo.exists():
+        print(f"\nskipping Criteo: {args.criteo} not found (the shared data folder sits "
+              f"beside the repository: ../shared/data/criteo-sample-8k)")
+    elif args.criteo:
         crit = run(criteo(args.criteo, args.seed), epochs, args.seed, f"Criteo {args.criteo}",
                    args.repeats)
         show(crit)
@@ -330,6 +387,14 @@ def main(argv: list[str] | None = None) -> int:
           f"DeepCTR with our L2 {out['auc_diff_deepfm_ours_minus_deepctr_matched_l2']:+.4f}); "
           f"500 candidates through the serving path {out['score_500_ms_deepfm']:.2f} ms "
           f"(target < 5 ms)")
+    print(f"Random forest (LightGBM rf mode) AUC {out['auc_rf_ours']:.4f} vs GBDT "
+          f"{out['auc_gbdt_ours']:.4f} (target >= -0.01), OOB AUC {out['oob_auc_rf_ours']:.4f} "
+          f"(target within 0.01 of held out); fit {out['train_seconds_rf_ours']:.1f} s vs "
+          f"scikit-learn {out['train_seconds_rf_sklearn']:.1f} s; GBDT --select kept "
+          f"{out['selected_features']:.0f}, dropped {out['dropped_features']:.0f}: AUC "
+          f"{out['auc_before_selection']:.4f} -> {out['auc_after_selection']:.4f}, 500 candidates "
+          f"{out['score_500_ms_before_selection']:.2f} -> "
+          f"{out['score_500_ms_after_selection']:.2f} ms")
     if args.json:
         args.json.write_text(json.dumps(out, indent=2, sort_keys=True))
     return 0

@@ -21,7 +21,8 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-PLOTS = ("plot-quality", "plot-calibration", "plot-tradeoff", "plot-latency", "plot-embeddings")
+PLOTS = ("plot-quality", "plot-importance", "plot-calibration", "plot-tradeoff", "plot-latency",
+         "plot-embeddings")
 
 
 def _report(evaluated: Evaluated) -> dict:

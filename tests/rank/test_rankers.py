@@ -11,20 +11,37 @@ from funnel.rank.metrics import auc, logloss
 
 from ._data import SPECS, interaction_data
 
-NEURAL = ["lr", "fm", "ffm", "widedeep", "deepfm", "dcnv2"]
+NEURAL = ["lr", "fm", "ffm", "widedeep", "deepfm", "dcnv2", "din"]
 
 
 def make(name: str, **kw) -> Ranker:
     if name in NEURAL:
         base = {"epochs": 3, "batch_size": 256, "learning_rate": 0.01, "hidden_units": (16,)}
+        if name == "din":  # attends over the rows' hist_* columns (see with_history)
+            base |= {"item_field": "item_group", "history_len": 4}
     else:
         base = {"n_estimators": 30}
     return get_ranker(name)(SPECS, **(base | kw))
 
 
+def with_history(data: RankingData, seed: int) -> RankingData:
+    """``data`` plus random behaviour-sequence columns (``hist_*``, 0-6 entries), which only
+    the sequence ranker reads."""
+    rng = np.random.default_rng(seed)
+    cols = dict(data.columns)
+    lengths = rng.integers(0, 7, len(data))
+    for name, values in (("hist_items", [f"i{k}" for k in range(30)]),
+                         ("hist_kinds", ["click", "skip", "booking"]),
+                         ("hist_ages", ["age0", "age3", "age5"])):
+        cols[name] = np.empty(len(data), dtype=object)
+        cols[name][:] = [list(rng.choice(values, n)) for n in lengths]
+    return RankingData(cols, data.label, data.group, data.negative_rate)
+
+
 @pytest.fixture(scope="module")
 def small() -> tuple[RankingData, RankingData]:
-    return interaction_data(3000, seed=1)[0], interaction_data(1000, seed=2)[0]
+    return (with_history(interaction_data(3000, seed=1)[0], 1),
+            with_history(interaction_data(1000, seed=2)[0], 2))
 
 
 @pytest.mark.parametrize("name", sorted(RANKERS))

@@ -27,6 +27,10 @@ def _metrics_table(metrics: dict[str, float], models: tuple[str, ...]) -> Table:
     return table
 
 
+MIN_SELECT_POSITIVES = 200
+"""Below this many validation positives ``--select`` is reported as untrustworthy."""
+
+
 def _importance(path: Path) -> dict[str, list[dict[str, object]]]:
     """Every model's full importance list (``rank/importance.json``), for ``--json``."""
     if not path.exists():
@@ -111,7 +115,10 @@ def train(
                 f"{metrics[f'{name}.select.auc_before']:.4f} -> "
                 f"{metrics[f'{name}.select.auc_after']:.4f}; 500 candidates "
                 f"{metrics[f'{name}.select.score_500_ms_before']:.2f} -> "
-                f"{metrics[f'{name}.select.score_500_ms_after']:.2f} ms")
+                f"{metrics[f'{name}.select.score_500_ms_after']:.2f} ms"
+                + (f" (only {metrics[f'{name}.select.valid_positives']:.0f} positives in the "
+                   "validation slice: too few to trust the selection)"
+                   if metrics[f"{name}.select.valid_positives"] < MIN_SELECT_POSITIVES else ""))
     if metrics.get("importance.top"):
         console.print(f"top features of {config.serve_model} (held-out AUC drop when shuffled): "
                       f"{metrics['importance.top']} (all: rank/importance.json)")

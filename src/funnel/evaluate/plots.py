@@ -63,6 +63,25 @@ def variant_bars(figures: Mapping[str, float], variants: Sequence[str], kinds: S
     return _png(fig)
 
 
+def importance_bars(features: Sequence[Mapping[str, object]], title: str, k: int = 15) -> bytes:
+    """Horizontal bars of the top ``k`` permutation importances (AUC drop) with their 95%
+    intervals (``rank/importance.json`` rows), most important on top."""
+    rows = list(features)[:k][::-1]
+    drop = np.array([float(r["auc_drop"]) for r in rows])  # type: ignore[arg-type]
+    low = np.array([float(r["low"]) for r in rows])  # type: ignore[arg-type]
+    high = np.array([float(r["high"]) for r in rows])  # type: ignore[arg-type]
+    fig = _figure(6.5, 0.9 + 0.28 * max(1, len(rows)))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.barh(np.arange(len(rows)), drop, xerr=np.vstack([drop - low, high - drop]),
+            color="#4c72b0", capsize=2)
+    ax.set_yticks(np.arange(len(rows)))
+    ax.set_yticklabels([str(r["name"]) for r in rows], fontsize=7)
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.set_xlabel("held-out AUC drop when shuffled (95% interval)")
+    ax.set_title(title, fontsize=9)
+    return _png(fig)
+
+
 def projection(vectors: np.ndarray, labels: Sequence[str | None], *, max_points: int = 3000,
                seed: int = 0, highlight: Mapping[int, str] | None = None
                ) -> tuple[bytes, np.ndarray]:

@@ -39,6 +39,11 @@ def build_images(engine: Any, result: Any, preds: dict[str, np.ndarray] | None,
         if not np.isnan(preds["p_true"]).any():
             curves["true p_click (Bayes)"] = (preds["p_true"], preds["y"])
         images["calibration"] = reliability_plot(curves, title="held-out impressions")
+    importance = _importance(getattr(engine, "path", None))
+    if importance is not None:
+        model, features = importance
+        images["importance"] = plots.importance_bars(
+            features, title=f"{model}: feature importance on the build's test slice")
     if curve:
         from funnel.rerank.curve import CurvePoint, plot_tradeoff
 
@@ -49,6 +54,17 @@ def build_images(engine: Any, result: Any, preds: dict[str, np.ndarray] | None,
         images["embeddings"] = png
         details["neighbours"] = examples
     return images, details
+
+
+def _importance(artifact: Path | None) -> tuple[str, list[dict[str, Any]]] | None:
+    """(serving model, its importance rows) from the artifact's ``rank/importance.json``."""
+    path = None if artifact is None else Path(artifact) / "rank" / "importance.json"
+    if path is None or not path.exists():
+        return None
+    raw = json.loads(path.read_text())
+    model = raw.get("serve_model")
+    features = raw.get("models", {}).get(model, {}).get("features", [])
+    return (str(model), features) if features else None
 
 
 def _embedding_section(engine: Any, seed: int) -> tuple[bytes, list[dict[str, Any]]]:

@@ -68,6 +68,11 @@ class RecentActions:
     """(request_id, position, item) of recent impressions, to derive skips when a click lands."""
     user_type: str | None = None
     max_len: int = 20
+    actions: tuple[tuple[str, str, int, int], ...] = ()
+    """(item, kind, ts_ms, long_at_ms) of the clicks, skips and bookings above in one time
+    order, kind one of "click" / "skip" / "booking", ``long_at_ms`` the moment a click's dwell
+    reached the long-click threshold (0: never): the behaviour sequence a sequence ranker
+    reads (:mod:`funnel.features.history`), which the per-kind tuples cannot interleave."""
 
 
 def clip_state(state: RecentActions, k: int) -> RecentActions:
@@ -79,7 +84,7 @@ def clip_state(state: RecentActions, k: int) -> RecentActions:
     return replace(
         state, clicks=state.clicks[-k:], long_clicks=state.long_clicks[-k:],
         skips=state.skips[-k:], bookings=state.bookings[-k:], shown=state.shown[-4 * k :],
-        max_len=k,
+        actions=state.actions[-k:], max_len=k,
     )
 
 
@@ -109,6 +114,7 @@ def observe(
         if dwell_ms is not None and dwell_ms >= long_click_ms:
             long_clicks = (*long_clicks, (item_id, ts_ms + long_click_ms))[-k:]
         skips = recent.skips
+        added: tuple[tuple[str, str, int, int], ...] = ()
         if request_id is not None:
             clicked_pos = [p for r, p, i in recent.shown if r == request_id and i == item_id]
             if clicked_pos:
@@ -119,9 +125,14 @@ def observe(
                 )
                 new = tuple(i for _, i in above if i not in skips)
                 skips = (*skips, *new)[-k:]
-        return replace(recent, clicks=clicks, long_clicks=long_clicks, skips=skips)
+                added = tuple((i, "skip", ts_ms, 0) for i in new)
+        long_at = ts_ms + long_click_ms if dwell_ms is not None and dwell_ms >= long_click_ms else 0
+        actions = (*recent.actions, *added, (item_id, "click", ts_ms, long_at))[-k:]
+        return replace(recent, clicks=clicks, long_clicks=long_clicks, skips=skips,
+                       actions=actions)
     if event_type == "booking":
-        return replace(recent, bookings=(*recent.bookings, item_id)[-k:])
+        return replace(recent, bookings=(*recent.bookings, item_id)[-k:],
+                       actions=(*recent.actions, (item_id, "booking", ts_ms, 0))[-k:])
     return recent
 
 

@@ -455,10 +455,86 @@ class HistorySpec:
         return np.array([h[-1] if h else 0 for h in hists], dtype=np.float64)[inverse]
 
 
-Spec = NumericSpec | BucketSpec | VocabSpec | HashSpec | CrossSpec | SequenceSpec | HistorySpec
+@dataclass(frozen=True)
+class VocabSequenceSpec(_OneColumn):
+    """A list column through a vocabulary, one slot per position: the input of attention.
+
+    Why: target attention (DIN) needs each history entry apart, aligned with the entries of the
+    sibling columns (event kind, age), and its item ids in the candidate's own vocabulary so
+    one embedding row serves both. The last ``max_len`` tokens fill the first slots in order
+    (most recent last) with value 1; padding slots have index 0 and value 0, and an
+    out-of-vocabulary token index 0 and value 1 (the entry exists, its id is unknown).
+    ``key`` names the column whose values make the vocabulary (``min_count`` / ``max_size``
+    as in :class:`VocabSpec`, so ``key="item_id"`` with the item field's settings gives that
+    field's very vocabulary); empty, the list column's own tokens make it.
+    """
+
+    name: str
+    column: str = ""
+    key: str = ""
+    min_count: int = 1
+    max_size: int = 0
+    max_len: int = 20
+    type: ClassVar[str] = "vocab_sequence"
+
+    @property
+    def width(self) -> int:
+        return self.max_len
+
+    def fit(self, columns: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        if self.max_len < 1:
+            raise ValueError(
+                f"VocabSequenceSpec '{self.name}': max_len must be >= 1, got {self.max_len}")
+        col = _column(columns, self.sources[0], self.name)
+        if self.key:
+            vocab = VocabSpec(self.name, self.key, self.min_count, self.max_size)
+            return vocab.fit(columns)
+        tokens = np.array([t for v in col.tolist() for t in _list_of(v)], dtype=object)
+        return VocabSpec(self.name, "t", self.min_count, self.max_size).fit({"t": tokens})
+
+    def size(self, state: Mapping[str, Any]) -> int:
+        return len(state["vocab"]) + 1
+
+    def encode(self, columns: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> tuple:
+        lookup = state.get("_lookup")
+        if lookup is None:
+            lookup = state["_lookup"] = {v: i + 1 for i, v in enumerate(state["vocab"])}
+        col = _column(columns, self.sources[0], self.name)
+        where: dict[int, int] = {}  # serving passes one list object for every candidate
+        firsts: list[Any] = []
+        inverse = np.empty(len(col), dtype=np.int64)
+        for r, v in enumerate(col.tolist()):
+            k = where.get(id(v))
+            if k is None:
+                k = where[id(v)] = len(firsts)
+                firsts.append(v)
+            inverse[r] = k
+        idx = np.zeros((len(firsts), self.max_len), dtype=np.int64)
+        val = np.zeros((len(firsts), self.max_len), dtype=np.float32)
+        for r, v in enumerate(firsts):
+            toks = _list_of(v)[-self.max_len :]
+            idx[r, : len(toks)] = [lookup.get(t, 0) for t in toks]
+            val[r, : len(toks)] = 1.0
+        return idx[inverse], val[inverse]
+
+    def dense(self, columns: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> np.ndarray:
+        """The number of entries kept, for tree models."""
+        col = _column(columns, self.sources[0], self.name)
+        return np.array([len(_list_of(v)[-self.max_len :]) for v in col], dtype=np.float64)
+
+
+def _list_of(v: Any) -> list[str]:
+    """A list cell's tokens as str (None / NaN: empty)."""
+    if v is None or (isinstance(v, float) and v != v):
+        return []
+    return [str(t) for t in v]
+
+
+Spec = (NumericSpec | BucketSpec | VocabSpec | HashSpec | CrossSpec | SequenceSpec | HistorySpec
+        | VocabSequenceSpec)
 SPEC_TYPES: dict[str, type] = {
     c.type: c for c in (NumericSpec, BucketSpec, VocabSpec, HashSpec, CrossSpec, SequenceSpec,
-                        HistorySpec)
+                        HistorySpec, VocabSequenceSpec)
 }
 CATEGORICAL_TYPES = frozenset({"bucket", "vocab", "hash", "cross"})
 

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from funnel._checks import positive_float, unit_interval, validate_params
+from funnel.features.history import DEFAULT_HISTORY_LEN, HISTORY_COLUMNS, history_columns
 from funnel.features.personalization import (
     FEATURE_NAMES,
     STATE_WINDOW,
@@ -42,6 +43,9 @@ class TrainingSetConfig:
     long_click_ms: int = 60_000
     negative_rate: float = 1.0
     recent_k: int = 10
+    history_len: int = DEFAULT_HISTORY_LEN
+    """Actions in the ``hist_*`` columns (:mod:`funnel.features.history`); a sequence
+    ranker's ``history_len`` up to this sees at training what it sees at serving."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -53,6 +57,7 @@ class TrainingSetConfig:
                 "long_click_ms": (positive_float, "a positive number of ms"),
                 "negative_rate": (lambda v: unit_interval(v) and v > 0, "a float in (0, 1]"),
                 "recent_k": (lambda v: isinstance(v, int) and v > 0, "a positive int"),
+                "history_len": (lambda v: isinstance(v, int) and v > 0, "a positive int"),
             },
         )
 
@@ -91,14 +96,15 @@ def _replay(
     config: TrainingSetConfig,
     vectors: ItemVectorLookup | None,
     vectors_for: VectorsFor | None = None,
-) -> dict[str, tuple[list[str], dict[str, float]]]:
-    """Per impression event id: recent clicks and personalization features as of its time.
+) -> dict[str, tuple[list[str], dict[str, float], dict[str, list[str]]]]:
+    """Per impression event id: recent clicks, personalization features and the history
+    columns (:func:`~funnel.features.history.history_columns`) as of its time.
 
     Events of one user at one timestamp are applied only after every impression at that
     timestamp has been scored, so nothing at or after an impression's time is visible to it.
     """
     ev = con.sql(REPLAY_SQL).to_arrow_table().to_pydict()
-    out: dict[str, tuple[list[str], dict[str, float]]] = {}
+    out: dict[str, tuple[list[str], dict[str, float], dict[str, list[str]]]] = {}
     n = len(ev["event_id"])
     state: dict[str, RecentActions] = defaultdict(lambda: RecentActions(max_len=STATE_WINDOW))
     j = 0
@@ -116,9 +122,10 @@ def _replay(
                 personalization_features(cands, recent, lookup, now_ms=ts)
                 if lookup is not None else None
             )
+            hist = history_columns(state[user], ts, config.history_len)  # the uncut state
             for pos, r in enumerate(imps):
                 f = {} if feats is None else {name: float(feats[name][pos]) for name in feats}
-                out[ev["event_id"][r]] = (list(recent.clicks), f)
+                out[ev["event_id"][r]] = (list(recent.clicks), f, hist)
         recent = state[user]
         for r in range(j, k):
             recent = observe(
@@ -141,7 +148,9 @@ def build_training_set(
 
     Columns: ids (event_id, ts, user_id, item_id, request_id, group_id), position, item
     attributes (market, category, brand, price, bid), the request query, the ``*_before`` counters,
-    ``item_ctr_before`` (smoothed), ``recent_clicks`` (list, most recent last), the
+    ``item_ctr_before`` (smoothed), ``recent_clicks`` (list, most recent last), the user's
+    behaviour sequence (``hist_items`` / ``hist_kinds`` / ``hist_ages``, lists, last
+    ``config.history_len`` actions across sessions, :mod:`funnel.features.history`), the
     query-item match features (``qm_*``, :mod:`funnel.features.query_match`), the
     personalization features (``FEATURE_NAMES``) when ``vectors`` is given, and labels
     ``click`` / ``booking``. ``vectors_for`` (with ``vectors``) picks each user's vectors for
@@ -153,7 +162,10 @@ def build_training_set(
     table = con.sql(rows_sql(config)).to_arrow_table()
     replay = _replay(con, config, vectors, vectors_for)
     ids = table.column("event_id").to_pylist()
-    recent = [replay.get(e, ([], {}))[0] for e in ids]
+    empty: tuple[list[str], dict[str, float], dict[str, list[str]]] = (
+        [], {}, {c: [] for c in HISTORY_COLUMNS})
+    found = [replay.get(e, empty) for e in ids]
+    recent = [f[0] for f in found]
     cols = {name: table.column(name) for name in table.column_names}
     imps = np.asarray(cols["item_imps_before"], dtype=np.float64)
     clicks = np.asarray(cols["item_clicks_before"], dtype=np.float64)
@@ -161,6 +173,8 @@ def build_training_set(
     cols["item_ctr_before"] = pa.array((clicks + 10 * prior) / (imps + 10))
     cols["recent_clicks"] = pa.array(recent, type=pa.list_(pa.string()))
     cols["n_recent_clicks"] = pa.array([len(r) for r in recent], type=pa.int64())
+    for name in HISTORY_COLUMNS:
+        cols[name] = pa.array([f[2][name] for f in found], type=pa.list_(pa.string()))
     match = query_match_features(
         *(table.column(c).to_pylist() for c in ("query", "title", "category", "brand", "market"))
     )
@@ -168,9 +182,7 @@ def build_training_set(
         cols[name] = pa.array(values, type=pa.float32())
     if vectors is not None:
         for name in FEATURE_NAMES:
-            cols[name] = pa.array(
-                [replay.get(e, ([], {}))[1].get(name, 0.0) for e in ids], type=pa.float32()
-            )
+            cols[name] = pa.array([f[1].get(name, 0.0) for f in found], type=pa.float32())
     out = pa.table(cols)
     if config.negative_rate < 1.0 and len(ids):
         rng = np.random.default_rng(config.seed)

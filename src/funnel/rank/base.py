@@ -121,6 +121,9 @@ class Ranker(ABC):
         params = self.get_params()
         params["features"] = [spec_to_dict(s) for s in specs_of(params["features"])]
         state = self._save_model(directory)
+        selection = getattr(self, "selection_", None)
+        if selection:  # what feature selection dropped and why (rank.importance)
+            state = {**state, "selection": selection}
         self.features_.save(directory / "features.json")  # type: ignore[attr-defined]
         payload = {"ranker": self.name, "params": params, "state": state}
         (directory / "config.json").write_text(json.dumps(payload, indent=2))
@@ -147,4 +150,6 @@ class Ranker(ABC):
             raise ConfigError(f"{path}: bad params for {raw['ranker']!r}: {err}") from None
         ranker.features_ = FeatureSet.load(directory / "features.json")  # type: ignore[attr-defined]
         ranker._load_model(directory, raw["state"])
+        if raw["state"].get("selection"):  # older artifacts have none
+            ranker.selection_ = raw["state"]["selection"]  # type: ignore[attr-defined]
         return ranker

@@ -8,6 +8,8 @@ Layout of ``<artifact>/rank/``::
     cvr/                optional post-click booking model (pCVR) for pCTR x pCVR
     items.parquet       item snapshot (attributes + counters at the end of the log) for serving
     reliability.png     reliability plot of the serving model before/after calibration
+    importance.json     permutation importance (test-slice AUC drop per feature spec, interval)
+                        and the model's own importance, per model
 
 A store without impressions (a click log) trains the same rankers on clicks against sampled
 negatives (:mod:`funnel.rank.implicit`); ``metrics.json`` then holds the sampling figures
@@ -31,6 +33,7 @@ from funnel.artifacts import ArtifactBuild
 from funnel.config import section, to_mapping
 from funnel.embed.types import TypeEmbeddings, TypeLookup
 from funnel.exceptions import ConfigError, ModelFitError
+from funnel.features.history import DEFAULT_HISTORY_LEN
 from funnel.features.personalization import ItemVectorLookup, cooccurrence_vectors
 from funnel.features.specs import as_columns
 from funnel.features.training_set import TrainingSetConfig, build_training_set
@@ -38,6 +41,7 @@ from funnel.rank.base import Ranker, RankingData
 from funnel.rank.calibration import get_calibrator, reliability_plot
 from funnel.rank.defaults import CLICK_LOG_FEATURES, DEFAULT_FEATURES
 from funnel.rank.implicit import ImplicitConfig, implicit_training_set
+from funnel.rank.importance import permutation_importance, select_features
 from funnel.rank.metrics import auc, evaluate, logloss, one_positive_group_auc, one_positive_hr_mrr
 from funnel.rank.recall_features import RECALL_FEATURE_SOURCES, recall_feature_specs
 from funnel.rank.registry import RANKERS, get_ranker
@@ -63,6 +67,9 @@ class RankConfig:
     valid_fraction: float = 0.1
     test_fraction: float = 0.2
     recent_k: int = 10
+    history_len: int = DEFAULT_HISTORY_LEN
+    """Actions of the user's behaviour sequence in a row (``hist_*`` columns) and the length the
+    ``din`` ranker attends over; serving cuts the live state to the same length."""
     oof_folds: int = 2
     """Session features of training rows from item vectors trained without the row's user
     (this many user folds, ``rank.oof_vectors``); 0 = the served vectors (skewed, see there).
@@ -81,6 +88,14 @@ class RankConfig:
     (next-item HR@20 0.290 vs 0.267 fused); on the DIGINETICA sample (30 lists) the fused order,
     where the ranker's served HR@20 was 0.318 vs 0.341."""
     implicit_min_lists: int = 200
+    importance_repeats: int = 5
+    """Permutation importance of every model on the test slice (``rank.importance``): this many
+    seeded shuffles per feature spec (0 = off); written to ``importance.json``."""
+    importance_rows: int = 5000
+    """At most this many test rows for the importance (each shuffle re-scores them all)."""
+    select: bool = False
+    """Drop the feature specs whose permutation interval on the validation slice includes 0
+    and refit (``funnel train --select``); the model saves what it dropped and why."""
     seed: int = 0
     features: list[dict[str, Any]] = field(default_factory=list)
     """Feature specs (JSON form); empty = the defaults in ``funnel.rank.defaults``."""
@@ -107,6 +122,13 @@ class RankConfig:
                               "'fused', 'ranker', 'auto'")
         if not 0 < self.valid_fraction + self.test_fraction < 0.9:
             raise ConfigError("[rank] valid_fraction + test_fraction must be in (0, 0.9)")
+        if not isinstance(self.importance_repeats, int) or self.importance_repeats == 1 \
+                or self.importance_repeats < 0:
+            raise ConfigError(f"[rank] importance_repeats: expected 0 (off) or an int >= 2, got "
+                              f"{self.importance_repeats!r}")
+        if not isinstance(self.importance_rows, int) or self.importance_rows < 100:
+            raise ConfigError(f"[rank] importance_rows: expected an int >= 100, got "
+                              f"{self.importance_rows!r}")
         if not isinstance(self.oof_folds, int) or self.oof_folds == 1 or self.oof_folds < 0:
             raise ConfigError(f"[rank] oof_folds: expected 0 (off) or an int >= 2, got "
                               f"{self.oof_folds!r}")
@@ -255,12 +277,13 @@ def ranking_data(table: pa.Table, rows: slice, label: str, rate: float = 1.0) ->
 def make_ranker(name: str, config: RankConfig, features: list[dict[str, Any]],
                 verbose: bool = False) -> Ranker:
     cls = get_ranker(name)
-    if name in ("gbdt", "lambdamart"):
+    if name in ("gbdt", "lambdamart", "rf"):
         return cls(features, seed=config.seed, verbose=False)  # type: ignore[call-arg]
+    extra = {"history_len": config.history_len} if name == "din" else {}
     return cls(  # type: ignore[call-arg]
         features, epochs=config.epochs, batch_size=config.batch_size,
         embedding_dim=config.embedding_dim, learning_rate=config.learning_rate,
-        weight_decay=config.weight_decay, seed=config.seed, verbose=verbose,
+        weight_decay=config.weight_decay, seed=config.seed, verbose=verbose, **extra,
     )
 
 
@@ -303,7 +326,8 @@ def build_rank(
         vectors = item_vectors(con, emb_dir if emb_dir.exists() else None, types_out=out,
                                seed=config.seed)
         say(f"item vectors: {len(vectors.ids)} items, dim {vectors.dim}")
-        ts_cfg = TrainingSetConfig(recent_k=config.recent_k, seed=config.seed)
+        ts_cfg = TrainingSetConfig(recent_k=config.recent_k, history_len=config.history_len,
+                                   seed=config.seed)
         vectors_for = None
         if config.oof_folds and (emb_dir / "item_vectors.npy").exists() \
                 and "sessions" in _tables(con):
@@ -375,9 +399,22 @@ def build_rank(
             bayes = {"auc": auc(test.label, p_true), "logloss": logloss(test.label, p_true)}
             metrics["bayes.auc"], metrics["bayes.logloss"] = bayes["auc"], bayes["logloss"]
     models: dict[str, Ranker] = {}
+    importance: dict[str, dict[str, Any]] = {}
     for name in model_names:
         say(f"training {name}")
         model = make_ranker(name, config, features, verbose).fit(train, valid)
+        if config.select:
+            chosen = select_features(model, train, valid, test,
+                                     repeats=config.importance_repeats or 5, seed=config.seed,
+                                     max_rows=config.importance_rows)
+            metrics.update(chosen.metrics(name))
+            model = chosen.model
+            say(f"{name}: kept {len(chosen.kept)} features, dropped "
+                f"{', '.join(str(d['name']) for d in chosen.dropped) or 'none'}; AUC "
+                f"{chosen.auc_before:.4f} -> {chosen.auc_after:.4f}; 500 candidates "
+                f"{chosen.score_500_ms_before:.2f} -> {chosen.score_500_ms_after:.2f} ms")
+        if getattr(model, "oob_auc_", None) is not None:
+            metrics[f"{name}.oob_auc"] = float(model.oob_auc_)  # type: ignore[attr-defined]
         p = model.predict_proba(test.columns)
         if clicks_only:  # one positive per group: group AUC without a rank sort per group
             for k, v in evaluate(test.label, p).items():
@@ -389,8 +426,18 @@ def build_rank(
         if bayes:
             metrics[f"{name}.gap_logloss"] = metrics[f"{name}.logloss"] - bayes["logloss"]
             metrics[f"{name}.gap_auc"] = bayes["auc"] - metrics[f"{name}.auc"]
+        if config.importance_repeats:
+            report = permutation_importance(model, test, repeats=config.importance_repeats,
+                                            seed=config.seed, max_rows=config.importance_rows)
+            metrics.update(report.metrics(name))
+            importance[name] = report.to_dict()
         model.save(out / "models" / name)
         models[name] = model
+    if importance:
+        top = importance.get(serve_model, {}).get("features", [])
+        metrics["importance.top"] = ", ".join(f["name"] for f in top[:3])
+        (out / "importance.json").write_text(json.dumps(
+            {"serve_model": serve_model, "held_out": "test", "models": importance}, indent=1))
     serving = models[serve_model]
     order = "ranker"
     if clicks_only:
@@ -435,9 +482,11 @@ def build_rank(
         "model": serve_model,
         "calibrator": calibrator.to_dict(),
         "recent_k": config.recent_k,
+        "history_len": config.history_len,
         "serving_position": 1,
         "recall_features": list(recall_sources),
         "order": order,
+        "state": "session" if clicks_only else "user",  # what the training rows replayed
         "has_cvr": (out / "cvr").exists(),
     }
     (out / "serving.json").write_text(json.dumps(serving_cfg))

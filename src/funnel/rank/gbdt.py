@@ -130,20 +130,29 @@ class GBDTRanker(Ranker):
         self.negative_rate_ = float(train.negative_rate)
         return self
 
-    def score(self, X: Any, *, at_position: int | None = None) -> np.ndarray:
-        """Raw model score (log-odds for GBDT, a ranking score for LambdaMART)."""
+    def _dense(self, X: Any, at_position: int | None) -> np.ndarray:
         check_is_fitted(self, "booster_")
         columns = as_columns(X)
         if at_position is not None:
             columns = fix_position(columns, self.position_column, at_position)
-        x, _ = self.features_.dense(columns)
+        return self.features_.dense(columns)[0]
+
+    def score(self, X: Any, *, at_position: int | None = None) -> np.ndarray:
+        """Raw model score (log-odds for GBDT, a ranking score for LambdaMART)."""
         # one thread: requests are small and OpenMP threads fight over shared cores
-        return np.asarray(self.booster_.predict(x, raw_score=True, num_threads=1),
-                          dtype=np.float64)
+        return np.asarray(self.booster_.predict(self._dense(X, at_position), raw_score=True,
+                                                num_threads=1), dtype=np.float64)
+
+    def predict_dense(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`predict_proba` from already-encoded input (``features_.dense`` output): lets
+        permutation importance shuffle encoded columns instead of re-encoding raw ones."""
+        check_is_fitted(self, "booster_")
+        raw = np.asarray(self.booster_.predict(x, raw_score=True, num_threads=1),
+                         dtype=np.float64)
+        return undo_negative_sampling(1.0 / (1.0 + np.exp(-raw)), self.negative_rate_)
 
     def predict_proba(self, X: Any, *, at_position: int | None = None) -> np.ndarray:
-        p = 1.0 / (1.0 + np.exp(-self.score(X, at_position=at_position)))
-        return undo_negative_sampling(p, self.negative_rate_)
+        return self.predict_dense(self._dense(X, at_position))
 
     def _save_model(self, directory: Path) -> dict[str, Any]:
         self.booster_.save_model(str(directory / "model.txt"))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from funnel.rank.base import Ranker
+from funnel.rank.din import DINRanker
+from funnel.rank.forest import RandomForestRanker
 from funnel.rank.gbdt import GBDTRanker, LambdaMARTRanker
 from funnel.rank.torch_ranker import (
     DCNv2Ranker,
@@ -22,6 +24,8 @@ RANKERS: dict[str, type[Ranker]] = {
     "dcnv2": DCNv2Ranker,
     "gbdt": GBDTRanker,
     "lambdamart": LambdaMARTRanker,
+    "rf": RandomForestRanker,
+    "din": DINRanker,
 }
 
 

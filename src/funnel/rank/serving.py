@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from funnel.exceptions import ArtifactError
+from funnel.features.history import DEFAULT_HISTORY_LEN, HISTORY_COLUMNS, history_columns
 from funnel.features.personalization import (
     ItemVectorLookup,
     RecentActions,
@@ -33,7 +34,8 @@ _NUMERIC = ("price", "bid", "item_imps_before", "item_clicks_before", "item_book
             "item_ctr_before")
 _TEXT = ("title", "category", "brand", "market")
 _ITEM_COLUMNS = frozenset({"item_id", *_NUMERIC, *_TEXT})
-_REQUEST_COLUMNS = frozenset({"user_id", "position", "query", "recent_clicks", "n_recent_clicks"})
+_REQUEST_COLUMNS = frozenset({"user_id", "position", "query", "recent_clicks", "n_recent_clicks",
+                              *HISTORY_COLUMNS})
 """Raw columns :meth:`ServingRanker.columns` fills with one value for every candidate."""
 
 
@@ -48,10 +50,16 @@ class ServingRanker:
     vectors: ItemVectorLookup | None
     recent_k: int
     position: int
+    history_len: int = DEFAULT_HISTORY_LEN
+    """Actions in the ``hist_*`` columns, as the training rows had them."""
     cvr: Ranker | None = None
     recall_sources: tuple[str, ...] = ()
     """Sources whose ranks the model reads (``rec_*`` columns, :mod:`rank.recall_features`):
     the caller passes them as ``recall``; without them they are 0 (found by no source)."""
+    state_scope: str = "user"
+    """What the training rows' state held: "user" (each user's actions across sessions, the
+    impression-trained ranker) or "session" (the click-trained ranker, whose rows replay one
+    session at a time): the engine hands the ranker the same."""
     item_parts: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
     """Item-side fields encoded once per snapshot item (rows = snapshot rows)."""
     term_index: TermIndex | None = None
@@ -155,6 +163,7 @@ class ServingRanker:
         """The columns that come from the request and the session (``item_cols`` are only read
         for candidates the snapshot lacks)."""
         n = len(item_ids)
+        history = history_columns(state, now_ms, self.history_len)  # from the uncut state
         state = clip_state(state, self.recent_k)  # the window training rows were replayed with
         cols: dict[str, np.ndarray] = {}
         cols["user_id"] = _same(user_id, n)  # None -> out-of-vocabulary
@@ -167,6 +176,8 @@ class ServingRanker:
         recent = list(state.clicks[-self.recent_k :])
         cols["recent_clicks"] = _same(recent, n)
         cols["n_recent_clicks"] = np.full(n, len(recent), dtype=np.int64)
+        for name, values in history.items():
+            cols[name] = _same(values, n)
         if self.vectors is not None:
             cols.update(personalization_features(
                 item_ids, state, self._request_vectors(item_ids, rows), now_ms=now_ms))
@@ -516,5 +527,7 @@ def load_serving_ranker(
         ranker=ranker, calibrator=calibrator_from_dict(cfg["calibrator"]), item_row=item_row,
         item_cols=item_cols, vectors=vectors, recent_k=int(cfg["recent_k"]),
         position=int(cfg["serving_position"]), cvr=cvr,
+        history_len=int(cfg.get("history_len", DEFAULT_HISTORY_LEN)),
         recall_sources=tuple(cfg.get("recall_features", ())),
+        state_scope=str(cfg.get("state", "session" if cfg.get("recall_features") else "user")),
     ).precompute()

@@ -51,7 +51,11 @@ _PARAMS = {
 
 
 class TorchRanker(Ranker):
-    """Base of the neural CTR rankers; subclasses only set ``name`` (a ``NETWORKS`` key)."""
+    """Base of the neural CTR rankers; subclasses set ``name`` (a ``NETWORKS`` key), and one
+    whose network needs more than :class:`NetworkConfig` also ``config_class`` and
+    :meth:`_network_config` (``rank.din``)."""
+
+    config_class: type = NetworkConfig
 
     def __init__(
         self,
@@ -105,6 +109,13 @@ class TorchRanker(Ranker):
         }
 
     # ---- training ---------------------------------------------------------------------------
+    def _feature_specs(self) -> list[Spec]:
+        """The specs the feature set is fitted from (``features``, checked non-empty)."""
+        specs = specs_of(self.features)
+        if not specs:
+            raise ValueError("features must list at least one feature spec; got none")
+        return specs
+
     def _network_config(self, fs: FeatureSet) -> NetworkConfig:
         return NetworkConfig(
             num_features=fs.num_features,
@@ -130,9 +141,7 @@ class TorchRanker(Ranker):
             raise ModelFitError(f"{type(self).__name__} has no network; use get_ranker(name)")
         if len(train) == 0:
             raise ModelFitError("train has 0 rows; expected at least one labelled row")
-        specs = specs_of(self.features)
-        if not specs:
-            raise ValueError("features must list at least one feature spec; got none")
+        specs = self._feature_specs()
         torch.manual_seed(self.seed)
         self.features_ = FeatureSet(specs).fit(train.columns)
         enc = self.features_.transform(train.columns)
@@ -233,18 +242,14 @@ class TorchRanker(Ranker):
     def _save_model(self, directory: Path) -> dict[str, Any]:
         state = {k: v.contiguous() for k, v in self.network_.state_dict().items()}
         save_file(state, str(directory / "weights.safetensors"))
-        cfg = asdict(self.network_config_)
-        cfg["slot_fields"] = list(cfg["slot_fields"])
-        cfg["hidden_units"] = list(cfg["hidden_units"])
-        cfg["fm_fields"] = list(cfg["fm_fields"])
+        cfg = {k: list(v) if isinstance(v, tuple) else v
+               for k, v in asdict(self.network_config_).items()}
         return {"network": cfg, "negative_rate": self.negative_rate_, "history": self.history_}
 
     def _load_model(self, directory: Path, state: Mapping[str, Any]) -> None:
-        cfg = dict(state["network"])
-        cfg["slot_fields"] = tuple(cfg["slot_fields"])
-        cfg["hidden_units"] = tuple(cfg["hidden_units"])
-        cfg["fm_fields"] = tuple(cfg.get("fm_fields", ()))  # older artifacts: every field
-        self.network_config_ = NetworkConfig(**cfg)
+        # lists back to tuples; a key older artifacts lack takes its default (fm_fields: all)
+        cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in state["network"].items()}
+        self.network_config_ = self.config_class(**cfg)
         self.network_ = NETWORKS[self.name](self.network_config_)
         weights = directory / "weights.safetensors"
         if not weights.exists():

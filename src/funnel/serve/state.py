@@ -45,6 +45,8 @@ def _decode(text: str | bytes | None, max_actions: int) -> RecentActions:
         shown=tuple((r, int(p), i) for r, p, i in raw["shown"]),
         user_type=raw.get("user_type"),
         max_len=max_actions,
+        actions=tuple(  # absent in states written before the field existed
+            (i, k, int(t), int(at)) for i, k, t, at in raw.get("actions", ())),
     )
 
 

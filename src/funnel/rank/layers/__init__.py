@@ -1,5 +1,6 @@
 """Reusable, shape-documented CTR building blocks (STYLE P9)."""
 
+from funnel.rank.layers.attention import TargetAttention
 from funnel.rank.layers.blocks import MLP, LinearTerm
 from funnel.rank.layers.embeddings import FieldAwareEmbedding, FieldEmbedding
 from funnel.rank.layers.interactions import CrossNetV2, FieldAwareInteraction, FMInteraction
@@ -12,4 +13,5 @@ __all__ = [
     "FieldAwareInteraction",
     "FieldEmbedding",
     "LinearTerm",
+    "TargetAttention",
 ]

@@ -5,6 +5,7 @@ from torch import nn
 from funnel.rank.models.config import NetworkConfig
 from funnel.rank.models.dcnv2 import DCNv2Network
 from funnel.rank.models.deepfm import DeepFMNetwork
+from funnel.rank.models.din import DINConfig, DINNetwork
 from funnel.rank.models.ffm import FFMNetwork
 from funnel.rank.models.fm import FMNetwork
 from funnel.rank.models.lr import LRNetwork
@@ -17,11 +18,14 @@ NETWORKS: dict[str, type[nn.Module]] = {
     "widedeep": WideDeepNetwork,
     "deepfm": DeepFMNetwork,
     "dcnv2": DCNv2Network,
+    "din": DINNetwork,
 }
 
 __all__ = [
     "NETWORKS",
     "DCNv2Network",
+    "DINConfig",
+    "DINNetwork",
     "DeepFMNetwork",
     "FFMNetwork",
     "FMNetwork",
