@@ -170,7 +170,8 @@ def test_state_is_what_post_events_builds() -> None:
 
     prefix = [f"i{j}" for j in range(70)]
     state = click_state(prefix)
-    assert state == RecentActions(clicks=tuple(prefix[-50:]), max_len=50)
+    actions = tuple((i, "click", 1000 * j, 0) for j, i in enumerate(prefix[-50:]))
+    assert state == RecentActions(clicks=tuple(prefix[-50:]), max_len=50, actions=actions)
 
 
 # -- end to end -----------------------------------------------------------------------------
@@ -278,13 +279,21 @@ def test_funnel_beats_popularity_on_the_diginetica_sample(tmp_path: Path) -> Non
 class _StateRecorder:
     """Stands in for the served funnel: records what the online state would hold."""
 
+    max_actions = 50
+
     def __init__(self) -> None:
-        self.asked: list[tuple[str | None, list[str]]] = []
+        self.asked: list[tuple[str | None, list[str], int | None]] = []
 
     def recommend_for(self, user_id, prefix, k):
-        self.asked.append((user_id, list(prefix)))
-        order = ("b", "c", "d") if "x" in prefix else ("c", "d", "b")  # history changes the list
-        return [p for p in order if p not in prefix][:k]
+        return self._answer(user_id, list(prefix), None, k)
+
+    def recommend_state(self, user_id, state, k, *, now_ms=None):
+        return self._answer(user_id, list(state.clicks), now_ms, k)
+
+    def _answer(self, user_id, clicks, now_ms, k):
+        self.asked.append((user_id, clicks, now_ms))
+        order = ("b", "c", "d") if "x" in clicks else ("c", "d", "b")  # history changes the list
+        return [p for p in order if p not in clicks][:k]
 
 
 def test_returning_user_replays_earlier_sessions_and_the_gain_is_paired() -> None:
@@ -303,9 +312,11 @@ def test_returning_user_replays_earlier_sessions_and_the_gain_is_paired() -> Non
     assert personal.earlier_clicks(test[0]) == ["x", "y"]  # not s3: it started later
     assert personal.earlier_clicks(test[1]) == []  # an anonymous session has no history
     personal.recommend_in(test[0], ["a"], 5)
-    assert recorder.asked[-1] == ("u1", ["x", "y", "a"])
+    assert recorder.asked[-1] == ("u1", ["x", "y", "a"], 6_000)  # asked a second after "a"
+    state, _ = personal.state_at(test[0], ["a"])
+    assert [ts for _i, _k, ts, _l in state.actions] == [1_000, 2_000, 5_000]  # real times
     AnonymousFunnel(recorder).recommend(["a"], 5)
-    assert recorder.asked[-1] == (None, ["a"])
+    assert recorder.asked[-1] == (None, ["a"], None)
     result = evaluate_next_item([AnonymousFunnel(recorder), personal], test, k=1)
     gain = result.paired_gain("funnel_personal", "funnel_anonymous")
     hit = result.methods["funnel_personal"].hit_new - result.methods["funnel_anonymous"].hit_new

@@ -261,6 +261,13 @@ def session_baselines(train: Sequence[Session]) -> list[NextItemRecommender]:
     return out
 
 
+def _click_events(items: Sequence[str], start_ms: int) -> list[dict[str, object]]:
+    """``POST /events`` click events for ``items``, one second apart from ``start_ms``."""
+    return [{"event_type": "click", "item_id": item, "ts_ms": start_ms + 1000 * j,
+             "dwell_ms": None, "request_id": None, "position": None}
+            for j, item in enumerate(items)]
+
+
 def click_state(prefix: Sequence[str], *, max_actions: int = STATE_WINDOW,
                 start_ms: int = 0) -> RecentActions:
     """The online state after the session's clicks went through ``POST /events``.
@@ -274,10 +281,7 @@ def click_state(prefix: Sequence[str], *, max_actions: int = STATE_WINDOW,
     from funnel.serve.state import apply_events
 
     tail = list(prefix)[-max_actions:]
-    events = [{"event_type": "click", "item_id": item, "ts_ms": start_ms + 1000 * j,
-               "dwell_ms": None, "request_id": None, "position": None}
-              for j, item in enumerate(tail)]
-    return apply_events(RecentActions(max_len=max_actions), events)
+    return apply_events(RecentActions(max_len=max_actions), _click_events(tail, start_ms))
 
 
 @dataclass
@@ -318,10 +322,15 @@ class EngineRecommender:
         return self.recommend_for(None, prefix, k)
 
     def recommend_for(self, user_id: str | None, prefix: Sequence[str], k: int) -> list[str]:
-        state = click_state(prefix, max_actions=self.max_actions)
+        return self.recommend_state(user_id, click_state(prefix, max_actions=self.max_actions),
+                                    k)
+
+    def recommend_state(self, user_id: str | None, state: RecentActions, k: int, *,
+                        now_ms: int | None = None) -> list[str]:
+        """The served list for this online state, asked at ``now_ms``."""
         t0 = time.perf_counter()
         res = self.engine.run(query="", user_id=user_id, market=None, filters={},
-                              k=self.served_k, state=state)
+                              k=self.served_k, state=state, now_ms=now_ms)
         self.timings_ms.append((time.perf_counter() - t0) * 1000.0)
         return list(res.item_ids)
 
@@ -387,9 +396,24 @@ class ReturningUserFunnel:
     def recommend(self, prefix: Sequence[str], k: int) -> list[str]:
         return self.funnel.recommend_for(None, prefix, k)
 
+    def state_at(self, session: Session, prefix: Sequence[str]) -> tuple[RecentActions, int]:
+        """(the online state, the request time) after the user's earlier sessions and this
+        session's ``prefix`` went through ``POST /events``: each session's clicks one second
+        apart from its own start, so the engine can tell the session in progress apart."""
+        from funnel.features.personalization import RecentActions
+        from funnel.serve.state import apply_events
+
+        events = []
+        for past in self.history.get(session.user_id or "", ()):
+            if past.start_ms < session.start_ms:
+                events += _click_events(past.items, past.start_ms)
+        events += _click_events(prefix, session.start_ms)
+        empty = RecentActions(max_len=self.funnel.max_actions)
+        return apply_events(empty, events), session.start_ms + 1000 * len(prefix)
+
     def recommend_in(self, session: Session, prefix: Sequence[str], k: int) -> list[str]:
-        clicks = [*self.earlier_clicks(session), *prefix]
-        return self.funnel.recommend_for(session.user_id, clicks, k)
+        state, now_ms = self.state_at(session, prefix)
+        return self.funnel.recommend_state(session.user_id, state, k, now_ms=now_ms)
 
 
 @dataclass

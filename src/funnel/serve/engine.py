@@ -20,6 +20,7 @@ import numpy as np
 from funnel.exceptions import ArtifactError, FunnelError
 from funnel.features.personalization import RecentActions
 from funnel.features.query_match import TermIndex, fuzzy_match, terms
+from funnel.features.session_window import session_state
 from funnel.rank.recall_features import recall_feature_columns
 from funnel.recall.base import RecallRequest
 from funnel.recall.merger import Provenance
@@ -225,12 +226,15 @@ class Engine:
         # a browse feed follows the session: lodging sessions are about one destination, so
         # market-aware sources (popularity, vector ANN) recall from the market the user is
         # clicking in; other sources and the ranker still see everything
-        recall_market = market if market or query else self.session_market(state)
+        # recall and the browse feed's exclusions follow the session in progress; the state
+        # spans the user's sessions (a week), and the ranker reads all of it
+        session = session_state(state, now_ms)
+        recall_market = market if market or query else self.session_market(session)
         request = RecallRequest(
             user_id=user_id,
             query=query or None,
             market=recall_market,
-            recent_items=tuple(state.clicks[-5:]),
+            recent_items=tuple(session.clicks[-5:]),
             filters=dict(filters),
             k=self.recall_k,
         )
@@ -243,8 +247,8 @@ class Engine:
             all_ids = np.array([str(i) for i in merged.item_ids.tolist()], dtype=object)
             rows = self.catalog.rows(all_ids.tolist())  # every candidate's row, looked up once
         keep = self._admissible(rows, market, filters)
-        if not query and state.clicks and self.recall.config.session_exclude_recent:
-            keep = self._unseen(keep, rows, state)
+        if not query and session.clicks and self.recall.config.session_exclude_recent:
+            keep = self._unseen(keep, rows, session)
         match = None  # the candidates' query-match columns, when the ranker can reuse them
         match_kind = None
         if query:
@@ -273,8 +277,9 @@ class Engine:
             if self.rank.recall_sources:  # ranks over the whole merged list, then those kept
                 rec = recall_feature_columns(provenance, self.rank.recall_sources)
                 extra["recall"] = {c: v[at] for c, v in rec.items()}
+            rank_state = session if self.rank.state_scope == "session" else state
             scores, features = self.rank.score(
-                ids, query=query, market=market, state=state, user_id=user_id,
+                ids, query=query, market=market, state=rank_state, user_id=user_id,
                 rows=rank_rows, now_ms=now_ms, **extra,
             )
         else:

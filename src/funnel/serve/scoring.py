@@ -21,6 +21,9 @@ from funnel.vectors import VectorTable
 class RankStage(Protocol):
     recall_sources: tuple[str, ...]
     """Recall sources whose ranks the stage reads (``rec_*`` columns); empty for none."""
+    state_scope: str
+    """"user": the stage reads the user's whole online state; "session": only the session in
+    progress (what its training rows replayed)."""
 
     def score(
         self,
