@@ -11,6 +11,10 @@ FUNNEL := $(VENV)/bin/funnel
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 DEMO_WS ?= funnel-workspace
 DEMO_EVENTS ?= 200000
+# ~20 clicks per item: the least density at which personalization measurably helped searches
+# (benchmarks/RESULTS.md, "personalization and data density"); the generator's own default
+# (events / 100 items) gives ~7, where no embedding or id field learns an item
+DEMO_ITEMS ?= 600
 
 .PHONY: install system demo test test-fast lint clean
 
@@ -53,7 +57,7 @@ DEMO_PORT ?= 8000
 DEMO_SERVE ?= 1
 
 demo: install
-	$(FUNNEL) generate --workspace $(DEMO_WS) --events $(DEMO_EVENTS) --seed 0
+	$(FUNNEL) generate --workspace $(DEMO_WS) --events $(DEMO_EVENTS) --items $(DEMO_ITEMS) --seed 0
 	$(FUNNEL) sessions --workspace $(DEMO_WS)
 	$(FUNNEL) build --workspace $(DEMO_WS)
 	$(FUNNEL) stats --workspace $(DEMO_WS)

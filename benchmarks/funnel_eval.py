@@ -75,6 +75,51 @@ SEED_KEYS = {
 """Contract keys aggregated over ``--seeds``: name -> the per-run key (its ``_ci95`` beside)."""
 
 
+def _score_500_ratio(artifact: Path, reps: int = 200) -> dict[str, float]:
+    """CPU ms of ``ServingRanker.score`` for 500 candidates (1 thread, a user with 6 past
+    sessions), the din ranker against DeepFM from the same build; {} without both."""
+    import torch
+
+    from funnel.features.personalization import RecentActions, observe
+    from funnel.rank.base import Ranker
+    from funnel.rank.serving import ServingRanker, load_serving_ranker
+
+    models = artifact / "rank" / "models"
+    if not (models / "din").exists() or not (models / "deepfm").exists():
+        return {}
+    torch.set_num_threads(1)
+    served = load_serving_ranker(artifact)
+    rankers = {}
+    for name in ("din", "deepfm"):
+        rankers[name] = ServingRanker(
+            ranker=Ranker.load(models / name), calibrator=served.calibrator,
+            item_row=served.item_row, item_cols=served.item_cols, vectors=served.vectors,
+            recent_k=served.recent_k, position=served.position,
+            history_len=served.history_len).precompute()
+    ids = list(served.item_row)[:500]
+    state, ts = RecentActions(max_len=50), 1_700_000_000_000
+    for session in range(6):  # shown 10, clicked 2 (long) per session
+        for p in range(10):
+            state = observe(state, "impression", ids[(session * 37 + p) % len(ids)], ts_ms=ts,
+                            request_id=f"r{session}", position=p + 1)
+        for p in (3, 7):
+            state = observe(state, "click", ids[(session * 37 + p) % len(ids)], ts_ms=ts + 5000,
+                            dwell_ms=70_000, request_id=f"r{session}", position=p + 1)
+        ts += 3_600_000
+    out: dict[str, float] = {}
+    for name, ranker in rankers.items():
+        times = []
+        for r in range(reps + 20):
+            t0 = time.process_time()
+            ranker.score(ids, query="", market=None, state=state, user_id="u1", now_ms=ts + r)
+            if r >= 20:
+                times.append(time.process_time() - t0)
+        out[f"score_500_cpu_ms_{name}"] = float(np.median(times) * 1e3)
+    out["score_500_cpu_ratio_seq_vs_deepfm"] = (out["score_500_cpu_ms_din"]
+                                                / out["score_500_cpu_ms_deepfm"])
+    return out
+
+
 def _aggregate(rows: dict[int, dict[str, float]]) -> dict[str, float]:
     """Mean and spread over seeds of the personalization figures (issue contract keys), plus
     every per-run figure as ``seed<S>_<key>``."""
@@ -89,6 +134,10 @@ def _aggregate(rows: dict[int, dict[str, float]]) -> dict[str, float]:
         lows = [r[key] - r[key + "_ci95"] for r in rows.values() if key + "_ci95" in r]
         if lows:
             out[f"{name}_ci_low_min"] = float(np.min(lows))
+    ratio = [r["score_500_cpu_ratio_seq_vs_deepfm"] for r in rows.values()
+             if "score_500_cpu_ratio_seq_vs_deepfm" in r]
+    if ratio:
+        out["score_500_cpu_ratio_seq_vs_deepfm"] = float(np.median(ratio))
     cpi = [r["train_clicks_per_item"] for r in rows.values() if "train_clicks_per_item" in r]
     if cpi:
         out["clicks_per_item"] = float(np.mean(cpi))
@@ -97,12 +146,28 @@ def _aggregate(rows: dict[int, dict[str, float]]) -> dict[str, float]:
     return out
 
 
+DEFAULT_EVENTS_PER_ITEM = 350
+"""``--items`` default: events / 350 items is ~21 clicks per item at 150k events (7.4 at the
+generator's events / 100, 57 at events / 1150); the curve in RESULTS ("personalization and
+data density") chose it."""
+
+
+def _items(items: int | None, events: int) -> int | None:
+    if items is None:
+        return max(events // DEFAULT_EVENTS_PER_ITEM, 10)
+    return items or None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--events", type=int, default=150_000)
     parser.add_argument("--items", type=int, default=None,
-                        help="catalog size (default events / 100: ~9 clicks per item)")
+                        help="catalog size (default events / 350: ~21 clicks per item, the "
+                             "least density where personalization measurably helped searches; "
+                             "0 = the generator's events / 100, ~7 clicks per item)")
+    parser.add_argument("--users", type=int, default=None,
+                        help="user count (default events / 200: ~200 events of history each)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--seeds", default=None, metavar="S1,S2,...",
                         help="run once per seed and report mean / spread (e.g. 7,8,9)")
@@ -147,7 +212,8 @@ def _run(args: argparse.Namespace, seed: int) -> dict[str, float]:
             events = -1
         else:
             ws = synthetic_workspace(Path(tmp) / "ws", events=events, seed=seed,
-                                     n_items=args.items, stages=())
+                                     n_items=_items(args.items, events), n_users=args.users,
+                                     stages=())
         if overrides or args.drop_feature:
             from funnel.config import dump_toml
 
@@ -196,6 +262,8 @@ def _run(args: argparse.Namespace, seed: int) -> dict[str, float]:
                 row[key.replace(".", "_").replace("@", "")] = f[key]
         for key in sorted(k for k in f if k.startswith("skew.")):
             row[key.replace(".", "_")] = f[key]  # session-feature group AUC before/after split
+        row.update(_score_500_ratio(
+            Workspace.open(out / "train-workspace").artifacts.require_current()))
         preds = result.details.get("ranker_predictions")
         if preds is not None and preds["y"].size:
             from sklearn.metrics import log_loss, roc_auc_score

@@ -102,6 +102,7 @@ def synthetic_workspace(
     events: int = 30_000,
     seed: int = 0,
     n_items: int | None = None,
+    n_users: int | None = None,
     stages: tuple[str, ...] = DEFAULT_STAGES,
 ) -> Workspace:
     """Generate, ingest, sessionize and build a synthetic marketplace (tests, benchmarks, demo)."""
@@ -112,7 +113,8 @@ def synthetic_workspace(
 
     ws = Workspace.init(root)
     raw = ws.raw_dir / f"seed{seed}-n{events}"
-    generate(MarketplaceConfig(n_events=events, seed=seed, n_items=n_items), raw)
+    generate(MarketplaceConfig(n_events=events, seed=seed, n_items=n_items, n_users=n_users),
+             raw)
     for path in generated_files(raw):
         ingest_file(ws, path)
     with EventStore.open(ws.store_path) as store:

@@ -104,11 +104,15 @@ def _toml_value(value: Any) -> str:
         return f'"{escaped}"'
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):  # an inline table, e.g. one [[rerank.scatter]] rule
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()
+                               if v is not None) + "}"
     raise ConfigError(f"cannot write {value!r} to TOML")
 
 
 def dump_toml(sections: Mapping[str, Mapping[str, Any]]) -> str:
-    """Write flat ``{section: {key: scalar|list}}`` tables as TOML text (None values omitted)."""
+    """Write ``{section: {key: scalar|list|table}}`` as TOML text (None values omitted; nested
+    tables inline, so ``[[rerank.scatter]]`` rules round-trip as a list of inline tables)."""
     lines: list[str] = []
     for name, table in sections.items():
         lines.append(f"[{name}]")

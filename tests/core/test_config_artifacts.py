@@ -122,3 +122,11 @@ def test_each_version_keeps_its_own_manifest_issue_19(tmp_path: Path):
     assert set(one["components"]) == {"embeddings"}
     assert set(two["components"]) == {"embeddings", "rank"}
     assert not list(second.glob(".*.tmp"))
+
+
+def test_dump_toml_round_trips_scatter_rules_as_inline_tables() -> None:
+    import tomllib
+
+    raw = {"rerank": {"scatter": [{"attribute": "brand", "max_count": 2, "window": 5}],
+                      "method": "dpp"}}
+    assert tomllib.loads(dump_toml(raw)) == raw

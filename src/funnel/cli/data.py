@@ -200,6 +200,11 @@ def generate(
         typer.Option("--items", min=10, help="Catalog size; fewer items, more clicks per item "
                      "(default: events / 100, about 9 clicks per item)."),
     ] = None,
+    users: Annotated[
+        int | None,
+        typer.Option("--users", min=1, help="User count; fewer users, longer histories "
+                     "(default: events / 200, about 200 events each)."),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option("--out", help="Only write the Parquet files to this directory; no workspace."),
@@ -216,12 +221,13 @@ def generate(
     from funnel.data.synthetic import MarketplaceConfig
     from funnel.data.synthetic import generate as run_generator
 
-    config = MarketplaceConfig(n_events=events, seed=seed, n_items=items)
+    config = MarketplaceConfig(n_events=events, seed=seed, n_items=items, n_users=users)
     started = time.perf_counter()
     with user_errors():
         target = (
             out if out is not None else Workspace.init(workspace).raw_dir / (
-                f"seed{seed}-n{events}" + (f"-items{items}" if items else ""))
+                f"seed{seed}-n{events}" + (f"-items{items}" if items else "")
+                + (f"-users{users}" if users else ""))
         )
         with _progress() as progress:
             task = progress.add_task("generating", total=events)
