@@ -96,7 +96,8 @@ def _score_500_ratio(artifact: Path, reps: int = 200) -> dict[str, float]:
             item_row=served.item_row, item_cols=served.item_cols, vectors=served.vectors,
             recent_k=served.recent_k, position=served.position,
             history_len=served.history_len).precompute()
-    ids = list(served.item_row)[:500]
+    known = list(served.item_row)
+    ids = (known * (500 // max(len(known), 1) + 1))[:500]  # 500 candidates, small catalogs too
     state, ts = RecentActions(max_len=50), 1_700_000_000_000
     for session in range(6):  # shown 10, clicked 2 (long) per session
         for p in range(10):
