@@ -13,6 +13,7 @@ from funnel.cli import evaluate as _evaluate  # noqa: F401
 from funnel.cli import generative as _generative  # noqa: F401
 from funnel.cli import loaders as _loaders  # noqa: F401
 from funnel.cli import pipeline as _pipeline  # noqa: F401
+from funnel.cli import query as _query  # noqa: F401
 from funnel.cli import rank as _rank  # noqa: F401
 from funnel.cli import recall as _recall  # noqa: F401
 from funnel.cli import rerank as _rerank  # noqa: F401
@@ -21,10 +22,11 @@ from funnel.cli import suggest as _suggest  # noqa: F401
 from funnel.cli._app import app
 
 PANELS: dict[str, tuple[str, ...]] = {
-    "Data": ("generate", "init", "ingest", "formats", "peek", "sessions", "stats"),
+    "Data": ("generate", "init", "ingest", "formats", "peek", "sessions", "stats",
+             "quarantine"),
     "Build": ("build", "embed", "index", "train", "rerank-build", "suggest", "train-generative",
               "pipeline"),
-    "Serve": ("serve",),
+    "Serve": ("serve", "search", "recommend"),
     "Evaluate": ("evaluate", "recall-eval", "rerank-curve", "evaluate-recall"),
 }
 """``funnel --help`` in the order a person works: data -> build -> serve -> evaluate."""
