@@ -43,7 +43,10 @@ def test_search_diversity_and_brand_scatter_apply_to_searches(served_workspace, 
         query = str(plain.catalog.markets[0])
         ask = {"query": query, "user_id": None, "market": None, "filters": {}, "k": 10,
                "state": RecentActions()}
-        base = plain.run(**ask).item_ids
+        default = _brands(plain, list(plain.run(**ask).item_ids))  # the default brand rule
+        assert all(max(map(default[i : i + 5].count, default[i : i + 5])) <= 2
+                   for i in range(len(default)))  # at most 2 of a brand in any 5 positions
+        base = without_rerank(plain).run(**ask).item_ids  # the ranker's own order
         more = diverse.run(**ask).item_ids
         assert list(more) != list(base)  # the search has a diversity step now
         assert list(without_rerank(diverse).run(**ask).item_ids) == list(base)

@@ -80,7 +80,12 @@ class RerankConfig:
     epsilon: float = 1e-10
     dpp_window: int = 0
     """DPP sliding window (diversity among any ``dpp_window`` consecutive items); 0 = off."""
-    scatter: tuple[dict[str, Any], ...] = ()
+    scatter: tuple[dict[str, Any], ...] = ({"attribute": "brand", "max_count": 2, "window": 5},)
+    """Default: at most 2 items of one brand (the synthetic marketplace's host) in any 5
+    positions, searches and feeds alike. Measured on 150k events (seed 7, ~18 clicks per item):
+    it changed 29% of search lists and cost -0.0012 +- 0.0026 search-click NDCG@10 and
+    +0.006 +- 0.009 booked NDCG@10 against no re-ranking, i.e. nothing measurable; ``scatter =
+    []`` turns it off."""
     on_violation: str = "relax"
     sponsored_positions: tuple[int, ...] = ()
     ecpm_floor: float = 0.0
