@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import shutil
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -88,28 +86,13 @@ def test_reload_under_load_drops_no_request(served_workspace):
 
 @pytest.mark.redis
 @pytest.mark.slow
-def test_redis_state_backend_shares_sessions_between_apps(served_workspace, tmp_path):
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server not installed (make system installs it from Debian packages)")
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        import redis
+def test_redis_state_backend_shares_sessions_between_apps(served_workspace, redis_url):
+    import redis
 
-        client = redis.Redis(port=port)
-        for _ in range(100):
-            with contextlib.suppress(redis.ConnectionError):
-                if client.ping():
-                    break
-            time.sleep(0.05)
-        else:
-            pytest.skip("redis-server did not start")
-        url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(redis_url)
+    client.delete("funnel:state:r1")
+    try:
+        url = redis_url
         one = create_app(Settings(workspace=served_workspace.root, state_url=url),
                          load_on_start=False, flush_every_s=0)
         two = create_app(Settings(workspace=served_workspace.root, state_url=url),
@@ -122,8 +105,7 @@ def test_redis_state_backend_shares_sessions_between_apps(served_workspace, tmp_
         assert len(got.clicks) == got.max_len  # bounded per user
         assert 0 < client.ttl("funnel:state:r1") <= Settings().state_ttl_s
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        client.close()
 
 
 @pytest.mark.slow

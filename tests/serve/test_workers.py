@@ -62,12 +62,13 @@ def _wait_workers(base: str, n: int, timeout_s: float = 180) -> None:
 
 
 @pytest.mark.slow
-def test_two_workers_behind_the_front_survive_a_crash_and_reload_together(served_workspace):
+def test_two_workers_behind_the_front_survive_a_crash_and_reload_together(served_workspace,
+                                                                         redis_url):
     port = free_port()
-    env = dict(os.environ, FUNNEL_STATE_URL="memory://", FUNNEL_ADMIN_TOKEN="t0ps3cret-token-7d2e")
+    env = dict(os.environ, FUNNEL_ADMIN_TOKEN="t0ps3cret-token-7d2e")
     server = subprocess.Popen(
         [sys.executable, "-m", "funnel.cli", "serve", "--workspace", str(served_workspace.root),
-         "--port", str(port), "--workers", "2"],
+         "--port", str(port), "--workers", "2", "--state", redis_url],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
@@ -117,12 +118,27 @@ def test_a_taken_port_fails_in_one_line(served_workspace):
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        out = subprocess.run(
+        out = subprocess.run(  # the port is taken before any worker reaches the state store
             [sys.executable, "-m", "funnel.cli", "serve", "--workspace",
-             str(served_workspace.root), "--port", str(port), "--workers", "2"],
+             str(served_workspace.root), "--port", str(port), "--workers", "2",
+             "--state", "redis://127.0.0.1:9/0"],
             capture_output=True, text=True, timeout=120,
-            env=dict(os.environ, FUNNEL_STATE_URL="memory://"),
         )
     assert out.returncode != 0
     assert f"cannot listen on 127.0.0.1:{port}" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_several_workers_with_a_per_process_state_are_refused_in_one_line(served_workspace):
+    """Each worker would keep its own sessions (probe: a user's next search was personalized
+    0 times in 20 with 2 workers and memory://, and only a warning said so)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "funnel.cli", "serve", "--workspace", str(served_workspace.root),
+         "--port", str(free_port()), "--workers", "2"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [
+        "error: --workers 2 needs a shared online state; memory:// is per worker, so a user's "
+        "next request would miss their clicks: pass --state redis://127.0.0.1:6379/0 (start one "
+        "with 'redis-server --port 6379')"]
