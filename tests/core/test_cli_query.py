@@ -19,6 +19,15 @@ from funnel.workspace import Workspace
 runner = CliRunner()
 
 
+@pytest.fixture(autouse=True)
+def wide_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tables render at 200 columns whatever the terminal running the suite (their headings
+    are single unwrapped lines at any width; a table at 40 columns folds its headers)."""
+    from funnel.cli._app import stdout
+
+    monkeypatch.setattr(stdout, "_width", 200)
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     """5,000 events, catalog and recall only: the engine serves without a ranker (~5 s)."""

@@ -74,7 +74,10 @@ def _show(title: str, rows: list[dict[str, Any]], payload: dict[str, Any],
     if as_json:
         print_json({**payload, "items": rows})
         return
-    table = Table(title=Text(title), title_justify="left")  # Text: "[x]" is not markup
+    # the heading is one unwrapped line (it holds a version and a path to copy); Text: "[x]" is
+    # not markup
+    stdout.print(Text(title), soft_wrap=True)
+    table = Table()
     table.add_column("#", justify="right")
     table.add_column("item")
     table.add_column("title", overflow="fold")
@@ -174,9 +177,10 @@ def quarantine(
         console.print(f"no quarantined rows in {ws.root}", soft_wrap=True, highlight=False,
                       markup=False)
         return
-    out = Table(title=Text(f"quarantined rows in {ws.root}: {total:,}" + (
+    stdout.print(Text(f"quarantined rows in {ws.root}: {total:,}" + (
         f" (first {len(shown):,}; --limit 0 for all)" if len(shown) < total else "")),
-        title_justify="left")
+        soft_wrap=True)  # one unwrapped line: the path is copied from it
+    out = Table()
     out.add_column("file")
     out.add_column("row", justify="right")
     out.add_column("field")
