@@ -61,12 +61,14 @@ class Workspace:
         return ArtifactStore(self.root / "artifacts")
 
     @classmethod
-    def init(cls, root: Path | str = DEFAULT_WORKSPACE) -> Workspace:
-        """Create the workspace (idempotent: an existing config is kept as it is)."""
+    def init(cls, root: Path | str = DEFAULT_WORKSPACE, *,
+             config: str = DEFAULT_CONFIG) -> Workspace:
+        """Create the workspace (idempotent: an existing config is kept as it is); ``config``
+        is the funnel.toml text of a new one (the CLI passes every table, commented)."""
         ws = cls(Path(root))
         ws.root.mkdir(parents=True, exist_ok=True)
         if not ws.config_path.exists():
-            ws.config_path.write_text(DEFAULT_CONFIG)
+            ws.config_path.write_text(config)
         for sub in (ws.quarantine_dir, ws.raw_dir, ws.artifacts.root):
             sub.mkdir(exist_ok=True)
         from funnel.data.store import EventStore  # local: store depends on workspace paths only

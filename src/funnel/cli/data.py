@@ -21,6 +21,7 @@ from funnel.cli._app import (
     warn,
 )
 from funnel.config import section
+from funnel.config_template import config_template
 from funnel.workspace import DEFAULT_WORKSPACE, Workspace
 
 
@@ -42,7 +43,7 @@ def init(workspace: WorkspaceOpt = DEFAULT_WORKSPACE) -> None:
     Example: funnel init --workspace shop
     """
     with user_errors():
-        ws = Workspace.init(workspace)
+        ws = Workspace.init(workspace, config=config_template())
     console.print(f"workspace ready at [bold]{ws.root}[/] (config: {ws.config_path})")
 
 
@@ -89,7 +90,7 @@ def ingest(
     with user_errors():
         for path in paths:  # a mistyped path or format creates no workspace
             check_source(path, fmt, kind)
-        ws = Workspace.init(workspace)
+        ws = Workspace.init(workspace, config=config_template())
         reports = []
         with _progress() as progress:
             task = progress.add_task("ingesting", total=len(paths))
@@ -225,7 +226,8 @@ def generate(
     started = time.perf_counter()
     with user_errors():
         target = (
-            out if out is not None else Workspace.init(workspace).raw_dir / (
+            out if out is not None
+            else Workspace.init(workspace, config=config_template()).raw_dir / (
                 f"seed{seed}-n{events}" + (f"-items{items}" if items else "")
                 + (f"-users{users}" if users else ""))
         )
