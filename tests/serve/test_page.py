@@ -267,3 +267,32 @@ def test_similar_items_open_under_the_tapped_tile_on_a_phone(browser, site, tmp_
         page.screenshot(path=str(tmp_path / "mobile.png"), full_page=True)
     finally:
         page.context.close()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_api_docs_render_with_no_internet(browser, site):
+    """/docs was blank on a machine without internet (Swagger UI from a CDN); its assets (and
+    ReDoc's) now come from a package: both render with every request off this server refused."""
+    _app, base = site
+    page = browser.new_page()
+    outside: list[tuple[str, str]] = []
+
+    def only_this_server(route):
+        if route.request.url.startswith(base):
+            route.continue_()
+        else:
+            outside.append((route.request.resource_type, route.request.url))
+            route.abort()
+
+    page.route("**/*", only_this_server)
+    page.goto(base + "/docs")
+    page.wait_for_selector(".swagger-ui .info .title", timeout=30_000)
+    assert "funnel API" in page.title()
+    page.wait_for_selector("text=/search")  # the operations come from /openapi.json
+    assert outside == []
+    page.goto(base + "/redoc")
+    page.wait_for_selector("h1:has-text('funnel')", timeout=30_000)
+    # ReDoc still asks its CDN for the footer logo, an image it renders without
+    assert {kind for kind, _url in outside} <= {"image"}
+    page.close()

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -156,7 +156,10 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
         description="Search and recommendation for marketplaces: recall -> rank -> re-rank.",
+        docs_url=None,  # served below from a package, not a CDN: /docs works offline
+        redoc_url=None,
     )
+    _self_hosted_docs(app)
     app.state.settings = settings
     app.state.workspace = workspace
     app.state.metrics = Metrics()
@@ -186,6 +189,39 @@ def create_app(
     app.add_middleware(LimitsAndMetrics, metrics=app.state.metrics,
                        max_body_bytes=settings.max_body_bytes)
     return app
+
+
+DOCS_ASSETS = "/docs-assets"
+
+
+def _self_hosted_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` with their JavaScript and CSS from the
+    ``fastapi-offline`` package (FastAPI's documented way to self-host them): the pages work
+    on a machine without internet, where the CDN copies left ``/docs`` blank."""
+    from importlib import resources
+
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    assets = resources.files("fastapi_offline") / "static"
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(assets)), name="docs-assets")
+    spec = app.openapi_url or "/openapi.json"
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=spec, title="funnel API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url=spec, title="funnel API",
+                              redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+                              redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+                              with_google_fonts=False)
 
 
 def _route(router: APIRouter, path: str, method: str) -> APIRoute:
