@@ -133,3 +133,29 @@ def test_schemathesis_finds_no_server_error(served_workspace):
 
             check()
         assert not failures, failures[:5]
+
+
+def test_a_chunked_body_is_cut_off_at_the_limit_by_a_live_server(served_workspace):
+    """Probe of issue 19 with one worker: a chunked body used to be read whole (52 MB, +118 MB
+    RSS). The server now answers 413 once the limit (1 MB) is passed, long before 50 MiB."""
+    app = create_app(Settings(workspace=served_workspace.root), load_on_start=False,
+                     flush_every_s=0)
+    with running(app) as base:
+        host, port = base.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as conn:
+            conn.sendall(b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                         b"\r\nTransfer-Encoding: chunked\r\n\r\n")
+            conn.settimeout(0.01)
+            sent, answer = 0, b""
+            chunk = b"%x\r\n" % 65_536 + b" " * 65_536 + b"\r\n"
+            with contextlib.suppress(OSError):  # the server may close on us mid-send
+                while sent < 50 * 2**20 and not answer:
+                    conn.sendall(chunk)
+                    sent += 65_536
+                    with contextlib.suppress(TimeoutError):
+                        answer += conn.recv(4096)
+            conn.settimeout(10)
+            with contextlib.suppress(OSError):
+                answer += conn.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:80]
+    assert sent < 8 * 2**20  # cut off near the limit, not after the whole body

@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
@@ -80,6 +80,19 @@ class LimitsAndMetrics:
                 break
         started = time.perf_counter()
         status = 500
+        received = 0
+
+        async def limited_receive() -> Message:
+            """A body without Content-Length (chunked) is counted as it streams: over the
+            limit, reading stops with a 413 (a 52 MB chunked body was read whole)."""
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise HTTPException(
+                        413, detail=f"request body larger than {self.max_body_bytes} bytes")
+            return message
 
         async def timed_send(message: Message) -> None:
             nonlocal status
@@ -91,7 +104,7 @@ class LimitsAndMetrics:
             await send(message)
 
         try:
-            await self.app(scope, receive, timed_send)
+            await self.app(scope, limited_receive, timed_send)
         finally:
             ms = (time.perf_counter() - started) * 1000.0
             route = getattr(scope.get("route"), "path", "unmatched")
