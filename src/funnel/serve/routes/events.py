@@ -23,6 +23,8 @@ router = APIRouter(tags=["events"])
 def post_events(
     body: EventsRequest, state: StateDep, services: ServicesDep, settings: SettingsDep
 ) -> EventsResponse:
+    """Record behaviour events: the users' online state changes at once (the next list reflects
+    a click) and the events are spooled to the event store for the next build."""
     if len(body.events) > settings.max_events_per_request:
         raise HTTPException(
             413, detail=f"at most {settings.max_events_per_request} events per request"

@@ -18,11 +18,13 @@ router = APIRouter(tags=["ops"])
 
 @router.get("/health", response_model=HealthResponse)
 async def health(engine: EngineDep) -> HealthResponse:
+    """Liveness, the loaded artifact version and its catalog size."""
     return HealthResponse(status="ok", version=engine.version, items=len(engine.catalog))
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(services: ServicesDep) -> PlainTextResponse:
+    """Prometheus text metrics: requests, latencies per route and stage, the loaded version."""
     return PlainTextResponse(services.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
@@ -49,6 +51,8 @@ async def meta(
     responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 503: {"model": ErrorBody}},
 )
 async def reload(_: AdminDep, services: ServicesDep) -> ReloadResponse:
+    """Load the workspace's newest artifact (bearer token required); requests keep being served
+    by the old one until the new one is ready."""
     try:
         version, previous = await run_in_threadpool(services.holder.reload)
     except Exception as err:

@@ -80,6 +80,9 @@ def _observe(metrics: Metrics, route: str, result: StageResult) -> None:
 
 @router.post("/search", response_model=ListResponse, responses=ERRORS)
 async def search(body: SearchRequest, serving: ServingDep) -> Response:
+    """Search (or, with an empty query, browse): recall -> rank -> re-rank for the user's
+    online state. The response says how the query matched (`match`); with no match the list is
+    the popular fallback."""
     settings, engine = serving.settings, serving.engine
     if len(body.query) > settings.max_query_chars:
         raise HTTPException(422, detail=f"query longer than {settings.max_query_chars} characters")
@@ -111,6 +114,9 @@ async def recommend(
     market: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
     debug: bool = False,
 ) -> Response:
+    """The browse feed for a user: candidates from the session in progress (co-visitation,
+    session rules, vectors) and popularity, ranked with the user's state, without items the
+    session already clicked."""
     engine = serving.engine
     result = engine.run(
         query="",
@@ -132,6 +138,8 @@ async def similar(
     serving: ServingDep,
     k: Annotated[int, Query(ge=1, le=200)] = 10,
 ) -> Response:
+    """Items like this one (vector neighbours and co-visitation), for a 'similar items' panel;
+    the user's state personalizes the order when a user id is given."""
     engine = serving.engine
     try:
         result = engine.similar(item_id, k)

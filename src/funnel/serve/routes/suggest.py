@@ -39,6 +39,8 @@ async def suggest(
     user_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
     k: Annotated[int, Query(ge=1, le=50)] = 8,
 ) -> SuggestResponse:
+    """Query completions for a prefix (typos and pinyin included), personalized when a user id
+    is given."""
     t0 = time.perf_counter()
     sug = _suggester(engine)
     cats: list[str] | None = None
@@ -61,6 +63,7 @@ async def related(
     engine: EngineDep,
     k: Annotated[int, Query(ge=1, le=50)] = 8,
 ) -> SuggestResponse:
+    """Queries that users who searched this one also searched."""
     t0 = time.perf_counter()
     texts = _suggester(engine).related(query, k)
     out = [Suggestion(text=t, score=float(len(texts) - i)) for i, t in enumerate(texts)]
@@ -75,6 +78,7 @@ async def hint(
     engine: EngineDep,
     state: StateDep,
 ) -> HintResponse:
+    """The query to show greyed out in an empty search box for this user."""
     t0 = time.perf_counter()
     recent = state.get(user_id)
     cats, market = _recent_context(engine, recent.clicks) if recent.clicks else (None, None)
