@@ -40,3 +40,18 @@ def interaction_data(
     }
     group = np.arange(n) // 20
     return RankingData(cols, y, group=group), p
+
+
+def impressions_workspace(root, *, events: int = 8_000, seed: int = 2):
+    """A workspace holding a small synthetic marketplace's tables (items, users, events,
+    truth), nothing built: what ``funnel train`` reads."""
+    from funnel.data.store import EventStore
+    from funnel.data.synthetic import MarketplaceConfig, generate_tables
+    from funnel.workspace import Workspace
+
+    tables = generate_tables(MarketplaceConfig(n_events=events, seed=seed))
+    ws = Workspace.init(root)
+    with EventStore.open(ws.store_path) as store:
+        for kind in ("items", "users", "events", "truth"):
+            store.insert(kind, tables[kind])
+    return ws

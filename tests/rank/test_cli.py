@@ -8,18 +8,14 @@ import pytest
 from typer.testing import CliRunner
 
 from funnel.cli import app
-from funnel.data.store import EventStore
-from funnel.data.synthetic import MarketplaceConfig, generate_tables
 from funnel.workspace import Workspace
+
+from ._data import impressions_workspace
 
 
 @pytest.mark.slow
 def test_train_command_writes_a_version_and_prints_gaps(tmp_path) -> None:
-    tables = generate_tables(MarketplaceConfig(n_events=8_000, seed=2))
-    ws = Workspace.init(tmp_path / "ws")
-    with EventStore.open(ws.store_path) as store:
-        for kind in ("items", "users", "events", "truth"):
-            store.insert(kind, tables[kind])
+    ws = impressions_workspace(tmp_path / "ws")
     runner = CliRunner()
     result = runner.invoke(app, ["train", "-w", str(ws.root), "--models", "lr,gbdt",
                                  "--epochs", "2", "--json"])

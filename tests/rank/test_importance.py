@@ -201,15 +201,10 @@ def test_train_select_json_reports_forest_importance_and_selection(tmp_path) -> 
     from typer.testing import CliRunner
 
     from funnel.cli import app
-    from funnel.data.store import EventStore
-    from funnel.data.synthetic import MarketplaceConfig, generate_tables
-    from funnel.workspace import Workspace
 
-    tables = generate_tables(MarketplaceConfig(n_events=8_000, seed=2))
-    ws = Workspace.init(tmp_path / "ws")
-    with EventStore.open(ws.store_path) as store:
-        for kind in ("items", "users", "events", "truth"):
-            store.insert(kind, tables[kind])
+    from ._data import impressions_workspace
+
+    ws = impressions_workspace(tmp_path / "ws")
     result = CliRunner().invoke(app, ["train", "-w", str(ws.root), "--models", "gbdt,rf",
                                       "--select", "--json"])
     assert result.exit_code == 0, result.output

@@ -59,6 +59,18 @@ def _run(engine: Engine, *, query: str, user: str | None, market: str | None,
                       now_ms=time.time_ns() // 1_000_000)
 
 
+def _ask(workspace: Path, *, query: str, user: str | None, market: str | None,
+         k: int) -> tuple[str, StageResult, list[dict[str, Any]]]:
+    """(artifact version, result, table rows) of one request to the workspace's artifact."""
+    with user_errors():
+        engine = _engine(workspace)
+        try:
+            result = _run(engine, query=query, user=user, market=market, k=k)
+            return engine.version, result, _rows(engine, result)
+        finally:
+            engine.close()
+
+
 def _rows(engine: Engine, result: StageResult) -> list[dict[str, Any]]:
     described = engine.catalog.describe_many(list(result.item_ids), _DESCRIBED)
     return [
@@ -107,18 +119,12 @@ def search(
 
     Example: funnel search "amsterdam loft" --user u0000073 --workspace shop
     """
-    with user_errors():
-        engine = _engine(workspace)
-        try:
-            result = _run(engine, query=query, user=user, market=market, k=k)
-            rows = _rows(engine, result)
-        finally:
-            engine.close()
-    title = f"{engine.version}: search {query!r}" + (f" for {user}" if user else "")
+    version, result, rows = _ask(workspace, query=query, user=user, market=market, k=k)
+    title = f"{version}: search {query!r}" + (f" for {user}" if user else "")
     if result.match == "none":
         title += " - no item matched; showing popular items instead"
     _show(title, rows, {"query": query, "user": user, "market": market,
-                        "version": engine.version, "match": result.match}, as_json)
+                        "version": version, "match": result.match}, as_json)
 
 
 @app.command()
@@ -134,15 +140,9 @@ def recommend(
 
     Example: funnel recommend u0000073 -k 20 --workspace shop
     """
-    with user_errors():
-        engine = _engine(workspace)
-        try:
-            result = _run(engine, query="", user=user, market=market, k=k)
-            rows = _rows(engine, result)
-        finally:
-            engine.close()
-    _show(f"{engine.version}: recommended for {user}", rows,
-          {"user": user, "market": market, "version": engine.version}, as_json)
+    version, _result, rows = _ask(workspace, query="", user=user, market=market, k=k)
+    _show(f"{version}: recommended for {user}", rows,
+          {"user": user, "market": market, "version": version}, as_json)
 
 
 @app.command()

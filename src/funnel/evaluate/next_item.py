@@ -388,10 +388,14 @@ class ReturningUserFunnel:
             past.sort(key=lambda s: (s.start_ms, s.session_id))
         return cls(funnel, by_user)
 
+    def earlier_sessions(self, session: Session) -> list[Session]:
+        """The user's sessions that started before ``session``, oldest first."""
+        past = self.history.get(session.user_id or "", ())
+        return [s for s in past if s.start_ms < session.start_ms]
+
     def earlier_clicks(self, session: Session) -> list[str]:
         """The user's clicks in sessions that started before ``session``, oldest first."""
-        past = self.history.get(session.user_id or "", ())
-        return [i for s in past if s.start_ms < session.start_ms for i in s.items]
+        return [i for s in self.earlier_sessions(session) for i in s.items]
 
     def recommend(self, prefix: Sequence[str], k: int) -> list[str]:
         return self.funnel.recommend_for(None, prefix, k)
@@ -403,10 +407,8 @@ class ReturningUserFunnel:
         from funnel.features.personalization import RecentActions
         from funnel.serve.state import apply_events
 
-        events = []
-        for past in self.history.get(session.user_id or "", ()):
-            if past.start_ms < session.start_ms:
-                events += _click_events(past.items, past.start_ms)
+        events = [e for past in self.earlier_sessions(session)
+                  for e in _click_events(past.items, past.start_ms)]
         events += _click_events(prefix, session.start_ms)
         empty = RecentActions(max_len=self.funnel.max_actions)
         return apply_events(empty, events), session.start_ms + 1000 * len(prefix)

@@ -16,9 +16,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from funnel.features.personalization import RecentActions
+from funnel.pipeline.sessions import SessionConfig
 
-SESSION_GAP_MS = 30 * 60_000
-"""``funnel sessions``' default gap: 30 minutes without an action start a new session."""
+SESSION_GAP_MS = int(SessionConfig.gap_minutes * 60_000)
+"""``funnel sessions``' default gap (``[sessions] gap_minutes``) in milliseconds."""
 
 
 def session_start_ms(state: RecentActions, now_ms: int | None,

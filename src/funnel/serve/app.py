@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -211,12 +212,11 @@ def _self_hosted_docs(app: FastAPI) -> None:
     """``/docs`` (Swagger UI) and ``/redoc`` with their JavaScript and CSS from the
     ``fastapi-offline`` package (FastAPI's documented way to self-host them): the pages work
     on a machine without internet, where the CDN copies left ``/docs`` blank."""
-    from importlib import resources
-
+    import fastapi_offline
     from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
     from fastapi.staticfiles import StaticFiles
 
-    assets = resources.files("fastapi_offline") / "static"
+    assets = Path(fastapi_offline.__file__).parent / "static"
     app.mount(DOCS_ASSETS, StaticFiles(directory=str(assets)), name="docs-assets")
     spec = app.openapi_url or "/openapi.json"
 

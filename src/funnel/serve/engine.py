@@ -223,11 +223,10 @@ class Engine:
             market = self.market_in_query(query)
 
         t0 = time.perf_counter()
-        # a browse feed follows the session: lodging sessions are about one destination, so
-        # market-aware sources (popularity, vector ANN) recall from the market the user is
-        # clicking in; other sources and the ranker still see everything
-        # recall and the browse feed's exclusions follow the session in progress; the state
-        # spans the user's sessions (a week), and the ranker reads all of it
+        # recall and the browse feed's exclusions follow the session in progress (the state
+        # spans the user's sessions, a week; the ranker reads as much as it was trained on);
+        # lodging sessions are about one destination, so market-aware sources (popularity,
+        # vector ANN) recall from the market the session is clicking in
         session = session_state(state, now_ms)
         recall_market = market if market or query else self.session_market(session)
         request = RecallRequest(
