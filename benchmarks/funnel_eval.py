@@ -69,6 +69,8 @@ def _features_without(names: list[str], has_rank: bool) -> str:
 
 SEED_KEYS = {
     "ceiling_share": "rank_personal_gain_share_of_ceiling",
+    "history_bound_share": "oracle_history_bound_share_of_ceiling",
+    "bound_share": "rank_personal_gain_share_of_history_bound",
     "booking_gain": "booking_gain_vs_no_personalization",
     "search_gain": "search_gain_vs_no_personalization",
 }
@@ -253,6 +255,8 @@ def _run(args: argparse.Namespace, seed: int) -> dict[str, float]:
                     "rank.no_user_id.group_auc", "rank.no_session.group_auc",
                     "oracle.bayes.group_auc", "oracle.no_personal.group_auc",
                     "oracle.personal_gain.group_auc", "rank.personal_gain.share_of_ceiling",
+                    "oracle.history_bound.group_auc", "oracle.history_bound.share_of_ceiling",
+                    "rank.personal_gain.share_of_history_bound",
                     "train.clicks_per_item",
                     "embed.mean_random_cosine", "funnel.tied_adjacent_scores@10",
                     "bayes.logloss", "rank.group_auc", "suggest.mrr", "suggest.mpc.mrr",

@@ -5,13 +5,19 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
+import duckdb
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from funnel.evaluate.metrics import clustered_mean_ci, mean_ci
-from funnel.evaluate.oracle import PersonalTerms, generator_config, impression_ceiling
+from funnel.evaluate.oracle import (
+    PersonalTerms,
+    generator_config,
+    history_terms,
+    impression_ceiling,
+)
 from funnel.evaluate.run import _ceiling_share
 
 from .conftest import Evaluated
@@ -93,6 +99,10 @@ def test_ceiling_share() -> None:
     out = _ceiling_share(figures)
     assert out["rank.personal_gain.group_auc"] == pytest.approx(0.01)
     assert out["rank.personal_gain.share_of_ceiling"] == pytest.approx(0.25)
+    assert "rank.personal_gain.share_of_history_bound" not in out
+    out = _ceiling_share({**figures, "oracle.history_bound.group_auc": 0.02})
+    assert out["oracle.history_bound.share_of_ceiling"] == pytest.approx(0.5)
+    assert out["rank.personal_gain.share_of_history_bound"] == pytest.approx(0.5)
     assert _ceiling_share({"rank.group_auc": 0.7}) == {}
 
 
@@ -127,3 +137,58 @@ def test_feature_skew_is_measured_before_and_after_the_split(evaluated: Evaluate
         assert 0.0 <= train <= 1.0 and 0.0 <= held <= 1.0
         assert f[key] == pytest.approx(train - held)
     assert 'id="skew"' in evaluated.out.joinpath("report.html").read_text()
+
+
+def _history_store(terms: PersonalTerms, user: str, earlier: list[tuple[str, int, float, bool]],
+                   later: list[str]) -> duckdb.DuckDBPyConnection:
+    """An in-memory store: ``earlier`` impressions (item, position, true p, clicked) in
+    request r1, then ``later`` items shown in request r2 (true p 0.1, not clicked)."""
+    rows, truth = [], []
+    for j, (item, pos, p, clicked) in enumerate(earlier):
+        rows.append((f"e{j}", 1_000, user, "impression", item, "r1", pos))
+        truth.append((f"e{j}", p))
+        if clicked:
+            rows.append((f"c{j}", 2_000, user, "click", item, "r1", pos))
+    for j, item in enumerate(later):
+        rows.append((f"l{j}", 9_000, user, "impression", item, "r2", j + 1))
+        truth.append((f"l{j}", 0.1))
+    con = duckdb.connect()
+    con.execute("CREATE TABLE events (event_id VARCHAR, ts TIMESTAMP, user_id VARCHAR, "
+                "event_type VARCHAR, item_id VARCHAR, request_id VARCHAR, position INTEGER)")
+    con.executemany("INSERT INTO events VALUES (?, make_timestamp(? * 1000), ?, ?, ?, ?, ?)",
+                    rows)
+    con.execute("CREATE TABLE truth (event_id VARCHAR, p_click DOUBLE)")
+    con.executemany("INSERT INTO truth VALUES (?, ?)", truth)
+    return con
+
+
+def test_history_terms_after_one_click_by_hand(terms: PersonalTerms) -> None:
+    user = next(iter(terms.users))
+    a, b = list(terms.items)[:2]
+    p = 0.3
+    con = _history_store(terms, user, [(a, 1, p, True)], [a, b])
+    case = SimpleNamespace(user_id=user, request_id="r2", impressions=((a, 1, 0.1), (b, 2, 0.1)))
+    got = history_terms(con, terms, [case])
+    # position 1: exam 1, so p0 = s0 = sigmoid(logit(p) - personal(a)), slope s0 (1 - s0),
+    # information s0 (1 - s0), residual (1 - s0); one rank-one update of the prior precision
+    # (Sherman-Morrison): theta = (1 - s0) / (lam + s0 (1 - s0) |x|^2) x
+    x = terms.item_vectors[terms.items[a]]
+    s0 = 1 / (1 + np.exp(-(np.log(p / (1 - p)) - terms(user, [a])[0])))
+    lam = 1 / (terms.weight * terms.prior_sd) ** 2
+    theta = (1 - s0) / (lam + s0 * (1 - s0) * (x @ x)) * x
+    assert got[("r2", 1)] == pytest.approx(float(x @ theta), rel=1e-6)
+    assert got[("r2", 2)] == pytest.approx(float(terms.item_vectors[terms.items[b]] @ theta),
+                                           rel=1e-6)
+    # no earlier impression: the prior mean, 0
+    first = history_terms(_history_store(terms, user, [], [a]), terms,
+                          [SimpleNamespace(user_id=user, request_id="r2",
+                                           impressions=((a, 1, 0.1),))])
+    assert first == {("r2", 1): 0.0}
+
+
+def test_history_bound_sits_between_nothing_and_the_ceiling(evaluated: Evaluated) -> None:
+    f = evaluated.result.figures
+    assert 0.0 < f["oracle.history_bound.group_auc"] < f["oracle.personal_gain.group_auc"]
+    assert f["oracle.history_bound.share_of_ceiling"] == pytest.approx(
+        f["oracle.history_bound.group_auc"] / f["oracle.personal_gain.group_auc"])
+    assert "rank.personal_gain.share_of_history_bound" in f

@@ -104,7 +104,8 @@ def test_cooccurrence_vectors_put_co_clicked_items_together() -> None:
 
 
 def test_taste_features_by_hand() -> None:
-    lk = ItemVectorLookup(IDS, VEC, item_brand={"a": "x", "b": "y", "c": "x", "d": "y"})
+    lk = ItemVectorLookup(IDS, VEC, item_brand={"a": "x", "b": "y", "c": "x", "d": "y"},
+                          item_category={"a": "loft", "b": "loft", "c": "villa", "d": "loft"})
     shown = (("r1", 1, "a"), ("r1", 2, "b"), ("r1", 3, "d"))
     recent = RecentActions(clicks=("a",), shown=shown)
     f = personalization_features(["a", "b", "c", "zzz"], recent, lk)
@@ -116,6 +117,23 @@ def test_taste_features_by_hand() -> None:
     # user rate (1 + .5) / (3 + 1) = .375; brand x: 1 of 1 shown, y: 0 of 2, prior 2 at .375
     x, y = (1 + 0.75) / 3 - 0.375, 0.75 / 4 - 0.375
     assert f["user_brand_lift"] == pytest.approx([x, y, x, 0.0], abs=1e-6)
+    # category loft: 1 click of 3 shown, prior 2 at .375; villa never shown
+    loft = (1 + 0.75) / 5 - 0.375
+    assert f["user_category_lift"] == pytest.approx([loft, loft, 0.0, 0.0], abs=1e-6)
+
+
+def test_lifts_read_the_whole_profile_not_the_ranker_window() -> None:
+    lk = ItemVectorLookup(IDS, VEC, item_brand={"a": "x", "b": "y", "c": "x", "d": "y"},
+                          item_category={"a": "loft", "b": "loft", "c": "villa", "d": "loft"})
+    whole = RecentActions(clicks=("c",), shown=(("r0", 1, "c"), ("r0", 2, "a")), max_len=50)
+    cut = RecentActions(max_len=10)  # the ranker's window, empty: the profile is older
+    window_only = personalization_features(["a", "c"], cut, lk)
+    with_profile = personalization_features(["a", "c"], cut, lk, profile=whole)
+    assert window_only["user_category_lift"].tolist() == [0.0, 0.0]
+    # rate (1 + .5) / 3 = .5; villa 1 of 1, loft 0 of 1, prior 2 at .5
+    assert with_profile["user_category_lift"] == pytest.approx([1 / 3 - 0.5, 2 / 3 - 0.5])
+    assert with_profile["user_brand_lift"] == pytest.approx([0.5 - 0.5, 0.5 - 0.5])
+    assert with_profile["taste_contrast_sim"].tolist() == [0.0, 0.0]  # still the window's
 
 
 def test_taste_features_are_zero_without_history_or_brands() -> None:
@@ -126,6 +144,7 @@ def test_taste_features_are_zero_without_history_or_brands() -> None:
         f = personalization_features(["a", "b"], recent, lk)
         assert f["taste_contrast_sim"].tolist() == [0.0, 0.0]
         assert f["user_brand_lift"].tolist() == [0.0, 0.0]  # no brands in the lookup
+        assert f["user_category_lift"].tolist() == [0.0, 0.0]
     f = personalization_features(["a", "b"], RecentActions(clicks=("zz",), shown=shown), lk)
     assert f["taste_contrast_sim"].tolist() == [0.0, 0.0]  # no known clicked vector
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 
 from funnel.evaluate.cases import KINDS, HeldOut, held_out_cases
@@ -212,7 +213,7 @@ def evaluate_artifact(ws: Workspace, artifact_dir: Path, split_ms: int, *,
             preds = ranker_predictions(engine, requests) if engine.rank is not None else None
             if preds is not None:
                 figures.update(ranker_figures(preds))
-            figures.update(_ceiling(ws, engine, requests, preds))
+            figures.update(_ceiling(ws, con, requests, preds))
             figures.update(_ceiling_share(figures))
             step("feature skew", None)
             figures.update(feature_skew_figures(engine, con, split_ms, requests, seed=cfg.seed))
@@ -265,16 +266,25 @@ def _clicks_per_item(con: Any, split_ms: int) -> float:
     return float(clicks) / max(int(items), 1)
 
 
-def _ceiling(ws: Workspace, engine: Any, requests: Sequence[Any],
+def _ceiling(ws: Workspace, con: duckdb.DuckDBPyConnection, requests: Sequence[Any],
              preds: dict[str, np.ndarray] | None) -> dict[str, float]:
-    """On a generated workspace: the personalization ceiling (``funnel.evaluate.oracle``)
-    beside the served ranker's own personalization gain; empty otherwise."""
-    from funnel.evaluate.oracle import PersonalTerms, generator_config, impression_ceiling
+    """On a generated workspace: the personalization ceiling and the history bound
+    (``funnel.evaluate.oracle``), to set beside the served ranker's own gain; empty otherwise."""
+    from funnel.evaluate.oracle import (
+        PersonalTerms,
+        generator_config,
+        history_bound,
+        impression_ceiling,
+    )
 
     config = generator_config(ws)
     if config is None or preds is None:
         return {}
-    return impression_ceiling(PersonalTerms(config), preds, requests)
+    terms = PersonalTerms(config)
+    out = impression_ceiling(terms, preds, requests)
+    if out:
+        out.update(history_bound(con, terms, preds, requests))
+    return out
 
 
 def _ceiling_share(figures: dict[str, float]) -> dict[str, float]:
@@ -288,6 +298,10 @@ def _ceiling_share(figures: dict[str, float]) -> dict[str, float]:
     out = {"rank.personal_gain.group_auc": ours}
     if ceiling > 0:
         out["rank.personal_gain.share_of_ceiling"] = ours / ceiling
+    bound = figures.get("oracle.history_bound.group_auc", 0.0)
+    if ceiling > 0 and bound > 0:
+        out["oracle.history_bound.share_of_ceiling"] = bound / ceiling
+        out["rank.personal_gain.share_of_history_bound"] = ours / bound
     return out
 
 

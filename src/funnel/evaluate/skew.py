@@ -41,7 +41,7 @@ def _feature_aucs(engine: Any, requests: Sequence[Case],
             continue
         vectors = rank.vectors if vectors_for is None else vectors_for(case.user_id)
         feats = personalization_features(ids, clip_state(case.state, rank.recent_k), vectors,
-                                         now_ms=case.ts_ms)
+                                         now_ms=case.ts_ms, profile=case.state)
         for name in FEATURE_NAMES:
             cols[name].append(feats[name])
         y.append(np.array([i in case.targets for i in ids], dtype=np.float64))

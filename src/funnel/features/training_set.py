@@ -119,7 +119,7 @@ def _replay(
             cands = [ev["item_id"][r] for r in imps]
             lookup = vectors if vectors_for is None or vectors is None else vectors_for(user)
             feats = (
-                personalization_features(cands, recent, lookup, now_ms=ts)
+                personalization_features(cands, recent, lookup, now_ms=ts, profile=state[user])
                 if lookup is not None else None
             )
             hist = history_columns(state[user], ts, config.history_len)  # the uncut state

@@ -164,7 +164,7 @@ class ServingRanker:
         for candidates the snapshot lacks)."""
         n = len(item_ids)
         history = history_columns(state, now_ms, self.history_len)  # from the uncut state
-        state = clip_state(state, self.recent_k)  # the window training rows were replayed with
+        profile, state = state, clip_state(state, self.recent_k)  # as training rows were cut
         cols: dict[str, np.ndarray] = {}
         cols["user_id"] = _same(user_id, n)  # None -> out-of-vocabulary
         cols["position"] = np.full(n, self.position, dtype=np.int64)
@@ -180,7 +180,8 @@ class ServingRanker:
             cols[name] = _same(values, n)
         if self.vectors is not None:
             cols.update(personalization_features(
-                item_ids, state, self._request_vectors(item_ids, rows), now_ms=now_ms))
+                item_ids, state, self._request_vectors(item_ids, rows), now_ms=now_ms,
+                profile=profile))
         if self.recall_sources:
             cols.update(_check_recall(recall, self.recall_sources, n))
         return cols
