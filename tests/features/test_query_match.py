@@ -23,9 +23,15 @@ def test_hand_computed_values():
 
 
 def test_typos_count_only_as_fuzzy_matches():
-    f = one("pariss lofts", "cozy loft")
+    f = one("parsi cabni", "cozy cabin")
     assert f["qm_term_share"] == 0.0
-    assert f["qm_fuzzy_share"] == 1.0  # 'pariss'~'paris', 'lofts'~'loft'
+    assert f["qm_fuzzy_share"] == 1.0  # 'parsi'~'paris', 'cabni'~'cabin': one edit each
+    # the shared typo rule (funnel.text): one edit, so 'hiltn' is 'hilton' (a character-trigram
+    # overlap missed it) but two edits are not a typo
+    assert one("hiltn", "Hilton Opera")["qm_fuzzy_share"] == 1.0
+    assert one("hlitno", "Hilton Opera")["qm_fuzzy_share"] == 0.0
+    # plurals are the analyzer's stem on both sides: an exact match, not a typo
+    assert one("lofts", "cozy loft")["qm_term_share"] == 1.0
     typing = one("cozy par", "cozy loft")
     assert typing["qm_term_share"] == 0.5 and typing["qm_fuzzy_share"] == 1.0  # 'par' -> 'paris'
     assert one("pa", "cozy loft")["qm_fuzzy_share"] == 0.0  # two letters say too little

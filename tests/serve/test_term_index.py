@@ -58,9 +58,9 @@ def test_term_index_equals_pairwise_on_a_random_catalog():
     for query in ["paris loft", "pari lofts", "Cabin sea", "ab", "", None, "東京 villa", "xyz"]:
         rows = rng.integers(0, n, size=300)
         assert_same(query, *cols, rows)
-    # a hand-checked row: "paris loft" against title "loft studio", market "paris"
+    # a hand-checked row: "paris lofst" (a typo) against title "loft studio", market "paris"
     index = TermIndex(["loft studio"], [None], [None], ["paris"])
-    got = index.features("paris lofts", np.array([0]))
+    got = index.features("paris lofst", np.array([0]))
     assert [float(got[f][0]) for f in QUERY_MATCH_FEATURES] == [0.5, 1.0, 0.0, 0.0, 1.0, 1.0]
 
 

@@ -57,6 +57,11 @@ def test_block_list_terms_and_phrases() -> None:
     assert not bl.blocks("free moneybag")
 
 
+def test_block_list_matches_the_shown_tokens_not_the_analyzer_words() -> None:
+    bl = BlockList(["18+"])
+    assert bl.blocks(normalize_query("Toys 18+")) and not bl.blocks("iphone 18")
+
+
 def test_pinyin_aliases() -> None:
     assert has_cjk("nike 运动鞋") and not has_cjk("nike")
     assert pinyin_aliases("北京酒店") == ["beijingjiudian", "bei jing jiu dian", "bjjd"]

@@ -5,23 +5,26 @@ whole query strings do not generalize to unseen queries, these do. For each (que
 
 - ``qm_term_share``: share of query terms found among the item's terms (title, category, brand,
   market), exact after normalization;
-- ``qm_fuzzy_share``: the same, counting a term as found when an item term is within a small
-  character-trigram distance (typos, plurals) or starts with it (a word still being typed);
+- ``qm_fuzzy_share``: the same, counting a term as found when an item term is a typo of it or
+  starts with it (a word still being typed);
 - ``qm_category``, ``qm_brand``, ``qm_market``: whether the query names the item's category,
   brand or market (1/0);
 - ``qm_has_query``: 1 for searches, 0 for browse (all other features are then 0).
+
+Terms and the typo rule are the shared analyzer's (:mod:`funnel.text`), the ones lexical recall
+and suggestion use: a query term the ranker calls a typo is one recall also found as a typo.
 """
 
 from __future__ import annotations
 
-import re
 import threading
-import unicodedata
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
+
+from funnel import text
 
 QUERY_MATCH_FEATURES = (
     "qm_term_share",
@@ -32,38 +35,16 @@ QUERY_MATCH_FEATURES = (
     "qm_has_query",
 )
 
-_SPLIT = re.compile(r"[^\w]+", re.UNICODE)
-
 
 @lru_cache(maxsize=200_000)
-def terms(text: str | None) -> frozenset[str]:
-    """Case- and width-folded word terms of ``text`` (CJK words are kept whole)."""
-    if not text:
-        return frozenset()
-    folded = unicodedata.normalize("NFKC", text).casefold()
-    return frozenset(t for t in _SPLIT.split(folded) if t)
-
-
-@lru_cache(maxsize=200_000)
-def _trigrams(term: str) -> frozenset[str]:
-    padded = f"#{term}#"
-    return frozenset(padded[i : i + 3] for i in range(max(1, len(padded) - 2)))
-
-
-@lru_cache(maxsize=1 << 20)
-def _close(term: str, other: str, threshold: float = 0.5) -> bool:
-    """``other`` starts with ``term`` (still being typed) or is a typo away from it."""
-    if len(term) >= 3 and other.startswith(term):
-        return True  # a word still being typed ("par" for "paris")
-    if len(term) < 4 or abs(len(other) - len(term)) > 2:
-        return False  # too short to tell a typo from another word, or too different
-    grams, og = _trigrams(term), _trigrams(other)
-    return len(grams & og) / len(grams | og) >= threshold
+def terms(value: str | None) -> frozenset[str]:
+    """The distinct analyzer terms of ``value`` (:func:`funnel.text.terms`)."""
+    return frozenset(text.terms(value))
 
 
 def fuzzy_match(term: str, item_terms: frozenset[str]) -> bool:
     """Whether ``term`` is in ``item_terms`` exactly, as a typed prefix, or within a typo."""
-    return term in item_terms or any(_close(term, other) for other in item_terms)
+    return term in item_terms or any(text.is_typed_or_typo(term, other) for other in item_terms)
 
 
 @lru_cache(maxsize=1 << 18)
@@ -150,6 +131,7 @@ class TermIndex:
         self._indptr, self._indices, self._tags = _combine(fields, n)
         self.vocab = vocab
         self._words = list(vocab)
+        self._vocabulary = text.Vocabulary(self._words)
         self._n = n
         self._cache: dict[str, np.ndarray] = {}
         self._cache_size = cache_size
@@ -179,10 +161,7 @@ class TermIndex:
         """Vocabulary ids an item term must have for ``term`` to fuzzy-match it (cached)."""
         found = self._cache.get(term)
         if found is None:
-            found = np.asarray(
-                [i for i, w in enumerate(self._words) if w == term or _close.__wrapped__(term, w)],
-                dtype=np.int64,
-            )
+            found = self._vocabulary.typed_or_typos(term)
             with self._lock:  # requests share the index
                 if len(self._cache) >= self._cache_size:
                     self._cache.pop(next(iter(self._cache)), None)

@@ -11,6 +11,11 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+# fuzzy terms use the shared typo distance (funnel.text), not a copy of it
+from funnel._text_kernels import within_edits as fuzzy_expand
+
+__all__ = ["fuzzy_expand", "search_topk"]
+
 
 @nb.njit(cache=True, nogil=True, inline="always")
 def _worse(s1: float, d1: int, s2: float, d2: int) -> bool:
@@ -229,48 +234,3 @@ def search_topk(
         hd[0] = hd[i]
         _sift_down(hs, hd, i, 0)
     return out_d, out_s
-
-
-@nb.njit(cache=True, nogil=True)
-def _osa_within(a: np.ndarray, la: int, b: np.ndarray, lb: int, limit: int, row: np.ndarray,
-                prev: np.ndarray, prev2: np.ndarray) -> bool:
-    """Optimal-string-alignment distance (adjacent transposition costs 1) <= ``limit``."""
-    for j in range(lb + 1):
-        prev[j] = j
-    for i in range(1, la + 1):
-        row[0] = i
-        best = i
-        for j in range(1, lb + 1):
-            cost = 0 if a[i - 1] == b[j - 1] else 1
-            v = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + cost)
-            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
-                v = min(v, prev2[j - 2] + 1)
-            row[j] = v
-            best = min(best, v)
-        if best > limit:
-            return False
-        for j in range(lb + 1):
-            prev2[j] = prev[j]
-            prev[j] = row[j]
-    return prev[lb] <= limit
-
-
-@nb.njit(cache=True, nogil=True)
-def fuzzy_expand(codes: np.ndarray, lengths: np.ndarray, word: np.ndarray, limit: int,
-                 ) -> np.ndarray:
-    """Ids of the vocabulary terms (code-point rows of ``codes``) within ``limit`` edits of word."""
-    lw = word.shape[0]
-    width = max(codes.shape[1], lw) + 1
-    row = np.empty(width, dtype=np.int64)
-    prev = np.empty(width, dtype=np.int64)
-    prev2 = np.zeros(width, dtype=np.int64)
-    out = np.empty(codes.shape[0], dtype=np.int64)
-    n = 0
-    for t in range(codes.shape[0]):
-        lt = lengths[t]
-        if abs(lt - lw) > limit:
-            continue
-        if _osa_within(word, lw, codes[t], lt, limit, row, prev, prev2):
-            out[n] = t
-            n += 1
-    return out[:n]

@@ -2,8 +2,8 @@
 
 Text is analysed in Python (:mod:`funnel.recall.text`) on both sides, so index and query use
 exactly the same tokens. Each field is scored by BM25 with its own boost. Short latin queries
-(at most ``fuzzy_max_words`` words) add fuzzy terms (edit distance 1, 2 for words of 8+ letters,
-a transposition costs 1) so "hiltn" still finds "hilton".
+(at most ``fuzzy_max_words`` words) add fuzzy terms (the shared typo rule of :mod:`funnel.text`:
+one edit, a transposition included) so "hiltn" still finds "hilton".
 
 The index is our own (:mod:`funnel.recall._bm25`): one posting list per term with the boosted
 BM25 impact over all fields precomputed, searched by a numba kernel. Marketplace titles use a
@@ -30,6 +30,7 @@ from funnel.exceptions import ArtifactError
 from funnel.recall._bm25 import Bm25Searcher, Postings, build_postings
 from funnel.recall.base import Candidates, RecallRequest
 from funnel.recall.text import analyze, is_cjk, words
+from funnel.text import MAX_TYPO_EDITS, MIN_TYPO_LEN
 
 FORMAT = "funnel.lexical_index/2"
 OLD_FORMAT = "funnel.lexical_index/1"  # tantivy files; still searchable, at tantivy's speed
@@ -45,7 +46,7 @@ class LexicalIndex:
     boosts : mapping of field -> float
         Per-field weight of the BM25 score (title, brand, category).
     fuzzy_max_words : int
-        Queries with at most this many words also match within edit distance 1-2.
+        Queries with at most this many words also match within one typo (:mod:`funnel.text`).
     fuzzy_weight : float
         Score of a fuzzy match per field, relative to the field boost (constant: it does not
         depend on term frequency); 0 turns fuzzy matching off.
@@ -69,7 +70,7 @@ class LexicalIndex:
         boosts: Mapping[str, float] | None = None,
         fuzzy_max_words: int = 2,
         fuzzy_weight: float = 0.5,
-        min_fuzzy_len: int = 4,
+        min_fuzzy_len: int = MIN_TYPO_LEN,
     ) -> None:
         self.boosts = boosts
         self.fuzzy_max_words = fuzzy_max_words
@@ -123,7 +124,7 @@ class LexicalIndex:
         tokens = sorted(set(analyze(text)))
         ws = words(text)
         fuzzy = [] if len(ws) > self.fuzzy_max_words or self.fuzzy_weight <= 0 else [
-            (w, 2 if len(w) >= 8 else 1) for w in dict.fromkeys(ws)
+            (w, MAX_TYPO_EDITS) for w in dict.fromkeys(ws)
             if not is_cjk(w) and len(w) >= self.min_fuzzy_len
         ]
         return tokens, fuzzy

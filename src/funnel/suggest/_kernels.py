@@ -115,9 +115,12 @@ def _gather(lo, hi, scores, targets, table, level_start, block, pool_t, pool_s, 
 @nb.njit(cache=True, nogil=True)
 def _typo(codes, offsets, scores, targets, table, level_start, block, p, pool_t, pool_s, count,  # type: ignore[no-untyped-def]  # noqa: E501
           penalty):
-    """Add completions of every prefix one edit away from ``p`` (Damerau-Levenshtein).
+    """Add completions of every prefix one edit away from ``p``: the keys ``k`` with
+    ``funnel.text.prefix_typo_distance(p, k) <= MAX_TYPO_EDITS`` (the shared typo rule; a
+    test checks this search against that distance).
 
-    The edit must sit at or before the first position where ``p`` leaves the index, and
+    It enumerates ``p``'s one-edit variants in the index rather than scoring every key: the
+    edit must sit at or before the first position where ``p`` leaves the index, and
     substituted or inserted characters are only those the index has at that node, so the
     work is bounded by the node fan-out, not the alphabet.
     """

@@ -1,50 +1,38 @@
-"""Query text normalization, block lists and pinyin aliases.
+"""Query text normalization, block lists and pinyin aliases for suggestion.
 
-One function turns every raw query (log mining, index keys, typed prefixes) into the same
-canonical text, so that "Nike  Air", "ＮＩＫＥ air" and "nike-air" count as one query.
+Normalization and words are the shared analyzer's (:mod:`funnel.text`), so "Nike  Air",
+"ＮＩＫＥ air" and "nike-air" count as one query here, in lexical recall and in the ranker's
+query-match features. What is suggestion's own: a typed prefix keeps its trailing space.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable
-from functools import lru_cache
 
-_APOSTROPHES = str.maketrans("", "", "'’`´")
-_SPACES = re.compile(r"\s+")
+from funnel import text
+
 _HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff]")
 
 
-def _is_separator(ch: str) -> bool:
-    cat = unicodedata.category(ch)
-    return cat[0] in ("P", "Z", "C") or (cat[0] == "S" and ch not in "&+$€£¥%#")
-
-
-@lru_cache(maxsize=65536)
-def _fold(text: str) -> str:
-    folded = unicodedata.normalize("NFKC", text).casefold().translate(_APOSTROPHES)
-    return "".join(" " if _is_separator(ch) else ch for ch in folded)
-
-
-def normalize_query(text: str, *, keep_trailing_space: bool = False) -> str:
-    """Canonical query text: NFKC (full-width to half-width), case-folded, punctuation to spaces.
+def normalize_query(query: str, *, keep_trailing_space: bool = False) -> str:
+    """Canonical query text (:func:`funnel.text.normalize`): NFKC, case-folded, punctuation to
+    spaces.
 
     ``keep_trailing_space`` keeps one trailing space for typed prefixes, where "nike " (a
     finished word) must not complete to "nikes".
     """
-    if not isinstance(text, str):
-        raise TypeError(f"query text must be a str; got {type(text).__name__} {text!r}")
-    folded = _fold(text)
-    out = _SPACES.sub(" ", folded).strip()
-    if keep_trailing_space and out and folded[-1:] == " " and _fold(text[-1:]) == " ":
-        out += " "
+    if not isinstance(query, str):
+        raise TypeError(f"query text must be a str; got {type(query).__name__} {query!r}")
+    out = text.normalize(query)
+    if keep_trailing_space and out and text.normalize(f"a{query[-1:]}b") == "a b":
+        out += " "  # the last character typed is a separator: the last word is finished
     return out
 
 
 def tokens(query: str) -> list[str]:
-    """Whitespace tokens of a normalized query."""
-    return query.split()
+    """Words of a query (:func:`funnel.text.words`)."""
+    return text.words(query)
 
 
 def has_cjk(text: str) -> bool:
@@ -95,7 +83,11 @@ def _align(query: str, parts: list[str]) -> list[tuple[str, str]]:
 
 
 class BlockList:
-    """Terms and phrases that must never be suggested (checked on normalized text)."""
+    """Terms and phrases that must never be suggested, matched on whole tokens.
+
+    Tokens here are the whitespace tokens of the normalised text, what a suggestion shows, not
+    :func:`funnel.text.words`: an entry "18+" blocks "18+" but not "iphone 18".
+    """
 
     def __init__(self, entries: Iterable[str] = ()) -> None:
         self.terms: frozenset[str] = frozenset()
