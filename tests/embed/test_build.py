@@ -91,8 +91,8 @@ def test_cli_embed_trains_and_commits_a_version(tmp_path: Path, small_sim) -> No
     )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout.strip().splitlines()[-1])
-    assert payload["items"] > 100
-    assert (Path(payload["artifact"]) / "embeddings" / "item_vectors.npy").exists()
+    assert payload["embeddings.items"] > 100
+    assert (ws.artifacts.root / payload["version"] / "embeddings" / "item_vectors.npy").exists()
 
 
 def test_cli_embed_help_has_an_example() -> None:

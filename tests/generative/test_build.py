@@ -71,9 +71,10 @@ def test_train_generative_cli_commits_a_version(workspace: Workspace) -> None:
 
     before = workspace.artifacts.versions()
     result = CliRunner().invoke(
-        app, ["train-generative", "--workspace", str(workspace.root), "--epochs", "1"])
+        app, ["train-generative", "--workspace", str(workspace.root), "--epochs", "1",
+              "--json"])
     assert result.exit_code == 0, result.output
     after = workspace.artifacts.versions()
     assert len(after) == len(before) + 1
     assert (workspace.artifacts.require_current() / "generative" / "model").is_dir()
-    assert "hr50_generative" in result.output
+    assert "generative.hr50_generative" in json.loads(result.stdout.strip().splitlines()[-1])

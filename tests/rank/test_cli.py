@@ -21,9 +21,9 @@ def test_train_command_writes_a_version_and_prints_gaps(tmp_path) -> None:
                                  "--epochs", "2", "--json"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout.strip().splitlines()[-1])
-    assert payload["artifact"].startswith("v0001")
-    assert payload["gbdt.gap_logloss"] == pytest.approx(
-        payload["gbdt.logloss"] - payload["bayes.logloss"])
+    assert payload["version"].startswith("v0001")
+    assert payload["rank.gbdt.gap_logloss"] == pytest.approx(
+        payload["rank.gbdt.logloss"] - payload["rank.bayes.logloss"])
     current = ws.artifacts.require_current()
     assert (current / "rank" / "models" / "gbdt" / "model.txt").exists()
     assert json.loads((current / "rank" / "serving.json").read_text())["model"] == "gbdt"

@@ -209,13 +209,14 @@ def test_train_select_json_reports_forest_importance_and_selection(tmp_path) -> 
                                       "--select", "--json"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout.strip().splitlines()[-1])
-    assert 0.5 < payload["rf.oob_auc"] < 1
+    assert 0.5 < payload["rank.rf.oob_auc"] < 1
     for name in ("gbdt", "rf"):
-        assert payload[f"{name}.select.kept"] + payload[f"{name}.select.dropped"] > 0
-        assert payload[f"{name}.select.auc_after"] == pytest.approx(payload[f"{name}.auc"])
-        rows = payload["importance"][name]
+        m = f"rank.{name}"
+        assert payload[f"{m}.select.kept"] + payload[f"{m}.select.dropped"] > 0
+        assert payload[f"{m}.select.auc_after"] == pytest.approx(payload[f"{m}.auc"])
+        rows = payload["rank.importance"][name]
         assert rows and {"name", "auc_drop", "low", "high", "model"} <= set(rows[0])
-    assert payload["importance.top"]
+    assert payload["rank.importance.top"]
     rank = ws.artifacts.require_current() / "rank"
     assert set(json.loads((rank / "importance.json").read_text())["models"]) == {"gbdt", "rf"}
     state = json.loads((rank / "models" / "rf" / "config.json").read_text())["state"]

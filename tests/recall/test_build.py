@@ -131,7 +131,7 @@ def test_cli_index_and_recall_eval(workspace):
     result = runner.invoke(app, ["index", "--workspace", str(workspace.root), "--json"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout.strip().splitlines()[-1])
-    assert payload["version"].startswith("v") and payload["items"] > 0
+    assert payload["version"].startswith("v") and payload["recall.items"] > 0
     assert (workspace.artifacts.require_current() / "recall" / "lexical").is_dir()
     result = runner.invoke(app, ["recall-eval", "--workspace", str(workspace.root),
                                  "--max-cases", "50", "--json"])
@@ -140,3 +140,12 @@ def test_cli_index_and_recall_eval(workspace):
     assert {r["source"] for r in rows} >= {"covisit", "popularity", "lexical", "merged"}
     bad = runner.invoke(app, ["recall-eval", "--dataset", "nope"])
     assert bad.exit_code == 1 and "--dataset must be 'workspace' or 'diginetica'" in bad.output
+    out = workspace.root / "recall.json"  # the same rows under the evaluate family
+    result = runner.invoke(app, ["evaluate", "recall", "--workspace", str(workspace.root),
+                                 "--max-cases", "50", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["rows"] == rows
+    bad = runner.invoke(app, ["evaluate", "recall", "--quick"])
+    assert bad.exit_code == 2
+    assert bad.output == ("error: --quick go with --split; add a DiffRec split directory, or "
+                          "drop them\n")

@@ -101,6 +101,6 @@ def test_cli_curve_and_build(workspace: Workspace) -> None:
     assert last["category_coverage"] > first["category_coverage"]
     result = runner.invoke(app, ["rerank-build", "--workspace", str(workspace.root), "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["lists"] >= 50
+    assert json.loads(result.stdout)["rerank.lists"] >= 50
     result = runner.invoke(app, ["rerank-curve", "--workspace", str(workspace.root / "nope")])
     assert result.exit_code == 1 and "not a funnel workspace" in result.output

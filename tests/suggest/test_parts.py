@@ -80,7 +80,7 @@ def test_cli_build_and_try(store: StoreBuilder, tmp_path) -> None:  # type: igno
     store.write_into(ws)
     runner = CliRunner()
     w = ["--workspace", str(ws.root)]
-    res = runner.invoke(app, ["suggest", "build", *w, "--no-eval", "--min-count", "1", "--json"])
+    res = runner.invoke(app, ["suggest", "build", *w, "--min-count", "1", "--json"])
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["suggest", "complete", "NOK", *w, "--json"])
     assert res.exit_code == 0, res.output

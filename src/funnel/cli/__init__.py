@@ -24,12 +24,14 @@ from funnel.cli._app import app
 PANELS: dict[str, tuple[str, ...]] = {
     "Data": ("generate", "init", "ingest", "formats", "peek", "sessions", "stats",
              "quarantine"),
-    "Build": ("build", "embed", "index", "train", "rerank-build", "suggest", "train-generative",
-              "pipeline"),
-    "Serve": ("serve", "search", "recommend"),
-    "Evaluate": ("evaluate", "recall-eval", "rerank-curve", "evaluate-recall"),
+    "Build": ("build", "pipeline"),
+    "Serve": ("serve", "search", "recommend", "suggest"),
+    "Evaluate": ("evaluate",),
+    "Aliases": ("embed", "index", "train", "rerank-build", "train-generative", "recall-eval",
+                "evaluate-recall", "rerank-curve"),
 }
-"""``funnel --help`` in the order a person works: data -> build -> serve -> evaluate."""
+"""``funnel --help`` in the order a person works: data -> build -> serve -> evaluate. The
+aliases (old one-stage and evaluation names; ``funnel build --help`` lists them) are hidden."""
 
 
 def _file_into_panels() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -64,6 +65,13 @@ WorkspaceOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option(
     "--json", metavar="", help="Print machine-readable JSON to stdout.")]
 """A flag (``metavar=""``: typer would show ``<bool>``, as if it took a value)."""
+
+
+def workspace_flag(workspace: Path) -> str:
+    """`` -w <path>`` for a command line to copy, or "" for the default workspace."""
+    from funnel.workspace import DEFAULT_WORKSPACE
+
+    return "" if workspace == DEFAULT_WORKSPACE else f" -w {shlex.quote(str(workspace))}"
 
 
 def say(label: str, message: str, *, style: str = "") -> None:

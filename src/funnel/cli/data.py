@@ -16,9 +16,11 @@ from funnel.cli._app import (
     console,
     fail,
     print_json,
+    say,
     summary_table,
     user_errors,
     warn,
+    workspace_flag,
 )
 from funnel.config import section
 from funnel.config_template import config_template
@@ -262,6 +264,9 @@ def generate(
         print_json({k.replace(" ", "_").replace(":", ""): v for k, v in rows.items()})
     else:
         console.print(summary_table(f"synthetic marketplace (seed {seed})", rows))
+        if out is None:
+            where = workspace_flag(workspace)
+            say("next", f"funnel sessions{where} && funnel build{where}", style="bold")
 
 
 _EVENT_KEYS = ("impression", "click", "add_to_cart", "booking", "search")

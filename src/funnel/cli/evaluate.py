@@ -1,4 +1,8 @@
-"""``funnel evaluate``: the whole funnel on a held-out period, as an HTML + JSON report."""
+"""``funnel evaluate``: the whole funnel on a held-out period, as an HTML + JSON report.
+
+The evaluation family: ``funnel evaluate`` (the marketplace replay, or ``--protocol
+next-item``) and its subcommands (``funnel evaluate recall``, registered by its own module).
+"""
 
 from __future__ import annotations
 
@@ -40,6 +44,9 @@ HEADLINE = (
     ("rank.personal_gain.group_auc", "ranker group-AUC gain from personalization"),
     ("oracle.personal_gain.group_auc", "  ceiling (true personal term, synthetic)"),
     ("rank.personal_gain.share_of_ceiling", "  share of the ceiling captured"),
+    ("oracle.history_bound.share_of_ceiling",
+     "  share any model of the user's history could reach"),
+    ("rank.personal_gain.share_of_history_bound", "  share of that history bound captured"),
     ("train.clicks_per_item", "clicks per item (training period)"),
     ("funnel.next_click.ndcg@10", "next-click NDCG@10, funnel"),
     ("popularity.next_click.ndcg@10", "next-click NDCG@10, popularity"),
@@ -56,8 +63,13 @@ HEADLINE = (
 )
 
 
-@app.command("evaluate")
+evaluate_app = typer.Typer(no_args_is_help=False)
+app.add_typer(evaluate_app, name="evaluate")
+
+
+@evaluate_app.callback(invoke_without_command=True)
 def evaluate_command(
+    ctx: typer.Context,
     workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
     split_date: Annotated[str | None, typer.Option(
         "--split-date", help="Train on events before this ISO date/time (UTC); evaluate on the "
@@ -92,7 +104,9 @@ def evaluate_command(
         "skip-gram's Hogwild updates make figures vary run to run). Default: single-threaded, "
         "so two runs with one seed give the same figures.")] = False,
 ) -> None:
-    """Train on the past, replay the held-out period through the served funnel, write a report.
+    """Replay a held-out period through the funnel (a report); 'recall', 'rerank': one part.
+
+    Trains on the past, replays the rest, writes report.html and report.json.
 
     With --protocol next-item: split the workspace's sessions by start time (the latest 20% are
     the test), build on the rest, and ask the served funnel (the GET /recommend code path), each
@@ -106,8 +120,13 @@ def evaluate_command(
     personalization, no re-ranking. Metrics that the data cannot support are listed as such.
 
     Example: funnel evaluate --workspace shop --split-date 2026-01-25 --out shop/eval
+
     Example: funnel evaluate --protocol next-item --train tr.tsv --test te.tsv --format yoochoose
+
+    Example: funnel evaluate recall --workspace shop   (recall@K of every source)
     """
+    if ctx.invoked_subcommand is not None:  # 'funnel evaluate recall ...'
+        return
     if protocol is Protocol.next_item:
         _next_item(workspace, out=out, json_path=json_path, max_cases=max_cases, seed=seed,
                    stages=stages, train=train, test=test, fmt=fmt)

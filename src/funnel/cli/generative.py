@@ -1,4 +1,6 @@
-"""``funnel evaluate-recall`` and ``funnel train-generative``: the generative-recall commands."""
+"""Generative recall from the shell: the DiffRec-split comparison behind ``funnel evaluate
+recall --split`` (old name ``evaluate-recall``) and ``train-generative`` (= ``funnel build
+--stages generative``), both kept as hidden aliases."""
 
 from __future__ import annotations
 
@@ -10,17 +12,21 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from funnel.cli._app import WorkspaceOpt, app, console, summary_table, user_errors
-from funnel.workspace import DEFAULT_WORKSPACE, Workspace
+from funnel.cli._app import JsonOpt, WorkspaceOpt, app, console, summary_table, user_errors
+from funnel.cli.build import DetailsOpt, run_stages
+from funnel.workspace import DEFAULT_WORKSPACE
 
 
-def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(),
-                    TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                    console=console)
+def split_options_used(*, quick: bool, configs: int | None, epochs: int | None,
+                       dreamrec: bool) -> str:
+    """The ``--split``-only options given (``""`` if none), for the error without --split."""
+    used = [name for name, on in (("--quick", quick), ("--configs", configs is not None),
+                                  ("--epochs", epochs is not None),
+                                  ("--no-dreamrec", not dreamrec)) if on]
+    return "/".join(used)
 
 
-@app.command("evaluate-recall")
+@app.command("evaluate-recall", hidden=True)
 def evaluate_recall(
     split: Annotated[Path, typer.Option(
         "--split", help="DiffRec split directory: train_list.npy, valid_list.npy, test_list.npy "
@@ -38,12 +44,20 @@ def evaluate_recall(
         "--dreamrec/--no-dreamrec", metavar="",
         help="Also run the embedding-space variant.")] = True,
 ) -> None:
+    """The old name of 'funnel evaluate recall --split'.
+
+    Example: funnel evaluate recall --split data/ml-1m_clean --json ml1m.json --quick
+    """
+    compare_on_split(split, json_path=json_path, quick=quick, configs=configs, epochs=epochs,
+                     dreamrec=dreamrec)
+
+
+def compare_on_split(split: Path, *, json_path: Path | None, quick: bool, configs: int | None,
+                     epochs: int | None, dreamrec: bool) -> None:
     """Recall@20 / NDCG@20 of EASE, item-kNN, MultVAE and every generative sampler on a split.
 
     Every method is tuned with the same budget on the valid part, then scored on test with the
     train histories as input and train + valid items excluded (the DiffRec protocol).
-
-    Example: funnel evaluate-recall --split data/ml-1m_clean --json ml1m.json --quick
     """
     from dataclasses import replace
 
@@ -67,7 +81,9 @@ def evaluate_recall(
     torch.manual_seed(0)
     total = 6 * budget.configs + len(SAMPLER_TABLE)
     total += (1 + budget.configs + len(DREAMREC_TABLE)) if dreamrec else 0
-    with _progress() as bar:
+    with Progress(TextColumn("{task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                  console=console) as bar:
         task = bar.add_task("evaluating", total=total)
 
         def step(message: str) -> None:
@@ -96,40 +112,22 @@ def evaluate_recall(
     ]))
     if json_path is not None:
         json_path.write_text(json.dumps(result, indent=2, sort_keys=True))
-        console.print(f"wrote {json_path}")
+        console.print(f"wrote {json_path}", highlight=False, soft_wrap=True)
 
 
-@app.command("train-generative")
+@app.command("train-generative", hidden=True)
 def train_generative(
     workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
     epochs: Annotated[int | None, typer.Option(
         "--epochs", help="Override [generative] epochs from funnel.toml.")] = None,
+    details: DetailsOpt = False,
+    json_out: JsonOpt = False,
 ) -> None:
-    """Train the embedding-space generative recall (DreamRec) into a new artifact version.
-
-    Reads sessions from the event store and item vectors from the current artifact's
-    embeddings (an SVD of sessions stands in if there are none); the new version becomes current
-    only if training succeeds. 'funnel build --stages ...,generative' does the same inside a
-    full build.
+    """Train the embedding-space generative recall (DreamRec) into a new artifact version:
+    the same as 'funnel build --stages generative'.
 
     Example: funnel train-generative --workspace shop --epochs 5
     """
-    from dataclasses import replace
-
-    from funnel.config import section
-    from funnel.generative.build import GenerativeConfig, build_generative
-
-    with user_errors():
-        ws = Workspace.open(workspace)
-        config = section(ws.config(), "generative", GenerativeConfig)
-        if epochs is not None:
-            config = replace(config, epochs=epochs)
-        with _progress() as bar, ws.artifacts.begin() as build:
-            task = bar.add_task("training DreamRec", total=None)
-
-            def step(i: int, loss: float) -> None:
-                bar.update(task, completed=i + 1, description=f"DreamRec loss {loss:.3f}")
-
-            metrics = build_generative(ws, build, config, progress=step)
-            version = build.commit().name
-    console.print(summary_table(f"generative recall -> {version} (now current)", metrics))
+    keys = {"epochs": epochs} if epochs is not None else {}
+    run_stages(workspace, ("generative",), overrides={"generative": keys}, details=details,
+               as_json=json_out)

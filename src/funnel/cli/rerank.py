@@ -1,9 +1,11 @@
-"""Re-rank commands: 'funnel rerank-build' and 'funnel rerank-curve'."""
+"""``funnel evaluate rerank``: the diversity trade-off; and the old names as hidden aliases,
+``rerank-curve`` and ``rerank-build`` (= ``funnel build --stages rerank``)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -19,58 +21,75 @@ from funnel.cli._app import (
     summary_table,
     user_errors,
 )
+from funnel.cli.build import DetailsOpt, run_stages
+from funnel.cli.evaluate import evaluate_app
 from funnel.workspace import DEFAULT_WORKSPACE, Workspace
 
 
-@app.command("rerank-build")
-def rerank_build(workspace: WorkspaceOpt = DEFAULT_WORKSPACE, as_json: JsonOpt = False) -> None:
-    """Save the re-rank pipeline and its measured diversity trade-off into a new artifact.
-
-    Stores the funnel.toml rerank table, per-item attributes, curve.json and tradeoff.png.
+@app.command("rerank-build", hidden=True)
+def rerank_build(workspace: WorkspaceOpt = DEFAULT_WORKSPACE, details: DetailsOpt = False,
+                 as_json: JsonOpt = False) -> None:
+    """Save the re-rank pipeline and its measured diversity trade-off into a new artifact: the
+    same as 'funnel build --stages rerank'.
 
     Example: funnel rerank-build --workspace shop
     """
-    from funnel.rerank.build import build_rerank
-
-    with user_errors():
-        ws = Workspace.open(workspace)
-        build = ws.artifacts.begin()
-        try:
-            with Progress(SpinnerColumn(), TextColumn("[bold]rerank: {task.description}"),
-                          TimeElapsedColumn(), console=console, transient=True) as bar:
-                task = bar.add_task("loading", total=None)
-                metrics = build_rerank(ws, build,
-                                       progress=lambda s: bar.update(task, description=s))
-            version = build.commit()
-        except BaseException:
-            build.abort()
-            raise
-    shown: dict[str, float | int | str] = {
-        k: int(v) if float(v).is_integer() else v for k, v in metrics.items()}
-    shown["version"] = version.name
-    if as_json:
-        print_json(shown)
-    else:
-        console.print(summary_table(f"rerank -> {version.name}", shown))
+    run_stages(workspace, ("rerank",), details=details, as_json=as_json)
 
 
-@app.command("rerank-curve")
-def rerank_curve(
+KOpt = Annotated[int, typer.Option("--k", min=1, help="List length shown.")]
+ListsOpt = Annotated[int, typer.Option("--lists", min=1, help="Logged lists to use.")]
+MethodsOpt = Annotated[str, typer.Option("--methods", help="Comma-separated: dpp,mmr.")]
+PngOpt = Annotated[Path | None, typer.Option("--png", help="Also write the plot here.")]
+
+
+@evaluate_app.command("rerank")
+def evaluate_rerank(
     workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
-    k: Annotated[int, typer.Option("--k", min=1, help="List length shown.")] = 10,
-    lists: Annotated[int, typer.Option("--lists", min=1, help="Logged lists to use.")] = 300,
-    methods: Annotated[str, typer.Option("--methods", help="Comma-separated: dpp,mmr.")] = (
-        "dpp,mmr"),
-    png: Annotated[Path | None, typer.Option("--png", help="Also write the plot here.")] = None,
-    as_json: JsonOpt = False,
+    k: KOpt = 10,
+    lists: ListsOpt = 300,
+    methods: MethodsOpt = "dpp,mmr",
+    png: PngOpt = None,
+    json_path: Annotated[Path | None, typer.Option(
+        "--json", help="Also write the curve as one JSON object to this file.")] = None,
 ) -> None:
-    """Print the relevance/diversity trade-off curve over the diversity knob.
+    """The relevance/diversity trade-off of the re-ranker over its diversity knob.
 
     Uses the workspace's logged impression lists: NDCG@k vs the logged order and vs true
     p_click when known, intra-list distance, category coverage, brand entropy.
 
-    Example: funnel rerank-curve --workspace shop --k 10 --png tradeoff.png
+    Example: funnel evaluate rerank --workspace shop --k 10 --png tradeoff.png
     """
+    payload = _curve(workspace, k=k, lists=lists, methods=methods, png=png)
+    _print_curve(payload, png)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(payload, indent=1, sort_keys=True))
+
+
+@app.command("rerank-curve", hidden=True)
+def rerank_curve(
+    workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+    k: KOpt = 10,
+    lists: ListsOpt = 300,
+    methods: MethodsOpt = "dpp,mmr",
+    png: PngOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The old name of 'funnel evaluate rerank' (--json prints the curve to stdout).
+
+    Example: funnel evaluate rerank --workspace shop --k 10 --png tradeoff.png
+    """
+    payload = _curve(workspace, k=k, lists=lists, methods=methods, png=png)
+    if as_json:
+        print_json(payload)
+    else:
+        _print_curve(payload, png)
+
+
+def _curve(workspace: Path, *, k: int, lists: int, methods: str,
+           png: Path | None) -> dict[str, Any]:
+    """``{"k", "lists", "similarity", "points"}`` over the logged lists (and the plot)."""
     from funnel.rerank.build import _item_vectors
     from funnel.rerank.catalog import ItemCatalog
     from funnel.rerank.curve import DEFAULT_KNOBS, logged_lists, plot_tradeoff, tradeoff_curve
@@ -103,20 +122,22 @@ def rerank_curve(
                     bar.advance(task)
     if png is not None:
         png.write_bytes(plot_tradeoff(points, title=f"re-rank trade-off (k={k})"))
-    if as_json:
-        print_json({"k": k, "lists": len(ranked), "points": [p.as_dict() for p in points]})
-        return
-    table = Table(title=f"re-rank trade-off on {len(ranked)} logged lists (k={k}, "
-                        f"{'embeddings' if vectors is not None else 'attributes'})",
-                  header_style="bold")
+    return {"k": k, "lists": len(ranked), "points": [p.as_dict() for p in points],
+            "similarity": "embeddings" if vectors is not None else "attributes"}
+
+
+def _print_curve(payload: dict[str, Any], png: Path | None) -> None:
+    table = Table(title=f"re-rank trade-off on {payload['lists']} logged lists "
+                        f"(k={payload['k']}, {payload['similarity']})", header_style="bold")
     for col in ("method", "diversity", "NDCG@k kept", "true NDCG@k", "ILD", "cat. coverage",
                 "brand entropy", "ms/list"):
         table.add_column(col, justify="right")
-    for p in points:
-        table.add_row(p.method, f"{p.diversity:g}", f"{p.ndcg:.3f}", f"{p.ndcg_true:.3f}",
-                      f"{p.ild:.3f}", f"{p.category_coverage:.3f}", f"{p.brand_entropy:.3f}",
-                      f"{p.ms_per_list:.3f}")
+    for p in payload["points"]:
+        table.add_row(p["method"], f"{p['diversity']:g}", f"{p['ndcg']:.3f}",
+                      f"{p['ndcg_true']:.3f}", f"{p['ild']:.3f}",
+                      f"{p['category_coverage']:.3f}", f"{p['brand_entropy']:.3f}",
+                      f"{p['ms_per_list']:.3f}")
     console.print(table)
-    console.print(summary_table("rerank-curve", {
-        "lists": len(ranked), "k": k, "similarity": "embeddings" if vectors is not None
-        else "attributes", "plot": str(png) if png else "-"}))
+    console.print(summary_table("rerank curve", {
+        "lists": payload["lists"], "k": payload["k"], "similarity": payload["similarity"],
+        "plot": str(png) if png else "-"}))

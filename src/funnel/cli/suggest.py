@@ -1,25 +1,24 @@
-"""``funnel suggest ...``: build the query-suggestion model and try it from the shell."""
+"""``funnel suggest ...``: try the built query-suggestion model from the shell (``suggest
+build`` is an alias of ``funnel build --stages suggest``)."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from funnel.cli._app import (
     JsonOpt,
     WorkspaceOpt,
     app,
-    console,
     print_json,
     stdout,
     summary_table,
     user_errors,
 )
+from funnel.cli.build import DetailsOpt, run_stages
 from funnel.workspace import DEFAULT_WORKSPACE, Workspace
 
 suggest_app = typer.Typer(
@@ -38,42 +37,23 @@ def _model(workspace: Path):  # type: ignore[no-untyped-def]
     return load_suggest(Workspace.open(workspace).artifacts.require_current())
 
 
-@suggest_app.command("build")
+@suggest_app.command("build", hidden=True)
 def build(
     workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
-    evaluate: Annotated[
-        bool, typer.Option("--eval/--no-eval", metavar="",
-                           help="Hold out the last searches and report MRR.")
-    ] = True,
     min_count: Annotated[int | None, typer.Option(help="Override [suggest] min_count.")] = None,
+    details: DetailsOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Mine the search log and write a new artifact version with 'suggest/'.
+    """Mine the search log into 'suggest/' of a new artifact version: the same as
+    'funnel build --stages suggest'.
 
-    Normalizes and scores queries (decayed frequency x click/booking quality), builds the
-    completion index (typos, pinyin, personalization), related queries, hints and refinement
-    chips; with --eval first reports MRR vs most-popular completion on held-out searches.
     Example:
 
         funnel suggest build --workspace ws --min-count 3
     """
-    from funnel.suggest.build import build_suggest, suggest_config
-
-    with user_errors():
-        ws = Workspace.open(workspace)
-        cfg = suggest_config(ws)
-        if min_count is not None:
-            cfg = dataclasses.replace(cfg, min_count=min_count)
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                      console=console, transient=True) as bar:
-            bar.add_task("mining queries, evaluating and building the suggest index", total=None)
-            with ws.artifacts.begin() as art:
-                metrics = build_suggest(ws, art, cfg, evaluate=evaluate)
-                version = art.commit().name
-        metrics["version"] = version
-        if json_out:
-            print_json(metrics)
-        console.print(summary_table("funnel suggest build", metrics))
+    keys = {"min_count": min_count} if min_count is not None else {}
+    run_stages(workspace, ("suggest",), overrides={"suggest": keys}, details=details,
+               as_json=json_out)
 
 
 @suggest_app.command("complete")

@@ -32,9 +32,12 @@ from funnel.suggest.mining import (
 from funnel.suggest.normalize import normalize_query
 from funnel.suggest.refine import Catalog, refinements
 from funnel.suggest.related import (
+    context_filter,
     cooccurrence,
     embedding_neighbours,
     merge_related,
+    query_categories,
+    query_markets,
     token_neighbours,
 )
 from funnel.vectors import VectorTable
@@ -157,9 +160,14 @@ class QuerySuggester:
         cooc = cooccurrence(sessions, window=cfg.related_window)
         emb = embedding_neighbours(log.queries, query_vectors, top=2 * cfg.related_top)
         tok = token_neighbours(log.queries, log.score, top=2 * cfg.related_top)
+        in_context = context_filter(
+            query_markets(searches.text, searches.market, log.index, len(log)),
+            query_categories(log.clicked_items,
+                             lambda item: catalog.attrs.get(item, {}).get("category")),
+            sessions)
         indptr, rel_ids, rel_scores = merge_related(
             log.queries, cooc, emb, tok, embedding_weight=cfg.embedding_weight,
-            token_weight=cfg.token_weight, top=cfg.related_top,
+            token_weight=cfg.token_weight, top=cfg.related_top, keep=in_context,
         )
         conv = conversion_score(log.count, log.booking_rate, log.ctr)
         by_cat = hints_by_category(qcat, conv, top=cfg.hints_per_category)

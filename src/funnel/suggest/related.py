@@ -5,11 +5,18 @@ session (the next query weighs most); embeddings add neighbours a session never 
 neighbours add the refinements (one word more) and generalisations (one word less) people
 move to. Each is scaled to [0, 1] per anchor, weighted and summed, and candidates that only
 re-spell the anchor (same token set) are dropped.
+
+Related queries stay in the anchor's context ("barcelona loft" must not lead to "tokyo modern
+villa" because both are lodgings a vector finds alike): a candidate from another market (or,
+where either query has no clear market, another category) is kept only when at least
+:data:`CROSS_MIN_SESSIONS` search sessions hold both, i.e. the logs show people moving between
+them. See :func:`context_filter`.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -17,6 +24,13 @@ from funnel.suggest.normalize import normalize_query
 from funnel.vectors import VectorTable
 
 Neighbours = dict[int, dict[int, float]]
+
+CROSS_MIN_SESSIONS = 3
+"""Search sessions holding both queries that let a related query cross markets/categories."""
+
+DOMINANT_SHARE = 0.6
+"""A query belongs to a market (category) when this share of its searches (clicks) is there;
+a generic query ('loft', 'hotel') belongs to none and is compared on nothing."""
 
 
 def cooccurrence(sessions: list[list[int]], *, window: int = 3) -> Neighbours:
@@ -116,8 +130,10 @@ def merge_related(
     embedding_weight: float = 0.5,
     token_weight: float = 0.5,
     top: int = 10,
+    keep: Callable[[int, int], bool] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Merged top lists as CSR ``(indptr, ids, scores)``, deduped against the anchor."""
+    """Merged top lists as CSR ``(indptr, ids, scores)``, deduped against the anchor; ``keep``
+    (see :func:`context_filter`) drops candidates outside the anchor's context."""
     sigs = [frozenset(q.split()) for q in queries]
     indptr = [0]
     ids: list[int] = []
@@ -132,7 +148,7 @@ def merge_related(
             merged[b] += token_weight * w
         seen = {sigs[a]}
         for b, s in sorted(merged.items(), key=lambda kv: (-kv[1], kv[0])):
-            if sigs[b] in seen:
+            if sigs[b] in seen or (keep is not None and not keep(a, b)):
                 continue
             seen.add(sigs[b])
             ids.append(b)
@@ -145,3 +161,75 @@ def merge_related(
         np.asarray(ids, dtype=np.int32),
         np.asarray(scores, dtype=np.float32),
     )
+
+
+def dominant(counts: Mapping[str, float], *, share: float = DOMINANT_SHARE) -> str | None:
+    """The value holding at least ``share`` of ``counts``, else None (no clear one)."""
+    total = sum(counts.values())
+    if total <= 0:
+        return None
+    value, n = max(counts.items(), key=lambda kv: (kv[1], kv[0]))
+    return value if n >= share * total else None
+
+
+def query_markets(texts: Sequence[str], markets: Sequence[str | None],
+                  index: Mapping[str, int], n: int) -> list[str | None]:
+    """Each mined query's market: the dominant market of its searches (None if mixed)."""
+    counts: list[Counter[str]] = [Counter() for _ in range(n)]
+    for text, market in zip(texts, markets, strict=True):
+        q = index.get(text)
+        if q is not None and market is not None:
+            counts[q][market] += 1
+    return [dominant(c) for c in counts]
+
+
+def query_categories(clicked: Sequence[Mapping[str, int]],
+                     category_of: Callable[[str], str | None]) -> list[str | None]:
+    """Each mined query's category: the dominant category of its clicked items (None if mixed
+    or never clicked)."""
+    out: list[str | None] = []
+    for items in clicked:
+        cats: Counter[str] = Counter()
+        for item, n in items.items():
+            cat = category_of(item)
+            if cat is not None:
+                cats[cat] += n
+        out.append(dominant(cats))
+    return out
+
+
+def session_pairs(sessions: list[list[int]]) -> Counter[tuple[int, int]]:
+    """Unordered query pairs -> how many search sessions hold both."""
+    pairs: Counter[tuple[int, int]] = Counter()
+    for ids in sessions:
+        uniq = sorted(set(ids))
+        for i, a in enumerate(uniq):
+            for b in uniq[i + 1:]:
+                pairs[(a, b)] += 1
+    return pairs
+
+
+def context_filter(
+    markets: Sequence[str | None],
+    categories: Sequence[str | None],
+    sessions: list[list[int]],
+    *,
+    min_sessions: int = CROSS_MIN_SESSIONS,
+) -> Callable[[int, int], bool]:
+    """``keep(anchor, candidate)``: same context, or a crossing the sessions show.
+
+    Two queries are in different contexts when both have a market and the markets differ, or,
+    when either has none, both have a category and the categories differ.
+    """
+    pairs = session_pairs(sessions)
+
+    def keep(a: int, b: int) -> bool:
+        if markets[a] is not None and markets[b] is not None:
+            same = markets[a] == markets[b]
+        elif categories[a] is not None and categories[b] is not None:
+            same = categories[a] == categories[b]
+        else:
+            same = True
+        return same or pairs[(min(a, b), max(a, b))] >= min_sessions
+
+    return keep
