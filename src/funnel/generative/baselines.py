@@ -1,8 +1,9 @@
 """Strong simple baselines the diffusion recommenders must be compared with in the same run.
 
-EASE (Steck 2019, closed form), item-kNN (cosine with shrinkage) and a MultVAE-like
-autoencoder (Liang et al. 2018). All follow one estimator shape: hyperparameters in
-``__init__``, ``fit(X)`` on a binary user x item CSR matrix, ``score(X)`` -> dense (U, I).
+EASE (Steck 2019, closed form), item-kNN (cosine with shrinkage), RP3beta (Paudel et al. 2016,
+as in Dacrema et al.'s "troubling analysis") and a MultVAE-like autoencoder (Liang et al. 2018).
+All follow one estimator shape: hyperparameters in ``__init__``, ``fit(X)`` on a binary
+user x item CSR matrix, ``score(X)`` -> dense (U, I).
 """
 
 from __future__ import annotations
@@ -79,6 +80,63 @@ class ItemKNN:
         check_is_fitted(self, "similarity_")
         X = _check_matrix(X, n_items=self.similarity_.shape[0])
         return np.asarray(X @ self.similarity_)
+
+
+class RP3beta:
+    """RP3beta: 3-step random walk item -> user -> item, damped by ``popularity ** beta``.
+
+    ``W = Piu^alpha @ Pui^alpha`` (row-stochastic transitions raised elementwise to ``alpha``),
+    column ``j`` divided by ``pop_j ** beta``, zero diagonal, top ``neighbors`` per row; scores are
+    ``X @ W`` (Paudel et al. 2016; Dacrema et al. 2019's implementation).
+    """
+
+    def __init__(self, *, alpha: float = 1.0, beta: float = 0.5, neighbors: int = 100) -> None:
+        self.alpha = alpha
+        self.beta = beta
+        self.neighbors = neighbors
+
+    def fit(self, X: sp.spmatrix) -> RP3beta:
+        validate_params(
+            {"alpha": self.alpha, "beta": self.beta, "neighbors": self.neighbors},
+            {"alpha": (positive_float, "a float > 0"),
+             "beta": (lambda v: isinstance(v, int | float) and v >= 0, "a float >= 0"),
+             "neighbors": (positive_int, "an int > 0")},
+        )
+        X = _check_matrix(X).astype(np.float64)
+        pui = _row_normalize(X).power(self.alpha)  # (U, I) user -> item
+        piu = _row_normalize(X.T.tocsr()).power(self.alpha)  # (I, U) item -> user
+        pop = np.asarray(X.sum(axis=0)).ravel()
+        damp = np.zeros_like(pop)
+        damp[pop > 0] = pop[pop > 0] ** -self.beta
+        sim = (piu @ pui).toarray() * damp[None, :]  # (I, I)
+        np.fill_diagonal(sim, 0.0)
+        k = min(self.neighbors, sim.shape[1] - 1)
+        if k < sim.shape[1] - 1:
+            drop = np.argpartition(-sim, k, axis=1)[:, k:]  # columns outside each row's top k
+            np.put_along_axis(sim, drop, 0.0, axis=1)
+        self.similarity_ = sim.astype(np.float32)
+        return self
+
+    def score(self, X: sp.spmatrix) -> np.ndarray:
+        check_is_fitted(self, "similarity_")
+        X = _check_matrix(X, n_items=self.similarity_.shape[0])
+        return np.asarray(X @ self.similarity_)
+
+
+def _row_normalize(X: sp.csr_matrix) -> sp.csr_matrix:
+    sums = np.asarray(X.sum(axis=1)).ravel()
+    sums[sums == 0] = 1.0  # empty rows stay empty
+    return sp.csr_matrix(sp.diags(1.0 / sums) @ X)
+
+
+def linear_weights(model: object) -> np.ndarray:
+    """The (I, I) item-item matrix ``W`` of a fitted linear baseline (scores are ``X @ W``)."""
+    for name in ("weights_", "similarity_"):
+        if getattr(model, name, None) is not None:
+            return getattr(model, name)
+    raise TypeError(
+        f"The 'prior' must be a fitted EASE, ItemKNN or RP3beta. Got {type(model).__name__}."
+    )
 
 
 class _VAENetwork(nn.Module):

@@ -165,8 +165,15 @@ class DiffRec:
     def score(
         self, X: sp.spmatrix, *, sampler: str | None = None, steps: int = 10,
         generator: torch.Generator | None = None, batch_size: int = 1024,
+        prior: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Reconstructed interaction scores (U, I) for the histories in ``X``."""
+        """Reconstructed interaction scores (U, I) for the histories in ``X``.
+
+        ``prior`` (U, I), e.g. EASE's scores scaled to the history's 0/1 range
+        (:func:`funnel.generative.refine.normalize_scores`), is added to the history the reverse
+        process starts from: the model then refines a strong prior instead of the bare history
+        (diffusion and flow objectives; issue 22).
+        """
         check_is_fitted(self, "network_")
         cfg = self.config
         sampler = sampler or SAMPLERS_FOR[cfg.objective][-1 if cfg.objective == "diffusion" else 0]
@@ -176,9 +183,16 @@ class DiffRec:
                 f"objective {cfg.objective!r}. Got {sampler!r} instead."
             )
         X = _check_matrix(X, n_items=self.n_items_)
+        if prior is not None and np.shape(prior) != X.shape:
+            raise ValueError(f"The 'prior' parameter must have shape {X.shape} (as X). "
+                             f"Got {np.shape(prior)} instead.")
         gen = generator if generator is not None else torch.Generator().manual_seed(cfg.seed)
-        out = [self._score_batch(torch.from_numpy(X[i:i + batch_size].toarray()), cfg, sampler,
-                                 steps, gen) for i in range(0, X.shape[0], batch_size)]
+        out = []
+        for i in range(0, X.shape[0], batch_size):
+            x = torch.from_numpy(X[i:i + batch_size].toarray())
+            if prior is not None:
+                x = x + torch.as_tensor(np.asarray(prior[i:i + batch_size], dtype=np.float32))
+            out.append(self._score_batch(x, cfg, sampler, steps, gen))
         return np.concatenate(out) if out else np.zeros((0, self.n_items_), np.float32)
 
     def _score_batch(self, x: torch.Tensor, cfg: DiffRecConfig, sampler: str, steps: int,
