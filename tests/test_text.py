@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _strings import osa_distance
 from funnel import text
 from funnel.features import query_match
 from funnel.recall import text as recall_text
@@ -164,22 +165,6 @@ def test_tokens_of_normalised_text_equal_tokens_of_raw_text(raw: str) -> None:
     assert all(w and not any(ch.isspace() for ch in w) for w in text.words(raw))
 
 
-def _osa_reference(a: str, b: str) -> int:
-    """Textbook optimal-string-alignment distance (the oracle of the numba kernel)."""
-    d = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
-    for i in range(len(a) + 1):
-        d[i][0] = i
-    for j in range(len(b) + 1):
-        d[0][j] = j
-    for i in range(1, len(a) + 1):
-        for j in range(1, len(b) + 1):
-            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1,
-                          d[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
-            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
-                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
-    return d[len(a)][len(b)]
-
-
 words_st = st.text("abcdeé北京 -'", max_size=9)
 
 
@@ -189,7 +174,7 @@ def test_typo_distance_is_symmetric_and_zero_iff_equal_after_normalisation(a, b)
     d = text.typo_distance(a, b)
     assert d == text.typo_distance(b, a)
     assert (d == 0) == (text.normalize(a) == text.normalize(b))
-    assert d == _osa_reference(text.normalize(a), text.normalize(b))
+    assert d == osa_distance(text.normalize(a), text.normalize(b))
 
 
 @settings(max_examples=200, deadline=None)
@@ -198,6 +183,6 @@ def test_typo_distance_is_symmetric_and_zero_iff_equal_after_normalisation(a, b)
 def test_vocabulary_scans_equal_the_pairwise_distance(vocab, word, limit) -> None:
     v = text.Vocabulary(vocab)
     got = {vocab[i] for i in v.typos(word, limit)}
-    assert got == {t for t in vocab if _osa_reference(word, t) <= limit}
+    assert got == {t for t in vocab if osa_distance(word, t) <= limit}
     close = {vocab[i] for i in v.typed_or_typos(word)}
     assert close == {t for t in vocab if text.is_typed_or_typo(word, t)}

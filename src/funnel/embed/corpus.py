@@ -178,5 +178,9 @@ def _word_markets(
 
 
 def normalize_query(text: str) -> str:
-    """Lower-case and collapse whitespace: the normal form query ids are stored in."""
-    return " ".join(text.lower().split())
+    """The normal form query vectors are keyed by: the one analyzer's (``funnel.text``), so a
+    query typed with other case, width or punctuation finds the vector lexical recall and
+    suggestion would match it to."""
+    from funnel.text import normalize
+
+    return normalize(text)

@@ -2,7 +2,7 @@
 
 Each click, add-to-cart or booking is attributed to the same user's latest search at most
 ``window_minutes`` before it (a DuckDB ASOF join), weighted by event type. Queries are matched
-after :func:`funnel.recall.text.normalize_query` (NFKC, lower case, single spaces).
+after :func:`funnel.recall.text.normalize_query` (the one analyzer, :mod:`funnel.text`).
 """
 
 from __future__ import annotations
