@@ -24,8 +24,12 @@ Figures:
 Requests are logged users' searches with their last 30 clicks / impressions / bookings first
 posted to ``/events`` (``--anonymous``: no user, no session). With more than one worker the
 online state lives in a private redis-server the benchmark starts, and ``funnel serve`` runs
-its front process, which hands each request to a free worker (``front_cpu_ms_per_request`` is
-what that costs; ``busiest_worker_cpu_share`` how evenly the workers were used).
+HAProxy in front of the workers (``edge``), which hands each request to a free worker
+(``front_cpu_ms_per_request`` is what HAProxy and the supervisor cost; ``busiest_worker_cpu_share``
+how evenly the workers were used). Two probes of issue 19 run last, against the same server:
+``slow_reader_rss_growth_mb`` (a client pipelines 200 ``k=200 debug`` searches and never reads)
+and, with several workers, ``acked_events_lost_after_kill9`` (events posted while a worker is
+killed with SIGKILL; every acknowledged one must reach the event store).
 
     python benchmarks/serve.py --quick
     python benchmarks/serve.py --json out.json
@@ -34,6 +38,7 @@ what that costs; ``busiest_worker_cpu_share`` how evenly the workers were used).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing as mp
 import os
@@ -262,9 +267,10 @@ def reference_cpu_ms(engine: object, calls: list[Call], n: int) -> float:
     e: Any = engine
     rank = e.rank
     old = e.recall.merger
-    e.recall.merger = Merger(old.sources, quotas=old.quotas, timeout_s=old.timeout_s)
-    e.terms = Pairwise([e.catalog.columns[c].tolist() for c in MATCH_COLUMNS])
-    e.rank_rows = None
+    pooled = Merger(old.sources, quotas=old.quotas, timeout_s=old.timeout_s)
+    e = dataclasses.replace(  # a reference engine: the served one is frozen
+        e, recall=dataclasses.replace(e.recall, merger=pooled), rank_rows=None,
+        terms=Pairwise([e.catalog.columns[c].tolist() for c in MATCH_COLUMNS]))
     if rank is not None:
         rank.term_index = Pairwise([rank.item_cols[c].tolist() for c in MATCH_COLUMNS])
         rank.item_codes = {}
@@ -275,8 +281,7 @@ def reference_cpu_ms(engine: object, calls: list[Call], n: int) -> float:
     for i in range(n):
         run_call(e, calls[i % len(calls)])
     cpu_ms = (time.process_time() - cpu0) * 1000.0 / max(n, 1)
-    e.recall.merger.close()
-    e.recall.merger = old
+    pooled.close()
     return cpu_ms
 
 
@@ -303,6 +308,93 @@ def wait_until_idle(pid: int, quiet_s: float = 2.0, limit_s: float = 900.0) -> N
         if now - last < 0.05 * quiet_s:
             return
         last = now
+
+
+def server_processes(pid: int) -> tuple[list[Any], list[Any]]:
+    """(the edge: supervisor and HAProxy; the uvicorn workers) of the server ``pid``."""
+    import psutil
+
+    proc = psutil.Process(pid)
+    children = proc.children(recursive=True)
+    workers = [p for p in children if "uvicorn" in " ".join(p.cmdline())]
+    return [proc, *(p for p in children if p not in workers)], workers
+
+
+def rss_mb(pid: int) -> float:
+    edge, workers = server_processes(pid)
+    return sum(p.memory_info().rss for p in [*edge, *workers]) / 2**20
+
+
+def slow_reader_growth_mb(port: int, pid: int, requests: int = 200, watch_s: float = 6.0
+                          ) -> float:
+    """Peak RSS growth of the server's processes while one client pipelines ``requests``
+    ``k=200 debug`` searches on one connection and never reads (issue 19 probe: +47 MB in the
+    old front and growing)."""
+    body = json.dumps({"query": "", "k": 200, "debug": True}).encode()
+    request = (b"POST /search HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+               b"content-length: %d\r\n\r\n" % len(body)) + body
+    before = peak = rss_mb(pid)
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        conn.settimeout(0.5)
+        try:
+            for _ in range(requests):
+                conn.sendall(request)
+        except OSError:  # the buffers are full: the server stopped reading from us
+            pass
+        deadline = time.monotonic() + watch_s
+        while time.monotonic() < deadline:
+            peak = max(peak, rss_mb(pid))
+            time.sleep(0.25)
+    return peak - before
+
+
+def events_during_kill9(base: str, pid: int, seconds: float = 4.0) -> list[str]:
+    """Post events from 3 clients while one worker is killed with SIGKILL halfway; the ids
+    of the events acknowledged (200)."""
+    import signal
+    import threading
+    import uuid
+
+    acked: list[str] = []
+    stop = threading.Event()
+
+    def post(user: str) -> None:
+        with httpx.Client(base_url=base, timeout=60) as c:
+            while not stop.is_set():
+                ids = [f"bench-k9-{uuid.uuid4().hex}" for _ in range(5)]
+                events = [{"event_id": i, "user_id": user, "event_type": "click",
+                           "item_id": "i0000001"} for i in ids]
+                try:
+                    if c.post("/events", json={"events": events}).status_code == 200:
+                        acked.extend(ids)
+                except httpx.HTTPError:  # the worker died with it: not acknowledged
+                    pass
+
+    threads = [threading.Thread(target=post, args=(f"bench-k9-u{i}",)) for i in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(seconds / 2)
+    _, workers = server_processes(pid)
+    os.kill(workers[0].pid, signal.SIGKILL)
+    time.sleep(seconds / 2)
+    stop.set()
+    for t in threads:
+        t.join(timeout=120)
+    return acked
+
+
+def acked_events_lost(ws: Any, acked: list[str]) -> int:
+    """How many of ``acked`` are not in the event store once the spool is ingested (as the
+    next start does); call with the server stopped."""
+    from funnel.data.store import EventStore
+    from funnel.serve.spool import EventSpool
+
+    EventSpool(ws.root / "spool").flush_to_store(ws)
+    with EventStore.open(ws.store_path, read_only=True) as store:
+        stored = {row[0] for row in store.con.execute(
+            "SELECT event_id FROM events WHERE event_id LIKE 'bench-k9-%'").fetchall()}
+    return len(set(acked) - stored)
 
 
 def sample_queries(ws_root: Path, n: int = 500, seed: int = 0) -> list[str]:
@@ -548,8 +640,9 @@ def main() -> None:
         fixed = run_load(base, bodies, 100.0, fixed_s)
         after = worker_cpu(server.pid)
         used = {p: after.get(p, 0.0) - t for p, t in before.items()}
-        # with > 1 worker the server's own process is the front: it runs no stage
-        front_s = used.pop(server.pid) if args.workers > 1 else 0.0
+        # with > 1 worker the supervisor and HAProxy are the front: they run no stage
+        edge_procs, _ = server_processes(server.pid)
+        front_s = sum(used.pop(p.pid, 0.0) for p in edge_procs) if args.workers > 1 else 0.0
         busiest_share = max(used.values()) / max(sum(used.values()), 1e-9)
         front_cpu_ms = front_s * 1000.0 / max(fixed["requests"], 1.0)
         print(f"  100 req/s: p50 {fixed['p50_ms']:.1f} ms, p99 {fixed['p99_ms']:.1f} ms, "
@@ -563,9 +656,12 @@ def main() -> None:
                 max_rps = float(rate)
             else:
                 break
+        print("  probes: a client that never reads ...", flush=True)
+        slow_reader_mb = slow_reader_growth_mb(port, server.pid)
+        acked = events_during_kill9(base, server.pid) if args.workers > 1 else []
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.terminate()  # SIGTERM: HAProxy drains, then the workers flush their spools
+        server.wait(timeout=180)
         if redis_proc is not None:
             redis_proc.terminate()
     # last: it switches the engine to the reference paths
@@ -574,7 +670,9 @@ def main() -> None:
     engine.close()
 
     p50_in, p50_http = percentile(inproc, 50), percentile(seq, 50)
+    lost_after_kill9 = float(acked_events_lost(ws, acked)) if acked else float("nan")
     figures = {
+        "edge": "haproxy" if args.workers > 1 else "uvicorn",
         "items": float(n_items_served),
         "workers": float(args.workers),
         "personalized": float(not args.anonymous),
@@ -609,8 +707,11 @@ def main() -> None:
         "load_avg_1m_start": round(load_start, 2),
         "load_avg_1m_end": round(os.getloadavg()[0], 2),
         "nproc": float(os.cpu_count() or 0),
+        "slow_reader_rss_growth_mb": round(slow_reader_mb, 1),
+        "acked_events_after_kill9": float(len(acked)),
+        "acked_events_lost_after_kill9": lost_after_kill9,
     }
-    # one worker has no front, hence no queue time: leave such figures out rather than NaN
+    # one worker has no front, hence no queue time nor kill -9 probe: left out rather than NaN
     figures = {k: v for k, v in figures.items() if not (isinstance(v, float) and v != v)}
     print(f"\nserve benchmark on {platform.node()} ({os.cpu_count()} cores), "
           f"{n_items_served:,} items")

@@ -159,7 +159,6 @@ def test_serve_prints_where_and_stops_cleanly(served: str, root: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 20: 'funnel serve' (cli/serve.py) prints no "
-                   "next step (open the page, a curl) yet; drop this mark when it does")
 def test_serve_says_what_to_do_next(served: str) -> None:
-    assert "next:" in ANSI.sub("", served)
+    text = ANSI.sub("", served)
+    assert "next: open http://127.0.0.1:" in text and "/search -H 'content-type" in text

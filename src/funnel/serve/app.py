@@ -10,14 +10,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from funnel.exceptions import FunnelError
+from funnel.serve.fanout import AdminFanOut, peers_from_env
 from funnel.serve.holder import EngineHolder
 from funnel.serve.metrics import Metrics, labels_key
 from funnel.serve.routes import events, health, search, suggest
@@ -148,6 +148,7 @@ def create_app(
                 await run_in_threadpool(app.state.holder.reload)
             except FunnelError as err:
                 log.warning("starting without a model: %s", err)
+        app.state.metrics.set_up(True)
         tasks = []
         if settings.watch_artifacts_s > 0:
             tasks.append(asyncio.create_task(_watch(app, settings.watch_artifacts_s)))
@@ -156,6 +157,7 @@ def create_app(
         try:
             yield
         finally:
+            app.state.metrics.set_up(False)
             for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -198,8 +200,9 @@ def create_app(
 
     for module in (search, suggest, events, health):
         app.include_router(module.router)
-    # added first, so it runs inside LimitsAndMetrics (body limit, metrics, timing header)
-    app.add_middleware(search.SearchFastPath, route=_route(search.router, "/search", "POST"))
+    peers = peers_from_env()  # the other workers behind HAProxy: admin requests reach them
+    if peers:
+        app.add_middleware(AdminFanOut, peers=peers)
     app.add_middleware(LimitsAndMetrics, metrics=app.state.metrics,
                        max_body_bytes=settings.max_body_bytes)
     return app
@@ -235,10 +238,3 @@ def _self_hosted_docs(app: FastAPI) -> None:
                               redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
                               redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
                               with_google_fonts=False)
-
-
-def _route(router: APIRouter, path: str, method: str) -> APIRoute:
-    for route in router.routes:
-        if isinstance(route, APIRoute) and route.path == path and method in route.methods:
-            return route
-    raise LookupError(f"no {method} {path} route")

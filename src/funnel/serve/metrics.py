@@ -1,114 +1,113 @@
-"""Prometheus text-format metrics: request counters and latency histograms per route and stage.
+"""Prometheus metrics through ``prometheus_client``: counters and latency histograms per route
+and stage, and how many workers are up.
 
-Small on purpose (no client library): a lock-protected dict of counters and fixed-bucket
-histograms, rendered in the text exposition format 0.0.4. Recording is on every request's path,
-so it does the least work there: label sets are rendered once (:func:`labels_key`), a sample
-lands in one bucket found by bisection (the cumulative ``le`` counts are summed when rendered),
-and :meth:`Metrics.observe_many_ms` records a request's stages under one lock.
+Behind ``funnel serve --workers N`` each worker writes its samples to memory-mapped files in
+``PROMETHEUS_MULTIPROC_DIR`` (the client's multiprocess mode, chosen when the variable is set
+before the worker starts), and ``GET /metrics`` on any worker sums every worker's files: the
+counts of a worker that died stay in the totals, its ``funnel_workers_up`` does not (the
+supervisor calls ``mark_process_dead``). Without the variable (one worker, tests) each
+:class:`Metrics` keeps its samples in its own registry.
+
+Call sites pass label sets through :func:`labels_key`, cached, so a request renders none.
 """
 
 from __future__ import annotations
 
+import os
 import threading
-from bisect import bisect_left
-from collections import defaultdict
 from collections.abc import Iterable
+from functools import lru_cache
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
 
 BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
-_OVER = len(BUCKETS_MS)
-"""Index of the count of samples above the last bound (or NaN): in ``+Inf`` only."""
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LabelKey = tuple[tuple[str, str], ...]
+
+disable_created_metrics()  # no ``*_created`` series: they differ per worker and sum to nonsense
 
 
-def labels_key(labels: dict[str, str]) -> str:
-    """The rendered label set ``{k="v",...}`` (sorted), cached: callers on a request's path pass
-    the result to :meth:`Metrics.observe_many_ms` instead of formatting labels per sample."""
-    if not labels:
-        return ""
-    key = tuple(labels.items())
-    cached = _LABELS.get(key)
-    if cached is None:
-        cached = _render_labels(labels)
-        if len(_LABELS) < 10_000:  # bounded: label values come from routes, not from users
-            _LABELS[key] = cached
-    return cached
+@lru_cache(maxsize=10_000)  # label values come from routes and stages, not from users
+def _key(items: LabelKey) -> LabelKey:
+    return tuple(sorted(items))
 
 
-_LABELS: dict[tuple[tuple[str, str], ...], str] = {}
-"""Rendered label sets (a handful of routes x stages), so a request formats none."""
-
-
-def _render_labels(labels: dict[str, str]) -> str:
-    inner = ",".join(
-        f'{k}="{str(v).replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
-        for k, v in sorted(labels.items())
-    )
-    return "{" + inner + "}"
+def labels_key(labels: dict[str, str]) -> LabelKey:
+    """The label set as sorted ``(name, value)`` pairs, the form :meth:`Metrics.inc_key` and
+    :meth:`Metrics.observe_many_ms` take (label names are declared in sorted order)."""
+    return _key(tuple((k, str(v)) for k, v in labels.items()))
 
 
 class Metrics:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counters: dict[tuple[str, str], float] = defaultdict(float)
-        # per histogram: samples per bucket (not cumulative), the +Inf-only count, count, sum
-        self._hist: dict[tuple[str, str], list[float]] = {}
-        self._help: dict[str, tuple[str, str]] = {}
+    """The app's metric families, created on first use with the label names of that use."""
 
-    def inc(
-        self,
-        name: str,
-        labels: dict[str, str] | None = None,
-        value: float = 1.0,
-        help_text: str = "",
-    ) -> None:
+    def __init__(self) -> None:
+        self.multiprocess_dir = os.environ.get(MULTIPROC_ENV) or None
+        self._registry = CollectorRegistry(auto_describe=False)
+        self._families: dict[str, Counter | Histogram] = {}
+        self._lock = threading.Lock()
+        self._up = Gauge("funnel_workers_up", "Server workers serving requests",
+                         registry=self._registry, multiprocess_mode="livesum")
+
+    def set_up(self, up: bool) -> None:
+        """This worker serves (models loaded) or no longer does (shutting down)."""
+        self._up.set(1 if up else 0)
+
+    def _family(self, kind: type[Counter] | type[Histogram], name: str, help_text: str,
+                names: tuple[str, ...]) -> Counter | Histogram:
+        family = self._families.get(name)
+        if family is None:
+            with self._lock:
+                family = self._families.get(name)
+                if family is None:
+                    extra = {"buckets": BUCKETS_MS} if kind is Histogram else {}
+                    family = kind(name, help_text or name, names, registry=self._registry,
+                                  **extra)
+                    self._families[name] = family
+        return family
+
+    def inc(self, name: str, labels: dict[str, str] | None = None, value: float = 1.0,
+            help_text: str = "") -> None:
         self.inc_key(name, labels_key(labels or {}), value, help_text)
 
-    def inc_key(self, name: str, labels: str, value: float = 1.0, help_text: str = "") -> None:
-        """:meth:`inc` with the label set already rendered by :func:`labels_key`."""
-        with self._lock:
-            if name not in self._help:
-                self._help[name] = ("counter", help_text)
-            self._counters[(name, labels)] += value
+    def inc_key(self, name: str, labels: LabelKey, value: float = 1.0,
+                help_text: str = "") -> None:
+        """:meth:`inc` with the label set from :func:`labels_key`."""
+        family = self._family(Counter, name, help_text, tuple(k for k, _ in labels))
+        (family.labels(*(v for _, v in labels)) if labels else family).inc(value)
 
-    def observe_ms(
-        self, name: str, ms: float, labels: dict[str, str] | None = None, help_text: str = ""
-    ) -> None:
+    def observe_ms(self, name: str, ms: float, labels: dict[str, str] | None = None,
+                   help_text: str = "") -> None:
         self.observe_many_ms(name, ((labels_key(labels or {}), ms),), help_text)
 
-    def observe_many_ms(
-        self, name: str, samples: Iterable[tuple[str, float]], help_text: str = ""
-    ) -> None:
-        """Record ``(labels_key(...), ms)`` samples of histogram ``name`` under one lock."""
-        with self._lock:
-            if name not in self._help:
-                self._help[name] = ("histogram", help_text)
-            for labels, ms in samples:
-                h = self._hist.get((name, labels))
-                if h is None:
-                    h = self._hist[(name, labels)] = [0.0] * (_OVER + 3)
-                h[bisect_left(BUCKETS_MS, ms) if ms <= BUCKETS_MS[-1] else _OVER] += 1
-                h[-2] += 1  # count (= +Inf bucket)
-                h[-1] += ms  # sum
+    def observe_many_ms(self, name: str, samples: Iterable[tuple[LabelKey, float]],
+                        help_text: str = "") -> None:
+        """Record ``(labels_key(...), ms)`` samples of histogram ``name``."""
+        for labels, ms in samples:
+            family = self._family(Histogram, name, help_text, tuple(k for k, _ in labels))
+            (family.labels(*(v for _, v in labels)) if labels else family).observe(ms)
 
     def render(self) -> str:
-        lines: list[str] = []
-        with self._lock:
-            for name, (kind, help_text) in sorted(self._help.items()):
-                lines.append(f"# HELP {name} {help_text or name}")
-                lines.append(f"# TYPE {name} {kind}")
-                if kind == "counter":
-                    for (n, lab), v in sorted(self._counters.items()):
-                        if n == name:
-                            lines.append(f"{n}{lab} {v:g}")
-                else:
-                    for (n, lab), h in sorted(self._hist.items()):
-                        if n != name:
-                            continue
-                        base = lab[1:-1] + "," if lab else ""
-                        cumulative = 0.0
-                        for i, b in enumerate(BUCKETS_MS):
-                            cumulative += h[i]
-                            lines.append(f'{n}_bucket{{{base}le="{b}"}} {cumulative:g}')
-                        lines.append(f'{n}_bucket{{{base}le="+Inf"}} {h[-2]:g}')
-                        lines.append(f"{n}_count{lab} {h[-2]:g}")
-                        lines.append(f"{n}_sum{lab} {h[-1]:g}")
-        return "\n".join(lines) + "\n"
+        """The text exposition: this process's samples, or every worker's summed."""
+        if self.multiprocess_dir is None:
+            return generate_latest(self._registry).decode()
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=self.multiprocess_dir)
+        return generate_latest(registry).decode()
+
+
+def mark_worker_dead(pid: int, directory: str) -> None:
+    """Drop a dead worker's live gauges from the sums in ``directory`` (its counters stay:
+    those requests happened)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid, directory)
