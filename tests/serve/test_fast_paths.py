@@ -60,16 +60,21 @@ def engine(served_workspace):
     eng.close()
 
 
-def _without_row_maps(engine: Engine, monkeypatch) -> None:
+def _without_row_maps(engine: Engine, monkeypatch, **changes) -> Engine:
     """Every lookup by id again: no load-time row maps, no match values handed to the ranker,
-    no remembered encodings, no packed item fields."""
+    no remembered encodings, no packed item fields. A new engine (a loaded one is never
+    changed); the rank stage, shared with it, is patched for the test."""
     rank = engine.rank
-    monkeypatch.setattr(engine, "rerank_rows", None)  # the re-ranker looks its ids up
-    monkeypatch.setattr(engine, "vector_row_of", None)
-    monkeypatch.setattr(engine, "shared_terms", False)  # the ranker computes its own qm_*
     monkeypatch.setattr(rank, "_vector_rows", None)  # personalization looks vectors up by id
     monkeypatch.setattr(rank, "_broadcast", _Forgetful())
     monkeypatch.setattr(rank, "item_parts", dict(rank.item_parts))  # per-field takes
+    return replace(
+        engine,
+        rerank_rows=None,  # the re-ranker looks its ids up
+        vector_row_of=None,
+        shared_terms=False,  # the ranker computes its own qm_*
+        **changes,
+    )
 
 
 class _Forgetful(dict):
@@ -87,14 +92,18 @@ def test_fast_paths_give_identical_results(engine, monkeypatch):
     assert engine.rank._vector_rows is not None and engine.rank._packed is not None
 
     rank = engine.rank
-    _without_row_maps(engine, monkeypatch)
     text = ("title", "category", "brand", "market")
-    monkeypatch.setattr(engine, "terms", PairwiseTerms(
-        [engine.catalog.columns[c].tolist() for c in MATCH_COLUMNS]))
+    old = engine.recall.merger
+    pooled = Merger(old.sources, quotas=old.quotas, timeout_s=old.timeout_s)
+    reference = _without_row_maps(
+        engine, monkeypatch,
+        terms=PairwiseTerms([engine.catalog.columns[c].tolist() for c in MATCH_COLUMNS]),
+        rank_rows=None,  # rows looked up by id in the ranker
+        recall=replace(engine.recall, merger=pooled),  # sources on the thread pool
+    )
     monkeypatch.setattr(rank, "term_index", PairwiseTerms(
         [rank.item_cols[c].tolist() for c in text]))
     monkeypatch.setattr(rank, "item_codes", {})  # every cross field encoded per candidate
-    monkeypatch.setattr(engine, "rank_rows", None)  # rows looked up by id in the ranker
     reference_encode = rank.ranker.features_.encode_fields
 
     def encode_every_row(cols, rows):
@@ -102,11 +111,8 @@ def test_fast_paths_give_identical_results(engine, monkeypatch):
         return reference_encode(cols, names)
 
     monkeypatch.setattr(rank, "_encode_request_fields", encode_every_row)
-    old = engine.recall.merger
-    pooled = Merger(old.sources, quotas=old.quotas, timeout_s=old.timeout_s)
-    monkeypatch.setattr(engine.recall, "merger", pooled)
     try:
-        slow = _run_all(engine, requests)
+        slow = _run_all(reference, requests)
     finally:
         pooled.close()
     assert len(slow) == len(fast)
@@ -145,14 +151,13 @@ def test_full_transform_reference_gives_identical_results(engine, monkeypatch):
     requests = _requests(engine)
     fast = _run_all(engine, requests)
     rank = engine.rank
-    _without_row_maps(engine, monkeypatch)
+    reference = _without_row_maps(
+        engine, monkeypatch, rank_rows=None,
+        terms=PairwiseTerms([engine.catalog.columns[c].tolist() for c in MATCH_COLUMNS]))
     monkeypatch.setattr(rank, "item_parts", None)  # ranker.predict_proba(raw columns)
-    monkeypatch.setattr(engine, "rank_rows", None)
-    monkeypatch.setattr(engine, "terms", PairwiseTerms(
-        [engine.catalog.columns[c].tolist() for c in MATCH_COLUMNS]))
     monkeypatch.setattr(rank, "term_index", PairwiseTerms(
         [rank.item_cols[c].tolist() for c in ("title", "category", "brand", "market")]))
-    slow = _run_all(engine, requests)
+    slow = _run_all(reference, requests)
     for req, a, b in zip(requests, fast, slow, strict=True):
         assert json.dumps(a, default=str) == json.dumps(b, default=str), req["query"]
 

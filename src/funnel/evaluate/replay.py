@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,15 +27,18 @@ from funnel.features.personalization import RecentActions
 from funnel.recall.base import RecallRequest
 from funnel.rerank.metrics import entropy, intra_list_distance
 
+if TYPE_CHECKING:
+    from funnel.serve.engine import Engine
+
 VARIANTS = ("funnel", "no_personalization", "no_session", "no_rerank", "popularity")
 OFFLINE_RECALL_TIMEOUT_S = 600.0
 """Offline, no source is dropped for being slow (the figures must not depend on machine load)."""
 
 
-def offline_engine(engine: Any) -> Any:
-    """``engine`` with a recall deadline no replay can hit, so results are deterministic."""
-    engine.recall.merger.timeout_s = OFFLINE_RECALL_TIMEOUT_S
-    return engine
+def offline_engine(engine: Engine) -> Engine:
+    """A copy of ``engine`` with a recall deadline no replay can hit, so results are
+    deterministic (``engine`` itself is not changed: a loaded engine is never mutated)."""
+    return engine.with_recall_deadline(OFFLINE_RECALL_TIMEOUT_S)
 
 
 def without_rerank(engine: Any) -> Any:

@@ -1,8 +1,11 @@
 """The funnel orchestrator: recall (~1000) -> rank (~500) -> re-rank (k), from one artifact.
 
 An :class:`Engine` is immutable once loaded: requests only read it, and a reload builds a new
-engine and swaps a reference, so in-flight requests finish on the version they started with.
-It knows nothing of HTTP; the server knows nothing of how the models were trained.
+engine and swaps a reference, so in-flight requests finish on the version they started with;
+an evaluation that needs other settings builds its own (:meth:`Engine.with_recall_deadline`,
+:func:`dataclasses.replace`). It knows nothing of HTTP; the server knows nothing of how the
+models were trained. Its stages are typed by the Protocols of :mod:`funnel.engine`: the few
+verbs the engine calls on each.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from funnel.engine import RankStage, RecallStage, RerankStage, SharesTerms, SuggestStage
 from funnel.exceptions import ArtifactError, FunnelError
 from funnel.features.personalization import RecentActions
 from funnel.features.query_match import TermIndex, fuzzy_match, terms
@@ -25,8 +29,13 @@ from funnel.rank.recall_features import recall_feature_columns
 from funnel.recall.base import RecallRequest
 from funnel.recall.merger import Provenance
 from funnel.serve.catalog import Catalog
-from funnel.serve.scoring import RankStage, load_rank_stage
+from funnel.serve.scoring import load_rank_stage
 from funnel.vectors import VectorTable, load_vectors
+
+if TYPE_CHECKING:
+    from funnel.recall.build import RecallBundle
+    from funnel.recall.merger import Merger
+    from funnel.rerank.base import ItemFeatures
 
 log = logging.getLogger(__name__)
 
@@ -67,18 +76,18 @@ def _ms(t0: float) -> float:
     return round((time.perf_counter() - t0) * 1000.0, 3)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Engine:
-    """Every loaded stage of one artifact version."""
+    """Every loaded stage of one artifact version (frozen: nothing changes it once loaded)."""
 
     version: str
     path: Path
     catalog: Catalog
-    recall: Any  # funnel.recall.build.RecallBundle
-    rank: RankStage | None
-    rerank: Any  # funnel.rerank.pipeline.RerankPipeline, for browse feeds
-    search_rerank: Any  # the same pipeline without the diversity step, for searches
-    suggest: Any | None  # funnel.suggest.model.QuerySuggester
+    recall: RecallStage  # funnel.recall.build.RecallBundle
+    rank: RankStage | None  # funnel.rank.serving.ServingRanker; None: recall's fused order
+    rerank: RerankStage  # funnel.rerank.pipeline.RerankPipeline, for browse feeds
+    search_rerank: RerankStage  # the same pipeline without the diversity step, for searches
+    suggest: SuggestStage | None  # funnel.suggest.model.QuerySuggester
     item_vectors: VectorTable | None
     recall_k: int = 1000
     rank_k: int = 500
@@ -103,7 +112,10 @@ class Engine:
         vectors = None
         if (artifact_dir / "embeddings" / "item_vectors.npy").exists():
             vectors = load_vectors(artifact_dir / "embeddings", "item")
-        rank = load_rank_stage(artifact_dir, vectors)
+        loaded = load_rank_stage(artifact_dir, vectors)
+        if loaded is not None and not isinstance(loaded, RankStage):
+            raise ArtifactError(f"{artifact_dir / 'rank'}: not a rank stage: {type(loaded)}")
+        rank: RankStage | None = loaded
         rerank_dir = artifact_dir / "rerank"
         if (rerank_dir / "config.json").exists():
             rerank = RerankPipeline.load(rerank_dir, vectors=vectors)
@@ -119,7 +131,7 @@ class Engine:
         )
         terms = TermIndex(*(catalog.columns[c].tolist() for c in MATCH_COLUMNS))
         shared = False
-        if rank is not None and getattr(rank, "term_index", False) is None:
+        if isinstance(rank, SharesTerms) and rank.term_index is None:
             shared = _share_terms(rank, catalog, terms)
         for name in ("market", "brand", "category"):  # coded once, read per request
             if name in catalog.columns:
@@ -179,9 +191,17 @@ class Engine:
         self.recall.merger.close()
 
     # -- the funnel --------------------------------------------------------------------
+    def with_recall_deadline(self, timeout_s: float) -> Engine:
+        """A new engine on the same stages whose recall merger waits ``timeout_s`` for its
+        sources (offline evaluation: no source dropped for being slow); this one is unchanged.
+        """
+        return replace(self, recall=replace(
+            _bundle(self.recall), merger=_merger(self.recall.merger, timeout_s=timeout_s,
+                                                 catalog=self.catalog)))
+
     def rerank_features(
         self, ids: list[str], *, search: bool, rows: np.ndarray | None = None
-    ) -> Any:
+    ) -> ItemFeatures:
         """What diversity may compare: for a browse feed, embeddings + category + brand; for a
         search, brand only - the query already chose the category and the place, and spreading
         a "loft" search over cabins to look diverse would be a relevance bug."""
@@ -391,9 +411,10 @@ class Engine:
         """
         if not len(keep):
             return keep, None, "none"
-        if self.terms is None:
-            self.terms = TermIndex(*(self.catalog.columns[c].tolist() for c in MATCH_COLUMNS))
-        features = self.terms.features(query, rows[keep])
+        index = self.terms  # built at load; an engine built by hand without it builds one
+        if index is None:
+            index = TermIndex(*(self.catalog.columns[c].tolist() for c in MATCH_COLUMNS))
+        features = index.features(query, rows[keep])
         match = features["qm_fuzzy_share"]
         # the best match tier that still leaves enough candidates to rank: an item matching
         # every query term beats one matching half of them, unless too few match every term
@@ -413,12 +434,12 @@ class Engine:
         matched = keep[ok]
         return matched, {name: col[ok] for name, col in features.items()}, kind
 
-    def _rerank_rows(self, pipeline: Any, rows: np.ndarray) -> dict[str, np.ndarray]:
+    def _rerank_rows(self, pipeline: RerankStage, rows: np.ndarray) -> dict[str, np.ndarray]:
         """``catalog_rows`` for ``pipeline.rerank`` when the engine mapped its catalog to the
         pipeline's at load (else nothing: the pipeline looks the ids up)."""
         if (
             self.rerank_rows is None
-            or getattr(pipeline, "catalog", None) is None
+            or pipeline.catalog is None
             or pipeline.catalog is not self.rerank.catalog
             or not len(rows)
             or (rows < 0).any()
@@ -463,8 +484,9 @@ class Engine:
         )
 
 
-def _with_generative(recall: Any, artifact_dir: Path) -> Any:
-    """Add the artifact's generative (DreamRec) source to the recall merger, with its quota."""
+def _with_generative(recall: RecallBundle, artifact_dir: Path) -> RecallBundle:
+    """``recall`` with the artifact's generative (DreamRec) source added to a new merger, with
+    its quota (the bundle given is left as it was, its merger closed)."""
     from funnel.generative.build import load_generative
     from funnel.recall.merger import Merger
 
@@ -472,15 +494,41 @@ def _with_generative(recall: Any, artifact_dir: Path) -> Any:
     sources = {**recall.sources, source.name: source}
     old = recall.merger
     quotas = {**(old.quotas or {}), source.name: GENERATIVE_QUOTA}
-    recall.sources = sources
-    recall.merger = Merger(
+    merger = Merger(
         list(sources.values()), quotas=quotas, timeout_s=old.timeout_s,
         inline=(*(old.inline or ()), source.name),  # a small in-memory model, like the others
     )
+    old.close()
+    return replace(recall, sources=sources, merger=merger)
+
+
+def _bundle(recall: RecallStage) -> RecallBundle:
+    from funnel.recall.build import RecallBundle
+
+    if not isinstance(recall, RecallBundle):
+        raise TypeError(f"cannot copy a recall stage of type {type(recall).__name__}")
     return recall
 
 
-def _share_terms(rank: Any, catalog: Catalog, terms: TermIndex) -> bool:
+def _merger(old: Any, *, timeout_s: float, catalog: Catalog) -> Merger:
+    """A new merger over ``old``'s sources with ``old``'s settings but ``timeout_s``, mapped
+    to ``catalog`` as :meth:`Engine.load` maps the served one."""
+    from funnel.recall.merger import Merger
+
+    if not isinstance(old, Merger):
+        raise TypeError(f"cannot copy a merger of type {type(old).__name__}")
+    merger = Merger(
+        old.sources, quotas=old.quotas, default_quota=old.default_quota, timeout_s=timeout_s,
+        rrf_k=old.rrf_k, max_workers=old.max_workers, inline=old.inline,
+        max_in_flight=old.max_in_flight,
+    )
+    id_rank = catalog.id_rank()
+    if id_rank is not None:
+        merger.use_catalog(catalog.rows, id_rank)
+    return merger
+
+
+def _share_terms(rank: SharesTerms, catalog: Catalog, terms: TermIndex) -> bool:
     """Give the ranker the catalog's term index, reordered to its snapshot's rows, when the
     snapshot's items and texts are the catalog's (tokenizing 1M titles takes tens of seconds);
     True when it did (the ranker's match values are then the search gate's)."""

@@ -9,16 +9,14 @@ after another, which is what a CPU-bound worker does anyway.
 
 from __future__ import annotations
 
-import json
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Path, Query, Response
 from pydantic_core import to_json
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from funnel.features.personalization import RecentActions
-from funnel.serve.deps import ServingDep, get_serving
+from funnel.serve.deps import ServingDep
 from funnel.serve.engine import Engine, StageResult, UnknownItemError
 from funnel.serve.metrics import Metrics, labels_key
 from funnel.serve.schemas import ErrorBody, ListResponse, SearchRequest
@@ -148,71 +146,3 @@ async def similar(
     _observe(serving.metrics, "similar", result)
     return to_response(engine, result)
 
-
-class SearchFastPath:
-    """``POST /search`` answered by the route's own function without FastAPI's per-request
-    machinery (router scan, request/exception wrappers, exit stacks, dependency solver).
-
-    Measured at 1M items in the server, that machinery cost ~0.3 ms of CPU per search, a
-    third of the HTTP layer: a worker runs it with caches the engine has just evicted. Only
-    the plain case is taken here - ``Content-Type: application/json`` with a Content-Length -
-    and the body is parsed and validated as FastAPI does (``json.loads``, then
-    :class:`SearchRequest`). Anything else, or any exception before the response starts
-    (bad JSON, a validation error, a limit, no model loaded, an engine error), hands the
-    request unchanged to the app, which answers exactly as it would have: same status, same
-    error body. The engine has no side effects, so running a failing search twice is safe.
-    """
-
-    def __init__(self, app: ASGIApp, *, route: Any) -> None:
-        self.app = app
-        self.route = route
-        self.answered = 0
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["path"] != "/search"
-            or scope["method"] != "POST"
-            or scope.get("root_path")
-        ):
-            await self.app(scope, receive, send)
-            return
-        plain = length = False
-        for name, value in scope["headers"]:
-            if name == b"content-type":
-                plain = value == b"application/json"
-            elif name == b"content-length":
-                length = True
-        if not (plain and length):
-            await self.app(scope, receive, send)
-            return
-        messages = []
-        chunks = []
-        while True:
-            message = await receive()
-            messages.append(message)
-            if message["type"] != "http.request":
-                break
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        try:
-            if messages[-1]["type"] != "http.request":
-                raise _Replay
-            body = SearchRequest.model_validate(json.loads(b"".join(chunks)))
-            response = await search(body, await get_serving(Request(scope)))
-        except Exception:  # the app answers it, with its own status and error body
-            replay = iter(messages)
-
-            async def replayed() -> Message:
-                return next(replay, None) or await receive()
-
-            await self.app(scope, replayed, send)
-            return
-        scope["route"] = self.route  # metrics label requests by route, as the router does
-        self.answered += 1
-        await response(scope, receive, send)
-
-
-class _Replay(Exception):
-    """The client went away before its body arrived: the app handles the disconnect."""
