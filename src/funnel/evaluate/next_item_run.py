@@ -42,6 +42,7 @@ from funnel.evaluate.next_item import (
     workspace_sessions,
 )
 from funnel.exceptions import ConfigError
+from funnel.pipeline.sessions import SessionConfig
 from funnel.workspace import Workspace
 
 Progress = Callable[[str, int], None]
@@ -68,7 +69,7 @@ class NextItemRun:
 
 
 def _gap(ws: Workspace) -> float:
-    return float(ws.config().get("sessions", {}).get("gap_minutes", 30))
+    return SessionConfig.of(ws.config()).gap_minutes
 
 
 def workspace_split(ws: Workspace, root: Path, *, test_fraction: float = 0.2) -> SplitData:

@@ -39,6 +39,7 @@ from funnel.evaluate.stages import (
     recall_figures,
     suggest_figures,
 )
+from funnel.pipeline.sessions import SessionConfig
 from funnel.workspace import Workspace
 
 Progress = Callable[[str, int | None], None]
@@ -186,7 +187,7 @@ def evaluate_artifact(ws: Workspace, artifact_dir: Path, split_ms: int, *,
         con = ws.connect(read_only=True)
         try:
             con.execute("SET TimeZone='UTC'")
-            gap = float(ws.config().get("sessions", {}).get("gap_minutes", 30))
+            gap = SessionConfig.of(ws.config()).gap_minutes
             full = held_out_cases(con, split_ms, gap_minutes=gap)
             held = full.sample(cfg.max_cases, cfg.seed)
             requests = full.requests

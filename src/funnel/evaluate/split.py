@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from funnel.exceptions import ConfigError
+from funnel.pipeline.sessions import SessionConfig
 from funnel.workspace import Workspace
 
 DEFAULT_TEST_FRACTION = 0.2
@@ -106,7 +107,7 @@ def training_workspace(ws: Workspace, split_ms: int, root: Path) -> Workspace:
         shutil.rmtree(root)
     train = Workspace.init(root)
     shutil.copyfile(ws.config_path, train.config_path)
-    gap = float(ws.config().get("sessions", {}).get("gap_minutes", 30))
+    gap = SessionConfig.of(ws.config()).gap_minutes
     con = train.connect()
     try:
         con.execute("SET TimeZone='UTC'")

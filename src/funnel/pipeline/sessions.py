@@ -38,6 +38,13 @@ class SessionConfig:
 
     gap_minutes: float = 30.0
 
+    @classmethod
+    def of(cls, config: Mapping[str, object]) -> SessionConfig:
+        """The ``[sessions]`` table of a parsed funnel.toml, checked, defaults filled in."""
+        from funnel.config import section
+
+        return section(config, "sessions", cls)
+
 
 def _create(table: str, select: str) -> str:
     return f"CREATE OR REPLACE TABLE {table} AS {select}"
