@@ -57,9 +57,14 @@ def test_events_personalize_the_very_next_request(client):
               for p, item in enumerate(clicked)]
     assert client.post("/events", json={"events": events}).json() == {
         "accepted": 3, "users_updated": 1}
-    after = client.get(f"/recommend/{user}", params={"k": 20}).json()["items"]
+    after_body = client.get(f"/recommend/{user}", params={"k": 20}).json()
+    after = after_body["items"]
     share = lambda items: sum(i["market"] == target for i in items) / len(items)  # noqa: E731
     assert share(after) >= share(before) + 0.3, (share(before), share(after))
+    # the response says what the personalization rests on: the 3 clicks in the user's state
+    assert after_body["state_clicks"] == 3
+    mine = client.post("/search", json={"query": target, "user_id": user, "k": 5}).json()
+    assert mine["state_clicks"] == 3 and picks["state_clicks"] is None  # picks: anonymous
 
 
 def test_similar_items_share_market_mostly(client):

@@ -69,6 +69,12 @@ class ListResponse(BaseModel):
         "'partial' (some terms, or items the logs tie to the query), 'none' (nothing matched: "
         "the items are the popular fallback). Null for recommendations and similar items.",
     )
+    state_clicks: int | None = Field(
+        default=None,
+        description="How many of the user's clicks the online state held and the ranker read "
+        "for this list (its last actions; see /events): what 'personalized for you' rests on. "
+        "Null for anonymous searches and similar items.",
+    )
 
 
 class Suggestion(BaseModel):

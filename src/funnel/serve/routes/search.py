@@ -31,7 +31,8 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def to_response(engine: Engine, result: StageResult) -> Response:
+def to_response(engine: Engine, result: StageResult, *,
+                state_clicks: int | None = None) -> Response:
     """The :class:`ListResponse` body, encoded straight to JSON bytes.
 
     Building and re-validating a pydantic model per item cost more than ranking 20 items; the
@@ -65,6 +66,7 @@ def to_response(engine: Engine, result: StageResult) -> Response:
         "version": engine.version,
         "request_id": result.request_id,
         "match": result.match,
+        "state_clicks": state_clicks,
     }
     return Response(to_json(body, inf_nan_mode="null"), media_type="application/json")
 
@@ -101,43 +103,49 @@ async def search(body: SearchRequest, serving: ServingDep) -> Response:
         now_ms=now_ms(),
     )
     _observe(serving.metrics, "search", result)
-    return to_response(engine, result)
+    return to_response(engine, result,
+                       state_clicks=len(recent.clicks) if body.user_id else None)
 
 
 @router.get("/recommend/{user_id}", response_model=ListResponse, responses=ERRORS)
 async def recommend(
     user_id: Annotated[str, Path(min_length=1, max_length=256)],
     serving: ServingDep,
-    k: Annotated[int, Query(ge=1, le=200)] = 20,
-    market: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
-    debug: bool = False,
+    k: Annotated[int, Query(ge=1, le=200, description="How many items to return.")] = 20,
+    market: Annotated[str | None, Query(
+        min_length=1, max_length=256,
+        description="Only items of this market (default: the session's market, else all).")
+    ] = None,
+    debug: Annotated[bool, Query(
+        description="Add each item's provenance, stage scores and features.")] = False,
 ) -> Response:
     """The browse feed for a user: candidates from the session in progress (co-visitation,
     session rules, vectors) and popularity, ranked with the user's state, without items the
     session already clicked."""
     engine = serving.engine
+    recent = serving.state.get(user_id)
     result = engine.run(
         query="",
         user_id=user_id,
         market=market,
         filters={},
         k=k,
-        state=serving.state.get(user_id),
+        state=recent,
         debug=debug,
         now_ms=now_ms(),
     )
     _observe(serving.metrics, "recommend", result)
-    return to_response(engine, result)
+    return to_response(engine, result, state_clicks=len(recent.clicks))
 
 
 @router.get("/similar/{item_id}", response_model=ListResponse, responses=ERRORS)
 async def similar(
     item_id: Annotated[str, Path(min_length=1, max_length=256)],
     serving: ServingDep,
-    k: Annotated[int, Query(ge=1, le=200)] = 10,
+    k: Annotated[int, Query(ge=1, le=200, description="How many items to return.")] = 10,
 ) -> Response:
-    """Items like this one (vector neighbours and co-visitation), for a 'similar items' panel;
-    the user's state personalizes the order when a user id is given."""
+    """Items like this one (vector neighbours and co-visitation), for a 'similar items'
+    panel; the same for every user."""
     engine = serving.engine
     try:
         result = engine.similar(item_id, k)

@@ -33,11 +33,14 @@ def _recent_context(engine: Engine, clicks: tuple[str, ...]) -> tuple[list[str],
 
 @router.get("/suggest", response_model=SuggestResponse, responses=ERRORS)
 async def suggest(
-    prefix: Annotated[str, Query(min_length=1, max_length=100)],
+    prefix: Annotated[str, Query(min_length=1, max_length=100,
+                                 description="What the user has typed so far.")],
     engine: EngineDep,
     state: StateDep,
-    user_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
-    k: Annotated[int, Query(ge=1, le=50)] = 8,
+    user_id: Annotated[str | None, Query(
+        min_length=1, max_length=256,
+        description="Personalize with the user's query history and recent clicks.")] = None,
+    k: Annotated[int, Query(ge=1, le=50, description="How many completions to return.")] = 8,
 ) -> SuggestResponse:
     """Query completions for a prefix (typos and pinyin included), personalized when a user id
     is given."""
@@ -59,9 +62,10 @@ async def suggest(
 
 @router.get("/related", response_model=SuggestResponse, responses=ERRORS)
 async def related(
-    query: Annotated[str, Query(min_length=1, max_length=200)],
+    query: Annotated[str, Query(min_length=1, max_length=200,
+                                description="The query to find related queries for.")],
     engine: EngineDep,
-    k: Annotated[int, Query(ge=1, le=50)] = 8,
+    k: Annotated[int, Query(ge=1, le=50, description="How many related queries to return.")] = 8,
 ) -> SuggestResponse:
     """Queries that users who searched this one also searched."""
     t0 = time.perf_counter()
