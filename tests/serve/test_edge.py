@@ -195,11 +195,11 @@ def test_kill_9_of_a_worker_under_load_loses_no_acknowledged_event(served_worksp
         edge.wait_workers_up(2)  # replaced
         assert victim.pid not in {p.pid for p in edge.workers()}
         assert len(acked) > 50
-        # the one request the killed worker was running (maxconn 1) may fail, a search or an
-        # /events post (not acknowledged, so not counted below); once it has started its
-        # response HAProxy cannot retry it. Every other request succeeds.
+        # requests the dying worker had taken may fail (a search, or an /events post that was
+        # therefore not acknowledged and is not counted below): once a response has started,
+        # or a POST was sent, HAProxy cannot retry it. Seen: 1 or 2; bounded by the 5 threads.
         assert set(search_statuses) <= {200, -1}, sorted(set(search_statuses))
-        assert len(errors) <= 1, errors
+        assert len(errors) <= 5, errors
         assert edge.stop() == 0
     EventSpool(served_workspace.root / "spool").flush_to_store(served_workspace)  # next start
     with EventStore.open(served_workspace.store_path, read_only=True) as store:
