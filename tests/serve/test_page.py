@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
@@ -94,8 +95,14 @@ def test_page_search_suggest_click_personalizes(browser, site, tmp_path):
         assert f"click recorded for {user}" in page.inner_text("#similar-head")
 
         page.check("#debug")
-        page.wait_for_selector("#results .tile pre")
-        assert "recall_sources" in page.inner_text("#results .tile pre >> nth=0")
+        page.wait_for_selector("#results .tile .why")
+        why = page.locator("#results .tile .why").first  # readable, not a JSON dump
+        assert why.locator(".src").count() >= 1  # recall sources as chips
+        assert re.fullmatch(r"recall -?[\d.]+ → rank [\d.]+ → final -?[\d.]+( \(\w+\))?",
+                            why.locator(".scores").inner_text())
+        assert why.locator("pre").is_hidden()  # the full record, one click away
+        why.locator("summary").click()
+        assert "recall_sources" in why.locator("pre").inner_text()
         page.uncheck("#debug")
         page.fill("#q", "qwxzzv plmnb")  # matches nothing: the page says so (issue 20)
         page.keyboard.press("Enter")
