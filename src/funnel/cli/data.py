@@ -84,6 +84,7 @@ def ingest(
     Re-ingesting a file stores nothing twice. Each file is one transaction.
 
     Example: funnel ingest events.csv items.parquet --workspace shop
+
     Example: funnel ingest ../shared/data/taobao-userbehavior-sample/UserBehavior_head.csv -f taobao
     """
     from funnel.data.ingest import check_source, ingest_file
