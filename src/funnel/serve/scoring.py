@@ -8,44 +8,10 @@ the live session state through :func:`funnel.features.personalization.personaliz
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
 
-import numpy as np
-
-from funnel.features.personalization import RecentActions
+from funnel.engine import RankStage
 from funnel.vectors import VectorTable
-
-
-class RankStage(Protocol):
-    recall_sources: tuple[str, ...]
-    """Recall sources whose ranks the stage reads (``rec_*`` columns); empty for none."""
-    state_scope: str
-    """"user": the stage reads the user's whole online state; "session": only the session in
-    progress (what its training rows replayed)."""
-
-    def score(
-        self,
-        item_ids: list[str],
-        *,
-        query: str,
-        market: str | None,
-        state: RecentActions,
-        user_id: str | None = None,
-        rows: np.ndarray | None = None,
-        recall: Mapping[str, np.ndarray] | None = None,
-        now_ms: int | None = None,
-    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """(pCTR per candidate, the raw feature columns used), rows aligned with ``item_ids``;
-        ``rows`` are the candidates' rows in the stage's own item snapshot, if known;
-        ``recall`` the candidates' ``rec_*`` columns when the stage reads recall's ranks;
-        ``now_ms`` the request's time (point-in-time session features)."""
-        ...
-
-    def rows(self, item_ids: list[str]) -> np.ndarray:
-        """Row of each id in the stage's item snapshot (-1 if absent)."""
-        ...
 
 
 def load_rank_stage(artifact_dir: Path, vectors: VectorTable | None) -> RankStage | None:
@@ -59,5 +25,5 @@ def load_rank_stage(artifact_dir: Path, vectors: VectorTable | None) -> RankStag
         return None
     from funnel.rank.serving import load_serving_ranker
 
-    stage: Any = load_serving_ranker(artifact_dir)
-    return stage  # type: ignore[no-any-return]
+    stage: RankStage = load_serving_ranker(artifact_dir)  # checked against RankStage at load
+    return stage
