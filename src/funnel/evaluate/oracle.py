@@ -10,13 +10,14 @@ the personal term on the ranker's held-out rows is the Bayes ceiling of personal
 set beside the served ranker's own gain (with vs without the user's id and state).
 
 That ceiling knows the user's direction exactly, which no model of the logs can. The *history
-bound* (:func:`history_bound`) is what the logs themselves allow: before each held-out request,
-the Bayes posterior mean of the user's direction given every earlier impression of that user
-(clicked or not), with the generator's true item vectors and true non-personal probabilities
-(one Newton step from the Gaussian prior the generator draws directions from). A ranker that
-learned the item geometry perfectly could reach it; the share of it the served ranker captures
-says how much of the *learnable* gain is left on the table. On 150k events with ~16 clicks per
-user it was 41% of the ceiling, and 59% with five times the history per user.
+bound* (:func:`history_terms`, scored in :func:`impression_ceiling`) is what the logs themselves
+allow: before each held-out request, the Bayes posterior mean of the user's direction given
+every earlier impression of that user (clicked or not), with the generator's true item vectors
+and true non-personal probabilities (one Newton step from the Gaussian prior the generator draws
+directions from). A ranker that learned the item geometry perfectly could reach it; the share of
+it the served ranker captures says how much of the *learnable* gain is left on the table. On
+150k events with ~16 clicks per user it was 41% of the ceiling, and 59% with five times the
+history per user.
 
 A list-level ceiling (the anonymous ranking re-scored with ``logit(score) + personal term``)
 was tried and dropped: the served scores are calibrated on logged, mostly on-category
@@ -98,9 +99,12 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 
 def impression_ceiling(terms: PersonalTerms, preds: dict[str, np.ndarray],
-                       requests: Sequence[Any]) -> dict[str, float]:
+                       requests: Sequence[Any],
+                       con: duckdb.DuckDBPyConnection | None = None) -> dict[str, float]:
     """Group AUC of the true p_click with and without the personal term, on the ranker's
-    held-out rows (``ranker_predictions`` output, built from the same ``requests``)."""
+    held-out rows (``ranker_predictions`` output, built from the same ``requests``); with the
+    store ``con``, also the history bound: without the personal term plus its estimate from
+    the user's earlier impressions (:func:`history_terms`)."""
     from funnel.rank.metrics import group_auc
 
     truth = preds["p_true"]
@@ -114,11 +118,18 @@ def impression_ceiling(terms: PersonalTerms, preds: dict[str, np.ndarray],
         pos.append(np.array([max(int(q), 1) for _, q, _ in case.impressions], dtype=np.float64))
     personal, position = np.concatenate(pers), np.concatenate(pos)
     exam = position ** -terms.exam_power
-    without = exam * _sigmoid(_logit(np.clip(truth / exam, 1e-9, 1 - 1e-9)) - personal)
+    base = _logit(np.clip(truth / exam, 1e-9, 1 - 1e-9)) - personal
     full = group_auc(y, truth, group)
-    none = group_auc(y, without, group)
-    return {"oracle.bayes.group_auc": full, "oracle.no_personal.group_auc": none,
-            "oracle.personal_gain.group_auc": full - none}
+    none = group_auc(y, exam * _sigmoid(base), group)
+    out = {"oracle.bayes.group_auc": full, "oracle.no_personal.group_auc": none,
+           "oracle.personal_gain.group_auc": full - none}
+    if con is not None:
+        estimated = history_terms(con, terms, requests)
+        guess = np.array([estimated.get((str(case.request_id), int(q)), 0.0)
+                          for case in requests for _, q, _ in case.impressions])
+        out["oracle.history_bound.group_auc"] = (
+            group_auc(y, exam * _sigmoid(base + guess), group) - none)
+    return out
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -150,9 +161,9 @@ def history_terms(con: duckdb.DuckDBPyConnection, terms: PersonalTerms,
     ``b += g (y - p0) / (p0 (1 - p0)) x``; a request's terms are read before its own update.
     """
     wanted = {str(c.request_id) for c in requests if c.request_id is not None}
-    users = sorted({str(c.user_id) for c in requests if str(c.request_id) in wanted})
     if not wanted:
         return {}
+    users = sorted({str(c.user_id) for c in requests if str(c.request_id) in wanted})
     con.register("wanted_users", _users_table(users))
     try:
         rows = con.execute(_HISTORY_SQL).fetchnumpy()
@@ -163,10 +174,10 @@ def history_terms(con: duckdb.DuckDBPyConnection, terms: PersonalTerms,
     if n == 0:
         return {}
     x = terms.vectors_of([str(i) for i in rows["item_id"]])
-    personal = np.einsum("ij,ij->i", x, np.stack([terms.user_personal[terms.users[str(u)]]
-                                                  if str(u) in terms.users else
-                                                  np.zeros(x.shape[1]) for u in user]))
-    personal *= terms.weight
+    distinct, row_user = np.unique(user, return_inverse=True)
+    directions = np.array([terms.user_personal[terms.users[str(u)]] if str(u) in terms.users
+                           else np.zeros(x.shape[1]) for u in distinct])
+    personal = terms.weight * np.einsum("ij,ij->i", x, directions[row_user])
     exam = np.maximum(rows["position"].astype(np.float64), 1.0) ** -terms.exam_power
     p = np.asarray(rows["p_click"], dtype=np.float64)
     s0 = _sigmoid(_logit(np.clip(p / exam, 1e-9, 1 - 1e-9)) - personal)
@@ -195,28 +206,3 @@ def history_terms(con: duckdb.DuckDBPyConnection, terms: PersonalTerms,
 
 def _users_table(users: list[str]) -> pa.Table:
     return pa.table({"user_id": pa.array(users, pa.string())})
-
-
-def history_bound(con: duckdb.DuckDBPyConnection, terms: PersonalTerms,
-                  preds: dict[str, np.ndarray], requests: Sequence[Any]) -> dict[str, float]:
-    """Group AUC gain of the true non-personal probability plus the history-estimated personal
-    term (:func:`history_terms`) over the same rows as :func:`impression_ceiling`."""
-    from funnel.rank.metrics import group_auc
-
-    truth, y, group = preds["p_true"], preds["y"], preds["group"]
-    if truth.size == 0 or np.isnan(truth).any() or y.min() == y.max():
-        return {}
-    estimated = history_terms(con, terms, requests)
-    pers, pos, est = [], [], []
-    for case in requests:
-        ids = [i for i, _, _ in case.impressions]
-        pers.append(terms(case.user_id, ids))
-        pos.append(np.array([max(int(q), 1) for _, q, _ in case.impressions], dtype=np.float64))
-        est.append(np.array([estimated.get((str(case.request_id), int(q)), 0.0)
-                             for _, q, _ in case.impressions], dtype=np.float64))
-    personal, position, guess = np.concatenate(pers), np.concatenate(pos), np.concatenate(est)
-    exam = position ** -terms.exam_power
-    base = _logit(np.clip(truth / exam, 1e-9, 1 - 1e-9)) - personal
-    none = group_auc(y, exam * _sigmoid(base), group)
-    bound = group_auc(y, exam * _sigmoid(base + guess), group)
-    return {"oracle.history_bound.group_auc": bound - none}

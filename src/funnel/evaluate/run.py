@@ -271,21 +271,12 @@ def _ceiling(ws: Workspace, con: duckdb.DuckDBPyConnection, requests: Sequence[A
              preds: dict[str, np.ndarray] | None) -> dict[str, float]:
     """On a generated workspace: the personalization ceiling and the history bound
     (``funnel.evaluate.oracle``), to set beside the served ranker's own gain; empty otherwise."""
-    from funnel.evaluate.oracle import (
-        PersonalTerms,
-        generator_config,
-        history_bound,
-        impression_ceiling,
-    )
+    from funnel.evaluate.oracle import PersonalTerms, generator_config, impression_ceiling
 
     config = generator_config(ws)
     if config is None or preds is None:
         return {}
-    terms = PersonalTerms(config)
-    out = impression_ceiling(terms, preds, requests)
-    if out:
-        out.update(history_bound(con, terms, preds, requests))
-    return out
+    return impression_ceiling(PersonalTerms(config), preds, requests, con)
 
 
 def _ceiling_share(figures: dict[str, float]) -> dict[str, float]:

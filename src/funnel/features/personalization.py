@@ -304,7 +304,7 @@ def taste_features(
             contrast = np.where(found, cand @ direction, 0.0).astype(np.float32)
     n_clicks, n_shown = Counter(recent.clicks), Counter(shown)
     whole = recent if profile is None else profile
-    whole_shown = [i for _, _, i in whole.shown]
+    whole_shown = shown if profile is None else [i for _, _, i in profile.shown]
     clicked = set(whole.clicks)
     out = {
         "taste_contrast_sim": contrast,
