@@ -32,8 +32,8 @@ TestFractionOpt = Annotated[float, typer.Option(
     "--test-fraction", help="Latest share of sessions held out.")]
 SplitOpt = Annotated[Path | None, typer.Option(
     "--split", help="A DiffRec split directory (train_list.npy, valid_list.npy, test_list.npy, "
-    "\\[user, item] integer pairs): compare EASE, item-kNN, MultVAE and every generative sampler "
-    "on it instead.")]
+    "\\[user, item] integer pairs): compare EASE, item-kNN, RP3beta, MultVAE and every "
+    "generative sampler on it instead.")]
 QuickOpt = Annotated[bool, typer.Option(
     "--quick", metavar="", help="--split: 2 configs x 20 epochs per method instead of 4 x 60.")]
 ConfigsOpt = Annotated[int | None, typer.Option(
@@ -62,8 +62,8 @@ def evaluate_recall_command(
     """Recall@20/100/500 of the next clicked and the booked item, per source and merged,
     fitted on the past and scored on the latest sessions.
 
-    With --split: Recall@20 / NDCG@20 of EASE, item-kNN, MultVAE and every generative sampler
-    on a DiffRec split, each tuned with the same budget on its valid part (the DiffRec
+    With --split: Recall@20 / NDCG@20 of EASE, item-kNN, RP3beta, MultVAE and every generative
+    sampler on a DiffRec split, each tuned with the same budget on its valid part (the DiffRec
     protocol).
 
     Example: funnel evaluate recall --workspace shop --test-fraction 0.1
