@@ -175,6 +175,9 @@ def main() -> None:
     parser.add_argument("--seeds", default=None, metavar="S1,S2,...",
                         help="run once per seed and report mean / spread (e.g. 7,8,9)")
     parser.add_argument("--max-cases", type=int, default=1000)
+    parser.add_argument("--generative", action="store_true",
+                        help="also build the generative recall source and report what it adds "
+                             "(no_generative variant, recall.generative_gain)")
     parser.add_argument("--workspace", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -228,13 +231,19 @@ def _run(args: argparse.Namespace, seed: int) -> dict[str, float]:
                 text += _features_without(args.drop_feature, "rank" in raw)
             ws.config_path.write_text(text)
         out = Path(tmp) / "evaluation"
-        result = evaluate_workspace(ws, out, config=EvalConfig(max_cases=max_cases))  # type: ignore[arg-type]
+        stages = None
+        if args.generative:
+            from funnel.evaluate.run import stages_for
+
+            stages = (*stages_for(ws)[0], "generative")
+        result = evaluate_workspace(ws, out, config=EvalConfig(max_cases=max_cases),  # type: ignore[arg-type]
+                                    stages=stages)
         f = result.figures
         row: dict[str, float] = {"events": float(events), "nproc": float(os.cpu_count() or 0),
                                  "seconds_total": time.perf_counter() - t0}
         for kind in ("booking", "search", "next_click"):
             for variant in ("funnel", "popularity", "no_personalization", "no_session",
-                            "no_rerank"):
+                            "no_rerank", "no_generative"):
                 key = f"{variant}.{kind}.ndcg@10"
                 if key in f:
                     row[f"{kind}_ndcg10_{variant}"] = f[key]
@@ -244,7 +253,8 @@ def _run(args: argparse.Namespace, seed: int) -> dict[str, float]:
                     f[f"funnel.{kind}.ndcg@10"] / f[f"popularity.{kind}.ndcg@10"])
             if f"funnel.{kind}.n" in f:
                 row[f"{kind}_cases"] = f[f"funnel.{kind}.n"]
-            for base in ("popularity", "no_personalization", "no_session", "no_rerank"):
+            for base in ("popularity", "no_personalization", "no_session", "no_rerank",
+                         "no_generative"):
                 key = f"gain.funnel_vs_{base}.{kind}.ndcg@10"
                 if key in f:  # paired; ci95 clustered by user, ci95_cases per case
                     for suffix in ("", ".ci95", ".ci95_cases", ".changed"):
@@ -265,6 +275,9 @@ def _run(args: argparse.Namespace, seed: int) -> dict[str, float]:
                     "latency.rank.p50_ms", "latency.recall.p50_ms", "latency.rerank.p50_ms"):
             if key in f:
                 row[key.replace(".", "_").replace("@", "")] = f[key]
+        for key in sorted(k for k in f if k.startswith(("recall.generative", "recall.merged."))
+                          and ".recall@" in k):  # what generative recall adds (--generative)
+            row[key.replace(".", "_").replace("@", "")] = f[key]
         for key in sorted(k for k in f if k.startswith("skew.")):
             row[key.replace(".", "_")] = f[key]  # session-feature group AUC before/after split
         row.update(_score_500_ratio(

@@ -57,6 +57,7 @@ from funnel.evaluate.next_item_run import (
     NextItemRun,
     SplitData,
     build_split,
+    build_stages,
     file_split,
     ingest_sessionized,
     run_next_item,
@@ -117,13 +118,17 @@ def peer_method(split: SplitData, max_cases: int | None, seed: int, timeout_s: f
 
 
 def evaluate(split: SplitData, *, max_cases: int | None, seed: int, peer: str | None,
-             peer_timeout_s: float = PEER_TIMEOUT_S) -> tuple[NextItemRun, float, str]:
+             peer_timeout_s: float = PEER_TIMEOUT_S, generative: bool = False
+             ) -> tuple[NextItemRun, float, str]:
     """Build, replay, then the peer (``peer``: None to run it, else why it is skipped), each
     alone so that build time and latency are not shared with the peer's training. The peer is
     scored on the same cases (the sample depends only on the sessions, ``max_cases``, seed)."""
     console.print(f"  {len(split.train):,} train sessions, {len(split.test):,} test sessions "
                   f"({split.test_raw:,} before dropping unseen items)")
-    artifact, build_s, notes = build_split(split)
+    stages = None
+    if generative:  # the default stages and the generative recall source, measured paired
+        stages = (*build_stages(split.train_ws)[0], "generative")
+    artifact, build_s, notes = build_split(split, stages)
     console.print(f"  build {build_s:.1f} s" + "".join(f"\n  {n}" for n in notes))
     run = run_next_item(split, artifact, max_cases=max_cases, seed=seed)
     extra, peer_note = (peer_method(split, max_cases, seed, peer_timeout_s) if peer is None
@@ -157,8 +162,12 @@ def flat(run: NextItemRun, build_s: float, prefix: str) -> dict[str, float | Non
     for key in ("cases", "cases_new", "recommend_p50_ms", "recommend_p99_ms", "train_sessions",
                 "test_sessions", "judged_on_new"):
         out[f"{prefix}{key}"] = f[key]
-    for key in sorted(k for k in f if k.startswith("gain_personal_")):  # returning vs anonymous
-        out[f"{prefix}{key}"] = f[key]
+    for key in sorted(k for k in f if k.startswith(("gain_personal_", "gain_generative_"))):
+        out[f"{prefix}{key}"] = f[key]  # returning vs anonymous; with vs without generative
+    for metric in ("hr20_new", "mrr20_new"):
+        if f"{metric}_funnel_without_generative" in f:
+            out[f"{prefix}{metric}_funnel_without_generative"] = f[
+                f"{metric}_funnel_without_generative"]
     out[f"{prefix}build_s"] = build_s
     return out
 
@@ -195,6 +204,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--peer-timeout", type=float, default=PEER_TIMEOUT_S,
                     help="seconds the peer may take per log")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--generative", action="store_true",
+                    help="also build generative recall; report the funnel with and without it")
     args = ap.parse_args(argv)
     if (args.train is None) != (args.test is None) or (args.train and not args.fmt):
         ap.error("--train, --test and --format go together")
@@ -209,7 +220,8 @@ def main(argv: list[str] | None = None) -> None:
             split = file_split(args.train, args.test, args.fmt, root / "split")
             run, build_s, _ = evaluate(split, max_cases=max_cases, seed=args.seed,
                                        peer=peer,
-                                       peer_timeout_s=args.peer_timeout)
+                                       peer_timeout_s=args.peer_timeout,
+                                       generative=args.generative)
             report(run, args.train.name)
             figures.update(flat(run, build_s, ""))
         else:
@@ -227,7 +239,8 @@ def main(argv: list[str] | None = None) -> None:
                 split = workspace_split(ws, root / log.name)
                 run, build_s, _ = evaluate(split, max_cases=max_cases, seed=args.seed,
                                            peer=peer,
-                                           peer_timeout_s=args.peer_timeout)
+                                           peer_timeout_s=args.peer_timeout,
+                                           generative=args.generative)
                 report(run, log.name)
                 figures.update(flat(run, build_s, f"{log.name}_"))
     if args.json is not None:
@@ -250,6 +263,13 @@ def report(run: NextItemRun, title: str) -> None:
             f"{f['gain_personal_hr20_new_ci95']:.3f}, "
             f"MRR@{K} new {f['gain_personal_mrr20_new']:+.3f} ± "
             f"{f['gain_personal_mrr20_new_ci95']:.3f} (paired, clustered by user)")
+    if "gain_generative_hr20_new" in f:
+        console.print(
+            f"  generative recall (the funnel with it, vs without): "
+            f"HR@{K} new {f['gain_generative_hr20_new']:+.3f} ± "
+            f"{f['gain_generative_hr20_new_ci95']:.3f}, "
+            f"MRR@{K} new {f['gain_generative_mrr20_new']:+.3f} ± "
+            f"{f['gain_generative_mrr20_new_ci95']:.3f} (paired, clustered by user)")
 
 
 if __name__ == "__main__":

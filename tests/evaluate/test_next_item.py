@@ -322,3 +322,27 @@ def test_returning_user_replays_earlier_sessions_and_the_gain_is_paired() -> Non
     hit = result.methods["funnel_personal"].hit_new - result.methods["funnel_anonymous"].hit_new
     assert gain.mean == pytest.approx(hit.mean()) == pytest.approx(1 / 3)  # s2's first case
     assert result.figures()["gain_personal_hr1_new"] == pytest.approx(hit.mean())
+
+
+@pytest.mark.slow
+def test_generative_recall_is_measured_paired_in_the_next_item_protocol(tmp_path: Path) -> None:
+    from funnel.evaluate.next_item_run import (
+        WITHOUT_GENERATIVE,
+        build_split,
+        build_stages,
+        file_split,
+        run_next_item,
+    )
+
+    train, test = _tiny_split(tmp_path)
+    split = file_split(train, test, "yoochoose", tmp_path / "split")
+    with split.train_ws.config_path.open("a") as f:  # a small, quick generator
+        f.write("\n[generative]\nepochs = 1\nhidden = 32\ndim = 16\nsvd_dim = 8\n")
+    artifact, _, _ = build_split(split, (*build_stages(split.train_ws)[0], "generative"))
+    run = run_next_item(split, artifact, sources=True)
+    f = run.figures
+    assert WITHOUT_GENERATIVE in run.result.methods and "recall:generative" in run.result.methods
+    # the gain is the paired difference of the two funnels on the same cases
+    assert f["gain_generative_hr20_new"] == pytest.approx(
+        f["hr20_new_funnel"] - f[f"hr20_new_{WITHOUT_GENERATIVE}"], abs=1e-12)
+    assert f["gain_generative_mrr20_new_ci95"] >= 0.0

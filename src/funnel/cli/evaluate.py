@@ -76,7 +76,7 @@ def evaluate_command(
         "rest. Default: the start of the last 20% of the event time span.")] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", help="Directory for report.html, report.json and the training workspace. "
-        "Default: <workspace>/evaluation.")] = None,
+        "Default: WORKSPACE/evaluation.")] = None,
     json_path: Annotated[Path | None, typer.Option(
         "--json", help="Also write every figure as one flat JSON object to this file.")] = None,
     max_cases: Annotated[int | None, typer.Option(

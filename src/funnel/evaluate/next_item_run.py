@@ -41,9 +41,13 @@ from funnel.evaluate.next_item import (
     split_by_start,
     workspace_sessions,
 )
+from funnel.evaluate.replay import GENERATIVE
 from funnel.exceptions import ConfigError
 from funnel.pipeline.sessions import SessionConfig
 from funnel.workspace import Workspace
+
+WITHOUT_GENERATIVE = "funnel_without_generative"
+"""The served funnel with the generative recall source left out (when the artifact has it)."""
 
 Progress = Callable[[str, int], None]
 
@@ -169,8 +173,12 @@ def run_next_item(
     With ``personal`` and a log with user ids, also the funnel for an anonymous visitor and
     for the returning user (earlier sessions' clicks in the state), and the paired gain."""
     funnel = EngineRecommender.load(artifact, served_k=k)
+    without = None
+    if GENERATIVE in funnel.engine.recall.sources:  # what generative recall adds, paired
+        without = EngineRecommender(funnel.engine.without_recall_source(GENERATIVE),
+                                    served_k=k, name=WITHOUT_GENERATIVE)
     try:
-        methods: list[NextItemRecommender] = [funnel]
+        methods: list[NextItemRecommender] = [funnel, *([without] if without else [])]
         if personal and any(s.user_id is not None for s in split.test):
             methods += [AnonymousFunnel(funnel),
                         ReturningUserFunnel.of(funnel, [*split.train, *split.test])]
@@ -182,8 +190,15 @@ def run_next_item(
                                     progress=progress)
     finally:
         funnel.engine.close()
+        if without is not None:
+            without.engine.close()
     result.judged_on = funnel.judged_on
     figures = result.figures()
+    if without is not None and result.users_new:
+        for metric, name in (("hit_new", "hr"), ("rr_new", "mrr")):
+            gain = result.paired_gain(funnel.name, WITHOUT_GENERATIVE, metric)
+            figures[f"gain_generative_{name}{k}_new"] = gain.mean
+            figures[f"gain_generative_{name}{k}_new_ci95"] = gain.ci95
     import numpy as np
 
     ms = np.asarray(funnel.timings_ms, dtype=np.float64)

@@ -9,7 +9,10 @@ Variants, all asked the same cases in the same run:
   session market for a browse feed). Everything the funnel knows about this user is removed;
 - ``no_session``: the user id kept, the session state emptied (the session features' share);
 - ``no_rerank``: the same engine with the re-rank method ``none`` (the ranker's order);
-- ``popularity``: the artifact's popularity recall list of the request's market alone.
+- ``popularity``: the artifact's popularity recall list of the request's market alone;
+- ``no_generative`` (only when the artifact has the generative recall source): the same
+  engine with that source left out of the recall merger, so ``funnel vs no_generative`` is
+  what generative recall adds to the served list.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ if TYPE_CHECKING:
     from funnel.serve.engine import Engine
 
 VARIANTS = ("funnel", "no_personalization", "no_session", "no_rerank", "popularity")
+OPTIONAL_VARIANTS = ("no_generative",)
+"""Replayed only when the engine has what they take away (:func:`variants_of`)."""
+GENERATIVE = "generative"
 OFFLINE_RECALL_TIMEOUT_S = 600.0
 """Offline, no source is dropped for being slow (the figures must not depend on machine load)."""
 
@@ -54,6 +60,12 @@ def without_rerank(engine: Any) -> Any:
 
     return dataclasses.replace(engine, rerank=plain(engine.rerank),
                                search_rerank=plain(engine.search_rerank))
+
+
+def variants_of(engine: Any) -> tuple[str, ...]:
+    """The variants a replay of ``engine`` asks: :data:`VARIANTS`, and ``no_generative`` when
+    the engine has the generative recall source."""
+    return VARIANTS + (("no_generative",) if GENERATIVE in engine.recall.sources else ())
 
 
 @dataclass
@@ -88,16 +100,19 @@ def _popularity(engine: Any, case: Case, k: int) -> list[str]:
 def replay(engine: Any, held: HeldOut, *, k: int = 10,
            progress: Callable[[int], None] | None = None) -> ReplayResult:
     """Ask every variant for a ``k``-list at every held-out case; score it against the targets."""
+    variants = variants_of(engine)
     engines = {"funnel": engine, "no_personalization": engine, "no_session": engine,
                "no_rerank": without_rerank(engine)}
+    if "no_generative" in variants:
+        engines["no_generative"] = engine.without_recall_source(GENERATIVE)
     empty = RecentActions(max_len=held_state_len(held))
-    scores = {v: VariantScores() for v in VARIANTS}
+    scores = {v: VariantScores() for v in variants}
     timings: list[dict[str, float]] = []
     users: dict[str, list[str]] = {k: [] for k in KINDS}
     for kind in KINDS:
         for case in held.cases[kind]:
             users[kind].append(case.user_id)
-            for variant in VARIANTS:
+            for variant in variants:
                 if variant == "popularity":
                     shown = _popularity(engine, case, k)
                 else:

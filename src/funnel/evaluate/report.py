@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from funnel.evaluate.cases import KINDS
-from funnel.evaluate.replay import VARIANTS
+from funnel.evaluate.replay import OPTIONAL_VARIANTS, VARIANTS
 
 TEMPLATE = "report.html.j2"
 N_NEIGHBOUR_EXAMPLES = 5
@@ -28,7 +28,7 @@ def build_images(engine: Any, result: Any, preds: dict[str, np.ndarray] | None,
     from funnel.evaluate.replay import quality_figures
 
     q = quality_figures(result, cfg.k)
-    images["quality"] = plots.variant_bars(q, VARIANTS, KINDS, f"ndcg@{cfg.k}")
+    images["quality"] = plots.variant_bars(q, tuple(result.scores), KINDS, f"ndcg@{cfg.k}")
     if result.timings:
         images["latency"] = plots.latency_histograms(result.timings)
     if preds is not None and preds["y"].size and preds["y"].min() != preds["y"].max():
@@ -115,16 +115,17 @@ def _tables(figures: dict[str, float], k: int) -> dict[str, Any]:
         return _fmt(figures[key]) if key in figures else "n/a"
 
     kinds = [kind for kind in KINDS if f"funnel.{kind}.n" in figures]
+    variants = [*VARIANTS, *(v for v in OPTIONAL_VARIANTS
+                             if any(f"{v}.{kind}.n" in figures for kind in KINDS))]
     quality = [{"variant": v, "cells": [
         {"kind": kind, "ndcg": f(f"{v}.{kind}.ndcg@{k}"), "ci": f(f"{v}.{kind}.ndcg@{k}.ci95"),
          "mrr": f(f"{v}.{kind}.mrr@{k}"), "hit": f(f"{v}.{kind}.hit@{k}")} for kind in kinds]}
-        for v in VARIANTS]
+        for v in variants]
     margins = [{"base": base, "kind": kind, "gain": f(f"gain.funnel_vs_{base}.{kind}.ndcg@{k}"),
                 "ci": f(f"gain.funnel_vs_{base}.{kind}.ndcg@{k}.ci95"),
                 "relative": f(f"gain.funnel_vs_{base}.{kind}.ndcg@{k}.relative"),
                 "changed": f(f"gain.funnel_vs_{base}.{kind}.ndcg@{k}.changed")}
-               for base in ("popularity", "no_personalization", "no_session", "no_rerank")
-               for kind in kinds]
+               for base in variants if base != "funnel" for kind in kinds]
     ranker = [{"model": label, "auc": f(f"{p}.auc"), "group_auc": f(f"{p}.group_auc"),
                "logloss": f(f"{p}.logloss"), "ece": f(f"{p}.ece")}
               for label, p in (("served ranker", "rank"),
@@ -133,13 +134,17 @@ def _tables(figures: dict[str, float], k: int) -> dict[str, Any]:
               if f"{p}.auc" in figures]
     recall_rows: dict[tuple[str, str], dict[str, str]] = {}
     for key in figures:
-        if key.startswith("recall.") and ".recall@" in key:
+        if key.startswith("recall.") and ".recall@" in key and not key.endswith(".ci95"):
             _, source, target, metric = key.split(".", 3)
+            gain = source.endswith("_gain")  # a paired difference: shown with its interval
+            n = f(f"recall.{source.removesuffix('_gain') if gain else source}.{target}.n")
             recall_rows.setdefault((source, target), {"source": source, "target": target,
-                                                      "n": f(f"recall.{source}.{target}.n")})
-            recall_rows[(source, target)][metric] = f(key)
+                                                      "n": n})
+            recall_rows[(source, target)][metric] = (f"{f(key)} ± {f(key + '.ci95')}" if gain
+                                                     else f(key))
     ks = sorted({int(key.rsplit("@", 1)[1]) for key in figures
-                 if key.startswith("recall.") and ".recall@" in key})
+                 if key.startswith("recall.") and ".recall@" in key
+                 and not key.endswith(".ci95")})
     from funnel.features.personalization import FEATURE_NAMES
 
     skew = [{"feature": name, "train": f(f"skew.train.{name}.group_auc"),
@@ -150,7 +155,7 @@ def _tables(figures: dict[str, float], k: int) -> dict[str, Any]:
                   "entropy": f(f"{v}.brand_entropy@{k}"),
                   "categories": f(f"{v}.distinct_categories@{k}"),
                   "coverage": f(f"{v}.catalog_coverage"),
-                  "tied": f(f"{v}.tied_adjacent_scores@{k}")} for v in VARIANTS]
+                  "tied": f(f"{v}.tied_adjacent_scores@{k}")} for v in variants]
     stages = sorted({key[len("latency."):].rsplit(".", 1)[0] for key in figures
                      if key.startswith("latency.")})
     latency = [{"stage": s, "p50": f(f"latency.{s}.p50_ms"), "p95": f(f"latency.{s}.p95_ms"),

@@ -21,7 +21,6 @@ import numpy as np
 
 from funnel.evaluate.cases import KINDS, HeldOut, held_out_cases
 from funnel.evaluate.replay import (
-    VARIANTS,
     diversity_figures,
     latency_figures,
     margin_figures,
@@ -206,8 +205,9 @@ def evaluate_artifact(ws: Workspace, artifact_dir: Path, split_ms: int, *,
             step("replay", n_cases)
             result = replay(engine, held, k=cfg.k, progress=lambda _n: step("", None))
             figures.update(quality_figures(result, cfg.k))
-            for base in ("popularity", "no_personalization", "no_session", "no_rerank"):
-                figures.update(margin_figures(result, cfg.k, base))
+            for base in result.scores:
+                if base != "funnel":
+                    figures.update(margin_figures(result, cfg.k, base))
             figures.update(diversity_figures(engine, result, cfg.k))
             figures.update(latency_figures(result.timings))
             step("ranker", None)
@@ -316,8 +316,8 @@ def _case_details(held: HeldOut, result: Any, k: int) -> list[dict[str, Any]]:
             row: dict[str, Any] = {"kind": kind, "user_id": case.user_id, "ts_ms": case.ts_ms,
                                    "query": case.query, "market": case.market,
                                    "targets": list(case.targets)}
-            for variant in VARIANTS:
-                row[variant] = result.scores[variant].lists[i][:k]
+            for variant, scores in result.scores.items():
+                row[variant] = scores.lists[i][:k]
             out.append(row)
             i += 1
     return out

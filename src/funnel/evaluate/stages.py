@@ -93,8 +93,12 @@ def ranker_figures(preds: dict[str, np.ndarray]) -> dict[str, float]:
 
 def recall_figures(engine: Any, held: HeldOut, ks: Sequence[int] = (10, 100, 500)
                    ) -> dict[str, float]:
-    """``recall.{source}.{click|booking}.recall@K`` over the held-out cases."""
-    from funnel.recall.evaluate import EvalCase, recall_table
+    """``recall.{source}.{click|booking}.recall@K`` over the held-out cases; with a generative
+    source also ``merged_without_generative`` and the paired gain of the merged list with it
+    (``recall.generative_gain.{kind}.recall@K`` and its ``.ci95``, per case)."""
+    from funnel.evaluate.metrics import mean_ci
+    from funnel.evaluate.replay import GENERATIVE
+    from funnel.recall.evaluate import MERGED, EvalCase, recall_ranks
 
     cases: list[EvalCase] = []
     for kind in ("search", "next_click", "booking"):
@@ -105,16 +109,34 @@ def recall_figures(engine: Any, held: HeldOut, ks: Sequence[int] = (10, 100, 500
                       for t in case.targets]
     if not cases:
         return {}
-    sources = list(engine.recall.sources.values())
-    rows = recall_table(sources, cases, ks=tuple(ks), merger=engine.recall.merger)
+    mergers = {MERGED: engine.recall.merger}
+    without = f"{MERGED}_without_{GENERATIVE}"
+    if GENERATIVE in engine.recall.sources:
+        mergers[without] = engine.without_recall_source(GENERATIVE).recall.merger
+    ranks = recall_ranks(list(engine.recall.sources.values()), cases, k=max(ks),
+                         mergers=mergers)
     out: dict[str, float] = {}
-    for row in rows:
-        label = "click" if row["target"] == "next_click" else "booking"
-        for key, value in row.items():
-            if key in ("source", "target"):
-                continue
-            out[f"recall.{row['source']}.{label}.{key}"] = float(value)
+    for target_kind, label in (("next_click", "click"), ("booking", "booking")):
+        rows = [i for i, c in enumerate(cases) if c.kind == target_kind]
+        if not rows:
+            continue
+        for name, found in ranks.items():
+            out[f"recall.{name}.{label}.n"] = float(len(rows))
+            for k in ks:
+                hits = np.array([_hit(found[i], k) for i in rows])
+                out[f"recall.{name}.{label}.recall@{k}"] = float(hits.mean())
+        if without in ranks:
+            for k in ks:
+                diff = np.array([_hit(ranks[MERGED][i], k) - _hit(ranks[without][i], k)
+                                 for i in rows])
+                mean, half = mean_ci(diff)
+                out[f"recall.{GENERATIVE}_gain.{label}.recall@{k}"] = mean
+                out[f"recall.{GENERATIVE}_gain.{label}.recall@{k}.ci95"] = half
     return out
+
+
+def _hit(rank: int | None, k: int) -> float:
+    return float(rank is not None and rank < k)
 
 
 def suggest_figures(engine: Any, con: duckdb.DuckDBPyConnection, split_ms: int, *,

@@ -8,7 +8,7 @@ target is among the first K candidates.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -54,33 +54,51 @@ def cases_from_sessions(sessions: pa.Table, *, max_recent: int = 5) -> list[Eval
     return cases
 
 
+def recall_ranks(
+    sources: Sequence[CandidateSource],
+    cases: Sequence[EvalCase],
+    *,
+    k: int,
+    mergers: Mapping[str, Merger] | None = None,
+) -> dict[str, list[int | None]]:
+    """Per source (and per named merger): the 0-based rank of each case's target in its first
+    ``k`` candidates, or None, aligned with ``cases`` (paired comparisons read these)."""
+    mergers = dict(mergers or {})
+    ranks: dict[str, list[int | None]] = {name: [] for name in
+                                          [s.name for s in sources] + list(mergers)}
+    for case in cases:
+        request = RecallRequest(
+            query=case.query, market=case.market, recent_items=case.recent, k=k
+        )
+        found: dict[str, list[str]] = {
+            s.name: s.candidates(request).item_ids.tolist() for s in sources
+        }
+        for name, merger in mergers.items():
+            found[name] = merger.recall(request).item_ids.tolist()
+        for name, lst in found.items():
+            ranks[name].append(lst.index(case.target) if case.target in lst else None)
+    return ranks
+
+
 def recall_table(
     sources: Sequence[CandidateSource],
     cases: Sequence[EvalCase],
     *,
     ks: Sequence[int] = (20, 100, 500),
     merger: Merger | None = None,
+    mergers: Mapping[str, Merger] | None = None,
 ) -> list[dict[str, float | str]]:
-    """Rows ``{source, target, n, recall@K...}`` per source (and ``merged``) and case kind."""
+    """Rows ``{source, target, n, recall@K...}`` per source (and ``merged``, and each of
+    ``mergers`` by its name) and case kind."""
     if not ks or any(not isinstance(k, int) or k <= 0 for k in ks):
         raise ValueError(f"ks must be a non-empty sequence of positive ints; got {ks!r}")
-    kmax = max(ks)
+    named = {**({MERGED: merger} if merger is not None else {}), **(mergers or {})}
+    by_source = recall_ranks(sources, cases, k=max(ks), mergers=named)
+    names = list(by_source)
     ranks: dict[tuple[str, str], list[int | None]] = {}
-    names = [s.name for s in sources] + ([MERGED] if merger is not None else [])
-    for case in cases:
-        request = RecallRequest(
-            query=case.query, market=case.market, recent_items=case.recent, k=kmax
-        )
-        found: dict[str, list[str]] = {
-            s.name: s.candidates(request).item_ids.tolist() for s in sources
-        }
-        if merger is not None:
-            found[MERGED] = merger.recall(request).item_ids.tolist()
-        for name in names:
-            lst = found[name]
-            ranks.setdefault((name, case.kind), []).append(
-                lst.index(case.target) if case.target in lst else None
-            )
+    for name, found in by_source.items():
+        for case, rank in zip(cases, found, strict=True):
+            ranks.setdefault((name, case.kind), []).append(rank)
     rows: list[dict[str, float | str]] = []
     for name in names:
         for kind in ("next_click", "booking"):

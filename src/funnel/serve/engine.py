@@ -26,7 +26,7 @@ from funnel.features.personalization import RecentActions
 from funnel.features.query_match import TermIndex, fuzzy_match, terms
 from funnel.features.session_window import session_state
 from funnel.rank.recall_features import recall_feature_columns
-from funnel.recall.base import RecallRequest
+from funnel.recall.base import CandidateSource, RecallRequest
 from funnel.recall.merger import Provenance
 from funnel.serve.catalog import Catalog
 from funnel.serve.scoring import load_rank_stage
@@ -198,6 +198,32 @@ class Engine:
         return replace(self, recall=replace(
             _bundle(self.recall), merger=_merger(self.recall.merger, timeout_s=timeout_s,
                                                  catalog=self.catalog)))
+
+    def with_recall_source(self, source: CandidateSource, *, quota: int = GENERATIVE_QUOTA
+                           ) -> Engine:
+        """A new engine whose recall also runs ``source`` (a what-if for evaluation; the
+        served one adds the artifact's sources at :meth:`load`); this one is unchanged."""
+        bundle = _bundle(self.recall)
+        copy = replace(bundle, merger=_merger(bundle.merger, timeout_s=bundle.merger.timeout_s,
+                                              catalog=self.catalog))
+        recall = _with_source(copy, source, quota)
+        id_rank = self.catalog.id_rank()
+        if id_rank is not None:
+            recall.merger.use_catalog(self.catalog.rows, id_rank)
+        return replace(self, recall=recall)
+
+    def without_recall_source(self, name: str) -> Engine:
+        """A new engine whose recall runs every source but ``name`` (same quotas, deadline and
+        fusion), so an evaluation can say what one source adds to the served list; this one
+        is unchanged. Raises ``KeyError`` when the engine has no such source."""
+        if name not in self.recall.sources:
+            raise KeyError(f"no recall source {name!r}; the engine has "
+                           f"{sorted(self.recall.sources)}")
+        bundle = _bundle(self.recall)
+        sources = {k: v for k, v in bundle.sources.items() if k != name}
+        merger = _merger(bundle.merger, timeout_s=bundle.merger.timeout_s, catalog=self.catalog,
+                         drop=name)
+        return replace(self, recall=replace(bundle, sources=sources, merger=merger))
 
     def rerank_features(
         self, ids: list[str], *, search: bool, rows: np.ndarray | None = None
@@ -485,15 +511,21 @@ class Engine:
 
 
 def _with_generative(recall: RecallBundle, artifact_dir: Path) -> RecallBundle:
-    """``recall`` with the artifact's generative (DreamRec) source added to a new merger, with
-    its quota (the bundle given is left as it was, its merger closed)."""
+    """``recall`` with the artifact's generative (DreamRec) source added (see
+    :func:`_with_source`)."""
     from funnel.generative.build import load_generative
+
+    return _with_source(recall, load_generative(artifact_dir), GENERATIVE_QUOTA)
+
+
+def _with_source(recall: RecallBundle, source: CandidateSource, quota: int) -> RecallBundle:
+    """``recall`` with ``source`` added to a new merger, with its quota (the bundle given is
+    left as it was, its merger closed)."""
     from funnel.recall.merger import Merger
 
-    source = load_generative(artifact_dir)
     sources = {**recall.sources, source.name: source}
     old = recall.merger
-    quotas = {**(old.quotas or {}), source.name: GENERATIVE_QUOTA}
+    quotas = {**(old.quotas or {}), source.name: quota}
     merger = Merger(
         list(sources.values()), quotas=quotas, timeout_s=old.timeout_s,
         inline=(*(old.inline or ()), source.name),  # a small in-memory model, like the others
@@ -510,16 +542,20 @@ def _bundle(recall: RecallStage) -> RecallBundle:
     return recall
 
 
-def _merger(old: Any, *, timeout_s: float, catalog: Catalog) -> Merger:
-    """A new merger over ``old``'s sources with ``old``'s settings but ``timeout_s``, mapped
-    to ``catalog`` as :meth:`Engine.load` maps the served one."""
+def _merger(old: Any, *, timeout_s: float, catalog: Catalog, drop: str | None = None
+            ) -> Merger:
+    """A new merger over ``old``'s sources (but ``drop``) with ``old``'s settings but
+    ``timeout_s``, mapped to ``catalog`` as :meth:`Engine.load` maps the served one."""
     from funnel.recall.merger import Merger
 
     if not isinstance(old, Merger):
         raise TypeError(f"cannot copy a merger of type {type(old).__name__}")
+    quotas = None if old.quotas is None else {k: v for k, v in old.quotas.items() if k != drop}
     merger = Merger(
-        old.sources, quotas=old.quotas, default_quota=old.default_quota, timeout_s=timeout_s,
-        rrf_k=old.rrf_k, max_workers=old.max_workers, inline=old.inline,
+        [s for s in old.sources if s.name != drop], quotas=quotas,
+        default_quota=old.default_quota, timeout_s=timeout_s, rrf_k=old.rrf_k,
+        max_workers=old.max_workers,
+        inline=None if old.inline is None else [n for n in old.inline if n != drop],
         max_in_flight=old.max_in_flight,
     )
     id_rank = catalog.id_rank()
