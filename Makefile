@@ -73,7 +73,8 @@ test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
 lint: install
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/mypy src
 
 clean:
 	rm -rf $(DEMO_WS) .pytest_cache .ruff_cache

@@ -38,7 +38,7 @@ SKIPPED = "skipped"
 
 def builder(stage: str) -> Callable[[Workspace, ArtifactBuild], dict[str, Any]]:
     module, name = BUILDERS[stage]
-    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module), name)
 
 
 def skipped(results: dict[str, dict[str, Any]]) -> dict[str, str]:

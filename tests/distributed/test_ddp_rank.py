@@ -52,6 +52,22 @@ def test_fit_ddp_without_a_process_group_says_how_to_start_one():
         os.environ.update(env)
 
 
+def test_train_rank_refuses_a_non_torch_ranker_before_starting(tmp_path: Path, capsys):
+    # it used to join the process group and then fail inside fit_ddp (no network_ to wrap)
+    from funnel.distributed.train_rank import main
+
+    env = {k: os.environ.pop(k) for k in ("RANK", "WORLD_SIZE") if k in os.environ}
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--ranker", "gbdt", "--specs", str(tmp_path / "specs.json"),
+                  "--train", str(tmp_path / "train.npz"), "--out", str(tmp_path / "out")])
+    finally:
+        os.environ.update(env)
+    assert exit_info.value.code == 2
+    assert "--ranker gbdt: data-parallel training is for the torch rankers only" in (
+        capsys.readouterr().err)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["deepfm", "fm"])
 def test_two_process_ddp_matches_single_process(tmp_path: Path, name: str):

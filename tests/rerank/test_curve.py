@@ -56,6 +56,12 @@ def test_empty_lists_rejected() -> None:
         tradeoff_curve([])
 
 
+def test_methods_without_a_diversity_knob_rejected() -> None:
+    # "none" (the identity step) takes no diversity knob: a clear error, not a TypeError
+    with pytest.raises(ValueError, match=r"unknown diversity method\(s\) \['none'\]"):
+        tradeoff_curve(_planted(1), methods=("dpp", "none"), knobs=(0.0,), k=5)
+
+
 def test_logged_lists_from_synthetic_marketplace() -> None:
     synthetic = pytest.importorskip("funnel.data.synthetic")
     tables = synthetic.generate_tables(synthetic.MarketplaceConfig(n_events=8000, seed=3))

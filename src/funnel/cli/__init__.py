@@ -6,6 +6,8 @@ Each stage module registers its commands on import (one import line per module, 
 
 from __future__ import annotations
 
+from typer.models import CommandInfo, TyperInfo
+
 from funnel.cli import build as _build  # noqa: F401
 from funnel.cli import data as _data  # noqa: F401
 from funnel.cli import embed as _embed  # noqa: F401
@@ -38,7 +40,8 @@ def _file_into_panels() -> None:
     order = {name: (p, j) for p, names in enumerate(PANELS.values()) for j, name in
              enumerate(names)}
     panel_of = {name: panel for panel, names in PANELS.items() for name in names}
-    for info in [*app.registered_commands, *app.registered_groups]:
+    infos: list[CommandInfo | TyperInfo] = [*app.registered_commands, *app.registered_groups]
+    for info in infos:
         name = info.name or (info.callback.__name__ if info.callback else "")
         if name not in panel_of:
             raise RuntimeError(f"funnel.cli.PANELS: command {name!r} has no panel; add it")

@@ -13,7 +13,7 @@ import time
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -32,6 +32,9 @@ from funnel.cli._app import (
 )
 from funnel.cli.build_summary import importance_rows, is_importance, summary_rows
 from funnel.workspace import DEFAULT_WORKSPACE, Workspace
+
+if TYPE_CHECKING:
+    from rich.console import JustifyMethod
 
 Overrides = dict[str, dict[str, Any]]
 """``{table: {key: value}}``: funnel.toml keys replaced for one build (the file is untouched)."""
@@ -181,8 +184,10 @@ def _print_summary(workspace: Path, version: str, results: dict[str, dict[str, A
     from rich.table import Table
 
     table = Table(title=f"build {version} (now current) in {total:.1f} s", header_style="bold")
-    for column, justify in (("stage", "left"), ("time", "right"), ("", "left")):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("stage", "left"), ("time", "right"), ("", "left"))
+    for column, justify in columns:
+        table.add_column(column, justify=justify)
     for stage, seconds, line in summary_rows(results):
         table.add_row(stage, seconds, line)
     console.print(table)
@@ -250,9 +255,10 @@ def _importance_table(metrics: dict[str, Any]) -> Any:
 
     table = Table(title="rank: feature importance (held-out AUC drop when the feature's columns "
                         "are shuffled; all: rank/importance.json)", header_style="bold")
-    for column, justify in (("model", "left"), ("feature", "left"), ("AUC drop", "right"),
-                            ("95% ±", "right")):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("model", "left"), ("feature", "left"), ("AUC drop", "right"), ("95% ±", "right"))
+    for column, justify in columns:
+        table.add_column(column, justify=justify)
     last = None
     for model, feature, drop, half in importance_rows(metrics):
         table.add_row(model if model != last else "", feature, f"{drop:+.4f}", f"{half:.4f}")

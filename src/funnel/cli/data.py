@@ -136,9 +136,10 @@ def stats(workspace: WorkspaceOpt = DEFAULT_WORKSPACE, as_json: JsonOpt = False)
                     "SELECT event_type, count(*) FROM events GROUP BY 1 ORDER BY 1"
                 ).fetchall()
             )
+            events_by_type = {k: int(v) for k, v in by_type.items()}
             payload: dict[str, object] = {
                 "events": store.count("events"),
-                "events_by_type": {k: int(v) for k, v in by_type.items()},
+                "events_by_type": events_by_type,
                 "users": int(
                     store.con.execute(
                         "SELECT count(*) FROM (SELECT user_id FROM users UNION "
@@ -153,7 +154,7 @@ def stats(workspace: WorkspaceOpt = DEFAULT_WORKSPACE, as_json: JsonOpt = False)
         print_json(payload)
         return
     rows: list[tuple[str, object]] = [("events", payload["events"])]
-    rows += [(f"  {k}", v) for k, v in payload["events_by_type"].items()]  # type: ignore[union-attr]
+    rows += [(f"  {k}", v) for k, v in events_by_type.items()]
     rows += [(k, payload[k]) for k in ("users", "items", "sessions", "quarantined")]
     console.print(summary_table(f"workspace {ws.root}", rows))
 

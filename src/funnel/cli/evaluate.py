@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from funnel.cli._app import WorkspaceOpt, app, console, fail, summary_table, user_errors
@@ -145,7 +145,7 @@ def evaluate_command(
         with Progress(TextColumn("{task.description}"), BarColumn(),
                       TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
                       console=console) as bar:
-            current: list[int] = []
+            current: list[TaskID] = []
 
             def progress(step: str, total: int | None) -> None:
                 if step:
@@ -165,7 +165,8 @@ def evaluate_command(
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(figures, indent=1, sort_keys=True))
-    rows = [(label, figures[key]) for key, label in HEADLINE if key in figures]
+    rows: list[tuple[str, object]] = [
+        (label, figures[key]) for key, label in HEADLINE if key in figures]
     rows += [(f"n/a: {name}", why) for name, why in result.not_applicable.items()]
     rows.append(("report", str(result.html_path)))
     console.print(summary_table("funnel evaluate", rows))
@@ -204,7 +205,7 @@ def _next_item(workspace: Path, *, out: Path | None, json_path: Path | None,
         with Progress(TextColumn("{task.description}"), BarColumn(),
                       TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
                       console=console) as bar:
-            tasks: dict[str, int] = {}
+            tasks: dict[str, TaskID] = {}
 
             def progress(name: str, done: int) -> None:
                 if name not in tasks:

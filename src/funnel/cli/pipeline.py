@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -20,6 +20,10 @@ from funnel.cli._app import (
     user_errors,
 )
 from funnel.workspace import DEFAULT_WORKSPACE, Workspace
+
+if TYPE_CHECKING:
+    from funnel.pipeline.engines import DuckDBEngine, SparkEngine
+    from funnel.pipeline.stages import Stage
 
 pipeline_app = typer.Typer(
     help="Batch stages written once, run on DuckDB or Spark (sessions, corpora, covisit, "
@@ -47,7 +51,7 @@ def run(
     out: Annotated[
         Path | None,
         typer.Option(help="Output directory (one sub-directory per table, dt=YYYY-MM-DD/ "
-                     "partitions). Default: <workspace>/pipeline."),
+                     "partitions). Default: WORKSPACE/pipeline."),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -56,6 +60,7 @@ def run(
     Example: funnel pipeline run --engine spark --spark-master local[2] --stages sessions,covisit
     --input data/ --out out/
     """
+    from funnel.pipeline.engines import SparkEngine
     from funnel.pipeline.run import load_inputs, run_pipeline
     from funnel.pipeline.stages import plan
 
@@ -68,7 +73,11 @@ def run(
         raise fail(str(err)) from None
     with user_errors(), tempfile.TemporaryDirectory(prefix="funnel-pipeline-") as tmp:
         ws = Workspace.open(workspace) if (input_dir is None or out is None) else None
-        out_dir = out if out is not None else ws.root / "pipeline"  # type: ignore[union-attr]
+        if out is not None:
+            out_dir = out
+        else:
+            assert ws is not None  # opened above whenever --out is not given
+            out_dir = ws.root / "pipeline"
         source = input_dir if input_dir is not None else _export_store(ws, Path(tmp))
         eng = _engine(engine, spark_master)
         load_inputs(eng, source)
@@ -76,18 +85,18 @@ def run(
                       TimeElapsedColumn(), console=console, transient=True) as progress:
             task = progress.add_task(f"{engine}: stages", total=len(todo))
 
-            def step(stage, rows, seconds) -> None:  # noqa: ANN001 - callback signature
+            def step(stage: Stage, rows: int, seconds: float) -> None:
                 progress.update(task, advance=1, description=f"{engine}: {stage.output} done")
 
             summary = run_pipeline(eng, names, out=out_dir, on_stage=step)
         eng.close()
-        if engine == "spark":
+        if isinstance(eng, SparkEngine):
             eng.spark.stop()
-    summary = {"engine": engine, **summary, "out": str(out_dir)}
+    payload: dict[str, object] = {"engine": engine, **summary, "out": str(out_dir)}
     if as_json:
-        print_json(summary)
+        print_json(payload)
     else:
-        console.print(summary_table(f"pipeline ({engine})", summary))
+        console.print(summary_table(f"pipeline ({engine})", payload))
 
 
 def _export_store(ws: Workspace | None, tmp: Path) -> Path:
@@ -108,7 +117,7 @@ def _export_store(ws: Workspace | None, tmp: Path) -> Path:
     return tmp
 
 
-def _engine(name: str, master: str):  # noqa: ANN202 - Engine protocol
+def _engine(name: str, master: str) -> DuckDBEngine | SparkEngine:
     from funnel.pipeline.engines import DuckDBEngine, SparkEngine, spark_session
 
     if name == "duckdb":

@@ -5,7 +5,7 @@ the generative samplers on a DiffRec split), and the old names as hidden aliases
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -24,6 +24,9 @@ from funnel.cli.build import DetailsOpt, run_stages
 from funnel.cli.evaluate import evaluate_app
 from funnel.cli.generative import compare_on_split, split_options_used
 from funnel.workspace import DEFAULT_WORKSPACE, Workspace
+
+if TYPE_CHECKING:
+    from funnel.recall.base import CandidateSource
 
 DatasetOpt = Annotated[str, typer.Option(
     "--dataset", help="'workspace' (its sessions and events) or 'diginetica' (the shared real "
@@ -130,7 +133,8 @@ def holdout_rows(workspace: Path, dataset: str, test_fraction: float,
             if not path.exists():
                 raise fail(f"diginetica sample not found at {path}")
             sessions, events = diginetica_tables(path)
-            items, extra = None, []
+            items = None
+            extra: list[CandidateSource] = []
         elif dataset == "workspace":
             sessions, events, items, extra = _workspace_tables(Workspace.open(workspace))
         else:
@@ -140,7 +144,7 @@ def holdout_rows(workspace: Path, dataset: str, test_fraction: float,
                                   test_fraction=test_fraction, max_cases=max_cases)
 
 
-def _workspace_tables(ws: Workspace) -> tuple[Any, Any, Any, list[Any]]:
+def _workspace_tables(ws: Workspace) -> tuple[Any, Any, Any, list[CandidateSource]]:
     con = ws.connect(read_only=True)
     try:
         sessions = con.sql(
@@ -154,7 +158,7 @@ def _workspace_tables(ws: Workspace) -> tuple[Any, Any, Any, list[Any]]:
         raise fail(f"{ws.store_path}: {err}; run 'funnel sessions -w {ws.root}' first") from None
     finally:
         con.close()
-    extra: list[Any] = []
+    extra: list[CandidateSource] = []
     current = ws.artifacts.current()
     if current is not None and (current / "recall" / "vector").exists():
         from funnel.recall.build import load_recall

@@ -109,7 +109,8 @@ def train_sharded(
 
     n_threads = p["n_threads"]
     previous = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(n_threads, numba.config.NUMBA_NUM_THREADS)))
+    most = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]  # set at import from env
+    numba.set_num_threads(max(1, min(n_threads, most)))
     train_s = sync_s = 0.0
     try:
         for epoch in range(epochs):

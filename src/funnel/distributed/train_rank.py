@@ -21,6 +21,7 @@ import torch.distributed as dist
 from funnel.distributed.ddp_rank import fit_ddp, init_from_env
 from funnel.rank.base import RankingData
 from funnel.rank.registry import get_ranker
+from funnel.rank.torch_ranker import TorchRanker
 
 LABEL = "__label__"
 
@@ -28,7 +29,7 @@ LABEL = "__label__"
 def save_npz(path: Path, data: RankingData) -> None:
     """Columns + label without pickle (object string columns become unicode arrays)."""
     arrays = {k: (v.astype(str) if v.dtype == object else v) for k, v in data.columns.items()}
-    np.savez(path, **arrays, **{LABEL: data.label})
+    np.savez(path, allow_pickle=False, **arrays, **{LABEL: data.label})
 
 
 def load_npz(path: Path) -> RankingData:
@@ -51,9 +52,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--backend", default="gloo", choices=["gloo", "nccl"])
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args(argv)
+    cls = get_ranker(a.ranker)
+    if not issubclass(cls, TorchRanker):
+        ap.error(f"--ranker {a.ranker}: data-parallel training is for the torch rankers only")
     torch.set_num_threads(a.threads)
     rank, world = init_from_env(a.backend)
-    ranker = get_ranker(a.ranker)(json.loads(a.specs.read_text()), **json.loads(a.params))
+    ranker = cls(json.loads(a.specs.read_text()), **json.loads(a.params))
     valid = load_npz(a.valid) if a.valid else None
     fit_ddp(ranker, load_npz(a.train), valid)
     if rank == 0:

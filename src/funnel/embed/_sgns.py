@@ -151,7 +151,7 @@ def train_epoch(
                     hi = mkt_offsets[m + 1]
                 state = state * _LCG_MUL + _LCG_ADD
                 shrink = np.int64(state >> np.uint64(16)) % window
-                span = window - shrink
+                span = int(window - shrink)
                 for q in range(max(0, pos - span), min(n, pos + span + 1)):
                     if q == pos:
                         continue

@@ -281,6 +281,10 @@ class ItemEmbeddings(_SessionEmbeddings):
     3
     """
 
+    distributed_: dict[str, float]
+    """Set only when trained by ``funnel.distributed.train_embed.fit_distributed``: world size,
+    syncs per epoch, seconds training and syncing, this process's sessions."""
+
     def _corpus(self, sessions: Any, items: pa.Table | None) -> Corpus:
         markets = None
         if items is not None:

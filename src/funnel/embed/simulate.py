@@ -45,13 +45,13 @@ def simulate_sessions(config: SessionSimConfig) -> tuple[pa.Table, pa.Table]:
     cell_items: dict[tuple[int, int, int], np.ndarray] = {}
     for cell in cells:
         m, k, p = cell
-        start = len(item_ids)
+        first = len(item_ids)
         for j in range(c.items_per_cell):
             item_ids.append(f"m{m}-c{k}-p{p}-{j}")
             item_market.append(f"m{m}")
             item_cat.append(f"c{k}")
             item_price.append(float(50.0 * (2.5**p) * rng.lognormal(0.0, 0.15)))
-        cell_items[cell] = np.arange(start, len(item_ids))
+        cell_items[cell] = np.arange(first, len(item_ids))
     n_items = len(item_ids)
     attract = rng.lognormal(0.0, 0.6, n_items)  # drives clicks
     quality = rng.lognormal(0.0, 1.0, n_items)  # drives bookings only

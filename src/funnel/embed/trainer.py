@@ -119,7 +119,8 @@ def train_skipgram(
     t = sampling_tables(corpus, market_negatives=market_negatives, use_booked=use_booked,
                         sample=sample)
     previous = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(n_threads, numba.config.NUMBA_NUM_THREADS)))
+    most = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]  # set at import from env
+    numba.set_num_threads(max(1, min(n_threads, most)))
     # a few blocks per thread balance uneven session lengths; with one thread, one block
     n_blocks = 1 if n_threads == 1 else max(1, min(corpus.n_sessions, 8 * n_threads))
     try:

@@ -254,7 +254,7 @@ class TypeEmbeddings:
     def load(cls, directory: Path | str) -> TypeEmbeddings:
         meta, rules = _read_type_meta(Path(directory))
         model = cls(rules=rules, **meta["params"])
-        table = load_vectors(directory, "type")
+        table = load_vectors(Path(directory), "type")
         model.rules_ = rules
         model.typer_ = ItemTyper(rules, meta["price_edges"])
         model.vocab_ = table.ids
@@ -287,6 +287,9 @@ class TypeLookup:
     item_types: dict[str, str]
     vectors: dict[str, np.ndarray]
     """Type id -> L2-normalized vector."""
+    _known: tuple[Sequence[str], np.ndarray] | None = field(
+        default=None, init=False, repr=False, compare=False)
+    """Set on a :meth:`for_items` view: one request's candidate ids and their type rows."""
 
     @classmethod
     def from_parts(
@@ -360,6 +363,6 @@ class TypeLookup:
         u = self.vectors.get(user_type)
         if u is None or not len(item_ids):
             return np.zeros(len(item_ids), dtype=np.float32)
-        known = getattr(self, "_known", None)
+        known = self._known
         rows = known[1] if known is not None and known[0] is item_ids else self.rows(item_ids)
         return (self._matrix[rows] @ u).astype(np.float32)

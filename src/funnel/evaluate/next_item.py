@@ -53,7 +53,7 @@ import dataclasses
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -221,10 +221,10 @@ class PopularityRecommender:
 class SessionEstimator(Protocol):
     """The estimator API of :mod:`funnel.recall.session_rules`."""
 
-    def fit(self, sessions: Sequence[Sequence[str]], times: Sequence[float] | None = None
+    def fit(self, sessions: Sequence[Sequence[str]], *, times: Sequence[float] | None = None
             ) -> SessionEstimator: ...
 
-    def recommend(self, prefix: Sequence[str], k: int, exclude: Sequence[str] = ()
+    def recommend(self, prefix: Sequence[str], k: int, *, exclude: Collection[str] = ()
                   ) -> tuple[Sequence[str], Sequence[float]]: ...
 
 
@@ -641,14 +641,14 @@ def evaluate_next_item(
         rr = np.zeros(len(cases))
         hit_new, rr_new, reshow = [], [], 0
         t0 = time.perf_counter()
-        aware = isinstance(rec, UserAwareRecommender)
-        in_session = isinstance(rec, SessionAwareRecommender)
+        session_rec = rec if isinstance(rec, SessionAwareRecommender) else None
+        user_rec = rec if isinstance(rec, UserAwareRecommender) else None
         for j, prefix in enumerate(prefixes):
             ask = k + len(seen[j])
-            if in_session:
-                shown = rec.recommend_in(sessions[cases[j].session], prefix, ask)  # type: ignore[attr-defined]
-            elif aware:
-                shown = rec.recommend_for(users[j], prefix, ask)  # type: ignore[attr-defined]
+            if session_rec is not None:
+                shown = session_rec.recommend_in(sessions[cases[j].session], prefix, ask)
+            elif user_rec is not None:
+                shown = user_rec.recommend_for(users[j], prefix, ask)
             else:
                 shown = rec.recommend(prefix, ask)
             top = shown[:k]

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-def _figure(width: float, height: float):  # type: ignore[no-untyped-def]
+
+def _figure(width: float, height: float) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -17,7 +21,7 @@ def _figure(width: float, height: float):  # type: ignore[no-untyped-def]
     return fig
 
 
-def _png(fig) -> bytes:  # type: ignore[no-untyped-def]
+def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png")
@@ -63,13 +67,20 @@ def variant_bars(figures: Mapping[str, float], variants: Sequence[str], kinds: S
     return _png(fig)
 
 
+def _number(row: Mapping[str, object], key: str) -> float:
+    value = row[key]
+    if not isinstance(value, int | float):
+        raise TypeError(f"importance row {row.get('name')!r}: {key!r} is not a number: {value!r}")
+    return float(value)
+
+
 def importance_bars(features: Sequence[Mapping[str, object]], title: str, k: int = 15) -> bytes:
     """Horizontal bars of the top ``k`` permutation importances (AUC drop) with their 95%
     intervals (``rank/importance.json`` rows), most important on top."""
     rows = list(features)[:k][::-1]
-    drop = np.array([float(r["auc_drop"]) for r in rows])  # type: ignore[arg-type]
-    low = np.array([float(r["low"]) for r in rows])  # type: ignore[arg-type]
-    high = np.array([float(r["high"]) for r in rows])  # type: ignore[arg-type]
+    drop = np.array([_number(r, "auc_drop") for r in rows])
+    low = np.array([_number(r, "low") for r in rows])
+    high = np.array([_number(r, "high") for r in rows])
     fig = _figure(6.5, 0.9 + 0.28 * max(1, len(rows)))
     ax = fig.add_subplot(1, 1, 1)
     ax.barh(np.arange(len(rows)), drop, xerr=np.vstack([drop - low, high - drop]),

@@ -219,7 +219,7 @@ class ItemVectorLookup:
             get = self.item_market.get
             keys = [get(i, "") for i, f in zip(ids, found.tolist(), strict=True) if f]
         else:
-            keys = [0] * len(rows)
+            keys = [""] * len(rows)  # one group
         groups = dict.fromkeys(keys)
         if len(groups) == 1:  # one market (the usual session): every known row
             parts = [rows]
@@ -359,9 +359,9 @@ def _lift(candidate_ids: Sequence[str], shown: Sequence[str], clicked: set[str],
     rate = (hits + 0.5) / (len(shown) + 1.0)
     for j, item in enumerate(candidate_ids):
         value = attribute_of.get(item)
-        cell = None if value is None else seen.get(value)
-        if cell is not None:
-            out[j] = (cell[1] + BRAND_PRIOR * rate) / (cell[0] + BRAND_PRIOR) - rate
+        tally = None if value is None else seen.get(value)
+        if tally is not None:
+            out[j] = (tally[1] + BRAND_PRIOR * rate) / (tally[0] + BRAND_PRIOR) - rate
     return out
 
 

@@ -205,7 +205,10 @@ def _match_kernel() -> Any:
     import numba as nb
 
     @nb.njit(nogil=True)
-    def match_counts(indptr, indices, tags, rows, exact_id, close, in_query):  # type: ignore[no-untyped-def]
+    def match_counts(
+        indptr: np.ndarray, indices: np.ndarray, tags: np.ndarray, rows: np.ndarray,
+        exact_id: np.ndarray, close: np.ndarray, in_query: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         # per candidate: query terms found exactly / fuzzily among its terms (each term once),
         # and per field 1..3 (category, brand, market): its terms, and those in the query
         n, n_terms = rows.shape[0], exact_id.shape[0]

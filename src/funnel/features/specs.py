@@ -11,7 +11,7 @@ model is two dense arrays ``idx (n, M)`` and ``val (n, M)`` plus a slot -> field
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import repeat
 from pathlib import Path
@@ -88,6 +88,20 @@ def _as_str(col: np.ndarray) -> np.ndarray:
     out = np.empty(len(col), dtype=object)
     out[:] = [v if type(v) is str else _str_of(v) for v in col.tolist()]
     return out
+
+
+def _vocab_lookup(state: Mapping[str, Any]) -> dict[Any, int]:
+    """``{token: local id}`` (1-based; 0 is out of vocabulary) of a fitted ``state["vocab"]``.
+
+    Built once per fitted state and cached on it when it is a dict (as a :class:`FeatureSet`'s
+    states are) under ``_lookup``; keys starting with '_' are never saved.
+    """
+    lookup: dict[Any, int] | None = state.get("_lookup")
+    if lookup is None:
+        lookup = {v: i + 1 for i, v in enumerate(state["vocab"])}
+        if isinstance(state, MutableMapping):
+            state["_lookup"] = lookup
+    return lookup
 
 
 def _one(n: int) -> np.ndarray:
@@ -226,9 +240,7 @@ class VocabSpec(_OneIndex):
 
     def _local(self, columns: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> np.ndarray:
         values = _as_str(_column(columns, self.sources[0], self.name))
-        lookup = state.get("_lookup")
-        if lookup is None:  # built once per fitted state; not saved (keys with '_' are not)
-            lookup = state["_lookup"] = {v: i + 1 for i, v in enumerate(state["vocab"])}
+        lookup = _vocab_lookup(state)
         return np.array(list(map(lookup.get, values.tolist(), repeat(0, len(values)))),
                         dtype=np.int64)
 
@@ -312,7 +324,7 @@ class SequenceSpec(_OneColumn):
 
 
     @property
-    def width(self) -> int:  # type: ignore[override]
+    def width(self) -> int:
         return self.max_len
 
     def fit(self, columns: Mapping[str, np.ndarray]) -> dict[str, Any]:
@@ -496,9 +508,7 @@ class VocabSequenceSpec(_OneColumn):
         return len(state["vocab"]) + 1
 
     def encode(self, columns: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> tuple:
-        lookup = state.get("_lookup")
-        if lookup is None:
-            lookup = state["_lookup"] = {v: i + 1 for i, v in enumerate(state["vocab"])}
+        lookup = _vocab_lookup(state)
         col = _column(columns, self.sources[0], self.name)
         where: dict[int, int] = {}  # serving passes one list object for every candidate
         firsts: list[Any] = []
@@ -616,7 +626,7 @@ class FeatureSet:
     def offsets(self) -> np.ndarray:
         cached = getattr(self, "_offsets", None)
         if cached is not None and cached[0] is self.states_:
-            return cached[1]  # type: ignore[no-any-return]
+            return cached[1]
         off = np.concatenate([[0], np.cumsum(self.field_sizes)[:-1]]).astype(np.int64)
         self._offsets = (self.states_, off)
         return off

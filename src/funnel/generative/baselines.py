@@ -144,6 +144,7 @@ class _VAENetwork(nn.Module):
 
     def __init__(self, n_items: int, hidden: int, latent: int, dropout: float) -> None:
         super().__init__()
+        self.n_items = n_items
         self.drop = nn.Dropout(dropout)
         self.enc = nn.Sequential(
             nn.Linear(n_items, hidden), nn.Tanh(), nn.Linear(hidden, 2 * latent)
@@ -208,7 +209,7 @@ class MultVAE:
 
     def score(self, X: sp.spmatrix) -> np.ndarray:
         check_is_fitted(self, "network_")
-        X = _check_matrix(X, n_items=self.network_.dec[-1].out_features)
+        X = _check_matrix(X, n_items=self.network_.n_items)
         with torch.no_grad():
             logits, _, _ = self.network_(torch.from_numpy(X.toarray()))
         return logits.numpy()

@@ -91,7 +91,9 @@ class VPDenoiser(nn.Module):
         self.schedule = schedule
         self.prediction = prediction
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor, **cond: torch.Tensor | None):
+    def forward(
+        self, x: torch.Tensor, sigma: torch.Tensor, **cond: torch.Tensor | None
+    ) -> torch.Tensor:
         """x (B, d) in scaled coordinates, sigma (B,) -> x0 estimate (B, d)."""
         c_in = 1.0 / torch.sqrt(1.0 + sigma.to(x.dtype) ** 2)[:, None]  # sqrt(alpha_bar)
         t = self.schedule.t_of_sigma(sigma).to(x.dtype)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -101,7 +101,11 @@ class _NICEObjective:
         self.dequant = dequant
         self._nll = nice_loss()
 
-    def __call__(self, net: nn.Module, batch: list[torch.Tensor], gen: torch.Generator):
+    def __call__(
+        self, net: nn.Module, batch: Sequence[torch.Tensor], gen: torch.Generator
+    ) -> torch.Tensor:
+        if not isinstance(net, ConditionalNICE):
+            raise TypeError(f"the nice objective needs a ConditionalNICE, got {type(net).__name__}")
         x = batch[0]
         target = x + self.dequant * torch.randn(x.shape, generator=gen)
         return -net.log_prob(target, x).mean() / x.shape[1]
@@ -196,7 +200,7 @@ class DiffRec:
         return np.concatenate(out) if out else np.zeros((0, self.n_items_), np.float32)
 
     def _score_batch(self, x: torch.Tensor, cfg: DiffRecConfig, sampler: str, steps: int,
-                     gen: torch.Generator) -> torch.Tensor:
+                     gen: torch.Generator) -> np.ndarray:
         fn = get_sampler(sampler)
         noise = torch.randn(x.shape, generator=gen) if cfg.start_noise else torch.zeros_like(x)
         if cfg.objective == "nice":

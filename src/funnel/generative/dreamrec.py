@@ -157,7 +157,9 @@ class DreamRec:
         hist_t = _histories_tensor(hists, cfg.history_len)
         target_t = torch.as_tensor(targets)
 
-        def loss(model: nn.Module, batch: list[torch.Tensor], g: torch.Generator) -> torch.Tensor:
+        def loss(model: nn.Module, batch: Sequence[torch.Tensor], g: torch.Generator
+                 ) -> torch.Tensor:
+            assert isinstance(model, DreamRecNetwork)  # train() hands back ``net``
             idx, tgt = batch
             x0 = table[tgt]  # (B, d)
             cond = model.encoder(table[idx.clamp_min(0)], idx >= 0)  # (B, dim)
@@ -206,14 +208,17 @@ class DreamRec:
 
     def recommend(
         self, histories: Sequence[Sequence[int]], k: int = 100, *, exclude_history: bool = True,
-        **generate_kwargs: object,
+        sampler: str | None = None, steps: int | None = None, guidance: float | None = None,
+        generator: torch.Generator | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Item indices (B, k) and inner-product scores of the items nearest the generated
-        embeddings (exact search in numpy; the history's items are excluded by default)."""
+        embeddings (exact search in numpy; the history's items are excluded by default);
+        ``sampler``, ``steps``, ``guidance`` and ``generator`` go to :meth:`generate`."""
         check_is_fitted(self, "network_")
         if not isinstance(k, int) or k < 1:
             raise ValueError(f"The 'k' parameter must be an int >= 1. Got {k!r} instead.")
-        generated = self.generate(histories, **generate_kwargs).numpy()  # (B, d)
+        generated = self.generate(histories, sampler=sampler, steps=steps, guidance=guidance,
+                                  generator=generator).numpy()  # (B, d)
         scores = generated @ self.item_table_.numpy().T  # (B, n_items)
         if exclude_history:
             for row, hist in enumerate(histories):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -114,7 +115,8 @@ _SELECT_WITH = {"diffusion": ("ddim", 10), "flow": ("rf", 4), "nice": ("nice", 1
                 "flowcf": ("rf", 1), "priorddim": ("ddim", 10)}
 
 
-def _score(model: Any, X: sp.csr_matrix, family: str, sampler: tuple[str, int] | None = None):
+def _score(model: Any, X: sp.csr_matrix, family: str, sampler: tuple[str, int] | None = None
+           ) -> np.ndarray:
     if family in _SELECT_WITH:
         name, steps = sampler or _SELECT_WITH[family]
         return model.score(X, sampler=name, steps=steps, generator=torch.Generator().manual_seed(0))
@@ -189,12 +191,12 @@ def _compare_prior_models(
     prior_scores, prior_ms = _timed(lambda: prior.score(train), train.shape[0])
     tuned: dict[str, Any] = {}
     for family, grid in _prior_grids(budget, prior, seed).items():
-        scored = []
+        scored: list[tuple[float, Any]] = []
         for model in grid[: budget.configs]:
             progress(f"tuning {family} on {name}: config {len(scored) + 1}/{budget.configs}")
-            started = time.perf_counter()
+            t0 = time.perf_counter()
             model.fit(train)
-            out[f"fit_seconds_{family}"] = time.perf_counter() - started
+            out[f"fit_seconds_{family}"] = time.perf_counter() - t0
             scored.append((evaluate_scores(_score(model, train, family), valid, train, K)[0],
                            model))
         out[f"valid_recall20_{family}"], tuned[family] = max(scored, key=lambda pair: pair[0])
@@ -211,8 +213,9 @@ def _compare_prior_models(
     out["valid_recall20_priorstart"], lam = max(lams)
     out["priorstart_weight"] = lam
     # (c) blends with the prior: plain DDIM-10 and the prior-started DDIM-10, weight on valid
-    sources = {"blendddim": lambda s: _score(diffusion, train, "diffusion", ("ddim", s)),
-               "blendstart": lambda s: started(lam, s)}
+    sources: dict[str, Callable[[int], np.ndarray]] = {
+        "blendddim": lambda s: _score(diffusion, train, "diffusion", ("ddim", s)),
+        "blendstart": lambda s: started(lam, s)}
     weight: dict[str, float] = {}
     for method, source in sources.items():
         raw = source(10)
@@ -223,17 +226,16 @@ def _compare_prior_models(
     for method, steps in PRIOR_TABLE:
         progress(f"sampling {method} with {steps} steps")
         if method in sources:
-            raw, ms = _timed(lambda f=sources[method], s=steps: f(s), train.shape[0])
+            raw, ms = _timed(partial(sources[method], steps), train.shape[0])
             scores = blend(prior_scores, raw, weight[method])
             ms += prior_ms
         elif method == "priorstart":
-            scores, ms = _timed(lambda s=steps: started(lam, s), train.shape[0])
+            scores, ms = _timed(partial(started, lam, steps), train.shape[0])
             ms += prior_ms
         else:
             sampler = (_SELECT_WITH[method][0], steps)
             model = tuned[method]
-            scores, ms = _timed(lambda m=model, f=method, s=sampler: _score(m, train, f, s),
-                                train.shape[0])
+            scores, ms = _timed(partial(_score, model, train, method, sampler), train.shape[0])
         r, n = evaluate_scores(scores, test, seen, K)
         out[f"recall20_{method}_{steps}"], out[f"ndcg20_{method}_{steps}"] = r, n
         out[f"ms_per_user_{method}_{steps}"] = ms

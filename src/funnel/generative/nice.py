@@ -27,6 +27,9 @@ class NICEConfig:
 
 
 class _Coupling(nn.Module):
+    idx_a: torch.Tensor  # buffers: the coordinates conditioned on and the ones shifted
+    idx_b: torch.Tensor
+
     def __init__(self, dim: int, hidden: int, depth: int, cond_dim: int, parity: int) -> None:
         super().__init__()
         # split by alternating index parity so every coordinate is transformed every 2 layers
@@ -79,6 +82,7 @@ class NICE(nn.Module):
         """z (B, dim) -> x (B, dim), the exact inverse of :meth:`forward`."""
         x = z * torch.exp(-self.log_scale)
         for layer in reversed(self.couplings):
+            assert isinstance(layer, _Coupling)
             x = layer.inverse(x, cond)
         return x
 

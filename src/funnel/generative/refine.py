@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -35,6 +37,13 @@ from funnel.generative.denoisers import VPDenoiser, timestep_embedding
 from funnel.generative.sampling import get_sampler
 from funnel.generative.schedules import VPSchedule, get_flow_times, get_sigmas
 from funnel.generative.training import X0Velocity, train
+
+
+class LinearPrior(Protocol):
+    """A linear item-item baseline (EASE, ItemKNN, RP3beta): ``fit(X)`` learns its ``W``."""
+
+    def fit(self, X: sp.spmatrix) -> object: ...
+
 
 REFINE_OBJECTIVES = ("flow", "diffusion")
 REFINE_STARTS = ("prior", "history", "both")
@@ -130,7 +139,9 @@ class PriorRefiner:
     >>> scores = model.score(train_matrix, sampler="rf", steps=2)  # doctest: +SKIP
     """
 
-    def __init__(self, prior: object | None = None, config: PriorRefineConfig | None = None):
+    def __init__(
+        self, prior: LinearPrior | None = None, config: PriorRefineConfig | None = None
+    ) -> None:
         self.prior = prior
         self.config = config
 
@@ -152,14 +163,15 @@ class PriorRefiner:
                                  f"Got {future.shape[0]} instead.")
         # a copy, so that the hyperparameter object passed in is never fitted in place
         prior = copy.deepcopy(self.prior) if self.prior is not None else EASE()
-        prior.fit(X)  # type: ignore[attr-defined]
+        prior.fit(X)
         weights = torch.from_numpy(np.asarray(linear_weights(prior), dtype=np.float32))
         torch.manual_seed(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)
         net = RefineNet(X.shape[1], cfg.hidden, cfg.time_dim, cfg.dropout)
         schedule = VPSchedule(scale=cfg.noise_scale)
 
-        def loss(net: nn.Module, batch: list[torch.Tensor], g: torch.Generator) -> torch.Tensor:
+        def loss(net: nn.Module, batch: Sequence[torch.Tensor], g: torch.Generator
+                 ) -> torch.Tensor:
             history, x0 = batch[0], batch[-1]  # (B, I) each; x0 is the target
             keep = (torch.rand(x0.shape, generator=g) >= cfg.mask_rate).to(x0.dtype)
             seen = history * keep  # what the prior (and the start state) may see

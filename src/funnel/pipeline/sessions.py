@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypedDict
 
 import duckdb
 import pyarrow as pa
@@ -46,6 +47,16 @@ class SessionConfig:
         return section(config, "sessions", cls)
 
 
+class SessionSummary(TypedDict):
+    """What :func:`build_sessions` built (printed by ``funnel sessions``)."""
+
+    sessions: int
+    booked_sessions: int
+    clicks: int
+    users: int
+    mean_clicks_per_session: float
+
+
 def _create(table: str, select: str) -> str:
     return f"CREATE OR REPLACE TABLE {table} AS {select}"
 
@@ -58,7 +69,7 @@ SESSIONS_SQL = _create(
 )
 
 
-def build_sessions(con: duckdb.DuckDBPyConnection, gap_minutes: float = 30.0) -> dict[str, int]:
+def build_sessions(con: duckdb.DuckDBPyConnection, gap_minutes: float = 30.0) -> SessionSummary:
     """(Re)build ``session_events`` and ``sessions`` from ``events``; returns summary counts."""
     validate_params({"gap_minutes": gap_minutes}, {"gap_minutes": (positive_float, "a number > 0")})
     con.execute("SET TimeZone='UTC'")

@@ -89,6 +89,17 @@ class Ranker(ABC):
     """
 
     name: str = ""
+    features_: FeatureSet
+    """The fitted feature specs (set by ``fit`` and :meth:`load`)."""
+    selection_: dict[str, Any]
+    """What feature selection dropped and why, when it ran (:mod:`funnel.rank.importance`)."""
+
+    def __init__(
+        self, features: Sequence[Spec | Mapping[str, Any]] | FeatureSet = (), **params: Any
+    ) -> None:
+        """Every ranker takes its feature specs first and its hyperparameters as keywords,
+        stored unchanged (:meth:`get_params` returns them); each family defines its own."""
+        raise NotImplementedError(f"{type(self).__name__} must define __init__")
 
     @abstractmethod
     def fit(self, train: RankingData, valid: RankingData | None = None) -> Ranker:
@@ -124,7 +135,7 @@ class Ranker(ABC):
         selection = getattr(self, "selection_", None)
         if selection:  # what feature selection dropped and why (rank.importance)
             state = {**state, "selection": selection}
-        self.features_.save(directory / "features.json")  # type: ignore[attr-defined]
+        self.features_.save(directory / "features.json")
         payload = {"ranker": self.name, "params": params, "state": state}
         (directory / "config.json").write_text(json.dumps(payload, indent=2))
 
@@ -148,8 +159,8 @@ class Ranker(ABC):
             ranker = cls(**params)
         except TypeError as err:
             raise ConfigError(f"{path}: bad params for {raw['ranker']!r}: {err}") from None
-        ranker.features_ = FeatureSet.load(directory / "features.json")  # type: ignore[attr-defined]
+        ranker.features_ = FeatureSet.load(directory / "features.json")
         ranker._load_model(directory, raw["state"])
         if raw["state"].get("selection"):  # older artifacts have none
-            ranker.selection_ = raw["state"]["selection"]  # type: ignore[attr-defined]
+            ranker.selection_ = raw["state"]["selection"]
         return ranker

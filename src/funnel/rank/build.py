@@ -280,9 +280,9 @@ def make_ranker(name: str, config: RankConfig, features: list[dict[str, Any]],
                 verbose: bool = False) -> Ranker:
     cls = get_ranker(name)
     if name in ("gbdt", "lambdamart", "rf"):
-        return cls(features, seed=config.seed, verbose=False)  # type: ignore[call-arg]
+        return cls(features, seed=config.seed, verbose=False)
     extra = {"history_len": config.history_len} if name == "din" else {}
-    return cls(  # type: ignore[call-arg]
+    return cls(
         features, epochs=config.epochs, batch_size=config.batch_size,
         embedding_dim=config.embedding_dim, learning_rate=config.learning_rate,
         weight_decay=config.weight_decay, seed=config.seed, verbose=verbose, **extra,
@@ -415,10 +415,12 @@ def build_rank(
                 f"{', '.join(str(d['name']) for d in chosen.dropped) or 'none'}; AUC "
                 f"{chosen.auc_before:.4f} -> {chosen.auc_after:.4f}; 500 candidates "
                 f"{chosen.score_500_ms_before:.2f} -> {chosen.score_500_ms_after:.2f} ms")
-        if getattr(model, "oob_auc_", None) is not None:
-            metrics[f"{name}.oob_auc"] = float(model.oob_auc_)  # type: ignore[attr-defined]
+        oob_auc = getattr(model, "oob_auc_", None)  # the random forest's out-of-bag AUC
+        if oob_auc is not None:
+            metrics[f"{name}.oob_auc"] = float(oob_auc)
         p = model.predict_proba(test.columns)
         if clicks_only:  # one positive per group: group AUC without a rank sort per group
+            assert test.group is not None  # training-set rows carry their request's group
             for k, v in evaluate(test.label, p).items():
                 metrics[f"{name}.{k}"] = v
             metrics[f"{name}.group_auc"] = one_positive_group_auc(test.label, p, test.group)

@@ -137,8 +137,9 @@ class PlattCalibrator:
 
     def predict(self, p: np.ndarray) -> np.ndarray:
         check_is_fitted(self, ["a_", "b_"])
+        assert self.a_ is not None and self.b_ is not None
         p = np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)
-        out = _sigmoid(self.a_ * _logit(p) + self.b_)  # type: ignore[operator]
+        out = _sigmoid(self.a_ * _logit(p) + self.b_)
         return (1 - TIE_BREAK) * out + TIE_BREAK * p
 
     def to_dict(self) -> dict[str, Any]:
@@ -158,13 +159,14 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 Calibrator = IsotonicCalibrator | PlattCalibrator
-CALIBRATORS: dict[str, type] = {"isotonic": IsotonicCalibrator, "platt": PlattCalibrator}
+CALIBRATORS: dict[str, type[IsotonicCalibrator] | type[PlattCalibrator]] = {
+    "isotonic": IsotonicCalibrator, "platt": PlattCalibrator}
 
 
 def get_calibrator(name: str) -> Calibrator:
     if name not in CALIBRATORS:
         raise ValueError(f"unknown calibrator {name!r}; expected one of {sorted(CALIBRATORS)}")
-    return CALIBRATORS[name]()  # type: ignore[no-any-return]
+    return CALIBRATORS[name]()
 
 
 def calibrator_from_dict(raw: Mapping[str, Any]) -> Calibrator:

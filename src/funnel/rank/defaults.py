@@ -30,9 +30,8 @@ DEFAULT_FEATURES: list[dict[str, Any]] = [
     {"type": "numeric", "name": "item_clicks_before", "log1p": True},
     {"type": "numeric", "name": "item_bookings_before", "log1p": True},
     {"type": "numeric", "name": "n_recent_clicks"},
-] + [{"type": "numeric", "name": name} for name in QUERY_MATCH_FEATURES] + [
-    {"type": "numeric", "name": name} for name in FEATURE_NAMES
-] + [
+    *({"type": "numeric", "name": name} for name in QUERY_MATCH_FEATURES),
+    *({"type": "numeric", "name": name} for name in FEATURE_NAMES),
     # The user side of the click model's user x item terms (taste direction, price budget):
     # the user's recent clicks seen as categories, brands and price bands, which FM-family
     # models cross with the candidate's own category / brand / price_bucket fields.
@@ -60,7 +59,8 @@ CLICK_LOG_FEATURES: list[dict[str, Any]] = [
     {"type": "numeric", "name": "item_clicks_before", "log1p": True},
     {"type": "numeric", "name": "item_bookings_before", "log1p": True},
     {"type": "numeric", "name": "n_recent_clicks"},
-] + [{"type": "numeric", "name": name} for name in FEATURE_NAMES]
+    *({"type": "numeric", "name": name} for name in FEATURE_NAMES),
+]
 """The features of a ranker trained on clicks alone (no impressions, queries, positions or
 bids to learn from), before the recall features (``rank.recall_features``) are added. Item and
 user ids are left out: on the DIGINETICA sample a few thousand click groups are too few to

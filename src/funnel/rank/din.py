@@ -103,7 +103,7 @@ class DINRanker(TorchRanker):
                                  f"{spec!r}, got {have[spec.name]!r} (leave it out of features)")
         return specs + [s for s in wanted if s.name not in have]
 
-    def _network_config(self, fs: FeatureSet) -> DINConfig:  # type: ignore[override]
+    def _network_config(self, fs: FeatureSet) -> DINConfig:
         names = fs.field_names
         field = {n: f for f, n in enumerate(names)}
         assert fs.states_ is not None

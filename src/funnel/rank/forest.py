@@ -151,8 +151,9 @@ class RandomForestRanker(GBDTRanker):
         texts = []
         for t in range(self.n_estimators):
             rows = np.flatnonzero(bags[t])
-            tree = lgb.train({**params, "seed": self.seed + t}, dtrain.subset(rows),
-                             num_boost_round=1)
+            # lightgbm hints a list; it takes any 1-D int array (list_to_1d_numpy), no copy
+            subset = dtrain.subset(rows)  # type: ignore[arg-type]  # hinted list, takes arrays
+            tree = lgb.train({**params, "seed": self.seed + t}, subset, num_boost_round=1)
             texts.append(tree.model_to_string())
             out = np.flatnonzero(~bags[t])
             if out.size:

@@ -27,16 +27,24 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from scipy.stats import t as student_t
 
 from funnel._checks import check_is_fitted, positive_int
-from funnel.features.specs import FeatureSet, spec_to_dict
+from funnel.features.specs import Encoded, FeatureSet, spec_to_dict
 from funnel.rank.base import Ranker, RankingData
 from funnel.rank.metrics import auc
 
 LEVEL = 0.95
+
+
+@runtime_checkable
+class _ScoresEncoded(Protocol):
+    """A ranker whose probabilities are a function of its encoded input (the torch rankers)."""
+
+    def predict_encoded(self, enc: Encoded) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -100,7 +108,7 @@ def _check(repeats: int, seed: int, max_rows: int | None) -> None:
 def model_importance(model: Ranker) -> tuple[str, dict[str, float]]:
     """The model's own importance per field: ``(kind, {field: value})``; ``("none", {})`` when
     the model has none."""
-    fs: FeatureSet = model.features_  # type: ignore[attr-defined]
+    fs: FeatureSet = model.features_
     booster = getattr(model, "booster_", None)
     if booster is not None:
         gain = np.asarray(booster.feature_importance("gain"), dtype=np.float64)
@@ -141,9 +149,10 @@ class _Encoded:
         from funnel.rank.gbdt import GBDTRanker
 
         self.model = model
-        self.fs: FeatureSet = model.features_  # type: ignore[attr-defined]
+        self.dense_model = model if isinstance(model, GBDTRanker) else None
+        self.fs: FeatureSet = model.features_
         self.names = self.fs.field_names
-        self.kind = "dense" if isinstance(model, GBDTRanker) else "encoded"
+        self.kind = "dense" if self.dense_model is not None else "encoded"
         if self.kind == "dense":
             self.arrays: tuple[np.ndarray, ...] = (self.fs.dense(columns)[0],)
             self.owned = [np.array([j]) for j in range(len(self.names))]
@@ -163,7 +172,7 @@ class _Encoded:
             return True
         return isinstance(model, TorchRanker) and \
             type(model).predict_proba is TorchRanker.predict_proba and \
-            type(model)._raw_proba is TorchRanker._raw_proba  # type: ignore[comparison-overlap]
+            type(model)._raw_proba is TorchRanker._raw_proba
 
     def shuffled(self, columns: Mapping[str, np.ndarray], group: tuple[str, ...],
                  perm: np.ndarray) -> np.ndarray:
@@ -185,16 +194,17 @@ class _Encoded:
             for name in partial:
                 j = self.names.index(name)
                 if self.kind == "dense":
-                    state = self.fs.states_[j]  # type: ignore[index]
+                    assert self.fs.states_ is not None  # a fitted model's feature set
+                    state = self.fs.states_[j]
                     out[0][:, j] = self.fs.specs[j].dense(mixed, state)
                 else:
                     idx, val = self.fs.encode_fields(mixed, [name])[name]
                     out[0][:, self.owned[j]], out[1][:, self.owned[j]] = idx, val
-        if self.kind == "dense":
-            return self.model.predict_dense(out[0])  # type: ignore[attr-defined,no-any-return]
-        from funnel.features.specs import Encoded
-
-        return self.model.predict_encoded(Encoded(out[0], out[1]))  # type: ignore[attr-defined,no-any-return]
+        if self.dense_model is not None:
+            return self.dense_model.predict_dense(out[0])
+        if not isinstance(self.model, _ScoresEncoded):
+            raise TypeError(f"{type(self.model).__name__} does not score an encoded input")
+        return self.model.predict_encoded(Encoded(out[0], out[1]))
 
 
 def permutation_importance(
@@ -219,7 +229,7 @@ def permutation_importance(
     y = data.label
     p = model.predict_proba(data.columns)
     base = auc(y, p)  # raises without both classes
-    fs: FeatureSet = model.features_  # type: ignore[attr-defined]
+    fs: FeatureSet = model.features_
     kind, own = model_importance(model)
     t_crit = float(student_t.ppf(0.5 + LEVEL / 2, repeats - 1))
     n = len(y)
@@ -336,7 +346,7 @@ def select_features(
                          f"Got {tolerance!r} instead.")
     report = importance or permutation_importance(model, valid, repeats=repeats, seed=seed,
                                                   max_rows=max_rows)
-    fs: FeatureSet = model.features_  # type: ignore[attr-defined]
+    fs: FeatureSet = model.features_
     by_name = {f.name: f for f in report.features}
     # candidates, least important first (the report is sorted most important first)
     candidates = [f.name for f in report.features[::-1] if f.includes_zero]
@@ -377,7 +387,7 @@ def select_features(
         "auc_drop": by_name[name].auc_drop, "interval": [by_name[name].low, by_name[name].high],
         "reason": reason(name),
     } for name in drop]
-    refit.selection_ = {  # type: ignore[attr-defined]
+    refit.selection_ = {
         "dropped": dropped,
         "kept_by_guard": [{"name": n, "reason": reason(n) + f"; but dropping it with the "
                            f"less important ones cost > {tolerance} validation AUC"}

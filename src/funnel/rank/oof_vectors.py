@@ -15,6 +15,7 @@ import json
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
@@ -24,6 +25,9 @@ from funnel.exceptions import ModelFitError
 from funnel.features.personalization import ItemVectorLookup
 from funnel.vectors import load_vectors, save_vectors
 
+if TYPE_CHECKING:
+    from funnel.embed.build import EmbedConfig
+
 
 def user_fold(user_id: str | None, folds: int) -> int:
     """Stable fold of a user (CRC32 of the id; anonymous rows share fold 0)."""
@@ -32,7 +36,7 @@ def user_fold(user_id: str | None, folds: int) -> int:
     return zlib.crc32(str(user_id).encode()) % folds
 
 
-def _embed_config(embeddings_dir: Path):  # type: ignore[no-untyped-def]
+def _embed_config(embeddings_dir: Path) -> EmbedConfig:
     """The settings the served vectors were trained with (the artifact's config.json)."""
     from funnel.config import from_mapping
     from funnel.embed.build import EmbedConfig

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,7 +149,7 @@ class ServingRanker:
         for name in _NUMERIC:
             cols[name] = np.where(known, self.item_cols[name][safe], np.nan)
         for name in _TEXT:
-            cols[name] = np.where(known, self.item_cols[name][safe], None)
+            cols[name] = np.where(known, self.item_cols[name][safe], np.array(None, dtype=object))
         if market is not None:
             cols["market"] = np.where(known, cols["market"], market)
         return cols
@@ -272,20 +272,24 @@ class ServingRanker:
     ) -> np.ndarray:
         import torch
 
+        from funnel.rank.torch_ranker import TorchRanker
+
         rows = self.rows(item_ids) if rows is None else rows
-        if self.item_parts is None or (rows < 0).any():
+        # item_parts are encoded inputs, which only the torch rankers score (precompute)
+        if self.item_parts is None or (rows < 0).any() or not isinstance(self.ranker, TorchRanker):
             return self.ranker.predict_proba(cols)
         fs = self.ranker.features_
         parts = self._encode_request_fields(cols, rows)
-        if self.item_parts is self._packed and self._item_idx is not None:
-            idx, val = self._item_idx[rows], self._item_val[rows]  # type: ignore[index]
+        if self.item_parts is self._packed and self._item_idx is not None \
+                and self._item_val is not None:
+            idx, val = self._item_idx[rows], self._item_val[rows]
             for name, sl in self._item_slices.items():
                 parts[name] = (idx[:, sl], val[:, sl])
         else:  # item_parts replaced after precompute
             for name, (idx, val) in self.item_parts.items():
                 parts[name] = (idx[rows], val[rows])
         with torch.inference_mode():
-            return self.ranker.predict_encoded(fs.assemble(parts))  # type: ignore[attr-defined]
+            return self.ranker.predict_encoded(fs.assemble(parts))
 
     def _encode_request_fields(
         self, cols: Mapping[str, np.ndarray], rows: np.ndarray
@@ -356,7 +360,7 @@ class ServingRanker:
                     if len(cache) >= _BROADCAST_CACHE:
                         cache.pop(next(iter(cache)), None)
                     cache[keys[spec.name]] = out[spec.name] = encoded[spec.name]
-        return out  # type: ignore[return-value]
+        return {name: got for name, got in out.items() if got is not None}  # all are, now
 
 
 def _encode_numeric(
@@ -438,7 +442,7 @@ def _check_query_match(given: Mapping[str, np.ndarray], n: int) -> dict[str, np.
 _ORDER = ("item_id", "user_id", *_NUMERIC, *_TEXT, "position", "query")
 
 
-def _column_order(cols: Mapping[str, np.ndarray]) -> list[str]:
+def _column_order(cols: Collection[str]) -> list[str]:
     """Column names in the order :meth:`ServingRanker.columns` has always returned them
     (debug output lists features in this order)."""
     first = [c for c in _ORDER if c in cols]

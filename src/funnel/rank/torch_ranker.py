@@ -30,7 +30,7 @@ from funnel.exceptions import ArtifactError, ModelFitError
 from funnel.features.specs import Encoded, FeatureSet, Spec, as_columns
 from funnel.rank.base import Ranker, RankingData, fix_position, specs_of, undo_negative_sampling
 from funnel.rank.metrics import auc, logloss
-from funnel.rank.models import NETWORKS, NetworkConfig
+from funnel.rank.models import NETWORKS, DINConfig, NetworkConfig
 
 _PARAMS = {
     "embedding_dim": (positive_int, "a positive int"),
@@ -55,7 +55,7 @@ class TorchRanker(Ranker):
     whose network needs more than :class:`NetworkConfig` also ``config_class`` and
     :meth:`_network_config` (``rank.din``)."""
 
-    config_class: type = NetworkConfig
+    config_class: type[NetworkConfig] | type[DINConfig] = NetworkConfig
 
     def __init__(
         self,
@@ -116,7 +116,7 @@ class TorchRanker(Ranker):
             raise ValueError("features must list at least one feature spec; got none")
         return specs
 
-    def _network_config(self, fs: FeatureSet) -> NetworkConfig:
+    def _network_config(self, fs: FeatureSet) -> NetworkConfig | DINConfig:
         return NetworkConfig(
             num_features=fs.num_features,
             num_fields=fs.num_fields,
@@ -248,7 +248,8 @@ class TorchRanker(Ranker):
 
     def _load_model(self, directory: Path, state: Mapping[str, Any]) -> None:
         # lists back to tuples; a key older artifacts lack takes its default (fm_fields: all)
-        cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in state["network"].items()}
+        cfg: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                               for k, v in state["network"].items()}  # parsed JSON
         self.network_config_ = self.config_class(**cfg)
         self.network_ = NETWORKS[self.name](self.network_config_)
         weights = directory / "weights.safetensors"

@@ -66,7 +66,7 @@ def _block_bounds(offsets: np.ndarray, docs: np.ndarray, lists: np.ndarray, n_ro
 
 
 @nb.njit(cache=True, nogil=True, fastmath=True)
-def _chunk_max(acc: np.ndarray, c0: int, c1: int) -> float:
+def _chunk_max(acc: np.ndarray, c0: int, c1: int) -> np.float32:
     m = np.float32(0.0)  # scores are >= 0 (and never NaN), so fast-math is exact here
     for i in range(c0, c1):
         x = acc[i]
@@ -163,9 +163,9 @@ def search_topk(
                     orm[np.uint32(docs[p] - lo)] |= masks[p]
             for j in range(group_off[g], group_off[g + 1]):
                 for p in range(bg[j, b], bg[j, b + 1]):
-                    d = np.uint32(docs[p] - lo)
-                    acc[d] += mask_score[orm[d]]  # mask_score[0] == 0: a row's later visits
-                    orm[d] = 0
+                    off = np.uint32(docs[p] - lo)
+                    acc[off] += mask_score[orm[off]]  # mask_score[0] == 0: a row's later visits
+                    orm[off] = 0
         if not touched:
             continue
         n_skip = 0  # scorers (by ascending bound) whose rows alone cannot reach the heap
@@ -194,10 +194,10 @@ def search_topk(
                         p0, p1 = bg[j - n_lists, b], bg[j - n_lists, b + 1]
                     for p in range(p0, p1):
                         d = docs[p]
-                        i = np.uint32(d - lo)
-                        s = acc[i]
+                        off = np.uint32(d - lo)
+                        s = acc[off]
                         if s > thr or (s == thr and d < root and s > 0.0):
-                            acc[i] = 0.0
+                            acc[off] = 0.0
                             if market < 0 or market_codes[d] == market:
                                 n = _push(hs, hd, n, k, s, d)
                                 thr = hs[0] if n == k else np.float32(0.0)

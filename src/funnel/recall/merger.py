@@ -107,7 +107,7 @@ class Provenance(Sequence[dict[str, float]]):
             return list(self) == list(other)
         return NotImplemented
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable like the list it compares equal to
 
     def __repr__(self) -> str:
         return repr(list(self))
@@ -303,7 +303,10 @@ class Merger:
         timings: dict[str, float],
         skipped: dict[str, str],
     ) -> MergedCandidates:
-        names, ids, ranks, raw = [], [], [], []
+        names: list[np.ndarray] = []
+        ids: list[np.ndarray] = []
+        ranks: list[np.ndarray] = []
+        raw: list[np.ndarray] = []
         for name, cands in results.items():
             quota = (self.quotas or {}).get(name, self.default_quota)
             got = np.asarray(cands.item_ids[:quota], dtype=object)

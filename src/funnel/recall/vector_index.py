@@ -329,7 +329,7 @@ class ExactIndex(_Catalog):
             cfg = {"format": FORMAT, "class": "ExactIndex", "params": {"metric": self.metric}}
             (tmp / "config.json").write_text(json.dumps(cfg))
             (tmp / "catalog.json").write_text(json.dumps(meta, ensure_ascii=False))
-            np.savez(tmp / "state.npz", vectors=self.vectors_, **arrays)
+            np.savez(tmp / "state.npz", allow_pickle=True, vectors=self.vectors_, **arrays)
 
         _atomic_dir_write(Path(path), write)
 
@@ -443,9 +443,9 @@ class VectorIndex(_Catalog):
         if kind == "flat":
             return faiss.IndexFlatIP(d)
         if kind == "hnsw":
-            index = faiss.IndexHNSWFlat(d, self.hnsw_m, ip)
-            index.hnsw.efConstruction = self.ef_construction
-            return index
+            hnsw = faiss.IndexHNSWFlat(d, self.hnsw_m, ip)
+            hnsw.hnsw.efConstruction = self.ef_construction
+            return hnsw
         pq_m = self.pq_m or next(m for m in (d // 2, d // 4, d // 8, 1) if m and d % m == 0)
         if d % pq_m:
             raise ValueError(f"The 'pq_m' parameter must divide d={d}. Got {pq_m} instead.")
@@ -511,8 +511,8 @@ class VectorIndex(_Catalog):
         attrs = self._check_attributes(attributes, len(ids), known=list(self.attr_vocab_))
         rows = self._append_catalog(ids, attrs)
         self.index_.add(x)
-        if self.partitions_ or (self.partition_by in attrs):
-            values = attrs[self.partition_by]  # type: ignore[index]
+        if self.partition_by is not None and (self.partitions_ or self.partition_by in attrs):
+            values = attrs[self.partition_by]
             for value in sorted(set(values)):
                 sel = np.array([v == value for v in values])
                 self._add_to_partition(value, rows[sel], x[sel], fresh=False)
@@ -523,13 +523,19 @@ class VectorIndex(_Catalog):
             ef = max(self.ef_search, k)
             if selector is not None and selectivity < 1.0:
                 ef = int(min(max(ef, ef / max(selectivity, 1e-6)), self.max_ef_search))
-            return faiss.SearchParametersHNSW(efSearch=ef, sel=selector)
+            # faiss's bundled stubs lack SearchParametersHNSW and the keyword constructors
+            # its class_wrappers add to every SearchParameters class
+            return faiss.SearchParametersHNSW(  # type: ignore[attr-defined]  # not in the stubs
+                efSearch=ef, sel=selector)
         if isinstance(index, faiss.IndexIVF):
             probe = self.nprobe
             if selector is not None and selectivity < 1.0:
                 probe = int(min(probe / max(selectivity, 1e-6), index.nlist))
-            return faiss.SearchParametersIVF(nprobe=probe, sel=selector)
-        return faiss.SearchParameters(sel=selector) if selector is not None else None
+            return faiss.SearchParametersIVF(  # type: ignore[call-arg]  # stubs lack the kwargs
+                nprobe=probe, sel=selector)
+        if selector is None:
+            return None
+        return faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]  # stubs lack kwargs
 
     def search(
         self, queries: Any, k: int = 10, *, filters: Mapping[str, str] | None = None
@@ -569,8 +575,10 @@ class VectorIndex(_Catalog):
             plan: tuple[Any, ...] | None = self._selector_cache[key]
             return plan
         rest = dict(fkey)
-        part_value = rest.pop(self.partition_by, None) if self.partitions_ else None
+        part_value = (rest.pop(self.partition_by, None)
+                      if self.partitions_ and self.partition_by is not None else None)
         if part_value is not None and part_value not in self.partitions_:
+            assert self.partition_by is not None  # part_value is its value
             self._filter_mask({self.partition_by: part_value})  # validates the name
             self._selector_cache[key] = None
             return None
@@ -612,7 +620,7 @@ class VectorIndex(_Catalog):
             }
             (tmp / "config.json").write_text(json.dumps(cfg, ensure_ascii=False))
             (tmp / "catalog.json").write_text(json.dumps(meta, ensure_ascii=False))
-            np.savez(tmp / "state.npz", **arrays)
+            np.savez(tmp / "state.npz", allow_pickle=True, **arrays)
             faiss.write_index(self.index_, str(tmp / "global.faiss"))
             for i, value in enumerate(parts):
                 faiss.write_index(self.partitions_[value], str(tmp / f"part-{i:04d}.faiss"))

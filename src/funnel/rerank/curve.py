@@ -18,11 +18,17 @@ import numpy as np
 
 from funnel.rerank.base import ItemFeatures, normalize_relevance
 from funnel.rerank.catalog import ItemCatalog
+from funnel.rerank.dpp import DPPReranker
 from funnel.rerank.metrics import coverage, entropy, intra_list_distance, ndcg_at_k
-from funnel.rerank.pipeline import get_reranker
+from funnel.rerank.mmr import MMRReranker
 from funnel.rerank.similarity import attribute_factor
 
 DEFAULT_KNOBS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+# the re-rankers with a diversity knob ("none", the ranker's own order, is every curve's knob 0)
+DIVERSITY_METHODS: dict[str, type[DPPReranker] | type[MMRReranker]] = {
+    "dpp": DPPReranker,
+    "mmr": MMRReranker,
+}
 
 
 @dataclass(frozen=True)
@@ -71,12 +77,15 @@ def tradeoff_curve(lists: Sequence[RankedList], *, methods: Sequence[str] = ("dp
     """Mean list metrics for every ``method`` x ``knob`` (diversity) on ``lists``."""
     if not lists:
         raise ValueError("tradeoff_curve: 'lists' is empty; need at least one ranked list")
+    unknown = [m for m in methods if m not in DIVERSITY_METHODS]
+    if unknown:
+        raise ValueError(f"tradeoff_curve: unknown diversity method(s) {unknown}; valid names "
+                         f"are {', '.join(DIVERSITY_METHODS)}")
     points: list[CurvePoint] = []
     for method in methods:
-        cls = get_reranker(method)
+        cls = DIVERSITY_METHODS[method]
         for knob in knobs:
-            reranker = cls(diversity=float(knob), similarity=similarity,  # type: ignore[call-arg]
-                           attributes=attributes)
+            reranker = cls(diversity=float(knob), similarity=similarity, attributes=attributes)
             reranker.fit()
             rows: list[tuple[float, float, float, float, float]] = []
             elapsed = 0.0
@@ -96,9 +105,10 @@ def tradeoff_curve(lists: Sequence[RankedList], *, methods: Sequence[str] = ("dp
                     entropy(f.attributes.get("brand", [])),
                 ))
             m = np.array(rows, dtype=float)
-            points.append(CurvePoint(method, float(knob), *map(float, np.nanmean(m, axis=0)
-                                                               if not np.isnan(m[:, 1]).all()
-                                                               else _mean_keep_nan(m)),
+            means = np.nanmean(m, axis=0) if not np.isnan(m[:, 1]).all() else _mean_keep_nan(m)
+            ndcg, ndcg_true, ild, category_coverage, brand_entropy = map(float, means)
+            points.append(CurvePoint(method, float(knob), ndcg, ndcg_true, ild,
+                                     category_coverage, brand_entropy,
                                      ms_per_list=1e3 * elapsed / len(lists)))
     return points
 

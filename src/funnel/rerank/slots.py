@@ -98,10 +98,12 @@ def apply_merch(item_ids: Sequence[str], scores: np.ndarray,
                 notes.append(f"pin {target}@{rule.position}: not among the candidates")
                 continue
             row = int(rows[np.argmax(s[rows])])  # attribute pins take the best match
-            if rule.position in pins or row in pins.values():
-                notes.append(f"pin {target}@{rule.position}: position or item already pinned")
+            position = rule.position
+            assert position is not None  # MerchRule validates: a pin has a position
+            if position in pins or row in pins.values():
+                notes.append(f"pin {target}@{position}: position or item already pinned")
                 continue
-            pins[int(rule.position)] = row  # type: ignore[arg-type]
+            pins[int(position)] = row
     return MerchOutcome(s, buried, pins, tuple(notes))
 
 

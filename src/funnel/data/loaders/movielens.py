@@ -74,15 +74,17 @@ def _ratings(
 ) -> pa.Table:
     """Click events for every row of ``f`` + positive events for ratings >= POSITIVE_RATING."""
     ts_ms = seconds_to_ms(f[ts_seconds])
-    common = {"family": FAMILY, "path": path, "market": MARKET}
     clicks = event_table(
-        **common, rows=f.rows, ts_ms=ts_ms, user_id=f[user], item_id=f[item], event_type="click"
+        family=FAMILY, path=path, market=MARKET, rows=f.rows, ts_ms=ts_ms, user_id=f[user],
+        item_id=f[item], event_type="click",
     )
     if rating is None:
         return clicks
     liked = pc.greater_equal(as_float(f[rating]), POSITIVE_RATING)
     positives = event_table(
-        **common,
+        family=FAMILY,
+        path=path,
+        market=MARKET,
         rows=f.rows.filter(liked),
         ts_ms=ts_ms.filter(liked),
         user_id=f[user].filter(liked),

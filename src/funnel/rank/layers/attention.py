@@ -26,6 +26,13 @@ class TargetAttention(nn.Module):
         super().__init__()
         self.mlp = MLP(4 * dim, hidden, out_dim=1)  # Linear, ReLU, ..., Linear(., 1)
 
+    @property
+    def _first(self) -> nn.Linear:
+        """The first layer (its weight's four d-column blocks are applied separately)."""
+        first = self.mlp.net[0]
+        assert isinstance(first, nn.Linear)
+        return first
+
     def _rest(self, x: torch.Tensor) -> torch.Tensor:
         """The layers after the first one's ReLU."""
         for layer in list(self.mlp.net)[2:]:
@@ -37,7 +44,7 @@ class TargetAttention(nn.Module):
     ) -> torch.Tensor:
         """h (B | 1, N, d) history (1: the same for every row), c (B, d) candidate, mask
         (B | 1, N) 1 = entry -> pooled (B, d)."""
-        first = self.mlp.net[0]
+        first = self._first
         a, b, cc, d = first.weight.split(h.shape[-1], dim=1)  # (H, d) each
         if h.shape[0] == 1 and c.shape[0] > 1:
             return self._one_history(h[0], c, mask, (a, b, cc, d))
@@ -56,7 +63,7 @@ class TargetAttention(nn.Module):
         a, b, cc, d = blocks
         n, units = h.shape[0], a.shape[0]
         g = h.T.unsqueeze(-1) * d.T.unsqueeze(1) + (b - cc).T.unsqueeze(1)  # (d, N, H)
-        base = h @ (a + cc).T + self.mlp.net[0].bias  # (N, H): the h part, once
+        base = h @ (a + cc).T + self._first.bias  # (N, H): the h part, once
         pre = torch.addmm(base.reshape(1, -1), c, g.reshape(g.shape[0], -1))  # (B, N H)
         w = self._rest(torch.relu(pre).view(-1, n, units)).squeeze(-1) * mask  # (B, N)
         return w @ h  # (B, N) @ (N, d) -> (B, d)

@@ -34,7 +34,7 @@ def lookup(table: nn.Embedding, idx: torch.Tensor) -> torch.Tensor:
     if not torch.is_grad_enabled():  # nothing to differentiate: the gather alone, without
         w = table.weight  # the autograd.Function machinery (its forward is this very gather)
         return w.index_select(0, idx.reshape(-1)).view(*idx.shape, w.shape[1])
-    return _Lookup.apply(table.weight, idx)  # type: ignore[no-any-return]
+    return _Lookup.apply(table.weight, idx)
 
 
 def _pool_matrix(slot_fields: tuple[int, ...], num_fields: int) -> torch.Tensor | None:
@@ -87,7 +87,9 @@ def _pooled_lookup() -> Any:
     import numba as nb
 
     @nb.njit(nogil=True)
-    def pooled_lookup(w, idx, val, slots, counts):  # type: ignore[no-untyped-def]
+    def pooled_lookup(
+        w: np.ndarray, idx: np.ndarray, val: np.ndarray, slots: np.ndarray, counts: np.ndarray
+    ) -> np.ndarray:
         n, n_fields, d = idx.shape[0], counts.shape[0], w.shape[1]
         out = np.empty((n, n_fields, d), np.float32)
         zero = np.float32(0.0)

@@ -12,6 +12,8 @@ class FMInteraction(nn.Module):
     ``fields`` restricts the pairs to those fields (empty = all fields).
     """
 
+    fields: torch.Tensor  # buffer
+
     def __init__(self, fields: tuple[int, ...] = ()) -> None:
         super().__init__()
         self.select = bool(fields)
@@ -28,6 +30,8 @@ class FMInteraction(nn.Module):
 
 class FieldAwareInteraction(nn.Module):
     """FFM pairs: sum over i<j of <v_{i, f_j}, v_{j, f_i}> (Juan et al. 2016)."""
+
+    upper: torch.Tensor  # buffer
 
     def __init__(self, num_fields: int) -> None:
         super().__init__()
@@ -46,9 +50,10 @@ class CrossNetV2(nn.Module):
 
     def __init__(self, dim: int, num_layers: int) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(nn.Linear(dim, dim) for _ in range(num_layers))
-        for layer in self.layers:
+        layers = [nn.Linear(dim, dim) for _ in range(num_layers)]
+        for layer in layers:
             nn.init.zeros_(layer.bias)
+        self.layers = nn.ModuleList(layers)
 
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
         """x0 (B, D) -> (B, D)."""

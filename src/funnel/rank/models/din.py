@@ -33,6 +33,8 @@ class DINConfig:
 
 
 class DINNetwork(nn.Module):
+    other: torch.Tensor  # buffer: the slots of the non-history fields
+
     def __init__(self, config: DINConfig) -> None:
         super().__init__()
         self.config = c = config
