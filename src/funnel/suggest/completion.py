@@ -2,7 +2,9 @@
 
 Not a dict of prefixes: the index is the sorted keys as one code-unit array (2 bytes per
 character for text in the Basic Multilingual Plane), a score per key, and a sparse table of
-top-K key ids over blocks of keys, about ``K * log2(n / block) * 4 / block`` bytes per key.
+top-K key ids over blocks of keys, about ``K * log2(n / block) * 4 / block`` bytes per key,
+and the top of the key trie (nodes over more than ``block`` keys, with their child lists) so
+lookups and the one-edit search walk small nodes instead of binary-searching a million keys.
 Chinese queries get pinyin alias keys (full, spaced, initials) that point at the query.
 """
 
@@ -26,8 +28,9 @@ from funnel.exceptions import ArtifactError
 from funnel.suggest import _kernels
 from funnel.suggest.normalize import normalize_query, pinyin_aliases
 
-_FORMAT = "funnel.suggest.completion/1"
-_ARRAYS = ("codes", "offsets", "scores", "targets", "cats", "mkts", "table", "level_start")
+_FORMAT = "funnel.suggest.completion/2"  # 2: the trie arrays
+_ARRAYS = ("codes", "offsets", "scores", "targets", "cats", "mkts", "table", "level_start",
+           "trie_chars", "trie_nodes")
 
 
 def _encode(text: str, dtype: np.dtype) -> np.ndarray:
@@ -193,6 +196,7 @@ class QueryCompleter:
 
         joined = "".join(sorted_keys)
         raw16 = joined.encode("utf-16-le")
+        codes: np.ndarray
         if len(raw16) == 2 * len(joined):  # no surrogate pairs: every character fits 2 bytes
             codes = np.frombuffer(raw16, dtype=np.uint16).copy()
         else:
@@ -202,6 +206,7 @@ class QueryCompleter:
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         key_scores = score_arr[owner_sorted].astype(np.float32)
         table, level_start = _block_table(key_scores, self.block_size, self.candidates)
+        trie_chars, trie_nodes = _kernels.build_trie(codes, offsets, self.block_size)
 
         self.codes_ = codes
         self.offsets_ = offsets
@@ -211,6 +216,8 @@ class QueryCompleter:
         self.mkts_ = mkt_ids[owner_sorted].astype(np.int32)
         self.table_ = table
         self.level_start_ = level_start
+        self.trie_chars_ = trie_chars
+        self.trie_nodes_ = trie_nodes
         self.category_vocab_ = cat_vocab
         self.market_vocab_ = mkt_vocab
         self.n_queries_ = n
@@ -298,7 +305,8 @@ class QueryCompleter:
         user_mkt = self._mkt_index.get(market, -1) if market is not None else -1
         ids, scores, _ = _kernels.complete(
             self.codes_, self.offsets_, self.scores_, self.targets_, self.cats_, self.mkts_,
-            self.table_, self.level_start_, self.block_size, _encode(text, self._dtype),
+            self.table_, self.level_start_, self.block_size, self.trie_chars_,
+            self.trie_nodes_, _encode(text, self._dtype),
             user_cats, user_mkt, float(self.category_lift), float(self.market_lift), k,
             max(self.candidates, k), self.typo_min_len, self.typo_below,
             float(self.typo_penalty),
@@ -328,7 +336,8 @@ class QueryCompleter:
         meta = json.loads(cfg_path.read_text())
         if meta.get("format") != _FORMAT:
             raise ArtifactError(
-                f"{cfg_path}: format {meta.get('format')!r}, expected {_FORMAT!r}"
+                f"{cfg_path}: format {meta.get('format')!r}, expected {_FORMAT!r}; "
+                "rebuild the suggestion index"
             )
         obj = cls(**meta["params"])
         with np.load(directory / "index.npz", allow_pickle=False) as data:
