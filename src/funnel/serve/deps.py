@@ -24,12 +24,12 @@ NO_MODEL = ("no model loaded: build one with 'funnel build', then POST /admin/re
 
 
 async def get_app_settings(request: Request) -> Settings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    return request.app.state.settings
 
 
 async def get_engine(request: Request) -> Engine:
     try:
-        return request.app.state.holder.engine  # type: ignore[no-any-return]
+        return request.app.state.holder.engine
     except Exception as err:  # no artifact yet, or it failed to load
         # the cause names files on the server: it goes to the server's log, not to a client
         log.warning("no model loaded: %s", err)
@@ -37,7 +37,7 @@ async def get_engine(request: Request) -> Engine:
 
 
 async def get_state(request: Request) -> StateStore:
-    return request.app.state.state  # type: ignore[no-any-return]
+    return request.app.state.state
 
 
 async def get_services(request: Request) -> Any:

@@ -53,7 +53,8 @@ class Metrics:
     def __init__(self) -> None:
         self.multiprocess_dir = os.environ.get(MULTIPROC_ENV) or None
         self._registry = CollectorRegistry(auto_describe=False)
-        self._families: dict[str, Counter | Histogram] = {}
+        self._counters: dict[str, Counter] = {}
+        self._histograms: dict[str, Histogram] = {}
         self._lock = threading.Lock()
         self._up = Gauge("funnel_workers_up", "Server workers serving requests",
                          registry=self._registry, multiprocess_mode="livesum")
@@ -62,17 +63,25 @@ class Metrics:
         """This worker serves (models loaded) or no longer does (shutting down)."""
         self._up.set(1 if up else 0)
 
-    def _family(self, kind: type[Counter] | type[Histogram], name: str, help_text: str,
-                names: tuple[str, ...]) -> Counter | Histogram:
-        family = self._families.get(name)
+    def _counter(self, name: str, help_text: str, names: tuple[str, ...]) -> Counter:
+        family = self._counters.get(name)
         if family is None:
             with self._lock:
-                family = self._families.get(name)
+                family = self._counters.get(name)
                 if family is None:
-                    extra = {"buckets": BUCKETS_MS} if kind is Histogram else {}
-                    family = kind(name, help_text or name, names, registry=self._registry,
-                                  **extra)
-                    self._families[name] = family
+                    family = Counter(name, help_text or name, names, registry=self._registry)
+                    self._counters[name] = family
+        return family
+
+    def _histogram(self, name: str, help_text: str, names: tuple[str, ...]) -> Histogram:
+        family = self._histograms.get(name)
+        if family is None:
+            with self._lock:
+                family = self._histograms.get(name)
+                if family is None:
+                    family = Histogram(name, help_text or name, names, registry=self._registry,
+                                       buckets=BUCKETS_MS)
+                    self._histograms[name] = family
         return family
 
     def inc(self, name: str, labels: dict[str, str] | None = None, value: float = 1.0,
@@ -82,7 +91,7 @@ class Metrics:
     def inc_key(self, name: str, labels: LabelKey, value: float = 1.0,
                 help_text: str = "") -> None:
         """:meth:`inc` with the label set from :func:`labels_key`."""
-        family = self._family(Counter, name, help_text, tuple(k for k, _ in labels))
+        family = self._counter(name, help_text, tuple(k for k, _ in labels))
         (family.labels(*(v for _, v in labels)) if labels else family).inc(value)
 
     def observe_ms(self, name: str, ms: float, labels: dict[str, str] | None = None,
@@ -93,7 +102,7 @@ class Metrics:
                         help_text: str = "") -> None:
         """Record ``(labels_key(...), ms)`` samples of histogram ``name``."""
         for labels, ms in samples:
-            family = self._family(Histogram, name, help_text, tuple(k for k, _ in labels))
+            family = self._histogram(name, help_text, tuple(k for k, _ in labels))
             (family.labels(*(v for _, v in labels)) if labels else family).observe(ms)
 
     def render(self) -> str:

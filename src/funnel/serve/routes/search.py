@@ -10,7 +10,7 @@ after another, which is what a CPU-bound worker does anyway.
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 from pydantic_core import to_json
@@ -22,7 +22,8 @@ from funnel.serve.metrics import Metrics, labels_key
 from funnel.serve.schemas import ErrorBody, ListResponse, SearchRequest
 
 router = APIRouter(tags=["search"])
-ERRORS = {404: {"model": ErrorBody}, 422: {"model": ErrorBody}, 503: {"model": ErrorBody}}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody}, 422: {"model": ErrorBody}, 503: {"model": ErrorBody}}
 _DESCRIBED = ("title", "brand", "category", "market", "price")
 
 
