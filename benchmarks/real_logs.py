@@ -162,6 +162,9 @@ def flat(run: NextItemRun, build_s: float, prefix: str) -> dict[str, float | Non
     for key in ("cases", "cases_new", "recommend_p50_ms", "recommend_p99_ms", "train_sessions",
                 "test_sessions", "judged_on_new"):
         out[f"{prefix}{key}"] = f[key]
+    if "recommend_p50_ms_without_generative" in f:
+        out[f"{prefix}recommend_p50_ms_without_generative"] = f[
+            "recommend_p50_ms_without_generative"]
     for key in sorted(k for k in f if k.startswith(("gain_personal_", "gain_generative_"))):
         out[f"{prefix}{key}"] = f[key]  # returning vs anonymous; with vs without generative
     for metric in ("hr20_new", "mrr20_new"):
@@ -269,7 +272,9 @@ def report(run: NextItemRun, title: str) -> None:
             f"HR@{K} new {f['gain_generative_hr20_new']:+.3f} ± "
             f"{f['gain_generative_hr20_new_ci95']:.3f}, "
             f"MRR@{K} new {f['gain_generative_mrr20_new']:+.3f} ± "
-            f"{f['gain_generative_mrr20_new_ci95']:.3f} (paired, clustered by user)")
+            f"{f['gain_generative_mrr20_new_ci95']:.3f} (paired, clustered by user); "
+            f"GET /recommend p50 {f.get('recommend_p50_ms_without_generative', math.nan):.1f} ms "
+            "without it")
 
 
 if __name__ == "__main__":

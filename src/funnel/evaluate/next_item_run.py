@@ -194,13 +194,16 @@ def run_next_item(
             without.engine.close()
     result.judged_on = funnel.judged_on
     figures = result.figures()
+    import numpy as np
+
     if without is not None and result.users_new:
         for metric, name in (("hit_new", "hr"), ("rr_new", "mrr")):
             gain = result.paired_gain(funnel.name, WITHOUT_GENERATIVE, metric)
             figures[f"gain_generative_{name}{k}_new"] = gain.mean
             figures[f"gain_generative_{name}{k}_new_ci95"] = gain.ci95
-    import numpy as np
-
+        if without.timings_ms:  # what the source costs a request, measured in the same run
+            figures["recommend_p50_ms_without_generative"] = float(
+                np.percentile(without.timings_ms, 50))
     ms = np.asarray(funnel.timings_ms, dtype=np.float64)
     figures.update({
         "recommend_p50_ms": float(np.percentile(ms, 50)),
