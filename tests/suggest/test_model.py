@@ -49,10 +49,11 @@ def test_save_load_round_trip(model: QuerySuggester, tmp_path) -> None:  # type:
     model.save(tmp_path / "s")
     back = QuerySuggester.load(tmp_path / "s")
     assert back.config == model.config
-    for p in ["n", "nike", "ad", "nkie s"]:
-        a, sa = model.complete(p, 5, user_id="phonefan")
-        b, sb = back.complete(p, 5, user_id="phonefan")
-        assert a == b and np.array_equal(sa, sb)
+    for p in ["n", "nike", "ad", "nkie s", "nike s"]:
+        for prev in (None, "nike shoes", "adidas"):
+            a, sa = model.complete(p, 5, user_id="phonefan", previous_query=prev)
+            b, sb = back.complete(p, 5, user_id="phonefan", previous_query=prev)
+            assert a == b and np.array_equal(sa, sb)
     assert back.related("nike shoes") == model.related("nike shoes")
     assert back.hint("shoefan", 3) == model.hint("shoefan", 3)
     assert back.refinements("nike shoes") == model.refinements("nike shoes")

@@ -63,17 +63,21 @@ def complete(
     k: KOpt = 10,
     user: UserOpt = None,
     market: Annotated[str | None, typer.Option(help="The user's market.")] = None,
+    previous: Annotated[str | None, typer.Option(
+        "--previous", help="The session's previous query (context).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Complete a prefix (typos, pinyin and personalization included).
+    """Complete a prefix (typos, pinyin, rare prefixes, personalization and the session's
+    previous query included), in the learned order.
 
     Example:
 
-        funnel suggest complete "ams" --user u000012 -w ws
+        funnel suggest complete "lo" --previous paris --user u000012 -w ws
     """
     with user_errors():
         model = _model(workspace)
-        queries, scores = model.complete(prefix, k, user_id=user, market=market)
+        queries, scores = model.complete(prefix, k, user_id=user, market=market,
+                                         previous_query=previous)
         if json_out:
             print_json({"prefix": prefix, "completions": queries,
                         "scores": [float(s) for s in scores]})

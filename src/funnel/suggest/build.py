@@ -81,7 +81,8 @@ def build_suggest(
         model = QuerySuggester(cfg).fit(con, query_vectors=vectors)
         metrics["fit_s"] = time.perf_counter() - t0
     model.save(build.component(COMPONENT))
-    metrics.update({f"n_{k}": v for k, v in model.fit_info_.items()})
+    metrics.update({k if k.startswith("order_") else f"n_{k}": v
+                    for k, v in model.fit_info_.items()})
     metrics["index_mb"] = model.completer_.nbytes / 2**20
     return metrics
 

@@ -4,6 +4,8 @@ Completion: for each held-out search, every prefix of its (normalized) query is 
 rank of the submitted query among the top-k is recorded: MRR and success@k over all
 (query, prefix) pairs, the standard query auto-completion measure. The baseline is
 most-popular completion (MPC): all queries starting with the prefix ranked by raw count.
+Ours sees what a live request would: the user's profile and the session's previous query
+(the held-out period's own sessions only).
 Related queries: hit rate of the next distinct query of a held-out session in the top-k.
 """
 
@@ -24,7 +26,8 @@ from funnel.vectors import VectorTable
 class MostPopularCompletion:
     """MPC baseline and naive index: a sorted list, bisect for the range, scan it for top-k."""
 
-    def fit(self, queries: Sequence[str], counts: Sequence[float]) -> MostPopularCompletion:
+    def fit(self, queries: Sequence[str], counts: Sequence[float] | np.ndarray
+            ) -> MostPopularCompletion:
         order = sorted(range(len(queries)), key=queries.__getitem__)
         self.keys_ = [queries[i] for i in order]
         self.counts_ = [float(counts[i]) for i in order]
@@ -105,10 +108,15 @@ def holdout_evaluate(
         rows = np.sort(rng.choice(rows, cfg.eval_searches, replace=False))
     queries = [str(test.text[r]) for r in rows]
     users = [str(test.user[r]) for r in rows]
-    ours = completion_metrics(lambda p, kk, t: model.complete(p, kk, user_id=users[t])[0],
-                              queries, k=k)
+    prev_all = test.previous_queries(cfg.session_gap_minutes)
+    prev = [prev_all[r] for r in rows]
+    ours = completion_metrics(
+        lambda p, kk, t: model.complete(p, kk, user_id=users[t], previous_query=prev[t])[0],
+        queries, k=k)
     base = completion_metrics(lambda p, kk, t: mpc.complete(p, kk), queries, k=k)
     generic = completion_metrics(lambda p, kk, t: model.complete(p, kk, categories=())[0],
+                                 queries, k=k)
+    no_prev = completion_metrics(lambda p, kk, t: model.complete(p, kk, user_id=users[t])[0],
                                  queries, k=k)
 
     pairs: list[tuple[str, str]] = []
@@ -126,6 +134,7 @@ def holdout_evaluate(
         "mrr_ours": ours["mrr"],
         "mrr_mpc": base["mrr"],
         "mrr_ours_unpersonalized": generic["mrr"],
+        "mrr_ours_no_previous_query": no_prev["mrr"],
         f"success@{k}_ours": ours[f"success@{k}"],
         f"success@{k}_mpc": base[f"success@{k}"],
         "success@1_ours": ours["success@1"],

@@ -113,6 +113,20 @@ class Searches:
         starts = np.flatnonzero(breaks)
         return np.split(np.arange(len(self)), starts[1:])
 
+    def take(self, rows: np.ndarray) -> Searches:
+        """The searches at ``rows`` (kept in the given order)."""
+        return Searches(self.user[rows], self.ts_ms[rows], self.text[rows], self.market[rows],
+                        self.clicks[rows], self.bookings[rows],
+                        [self.clicked[int(r)] for r in rows])
+
+    def previous_queries(self, gap_minutes: float) -> list[str]:
+        """Each search's previous query in its session ("" for a session's first search)."""
+        out = [""] * len(self)
+        for rows in self.sessions(gap_minutes):
+            for a, b in zip(rows[:-1].tolist(), rows[1:].tolist(), strict=True):
+                out[b] = str(self.text[a])
+        return out
+
 
 def load_searches(
     con: duckdb.DuckDBPyConnection,

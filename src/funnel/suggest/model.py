@@ -1,7 +1,9 @@
 """The query-suggestion model the server uses: completion, related, hint, refinements.
 
 ``QuerySuggester(config).fit(con)`` mines the event store; ``save``/``load`` write JSON + npz
-(no pickle) into the artifact's ``suggest/`` component.
+and LightGBM's text model (no pickle) into the artifact's ``suggest/`` component. Completion is
+an :class:`AutoCompleter`: exact index + rare-prefix suffixes + session context in a learned
+order trained on the last ``order_fraction`` of the log against an index of the rest.
 """
 
 from __future__ import annotations
@@ -19,11 +21,15 @@ import numpy as np
 from funnel._checks import check_is_fitted, non_negative_int, positive_int, validate_params
 from funnel.config import from_mapping, to_mapping
 from funnel.exceptions import ArtifactError
+from funnel.suggest.autocomplete import AutoCompleter, IndexData, OrderExample
 from funnel.suggest.completion import QueryCompleter
+from funnel.suggest.context import SessionContext
 from funnel.suggest.hints import conversion_score, hints_by_category, pick_hints
+from funnel.suggest.learned_order import LearnedOrder
 from funnel.suggest.mining import (
     MiningConfig,
     QueryLog,
+    Searches,
     load_searches,
     mine_queries,
     query_sessions,
@@ -42,7 +48,7 @@ from funnel.suggest.related import (
 )
 from funnel.vectors import VectorTable
 
-_FORMAT = "funnel.suggest/1"
+_FORMAT = "funnel.suggest/2"
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,11 @@ class SuggestConfig:
     refinements_per_query: int = 8
     holdout_fraction: float = 0.1
     eval_searches: int = 2000
+    suffix_min_count: int = 3
+    learned_order: bool = True
+    order_fraction: float = 0.2
+    order_searches: int = 3000
+    order_trees: int = 150
 
     def __post_init__(self) -> None:
         non_negative = (lambda v: isinstance(v, int | float) and not isinstance(v, bool)
@@ -91,6 +102,12 @@ class SuggestConfig:
                                      "a float in (0, 1)"),
                 "embedding_weight": non_negative,
                 "token_weight": non_negative,
+                "suffix_min_count": (positive_int, "a positive int"),
+                "learned_order": (lambda v: isinstance(v, bool), "a bool"),
+                "order_fraction": (lambda v: isinstance(v, float) and 0.0 < v < 1.0,
+                                   "a float in (0, 1)"),
+                "order_searches": (positive_int, "a positive int"),
+                "order_trees": (positive_int, "a positive int"),
             },
         )
         self.mining()  # validates the mining fields now, not at fit time
@@ -105,6 +122,11 @@ class SuggestConfig:
                  "category_lift", "market_lift")
         return QueryCompleter(**{n: getattr(self, n) for n in names})
 
+    def autocompleter(self) -> AutoCompleter:
+        return AutoCompleter(completer=self.completer(), suffix_min_count=self.suffix_min_count,
+                             order=LearnedOrder(n_estimators=self.order_trees),
+                             block_terms=self.block_terms)
+
 
 def _query_categories(log: QueryLog, catalog: Catalog) -> list[str | None]:
     """Each query's dominant category among its clicked items (None without clicks)."""
@@ -117,6 +139,42 @@ def _query_categories(log: QueryLog, catalog: Catalog) -> list[str | None]:
                 cats[cat] += n
         out.append(cats.most_common(1)[0][0] if cats else None)
     return out
+
+
+def _index_data(searches: Searches, log: QueryLog, qcat: list[str | None]) -> IndexData:
+    """What the completion parts are built from: mined queries and every logged text."""
+    texts, counts = np.unique(searches.text.astype(str), return_counts=True)
+    return IndexData(log.queries, log.count.astype(np.float64), log.score.astype(np.float64),
+                     log.decayed / np.maximum(log.count, 1), qcat, log.market,
+                     [str(t) for t in texts], counts.astype(np.float64))
+
+
+def _fit_autocomplete(
+    con: duckdb.DuckDBPyConnection, cfg: SuggestConfig, searches: Searches, catalog: Catalog,
+    full: IndexData,
+) -> AutoCompleter:
+    """Index the log before the last ``order_fraction`` of its searches, learn the order on
+    those later searches (their session's previous query, the user's profile then), then
+    index the whole log. Too small a log: no learned order (the exact index's order)."""
+    auto = cfg.autocompleter()
+    if cfg.learned_order and len(searches) >= 50:
+        split = int(np.quantile(searches.ts_ms, 1.0 - cfg.order_fraction))
+        early = np.flatnonzero(searches.ts_ms < split)
+        early_s = searches.take(early)
+        log = mine_queries(early_s, cfg.mining()) if len(early) else None
+        if log is not None and len(log):
+            auto.fit_index(_index_data(early_s, log, _query_categories(log, catalog)))
+            cats, mkts = user_interests(con, half_life_days=cfg.half_life_days, until_ms=split)
+            prev = searches.previous_queries(cfg.session_gap_minutes)
+            late = np.flatnonzero(searches.ts_ms >= split)
+            if len(late) > cfg.order_searches:
+                late = np.sort(np.random.default_rng(0).choice(late, cfg.order_searches,
+                                                               replace=False))
+            auto.fit_order([
+                OrderExample(str(searches.text[r]), SessionContext(
+                    prev[r], tuple(cats.get(str(searches.user[r]), ())),
+                    mkts.get(str(searches.user[r])))) for r in late.tolist()])
+    return auto.fit_index(full)
 
 
 class QuerySuggester:
@@ -143,7 +201,6 @@ class QuerySuggester:
         cfg = self.config or SuggestConfig()
         if not isinstance(cfg, SuggestConfig):
             raise TypeError(f"config must be a SuggestConfig; got {type(cfg).__name__}")
-        completer = cfg.completer()
         mining = cfg.mining()
         searches = load_searches(con, config=mining, until_ms=until_ms)
         log = mine_queries(searches, mining)
@@ -154,14 +211,14 @@ class QuerySuggester:
             )
         catalog = Catalog.from_items(con.sql("SELECT * FROM items").to_arrow_table())
         qcat = _query_categories(log, catalog)
-        completer.fit(log.queries, log.score, categories=qcat, markets=log.market)
+        auto = _fit_autocomplete(con, cfg, searches, catalog, _index_data(searches, log, qcat))
 
         sessions = query_sessions(searches, log, cfg.session_gap_minutes)
         cooc = cooccurrence(sessions, window=cfg.related_window)
         emb = embedding_neighbours(log.queries, query_vectors, top=2 * cfg.related_top)
         tok = token_neighbours(log.queries, log.score, top=2 * cfg.related_top)
         in_context = context_filter(
-            query_markets(searches.text, searches.market, log.index, len(log)),
+            query_markets(searches.text.tolist(), searches.market.tolist(), log.index, len(log)),
             query_categories(log.clicked_items,
                              lambda item: catalog.attrs.get(item, {}).get("category")),
             sessions)
@@ -182,7 +239,8 @@ class QuerySuggester:
             if chips:
                 refine[log.queries[q]] = chips
 
-        self.completer_ = completer
+        self.auto_ = auto
+        self.completer_ = auto.sources_.completer
         self.queries_ = log.queries
         self.query_stats_ = {
             "count": log.count.astype(np.int64),
@@ -207,6 +265,7 @@ class QuerySuggester:
             "embedding_anchors": len(emb),
             "users_profiled": len(user_cats),
             "refined_queries": len(refine),
+            **getattr(auto, "order_info_", {}),
         }
         self._post_load()
         return self
@@ -231,14 +290,17 @@ class QuerySuggester:
         user_id: str | None = None,
         categories: Iterable[str] | None = None,
         market: str | None = None,
+        previous_query: str | None = None,
     ) -> tuple[list[str], np.ndarray]:
-        """Completions of ``prefix``, lifted toward the user's categories/market.
+        """Completions of ``prefix`` in the learned order, conditioned on the session's
+        ``previous_query`` and the user's categories/market.
 
         Online ``categories``/``market`` override the profile learned for ``user_id``.
         """
         check_is_fitted(self, "completer_")
         cats, mkt = self._context(user_id, categories, market)
-        return self.completer_.complete(prefix, k, categories=cats, market=mkt)
+        ctx = SessionContext(previous_query or "", tuple(cats), mkt)
+        return self.auto_.complete(prefix, k, context=ctx)
 
     def related(self, query: str, k: int = 10) -> list[str]:
         """Queries people also search after ``query`` (never a re-spelling of it)."""
@@ -285,10 +347,10 @@ class QuerySuggester:
 
     # -- persistence ---------------------------------------------------------------------
     def save(self, directory: Path) -> None:
-        """Write ``config.json``, ``model.json``, ``arrays.npz`` and ``completion/``."""
+        """Write ``config.json``, ``model.json``, ``arrays.npz`` and ``autocomplete/``."""
         check_is_fitted(self, "completer_")
         directory.mkdir(parents=True, exist_ok=True)
-        self.completer_.save(directory / "completion")
+        self.auto_.save(directory / "autocomplete")
         cfg = self.config or SuggestConfig()
         (directory / "config.json").write_text(
             json.dumps({"format": _FORMAT, "config": to_mapping(cfg)}, indent=1)
@@ -306,8 +368,9 @@ class QuerySuggester:
         }
         (directory / "model.json").write_text(json.dumps(meta, ensure_ascii=False))
         indptr, ids, scores = self.related_
-        np.savez(directory / "arrays.npz", related_indptr=indptr, related_ids=ids,
-                 related_scores=scores, **{f"stat_{k}": v for k, v in self.query_stats_.items()})
+        arrays = {"related_indptr": indptr, "related_ids": ids, "related_scores": scores,
+                  **{f"stat_{k}": v for k, v in self.query_stats_.items()}}
+        np.savez(directory / "arrays.npz", allow_pickle=False, **arrays)
 
     @classmethod
     def load(cls, directory: Path) -> QuerySuggester:
@@ -317,10 +380,12 @@ class QuerySuggester:
             raise ArtifactError(f"{cfg_path}: missing; run 'funnel suggest build'")
         raw = json.loads(cfg_path.read_text())
         if raw.get("format") != _FORMAT:
-            raise ArtifactError(f"{cfg_path}: format {raw.get('format')!r}, expected {_FORMAT!r}")
+            raise ArtifactError(f"{cfg_path}: format {raw.get('format')!r}, expected {_FORMAT!r}; "
+                                "rebuild with 'funnel build --stages suggest'")
         obj = cls(from_mapping(SuggestConfig, raw["config"], where=str(cfg_path)))
         meta = json.loads((directory / "model.json").read_text())
-        obj.completer_ = QueryCompleter.load(directory / "completion")
+        obj.auto_ = AutoCompleter.load(directory / "autocomplete")
+        obj.completer_ = obj.auto_.sources_.completer
         obj.queries_ = meta["queries"]
         obj.query_category_ = meta["query_category"]
         obj.query_market_ = meta["query_market"]

@@ -73,21 +73,21 @@ def refinements(
     min_results: float = 3.0,
 ) -> list[dict[str, object]]:
     """Up to ``top`` chips ``{attribute, value, share, score, query}`` for ``query``, best first."""
-    weights: Counter[str] = Counter(dict.fromkeys(catalog.matching(query), 1.0))
+    weights: dict[str, float] = dict.fromkeys(catalog.matching(query), 1.0)
     for item, n in clicked.items():
         if item in catalog.attrs:
-            weights[item] += float(n)
+            weights[item] = weights.get(item, 0.0) + float(n)
     total = sum(weights.values())
     if total < min_results:
         return []
     qtoks = set(query.split())
     chips: list[dict[str, object]] = []
     for attr in ATTRIBUTES:
-        dist: Counter[str] = Counter()
+        dist: dict[str, float] = {}
         for item, w in weights.items():
             value = catalog.attrs[item][attr]
             if value is not None:
-                dist[value] += w
+                dist[value] = dist.get(value, 0.0) + w
         covered = sum(dist.values())
         if len(dist) < 2 or covered == 0:
             continue

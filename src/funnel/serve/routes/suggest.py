@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
@@ -15,7 +15,7 @@ from funnel.serve.engine import Engine
 from funnel.serve.schemas import ErrorBody, HintResponse, Suggestion, SuggestResponse
 
 router = APIRouter(tags=["suggest"])
-ERRORS = {422: {"model": ErrorBody}, 503: {"model": ErrorBody}}
+ERRORS: dict[int | str, dict[str, Any]] = {422: {"model": ErrorBody}, 503: {"model": ErrorBody}}
 
 
 def _suggester(engine: Engine):  # type: ignore[no-untyped-def]
@@ -41,9 +41,12 @@ async def suggest(
         min_length=1, max_length=256,
         description="Personalize with the user's query history and recent clicks.")] = None,
     k: Annotated[int, Query(ge=1, le=50, description="How many completions to return.")] = 8,
+    previous_query: Annotated[str | None, Query(
+        max_length=200, description="The session's previous query: completions that continue "
+        "or refine it come first.")] = None,
 ) -> SuggestResponse:
     """Query completions for a prefix (typos and pinyin included), personalized when a user id
-    is given."""
+    is given, conditioned on the session's previous query when one is given."""
     t0 = time.perf_counter()
     sug = _suggester(engine)
     cats: list[str] | None = None
@@ -53,7 +56,8 @@ async def suggest(
         if recent.clicks:
             cats, market = _recent_context(engine, recent.clicks)
     k = min(k, sug.completer_.candidates)  # the index keeps this many per prefix: clamp, don't fail
-    texts, scores = sug.complete(prefix, k, user_id=user_id, categories=cats, market=market)
+    texts, scores = sug.complete(prefix, k, user_id=user_id, categories=cats, market=market,
+                                 previous_query=previous_query)
     out = [Suggestion(text=t, score=float(s)) for t, s in zip(texts, scores, strict=True)]
     return SuggestResponse(
         suggestions=out, timings_ms={"suggest": (time.perf_counter() - t0) * 1e3}
