@@ -22,14 +22,15 @@ Figures:
   of 100 requests (the machine's speed drifts between minutes more than the overhead).
 
 Requests are logged users' searches with their last 30 clicks / impressions / bookings first
-posted to ``/events`` (``--anonymous``: no user, no session). With more than one worker the
-online state lives in a private redis-server the benchmark starts, and ``funnel serve`` runs
-HAProxy in front of the workers (``edge``), which hands each request to a free worker
-(``front_cpu_ms_per_request`` is what HAProxy and the supervisor cost; ``busiest_worker_cpu_share``
-how evenly the workers were used). Two probes of issue 19 run last, against the same server:
-``slow_reader_rss_growth_mb`` (a client pipelines 200 ``k=200 debug`` searches and never reads)
-and, with several workers, ``acked_events_lost_after_kill9`` (events posted while a worker is
-killed with SIGKILL; every acknowledged one must reach the event store).
+posted to ``/events`` (``--anonymous``: no user, no session). ``funnel serve`` runs HAProxy in
+front of its workers (``edge``; uvicorn alone only where HAProxy is not installed), which hands
+each request to a free worker (``front_cpu_ms_per_request`` is what HAProxy and the supervisor
+cost; ``busiest_worker_cpu_share`` how evenly the workers were used); with more than one worker
+the online state lives in the private redis-server ``funnel serve --state redis-local`` starts.
+Two probes of issue 19 run last, against the same server: ``slow_reader_rss_growth_mb`` (a
+client pipelines 200 ``k=200 debug`` searches and never reads) and, behind HAProxy,
+``acked_events_lost_after_kill9`` (events posted while a worker is killed with SIGKILL; every
+acknowledged one must reach the event store).
 
     python benchmarks/serve.py --quick
     python benchmarks/serve.py --json out.json
@@ -202,11 +203,13 @@ def load_engine(artifact: Path) -> Any:
 def run_call(engine: Any, call: Call) -> tuple[Any, float]:
     """One in-process search, after the idle gap the HTTP client's round trip leaves the server:
     on a busy machine the scheduler favours a process that sleeps between requests, so a tight
-    loop would be slowed by others more than the server is. (StageResult, wall ms)."""
+    loop would be slowed by others more than the server is. At the wall clock's time, as the
+    server runs a search (the session in progress is cut at it). (StageResult, wall ms)."""
     time.sleep(0.002)
     user, query, state = call
     t0 = time.perf_counter()
-    r = engine.run(query=query, user_id=user, market=None, filters={}, k=20, state=state)
+    r = engine.run(query=query, user_id=user, market=None, filters={}, k=20, state=state,
+                   now_ms=int(time.time() * 1000))
     return r, (time.perf_counter() - t0) * 1000.0
 
 
@@ -268,9 +271,11 @@ def reference_cpu_ms(engine: object, calls: list[Call], n: int) -> float:
     rank = e.rank
     old = e.recall.merger
     pooled = Merger(old.sources, quotas=old.quotas, timeout_s=old.timeout_s)
-    e = dataclasses.replace(  # a reference engine: the served one is frozen
-        e, recall=dataclasses.replace(e.recall, merger=pooled), rank_rows=None,
-        terms=Pairwise([e.catalog.columns[c].tolist() for c in MATCH_COLUMNS]))
+    changes = {"recall": dataclasses.replace(e.recall, merger=pooled),
+               "terms": Pairwise([e.catalog.columns[c].tolist() for c in MATCH_COLUMNS])}
+    if "rank_rows" in {f.name for f in dataclasses.fields(e)}:  # engines before the one table
+        changes["rank_rows"] = None
+    e = dataclasses.replace(e, **changes)  # a reference engine: the served one is frozen
     if rank is not None:
         rank.term_index = Pairwise([rank.item_cols[c].tolist() for c in MATCH_COLUMNS])
         rank.item_codes = {}
@@ -285,12 +290,19 @@ def reference_cpu_ms(engine: object, calls: list[Call], n: int) -> float:
     return cpu_ms
 
 
-def worker_cpu(pid: int) -> dict[int, float]:
-    """CPU seconds so far of each process of the server (the supervisor and its workers)."""
+def server_tree(pid: int) -> list[Any]:
+    """The server ``pid`` and its processes, without the redis-server it may run: the state
+    store is not the server (runs before ``--state redis-local`` counted it nowhere)."""
     import psutil
 
     proc = psutil.Process(pid)
-    return {p.pid: sum(p.cpu_times()[:2]) for p in [proc, *proc.children(recursive=True)]}
+    return [proc, *(p for p in proc.children(recursive=True)
+                    if not p.name().startswith("redis-server"))]
+
+
+def worker_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds so far of each process of the server (the supervisor and its workers)."""
+    return {p.pid: sum(p.cpu_times()[:2]) for p in server_tree(pid)}
 
 
 def server_cpu_s(pid: int) -> float:
@@ -312,12 +324,15 @@ def wait_until_idle(pid: int, quiet_s: float = 2.0, limit_s: float = 900.0) -> N
 
 def server_processes(pid: int) -> tuple[list[Any], list[Any]]:
     """(the edge: supervisor and HAProxy; the uvicorn workers) of the server ``pid``."""
-    import psutil
-
-    proc = psutil.Process(pid)
-    children = proc.children(recursive=True)
+    proc, *children = server_tree(pid)
     workers = [p for p in children if "uvicorn" in " ".join(p.cmdline())]
     return [proc, *(p for p in children if p not in workers)], workers
+
+
+def has_haproxy(pid: int) -> bool:
+    """Whether the server ``pid`` runs HAProxy in front of its workers (else uvicorn alone)."""
+    edge, _ = server_processes(pid)
+    return any("haproxy" in p.name() for p in edge)
 
 
 def rss_mb(pid: int) -> float:
@@ -462,6 +477,20 @@ def sample_requests(ws_root: Path, n: int = 500, seed: int = 0, history: int = 3
     return [(u, q, events[u]) for u, q, _ in picked]
 
 
+def ending_now(requests: list[tuple[str, str, list[dict[str, Any]]]]
+               ) -> list[tuple[str, str, list[dict[str, Any]]]]:
+    """Each user's history moved in time to end now: the server cuts the state to the session
+    in progress at its clock (30-minute gap), so logged histories as they are would all be over
+    and every search would run without its session (measured: less work over HTTP than in
+    process, an overhead of -34%). So a run must end within the gap (a quick run: ~5 min)."""
+    now_ms = int(time.time() * 1000)
+    out = []
+    for user, query, events in requests:
+        shift = now_ms - max((e["ts_ms"] for e in events), default=now_ms)
+        out.append((user, query, [e | {"ts_ms": e["ts_ms"] + shift} for e in events]))
+    return out
+
+
 def load_state(base: str, requests: list[tuple[str, str, list[dict[str, Any]]]]) -> None:
     """POST each user's history to /events, so the server's online state holds the session."""
     from datetime import UTC, datetime
@@ -472,31 +501,6 @@ def load_state(base: str, requests: list[tuple[str, str, list[dict[str, Any]]]])
                     | {"ts": datetime.fromtimestamp(e["ts_ms"] / 1000, UTC).isoformat()}
                     for e in events]
             c.post("/events", json={"events": body}).raise_for_status()
-
-
-def start_redis() -> tuple[subprocess.Popen, str]:
-    """A private redis-server on a free port (the state every worker shares)."""
-    import shutil
-
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("more than one worker shares session state through Redis, and "
-                         "redis-server is not installed: run `make system`, or pass --workers 1")
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    import redis
-
-    client = redis.Redis(port=port)
-    for _ in range(200):
-        try:
-            if client.ping():
-                return proc, f"redis://127.0.0.1:{port}/0"
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    proc.terminate()
-    raise SystemExit("redis-server did not start")
 
 
 def build_workspace(root: Path, items: int, events: int) -> tuple[object, dict[str, float]]:
@@ -589,7 +593,7 @@ def main() -> None:
         bodies = [json.dumps({"query": q, "k": 20}).encode() for _, q, _ in calls]
         requests: list[tuple[str, str, list[dict[str, Any]]]] = []
     else:
-        requests = sample_requests(ws.root)
+        requests = ending_now(sample_requests(ws.root))
         calls = [(u, q, apply_events(RecentActions(max_len=50), ev)) for u, q, ev in requests]
         bodies = [json.dumps({"user_id": u, "query": q, "k": 20}).encode()
                   for u, q, _ in requests]
@@ -601,7 +605,8 @@ def main() -> None:
     print(f"  p50 {percentile(inproc, 50):.2f} ms, p99 {percentile(inproc, 99):.2f} ms; "
           "starting the server ...", flush=True)
     port = free_port()
-    redis_proc, state_url = start_redis() if args.workers > 1 else (None, "memory://")
+    # several workers share the state through the redis-server funnel serve starts itself
+    state_url = "redis-local" if args.workers > 1 else "memory://"
     env = dict(os.environ, FUNNEL_STATE_URL=state_url)
     # a file, not a pipe: a server that logs more than a pipe holds would block on write
     server_log = tempfile.TemporaryFile()
@@ -623,6 +628,7 @@ def main() -> None:
                 raise SystemExit(f"server did not start: {server_log.read().decode()[-2000:]}")
             time.sleep(0.5)
         wait_until_idle(server.pid)  # every worker has loaded its engine
+        edge = "haproxy" if has_haproxy(server.pid) else "uvicorn"
         n_items_served = httpx.get(base + "/health").json()["items"]
         load_state(base, requests)
         if requests:  # let the spool's 10-second flush write those events to the store first
@@ -640,9 +646,9 @@ def main() -> None:
         fixed = run_load(base, bodies, 100.0, fixed_s)
         after = worker_cpu(server.pid)
         used = {p: after.get(p, 0.0) - t for p, t in before.items()}
-        # with > 1 worker the supervisor and HAProxy are the front: they run no stage
+        # behind HAProxy the supervisor, HAProxy (and redis-server) are the front: no stage
         edge_procs, _ = server_processes(server.pid)
-        front_s = sum(used.pop(p.pid, 0.0) for p in edge_procs) if args.workers > 1 else 0.0
+        front_s = sum(used.pop(p.pid, 0.0) for p in edge_procs) if edge == "haproxy" else 0.0
         busiest_share = max(used.values()) / max(sum(used.values()), 1e-9)
         front_cpu_ms = front_s * 1000.0 / max(fixed["requests"], 1.0)
         print(f"  100 req/s: p50 {fixed['p50_ms']:.1f} ms, p99 {fixed['p99_ms']:.1f} ms, "
@@ -658,12 +664,10 @@ def main() -> None:
                 break
         print("  probes: a client that never reads ...", flush=True)
         slow_reader_mb = slow_reader_growth_mb(port, server.pid)
-        acked = events_during_kill9(base, server.pid) if args.workers > 1 else []
+        acked = events_during_kill9(base, server.pid) if edge == "haproxy" else []
     finally:
         server.terminate()  # SIGTERM: HAProxy drains, then the workers flush their spools
         server.wait(timeout=180)
-        if redis_proc is not None:
-            redis_proc.terminate()
     # last: it switches the engine to the reference paths
     stage_p50["inproc_reference_cpu_ms_per_request"] = reference_cpu_ms(
         engine, calls, 100 if args.quick else 500)
@@ -672,7 +676,7 @@ def main() -> None:
     p50_in, p50_http = percentile(inproc, 50), percentile(seq, 50)
     lost_after_kill9 = float(acked_events_lost(ws, acked)) if acked else float("nan")
     figures = {
-        "edge": "haproxy" if args.workers > 1 else "uvicorn",
+        "edge": edge,
         "items": float(n_items_served),
         "workers": float(args.workers),
         "personalized": float(not args.anonymous),
@@ -711,7 +715,7 @@ def main() -> None:
         "acked_events_after_kill9": float(len(acked)),
         "acked_events_lost_after_kill9": lost_after_kill9,
     }
-    # one worker has no front, hence no queue time nor kill -9 probe: left out rather than NaN
+    # uvicorn alone (no haproxy installed) has no queue time nor kill -9 probe: left out
     figures = {k: v for k, v in figures.items() if not (isinstance(v, float) and v != v)}
     print(f"\nserve benchmark on {platform.node()} ({os.cpu_count()} cores), "
           f"{n_items_served:,} items")

@@ -62,8 +62,8 @@ def test_several_workers_with_a_per_process_state_are_refused_in_one_line(served
     assert out.returncode == 1
     assert out.stderr.strip().splitlines() == [
         "error: --workers 2 needs a shared online state; memory:// is per worker, so a user's "
-        "next request would miss their clicks: pass --state redis://127.0.0.1:6379/0 (start one "
-        "with 'redis-server --port 6379')"]
+        "next request would miss their clicks: pass --state redis-local (funnel serve starts a "
+        "private redis-server) or --state redis://HOST:PORT/0"]
 
 
 def test_several_workers_without_haproxy_fail_in_one_line_saying_how_to_install(

@@ -1,4 +1,5 @@
-"""``funnel serve``: the FastAPI app under uvicorn; with ``--workers N`` behind HAProxy."""
+"""``funnel serve``: the FastAPI app in uvicorn workers behind HAProxy (uvicorn alone where
+HAProxy is not installed, one worker)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from funnel.cli._app import WorkspaceOpt, app, console, fail, say, user_errors
+from funnel.cli._app import WorkspaceOpt, app, console, fail, say, user_errors, warn
 from funnel.workspace import DEFAULT_WORKSPACE, Workspace
 
 
@@ -19,19 +20,22 @@ def serve(
     workers: Annotated[
         int,
         typer.Option(
-            help="Worker processes; with > 1 HAProxy (apt-get install haproxy) hands each "
-            "request to a free worker, and --state must be redis:// so they share sessions.",
+            help="Worker processes behind HAProxy (apt-get install haproxy), which hands each "
+            "request to a free worker and enforces the limits and timeouts; with > 1, --state "
+            "must be shared (redis-local or redis://) so they share sessions.",
             min=1,
         ),
     ] = 1,
     timeout: Annotated[
         float,
-        typer.Option(help="With --workers > 1: seconds a worker may take to start answering "
-                     "before HAProxy gives up (a search is retried once on another worker).",
+        typer.Option(help="Seconds a worker may take to start answering before HAProxy gives "
+                     "up (with more than one worker a search is then retried on another).",
                      min=0.1),
     ] = 30.0,
     state: Annotated[
-        str, typer.Option(help="Online state store: memory:// or redis://host:port/db.")
+        str, typer.Option(help="Online state store: memory:// (per worker), redis://host:port/db, "
+                          "or redis-local (a private redis-server started and stopped with the "
+                          "server; apt-get install redis-server).")
     ] = "memory://",
     admin_token: Annotated[
         str | None,
@@ -56,21 +60,17 @@ def serve(
     """
     from pydantic import ValidationError
 
-    from funnel.serve.haproxy import EdgeLimits, HAProxyMissing, find_haproxy
+    from funnel.serve.haproxy import EdgeLimits
     from funnel.serve.settings import get_settings
-    from funnel.serve.workers import serve_workers
+    from funnel.serve.workers import LOCAL_REDIS, serve_workers
 
     if workers > 1 and state.startswith("memory"):
         # each worker would keep its own sessions: measured, a user's next search was
         # personalized 0 times in 20 with 2 workers, and only a warning said so
         raise fail(f"--workers {workers} needs a shared online state; memory:// is per worker, "
-                   "so a user's next request would miss their clicks: pass --state "
-                   "redis://127.0.0.1:6379/0 (start one with 'redis-server --port 6379')")
-    if workers > 1:
-        try:
-            find_haproxy()
-        except HAProxyMissing as err:
-            raise fail(str(err)) from None
+                   f"so a user's next request would miss their clicks: pass --state {LOCAL_REDIS} "
+                   "(funnel serve starts a private redis-server) or --state redis://HOST:PORT/0")
+    _check_edge(workers, local_redis=state == LOCAL_REDIS)
     with user_errors():
         ws = Workspace.open(workspace)
         ws.artifacts.require_current()
@@ -85,8 +85,38 @@ def serve(
         f"curl -s http://{host}:{port}/search -H 'content-type: application/json' "
         "-d '{\"query\": \"loft\"}'", style="bold")
     try:
-        max_body = get_settings().max_body_bytes
+        settings = get_settings()
     except ValidationError as err:
         raise fail(f"bad server setting: {err.errors()[0]['msg']}") from None
-    limits = EdgeLimits(max_body_bytes=max_body, server_timeout_s=timeout)
-    serve_workers(host, port, workers, limits)
+    limits = EdgeLimits(max_body_bytes=settings.max_body_bytes,
+                        max_header_bytes=settings.max_header_bytes,
+                        request_timeout_s=settings.request_timeout_s, server_timeout_s=timeout)
+    serve_workers(host, port, workers, limits, local_redis=state == LOCAL_REDIS)
+
+
+def _check_edge(workers: int, *, local_redis: bool) -> None:
+    """Fail in one line if redis-server or HAProxy is needed and missing; warn when one worker
+    has to serve without HAProxy."""
+    from funnel.serve.haproxy import HAProxyMissing, find_haproxy
+    from funnel.serve.workers import LOCAL_REDIS, RedisMissing, find_redis
+
+    if local_redis:
+        try:
+            find_redis()
+            import redis  # noqa: F401  (the workers' client)
+        except RedisMissing as err:
+            raise fail(str(err)) from None
+        except ImportError:
+            raise fail(f"--state {LOCAL_REDIS} needs the redis client: pip install "
+                       "'funnel[redis]'") from None
+    try:
+        find_haproxy()
+    except HAProxyMissing as err:
+        if workers > 1:
+            raise fail(str(err)) from None
+        if local_redis:
+            raise fail(f"--state {LOCAL_REDIS} shares sessions between workers behind HAProxy, "
+                       "which is not installed; with one worker pass --state memory://") from None
+        warn("haproxy is not installed, so uvicorn serves the port alone: headers and bodies are "
+             "limited, a client sending slowly is not timed out; run 'apt-get install haproxy' "
+             "(or scripts/setup-system.sh)")

@@ -85,7 +85,9 @@ class LimitsAndMetrics:
 
         async def limited_receive() -> Message:
             """A body without Content-Length (chunked) is counted as it streams: over the
-            limit, reading stops with a 413 (a 52 MB chunked body was read whole)."""
+            limit, reading stops with a 413 (a 52 MB chunked body was read whole). uvicorn
+            discards the rest as it arrives; closing instead would reset the connection under
+            a client still sending, which then never sees the 413 (httpx, most clients)."""
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":

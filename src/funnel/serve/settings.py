@@ -41,6 +41,13 @@ class Settings(BaseSettings):
     max_query_chars: int = Field(default=200, ge=1)
     max_events_per_request: int = Field(default=1000, ge=1)
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    max_header_bytes: int = Field(
+        default=16_384, ge=1024, le=30_720,
+        description="Request headers over this get a 431 at the edge (HAProxy's buffer is 32 KiB).")
+    request_timeout_s: float = Field(
+        default=10.0, gt=0, le=300,
+        description="A request's line, headers and body must arrive within this, or a 408 "
+        "(HAProxy's timeout http-request: a client sending slowly holds no connection longer).")
     recall_k: int = Field(default=1000, ge=1)
     rank_k: int = Field(default=500, ge=1)
     torch_threads: int = Field(
