@@ -27,12 +27,19 @@ async def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
+_logged_causes: set[str] = set()
+"""Causes already logged: the proxy's health check asks every second, the log says it once."""
+
+
 async def get_engine(request: Request) -> Engine:
     try:
         return request.app.state.holder.engine
     except Exception as err:  # no artifact yet, or it failed to load
         # the cause names files on the server: it goes to the server's log, not to a client
-        log.warning("no model loaded: %s", err)
+        cause = str(err)
+        if cause not in _logged_causes:
+            _logged_causes.add(cause)
+            log.warning("no model loaded: %s", cause)
         raise HTTPException(status_code=503, detail=NO_MODEL) from None
 
 
