@@ -193,6 +193,10 @@ def main() -> None:
         for seed in seeds:
             print(f"# seed {seed}", flush=True)  # noqa: T201
             runs[seed] = _run(args, seed)
+            if args.json is not None:  # an hour per seed: keep each as it finishes
+                path = args.json.with_name(f"{args.json.stem}.seed{seed}{args.json.suffix}")
+                path.write_text(json.dumps(runs[seed], indent=1, sort_keys=True))
+                print(f"# seed {seed} done: {path}", flush=True)  # noqa: T201
         row = _aggregate(runs)
     for key, value in row.items():
         print(f"{key:45s} {value:12.4f}")  # noqa: T201
