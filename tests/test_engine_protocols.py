@@ -44,6 +44,8 @@ def test_a_loaded_engines_stages_satisfy_the_protocols(engine):
     assert isinstance(engine.search_rerank, RerankStage)
     assert isinstance(engine.suggest, SuggestStage)
     assert engine.rerank.catalog is not None and hasattr(engine.rerank.catalog, "rows")
+    # the stages are aligned to the catalog, the one item table
+    assert engine.rank.n_rows == len(engine.catalog) == len(engine.rerank.catalog)
     assert isinstance(engine.recall.config.session_exclude_recent, bool)
 
 
@@ -61,7 +63,7 @@ def test_the_engine_is_typed_by_the_protocols_at_its_seams():
     assert fields["rerank"] == fields["search_rerank"] == "RerankStage"
     assert fields["suggest"] == "SuggestStage | None"
     assert not [name for name, t in fields.items() if "Any" in t]
-    for name in ("run", "rerank_features", "_rerank_rows", "similar", "with_recall_deadline"):
+    for name in ("run", "rerank_features", "_catalog_rows", "similar", "with_recall_deadline"):
         sig = inspect.signature(getattr(Engine, name))
         annotations = [str(p.annotation) for p in sig.parameters.values()]
         assert "Any" not in [*annotations, str(sig.return_annotation)], name

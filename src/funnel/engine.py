@@ -9,6 +9,11 @@ stage anything goes; at the seams, these types.
 
 Attributes are declared as read-only properties: the engine reads them and never assigns them
 (a loaded engine is frozen: evaluation builds its own with :func:`dataclasses.replace`).
+
+The serving catalog is the one item table. A stage that keeps per-item arrays (the rank stage's
+item snapshot, the re-ranker's attributes) is aligned to it once at load (``aligned_to``: its
+arrays re-ordered to catalog rows, items it lacks marked unknown), and is then handed catalog
+rows, never ids to look up.
 """
 
 from __future__ import annotations
@@ -24,6 +29,10 @@ if TYPE_CHECKING:  # annotations only: this module imports no stage
     from funnel.recall.base import RecallRequest
     from funnel.recall.merger import MergedCandidates
     from funnel.rerank.base import ItemFeatures
+    from funnel.vectors import AlignedVectors
+
+RowLookup = Callable[[list[str]], "np.ndarray"]
+"""The catalog's id -> row function (``Catalog.rows``: int64 rows, -1 for ids it lacks)."""
 
 __all__ = [
     "CandidateMerger",
@@ -33,6 +42,7 @@ __all__ = [
     "Reranked",
     "RerankCatalog",
     "RerankStage",
+    "RowLookup",
     "SharesTerms",
     "SuggestStage",
 ]
@@ -47,8 +57,7 @@ class CandidateMerger(Protocol):
         """Up to ``request.k`` merged candidates, best first, with their provenance."""
         ...
 
-    def use_catalog(self, rows: Callable[[list[str]], np.ndarray],
-                    id_rank: np.ndarray) -> None:
+    def use_catalog(self, rows: RowLookup, id_rank: np.ndarray) -> None:
         """Dedupe by catalog row and break ties on ``id_rank[row]`` (set once, at load)."""
         ...
 
@@ -83,7 +92,10 @@ class RecallStage(Protocol):
 # -- rank ---------------------------------------------------------------------------------
 @runtime_checkable
 class RankStage(Protocol):
-    """Candidate ids + request context -> scores + the feature columns used."""
+    """Candidate ids + request context -> scores + the feature columns used.
+
+    Loaded, its rows are its own item snapshot's; :meth:`aligned_to` gives the stage whose
+    rows are the catalog's, which is what the engine holds and calls."""
 
     @property
     def recall_sources(self) -> tuple[str, ...]:
@@ -110,12 +122,23 @@ class RankStage(Protocol):
         now_ms: int | None = None,
     ) -> tuple[np.ndarray, Mapping[str, np.ndarray]]:
         """(pCTR per candidate, the raw feature columns used), aligned with ``item_ids``;
-        ``rows``: the candidates' rows in the stage's item snapshot; ``query_match`` their
-        ``qm_*`` columns and ``recall`` their ``rec_*`` columns when the caller has them."""
+        ``rows``: the candidates' rows (of :meth:`rows`: catalog rows once aligned; None: the
+        stage maps the ids itself, to the same rows); ``query_match`` their ``qm_*`` columns
+        and ``recall`` their ``rec_*`` columns when the caller has them."""
         ...
 
     def rows(self, item_ids: list[str]) -> np.ndarray:
-        """Row of each id in the stage's item snapshot (-1 if absent)."""
+        """Row of each id (catalog rows once aligned), -1 for items the stage's snapshot
+        lacks."""
+        ...
+
+    def covers(self, rows: np.ndarray) -> bool:
+        """Whether the stage's item snapshot has every item at ``rows``."""
+        ...
+
+    def aligned_to(self, item_ids: Sequence[str], *, lookup: RowLookup) -> RankStage:
+        """The stage with its per-item arrays re-ordered to the rows of ``item_ids`` (the
+        catalog's; ``lookup`` maps ids to those rows): same scores, by catalog row."""
         ...
 
 
@@ -128,13 +151,15 @@ class SharesTerms(Protocol):
 
     @property
     def item_cols(self) -> Mapping[str, np.ndarray]:
-        """The stage's item snapshot: ``item_id`` and the text columns, by snapshot row."""
+        """The stage's item snapshot: ``item_id`` and the text columns, by row of
+        :meth:`RankStage.rows` (catalog rows once aligned; ``item_id`` None where the snapshot
+        lacks the catalog's item)."""
         ...
 
 
 # -- re-rank ------------------------------------------------------------------------------
 class RerankCatalog(Protocol):
-    """The re-ranker's own item table, which the engine maps catalog rows to at load."""
+    """The re-ranker's item attributes (and vectors), by catalog row once aligned."""
 
     def rows(self, item_ids: Sequence[str]) -> np.ndarray: ...
 
@@ -169,7 +194,18 @@ class RerankStage(Protocol):
         sponsored_ids: Sequence[str] = (),
         sponsored_ecpm: Sequence[float] | np.ndarray = (),
         catalog_rows: np.ndarray | None = None,
-    ) -> Reranked: ...
+    ) -> Reranked:
+        """The list to show; ``catalog_rows``: the items' rows in :attr:`catalog` (catalog
+        rows once aligned; None: the stage looks the ids up)."""
+        ...
+
+    def aligned_to(
+        self, item_ids: Sequence[str], *, lookup: RowLookup,
+        vectors: AlignedVectors | None = None,
+    ) -> RerankStage:
+        """The stage with its item table aligned to the rows of ``item_ids`` (the catalog's),
+        reading item vectors through ``vectors`` (the same vectors by those rows) if given."""
+        ...
 
 
 # -- suggest ------------------------------------------------------------------------------

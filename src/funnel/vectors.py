@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,58 @@ class VectorTable:
 
     def index(self) -> dict[str, int]:
         return {item: row for row, item in enumerate(self.ids)}
+
+    def aligned_to(self, item_ids: Sequence[str]) -> AlignedVectors:
+        """This table read by the rows of ``item_ids`` (an item table's order, e.g. the
+        catalog's): a row map into this matrix, not a copy of it."""
+        index = self.index()
+        row_of = np.fromiter((index.get(str(i), -1) for i in item_ids), dtype=np.int64,
+                             count=len(item_ids))
+        return AlignedVectors(self, row_of)
+
+
+@dataclass(frozen=True)
+class AlignedVectors:
+    """A :class:`VectorTable` read by the rows of an item table (the catalog's): row ``r``
+    of the item table is ``table.vectors[row_of[r]]``, and a zero vector where the table has
+    no vector for that item (``row_of`` -1). Holds one int64 per item; the matrix is the
+    table's, shared."""
+
+    table: VectorTable
+    row_of: np.ndarray  # (n_items,) int64: item row -> row of table.vectors, -1 if none
+
+    def __len__(self) -> int:
+        return len(self.row_of)
+
+    @property
+    def dim(self) -> int:
+        return self.table.dim
+
+    def known(self, rows: np.ndarray) -> np.ndarray:
+        """Whether each item row (-1: not an item) has a vector."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if not len(self.row_of):
+            return np.zeros(len(rows), dtype=bool)
+        return (rows >= 0) & (self.row_of[rows] >= 0)
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """``(len(rows), dim)`` float32: the vectors of item ``rows``, zero where an item has
+        none (or the row is -1)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if not len(self.table.vectors) or not len(self.row_of):
+            return np.zeros((len(rows), self.dim), dtype=np.float32)
+        at = self.row_of[rows]
+        missing = (at < 0) | (rows < 0)
+        out = self.table.vectors[np.where(missing, 0, at)]
+        if missing.any():
+            out[missing] = 0.0
+        return out
+
+    def restricted(self, keep: np.ndarray) -> AlignedVectors:
+        """The same rows, without vectors where ``keep`` (a bool per item row) is False."""
+        if bool(np.all(keep)):
+            return self
+        return AlignedVectors(self.table, np.where(keep, self.row_of, -1))
 
 
 def save_vectors(directory: Path, name: str, ids: list[str], vectors: np.ndarray) -> None:

@@ -1,6 +1,8 @@
 """The server's fast paths change nothing: the same ids, scores, kinds and debug values as the
 reference paths (pairwise query match, every field encoded per candidate, recall sources on
 the thread pool, candidate lookups by id) on fixed requests."""
+# (tests/serve/test_item_table.py holds the stages aligned to the catalog to the stages as
+# loaded, looking ids up in their own snapshots)
 
 from __future__ import annotations
 
@@ -60,18 +62,36 @@ def engine(served_workspace):
     eng.close()
 
 
+class _ById:
+    """A stage called without the catalog rows the engine hands it: it looks the ids up."""
+
+    def __init__(self, stage) -> None:
+        self._stage = stage
+
+    def __getattr__(self, name):
+        return getattr(self._stage, name)
+
+    def score(self, item_ids, *, rows=None, **kw):
+        return self._stage.score(item_ids, **kw)
+
+    def rerank(self, item_ids, scores, *, catalog_rows=None, **kw):
+        return self._stage.rerank(item_ids, scores, **kw)
+
+
 def _without_row_maps(engine: Engine, monkeypatch, **changes) -> Engine:
-    """Every lookup by id again: no load-time row maps, no match values handed to the ranker,
-    no remembered encodings, no packed item fields. A new engine (a loaded one is never
-    changed); the rank stage, shared with it, is patched for the test."""
+    """Every lookup by id again: no catalog rows handed to the stages, no vector rows mapped
+    at load, no match values handed to the ranker, no remembered encodings, no packed item
+    fields. A new engine (a loaded one is never changed); the rank stage, shared with it, is
+    patched for the test."""
     rank = engine.rank
     monkeypatch.setattr(rank, "_vector_rows", None)  # personalization looks vectors up by id
     monkeypatch.setattr(rank, "_broadcast", _Forgetful())
     monkeypatch.setattr(rank, "item_parts", dict(rank.item_parts))  # per-field takes
     return replace(
         engine,
-        rerank_rows=None,  # the re-ranker looks its ids up
-        vector_row_of=None,
+        rank=_ById(rank),  # rows looked up by id in the ranker
+        rerank=_ById(engine.rerank),  # the re-ranker looks its ids up
+        search_rerank=_ById(engine.search_rerank),
         shared_terms=False,  # the ranker computes its own qm_*
         **changes,
     )
@@ -88,7 +108,7 @@ def test_fast_paths_give_identical_results(engine, monkeypatch):
     requests = _requests(engine)
     fast = _run_all(engine, requests)
     assert sum(len(ids) for ids, *_ in fast) > 200  # the requests do return lists
-    assert engine.shared_terms and engine.rerank_rows is not None  # the paths under test
+    assert engine.shared_terms and engine.rerank.catalog is not None  # the paths under test
     assert engine.rank._vector_rows is not None and engine.rank._packed is not None
 
     rank = engine.rank
@@ -98,7 +118,6 @@ def test_fast_paths_give_identical_results(engine, monkeypatch):
     reference = _without_row_maps(
         engine, monkeypatch,
         terms=PairwiseTerms([engine.catalog.columns[c].tolist() for c in MATCH_COLUMNS]),
-        rank_rows=None,  # rows looked up by id in the ranker
         recall=replace(engine.recall, merger=pooled),  # sources on the thread pool
     )
     monkeypatch.setattr(rank, "term_index", PairwiseTerms(
@@ -121,7 +140,7 @@ def test_fast_paths_give_identical_results(engine, monkeypatch):
         assert json.dumps(a, default=str) == json.dumps(b, default=str), req["query"]
 
 
-def test_rank_rows_must_align_with_the_ids(engine):
+def test_rank_rows_must_align_with_the_ids(engine):  # catalog rows, one per id
     ids = engine.catalog.ids[:3].tolist()
     with pytest.raises(ValueError, match=r"'rows' must be 3 snapshot rows in \[-1, "):
         engine.rank.score(ids, query="", market=None, state=RecentActions(),
@@ -152,7 +171,7 @@ def test_full_transform_reference_gives_identical_results(engine, monkeypatch):
     fast = _run_all(engine, requests)
     rank = engine.rank
     reference = _without_row_maps(
-        engine, monkeypatch, rank_rows=None,
+        engine, monkeypatch,
         terms=PairwiseTerms([engine.catalog.columns[c].tolist() for c in MATCH_COLUMNS]))
     monkeypatch.setattr(rank, "item_parts", None)  # ranker.predict_proba(raw columns)
     monkeypatch.setattr(rank, "term_index", PairwiseTerms(

@@ -199,7 +199,7 @@ def diversity_figures(engine: Any, result: ReplayResult, k: int) -> dict[str, fl
     """Per variant: mean intra-list distance (item vectors), brand entropy, distinct
     categories per list, and catalog coverage over every list shown."""
     out: dict[str, float] = {}
-    rows = engine.vector_rows
+    by_row = engine.catalog_vectors  # item vectors by catalog row (None: no vectors)
     n_items = len(engine.catalog.ids)
     out["catalog.items"] = float(n_items)
     for variant, s in result.scores.items():
@@ -209,9 +209,12 @@ def diversity_figures(engine: Any, result: ReplayResult, k: int) -> dict[str, fl
         ild, ent, cats = [], [], []
         for lst in lists:
             attrs = engine.catalog.attributes(lst)
-            known = [rows[i] for i in lst if i in rows]
-            if len(known) >= 2:
-                ild.append(intra_list_distance(engine.item_vectors.vectors[known]))
+            if by_row is not None:
+                at = engine.catalog.rows(list(lst))
+                vec_rows = np.where(at >= 0, by_row.row_of[at], -1)
+                known = vec_rows[vec_rows >= 0]  # in list order, items with a vector
+                if len(known) >= 2:
+                    ild.append(intra_list_distance(by_row.table.vectors[known]))
             if any(b is not None for b in attrs["brand"]):
                 ent.append(entropy(list(attrs["brand"])))
             if any(c is not None for c in attrs["category"]):

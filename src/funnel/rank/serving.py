@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,11 @@ _REQUEST_COLUMNS = frozenset({"user_id", "position", "query", "recent_clicks", "
 
 @dataclass
 class ServingRanker:
-    """Scores candidates for one request; read-only after load, safe to share across requests."""
+    """Scores candidates for one request; read-only after load, safe to share across requests.
+
+    Loaded, its item arrays are by row of the rank stage's item snapshot (``rank/items.parquet``);
+    a server aligns them to its catalog once (:meth:`aligned_to`), and then hands it catalog
+    rows."""
 
     ranker: Ranker
     calibrator: Calibrator
@@ -78,6 +82,12 @@ class ServingRanker:
     _broadcast: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = field(
         default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    # set by aligned_to: the item table's id -> row lookup (instead of item_row), and per row
+    # whether the snapshot has the item (+ a trailing False, for row -1)
+    _lookup: Callable[[list[str]], np.ndarray] | None = field(
+        default=None, init=False, repr=False)
+    _known: np.ndarray | None = field(default=None, init=False, repr=False)
+    _all_known: bool = field(default=True, init=False, repr=False)
 
     def precompute(self) -> ServingRanker:
         """Encode every field that depends on the item alone, once (the request then encodes
@@ -118,6 +128,70 @@ class ServingRanker:
         }
         return self
 
+    def aligned_to(
+        self, item_ids: Sequence[str], *, lookup: Callable[[list[str]], np.ndarray],
+    ) -> ServingRanker:
+        """This ranker with its item arrays re-ordered to the rows of another item table
+        (``item_ids``, the serving catalog's; ``lookup``: that table's id -> row function, -1
+        for ids it lacks): item columns, item codes, the fields encoded at load and the vector
+        and type rows. Items of the table that the snapshot lacks are marked unknown, and a
+        request with one of them takes the same path as before (row -1: item columns from the
+        request, every field encoded per candidate). Scored by ``rows`` of that table from
+        then on; items only the snapshot has are dropped (nothing can ask for them). The term
+        index is not carried over: a caller that has the table's shares it (``term_index``),
+        else it is built from the aligned columns on first use. This ranker is unchanged."""
+        own = self.rows(list(item_ids))  # table row -> snapshot row (-1: not in it)
+        known = own >= 0
+        at = np.where(known, own, 0)
+        n = len(own)
+
+        def take(col: np.ndarray) -> np.ndarray:
+            out = np.asarray(col)[at] if len(col) else np.empty(n, dtype=np.asarray(col).dtype)
+            if not known.all():
+                if out.dtype.kind == "f":
+                    out[~known] = np.nan
+                elif out.dtype.kind == "O":
+                    out[~known] = None
+            return out
+
+        cols = {name: take(col) for name, col in self.item_cols.items()}  # item_id: None
+        codes = None if self.item_codes is None else {
+            c: take(v) for c, v in self.item_codes.items()}
+        out = replace(self, item_row={}, item_cols=cols, item_codes=codes, term_index=None,
+                      item_parts=None)
+        out._lookup, out._known = lookup, np.append(known, False)
+        out._all_known = bool(known.all())
+        out._item_slices = dict(self._item_slices)
+        if self._item_idx is not None and self._item_val is not None:
+            out._item_idx = np.ascontiguousarray(take(self._item_idx))
+            out._item_val = np.ascontiguousarray(take(self._item_val))
+        if self.item_parts is not None and self.item_parts is self._packed \
+                and out._item_idx is not None and out._item_val is not None:
+            out.item_parts = out._packed = {
+                name: (out._item_idx[:, sl], out._item_val[:, sl])
+                for name, sl in out._item_slices.items()}
+        elif self.item_parts is not None:  # replaced after precompute: re-order each
+            out.item_parts = {name: (take(idx), take(val))
+                              for name, (idx, val) in self.item_parts.items()}
+        if self._vector_rows is not None:
+            out._vector_rows = (take(self._vector_rows[0]), take(self._vector_rows[1]))
+        if self._type_rows is not None:
+            out._type_rows = take(self._type_rows)
+        return out
+
+    def covers(self, rows: np.ndarray) -> bool:
+        """Whether the snapshot has every item at ``rows`` (rows of :meth:`rows`)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if self._known is None or self._all_known:
+            return bool((rows >= 0).all())
+        return bool(self._known[rows].all())  # row -1 reads the trailing False
+
+    def _own(self, rows: np.ndarray) -> np.ndarray:
+        """``rows`` with -1 for the items the snapshot lacks (aligned: rows of the table)."""
+        if self._known is None or self._all_known:
+            return rows
+        return np.where(self._known[rows], rows, -1)
+
     def columns(
         self, item_ids: list[str], *, query: str, market: str | None, state: RecentActions,
         user_id: str | None = None, rows: np.ndarray | None = None,
@@ -130,7 +204,7 @@ class ServingRanker:
         request's time, which hides long clicks whose dwell has not yet reached the threshold,
         as training rows do; None shows them all)."""
         n = len(item_ids)
-        rows = self.rows(item_ids) if rows is None else self._check_rows(rows, n)
+        rows = self.rows(item_ids) if rows is None else self._own(self._check_rows(rows, n))
         cols = self._item_columns(item_ids, rows, market)
         cols.update(self._request_columns(
             item_ids, rows, query=query, state=state, user_id=user_id, item_cols=cols,
@@ -212,7 +286,7 @@ class ServingRanker:
         if not item_ids:
             return np.zeros(0), {}
         n = len(item_ids)
-        rows = self.rows(item_ids) if rows is None else self._check_rows(rows, n)
+        rows = self.rows(item_ids) if rows is None else self._own(self._check_rows(rows, n))
         if self._item_idx is None or (rows < 0).any():
             cols: Mapping[str, np.ndarray] = self.columns(
                 item_ids, query=query, market=market, state=state, user_id=user_id, rows=rows,
@@ -231,17 +305,25 @@ class ServingRanker:
         return p, cols
 
     def rows(self, item_ids: list[str]) -> np.ndarray:
-        """Snapshot row per candidate (-1 for items the snapshot does not have)."""
+        """Row per candidate (-1 for items the snapshot does not have): a snapshot row, or,
+        aligned (:meth:`aligned_to`), a row of the item table it was aligned to."""
+        if self._lookup is not None:
+            return self._own(self._lookup(item_ids))
         get = self.item_row.get
         return np.fromiter((get(i, -1) for i in item_ids), dtype=np.int64, count=len(item_ids))
+
+    @property
+    def n_rows(self) -> int:
+        """Rows of the item arrays (the snapshot's, or the aligned table's)."""
+        return len(self.item_row) if self._known is None else len(self._known) - 1
 
     def _check_rows(self, rows: np.ndarray, n: int) -> np.ndarray:
         rows = np.asarray(rows)
         if rows.shape != (n,) or rows.dtype.kind not in "iu" or (
-            n and (rows.min() < -1 or rows.max() >= len(self.item_row))
+            n and (rows.min() < -1 or rows.max() >= self.n_rows)
         ):
             raise ValueError(
-                f"'rows' must be {n} snapshot rows in [-1, {len(self.item_row)}) (one per item "
+                f"'rows' must be {n} snapshot rows in [-1, {self.n_rows}) (one per item "
                 f"id); got shape {rows.shape}, dtype {rows.dtype}"
             )
         return rows.astype(np.int64, copy=False)

@@ -8,7 +8,7 @@ seller / category / price band from the item store). Saved as Parquet, never pic
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from funnel.exceptions import ArtifactError
 from funnel.rerank.base import ItemFeatures
-from funnel.vectors import VectorTable
+from funnel.vectors import AlignedVectors, VectorTable
 
 ATTRIBUTES_FILE = "item_attributes.parquet"
 DEFAULT_ATTRIBUTES = ("category", "brand", "seller", "market", "price_band")
@@ -27,7 +27,10 @@ N_PRICE_BANDS = 5
 
 @dataclass
 class ItemCatalog:
-    """Attribute columns (aligned with ``item_ids``) and optional item vectors."""
+    """Attribute columns (aligned with ``item_ids``) and optional item vectors.
+
+    A server aligns it to its catalog once at load (:meth:`aligned_to`): rows are then the
+    catalog's rows, and a request hands it the rows it already has."""
 
     item_ids: list[str]
     attributes: dict[str, list[str | None]]
@@ -35,17 +38,23 @@ class ItemCatalog:
     _row: dict[str, int] = field(default_factory=dict, repr=False)
     _columns: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict,
                                                                 repr=False)
-    _vectors: np.ndarray | None = field(default=None, repr=False)
+    _vectors: AlignedVectors | None = field(default=None, repr=False)
+    _lookup: Callable[[list[str]], np.ndarray] | None = field(default=None, repr=False)
+    """Aligned: the item table's id -> row lookup, instead of ``_row``."""
+    _known: np.ndarray | None = field(default=None, repr=False)
+    """Aligned: per row (and a trailing False for row -1), whether the attributes have it."""
 
     def __post_init__(self) -> None:
         # Lookups are one dict pass + numpy takes: each column is an integer code per item
-        # into its distinct values, ending in a None sentinel, and the vector matrix ends in a
-        # zero row, so an unknown id (row -1) needs no special case. Codes keep a request's
-        # take to 4 bytes per item and column; the values it then reads are a few hot objects.
+        # into its distinct values, ending in a None sentinel, so an unknown id (row -1)
+        # reads None; vectors are read through a row map into the vector table (a zero vector
+        # for row -1). Codes keep a request's take to 4 bytes per item and column; the
+        # values it then reads are a few hot objects.
         import pandas as pd
 
+        if self._lookup is not None:  # built by aligned_to
+            return
         self._row = {item: i for i, item in enumerate(self.item_ids)}
-        n = len(self.item_ids)
         self._columns = {}
         for name, col in self.attributes.items():
             codes, uniques = pd.factorize(pd.Series(list(col), dtype=object))
@@ -55,17 +64,46 @@ class ItemCatalog:
             # missing values (code -1) and the sentinel row n both read the None at the end
             self._columns[name] = (values, np.append(codes, -1).astype(np.int32))
         if self.vectors is not None:
-            vec_row = self.vectors.index()
-            rows = np.array([vec_row.get(i, -1) for i in self.item_ids], dtype=np.int64)
-            table = np.zeros((n + 1, self.vectors.dim), dtype=np.float32)
-            table[:n][rows >= 0] = self.vectors.vectors[rows[rows >= 0]]
-            self._vectors = table
+            self._vectors = self.vectors.aligned_to(self.item_ids)
+
+    def aligned_to(
+        self, item_ids: Sequence[str], *, lookup: Callable[[list[str]], np.ndarray],
+        vectors: AlignedVectors | None = None,
+    ) -> ItemCatalog:
+        """This catalog with the rows of another item table (``item_ids``, the serving
+        catalog's; ``lookup``: its id -> row function, -1 for ids it lacks): row ``r`` holds
+        the attributes of ``item_ids[r]``, None for items this catalog lacks (as an unknown id
+        reads today), and their vectors from ``vectors`` (the same table read by those rows:
+        shared, not copied) - zero where this catalog lacks the item, as before. ``rows``
+        then goes through ``lookup``; this catalog is left as it was."""
+        own = self.rows(item_ids)  # item-table row -> row here (-1: not here)
+        known = own >= 0
+        out = object.__new__(ItemCatalog)
+        out.item_ids = [str(i) for i in item_ids]
+        out.vectors = self.vectors
+        out._row = {}
+        # codes end in -1, so own row -1 reads the None sentinel; one more -1 for row -1
+        out._columns = {name: (values, np.append(codes[own], -1).astype(np.int32))
+                        for name, (values, codes) in self._columns.items()}
+        out.attributes = {name: values[codes[:-1]].tolist()
+                          for name, (values, codes) in out._columns.items()}
+        out._vectors = None
+        if self._vectors is not None:
+            view = vectors if vectors is not None and vectors.table is self._vectors.table \
+                and len(vectors) == len(item_ids) else self._vectors.table.aligned_to(item_ids)
+            out._vectors = view.restricted(known)
+        out._lookup = lookup
+        out._known = np.append(known, False)
+        return out
 
     def __len__(self) -> int:
         return len(self.item_ids)
 
     def rows(self, item_ids: Sequence[str]) -> np.ndarray:
         """Row of each id in this catalog (-1 for unknown ids), for :meth:`features_at`."""
+        if self._lookup is not None and self._known is not None:
+            rows = self._lookup([str(i) for i in item_ids])
+            return np.where(self._known[rows], rows, -1)
         get = self._row.get
         return np.fromiter((get(str(i), -1) for i in item_ids), np.int64, len(item_ids))
 
@@ -76,7 +114,7 @@ class ItemCatalog:
 
     def features_at(self, rows: np.ndarray, *, vectors: bool = True) -> ItemFeatures:
         """Features of the items at ``rows`` (from :meth:`rows`; -1: unknown), without a
-        lookup by id: a server maps its catalog to these rows once at load."""
+        lookup by id: a server aligns this catalog to its own at load and hands its rows."""
         rows = np.asarray(rows)
         n = len(self.item_ids)
         if rows.ndim != 1 or rows.dtype.kind not in "iu" or (
@@ -91,7 +129,7 @@ class ItemCatalog:
     def _at(self, rows: np.ndarray, vectors: bool) -> ItemFeatures:
         attrs = {name: values[codes[rows]].tolist()
                  for name, (values, codes) in self._columns.items()}
-        vecs = None if self._vectors is None or not vectors else self._vectors[rows]
+        vecs = None if self._vectors is None or not vectors else self._vectors.take(rows)
         return ItemFeatures(vectors=vecs, attributes=attrs)
 
     @classmethod

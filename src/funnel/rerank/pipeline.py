@@ -27,7 +27,7 @@ from __future__ import annotations
 import inspect
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from funnel.rerank.mmr import MMRReranker, RelevanceReranker
 from funnel.rerank.scatter import ON_VIOLATION, ScatterReport, ScatterRule, scatter
 from funnel.rerank.similarity import SIMILARITIES, missing_inputs
 from funnel.rerank.slots import MerchRule, apply_merch, plan_sponsored
+from funnel.vectors import AlignedVectors
 
 RERANKERS: dict[str, type[Reranker]] = {
     "dpp": DPPReranker,
@@ -180,6 +181,16 @@ class RerankPipeline:
         self._parsed: tuple[Reranker, tuple[ScatterRule, ...], tuple[MerchRule, ...]] | None = (
             None)
 
+    def aligned_to(
+        self, item_ids: Sequence[str], *, lookup: Callable[[list[str]], np.ndarray],
+        vectors: AlignedVectors | None = None,
+    ) -> RerankPipeline:
+        """This pipeline over its catalog aligned to another item table
+        (:meth:`ItemCatalog.aligned_to`): ``catalog_rows`` are then that table's rows."""
+        catalog = None if self.catalog is None else self.catalog.aligned_to(
+            item_ids, lookup=lookup, vectors=vectors)
+        return RerankPipeline(self.config, catalog=catalog)
+
     def _steps(self) -> tuple[Reranker, tuple[ScatterRule, ...], tuple[MerchRule, ...]]:
         """The diversity step and parsed rules, built once (the config is frozen)."""
         if self._parsed is None:
@@ -195,7 +206,8 @@ class RerankPipeline:
                sponsored_features: ItemFeatures | None = None,
                catalog_rows: np.ndarray | None = None) -> RerankResult:
         """Re-rank one list; ``features`` default to the catalog's (or none). ``catalog_rows``:
-        the items' rows in ``self.catalog`` (:meth:`ItemCatalog.rows`) when the caller has
+        the items' rows in ``self.catalog`` (:meth:`ItemCatalog.rows`; a served pipeline's
+        catalog is aligned to the serving catalog, so these are its rows) when the caller has
         them, saving a lookup per id."""
         t_start = time.perf_counter()
         cfg = self.config

@@ -179,7 +179,7 @@ class Catalog:
     def take_text(self, name: str, rows: np.ndarray) -> list[Any]:
         """``columns[name][rows].tolist()`` for a text column, read through :meth:`coded`."""
         codes, values = self.coded(name)
-        return values[codes[rows]].tolist()  # type: ignore[no-any-return]
+        return values[codes[rows]].tolist()
 
     def attributes(self, item_ids: list[str]) -> dict[str, np.ndarray]:
         """Attribute columns for ``item_ids`` (None/NaN where unknown)."""

@@ -6,6 +6,12 @@ an evaluation that needs other settings builds its own (:meth:`Engine.with_recal
 :func:`dataclasses.replace`). It knows nothing of HTTP; the server knows nothing of how the
 models were trained. Its stages are typed by the Protocols of :mod:`funnel.engine`: the few
 verbs the engine calls on each.
+
+The catalog (``catalog/items.parquet``) is the one item table: a request's candidates are
+mapped to catalog rows once (the recall merger does it, :meth:`Merger.use_catalog`), and every
+stage holds its per-item arrays by catalog row - :meth:`load` aligns the rank stage's item
+snapshot, the re-rank attributes and the item vectors to the catalog once, and the stages are
+then handed catalog rows.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from funnel.recall.base import CandidateSource, RecallRequest
 from funnel.recall.merger import Provenance
 from funnel.serve.catalog import Catalog
 from funnel.serve.scoring import load_rank_stage
-from funnel.vectors import VectorTable, load_vectors
+from funnel.vectors import AlignedVectors, VectorTable, load_vectors
 
 if TYPE_CHECKING:
     from funnel.recall.build import RecallBundle
@@ -88,14 +94,11 @@ class Engine:
     rerank: RerankStage  # funnel.rerank.pipeline.RerankPipeline, for browse feeds
     search_rerank: RerankStage  # the same pipeline without the diversity step, for searches
     suggest: SuggestStage | None  # funnel.suggest.model.QuerySuggester
-    item_vectors: VectorTable | None
+    item_vectors: VectorTable | None  # the artifact's item vectors (recall's table, shared)
     recall_k: int = 1000
     rank_k: int = 500
-    vector_rows: dict[str, int] = field(default_factory=dict)  # item id -> row of item_vectors
     terms: TermIndex | None = None  # the catalog's item terms, for the search match gate
-    rank_rows: np.ndarray | None = None  # catalog row -> row of the rank stage's item snapshot
-    rerank_rows: np.ndarray | None = None  # catalog row -> row of the re-rank item catalog
-    vector_row_of: np.ndarray | None = None  # catalog row -> row of item_vectors (-1: none)
+    catalog_vectors: AlignedVectors | None = None  # item_vectors by catalog row (no copy)
     shared_terms: bool = False  # the ranker's term index is the catalog's: reuse match values
 
     @classmethod
@@ -106,19 +109,22 @@ class Engine:
 
         artifact_dir = Path(artifact_dir).resolve()
         catalog = Catalog.load(artifact_dir)
+        ids = catalog.ids.tolist()  # the one item table: every stage is aligned to its rows
         recall = load_recall(artifact_dir)
         if (artifact_dir / "generative").exists():
             recall = _with_generative(recall, artifact_dir)
-        vectors = None
-        if (artifact_dir / "embeddings" / "item_vectors.npy").exists():
-            vectors = load_vectors(artifact_dir / "embeddings", "item")
+        vectors = _item_vectors(artifact_dir, recall)
+        by_row = vectors.aligned_to(ids) if vectors is not None else None
         loaded = load_rank_stage(artifact_dir, vectors)
         if loaded is not None and not isinstance(loaded, RankStage):
             raise ArtifactError(f"{artifact_dir / 'rank'}: not a rank stage: {type(loaded)}")
-        rank: RankStage | None = loaded
+        rank: RankStage | None = (
+            loaded.aligned_to(ids, lookup=catalog.rows) if loaded is not None else None)
+        del loaded  # the snapshot-ordered arrays: the aligned ones replace them
         rerank_dir = artifact_dir / "rerank"
         if (rerank_dir / "config.json").exists():
-            rerank = RerankPipeline.load(rerank_dir, vectors=vectors)
+            rerank = RerankPipeline.load(rerank_dir, vectors=vectors).aligned_to(
+                ids, lookup=catalog.rows, vectors=by_row)
         else:
             rerank = RerankPipeline(RerankConfig())
         # A search keeps the ranker's order by default (merch, sponsored slots and scatter
@@ -139,8 +145,6 @@ class Engine:
         id_rank = catalog.id_rank()
         if id_rank is not None:  # the merger dedupes by row and breaks ties on integers
             recall.merger.use_catalog(catalog.rows, id_rank)
-        vector_rows = vectors.index() if vectors is not None else {}
-        ids = catalog.ids.tolist()  # catalog row -> each stage's row, mapped once here
         suggest = None
         if (artifact_dir / "suggest").exists():
             from funnel.suggest.build import load_suggest
@@ -158,14 +162,8 @@ class Engine:
             item_vectors=vectors,
             recall_k=recall_k,
             rank_k=rank_k,
-            vector_rows=vector_rows,
             terms=terms,
-            rank_rows=rank.rows(ids) if rank is not None else None,
-            rerank_rows=(rerank.catalog.rows(ids)
-                         if rerank.catalog is not None else None),
-            vector_row_of=(np.fromiter((vector_rows.get(i, -1) for i in ids),
-                                       dtype=np.int64, count=len(catalog))
-                           if vectors is not None else None),
+            catalog_vectors=by_row,
             shared_terms=shared,
         )
         engine.warm_up()
@@ -238,13 +236,15 @@ class Engine:
         if search:
             return ItemFeatures(vectors=None, attributes={"brand": brand})
         vectors = None
-        if self.item_vectors is not None:
-            if self.vector_row_of is not None and (rows >= 0).all():
-                vec_rows = self.vector_row_of[rows]
-            else:
-                vec_rows = np.array([self.vector_rows.get(i, -1) for i in ids], dtype=np.int64)
+        by_row = self.catalog_vectors
+        if by_row is not None and (rows >= 0).all():
+            if by_row.known(rows).all():
+                vectors = by_row.take(rows)
+        elif by_row is not None:  # ids the catalog lacks (never a served list's): by id
+            index = by_row.table.index()
+            vec_rows = np.array([index.get(i, -1) for i in ids], dtype=np.int64)
             if (vec_rows >= 0).all():
-                vectors = self.item_vectors.vectors[vec_rows]
+                vectors = by_row.table.vectors[vec_rows]
         category = self.catalog.take_text("category", rows)
         return ItemFeatures(vectors=vectors, attributes={"brand": brand, "category": category})
 
@@ -313,11 +313,9 @@ class Engine:
         rows = rows[: self.rank_k]
         features: Mapping[str, np.ndarray] = {}
         if self.rank is not None and ids:
-            rank_rows = self.rank_rows[rows] if self.rank_rows is not None else None
             extra = {}
-            if match is not None and self.shared_terms and rank_rows is not None and (
-                rank_rows >= 0
-            ).all():  # the ranker's term index would compute these very values again
+            if match is not None and self.shared_terms and self.rank.covers(rows):
+                # the ranker's term index would compute these very values again
                 extra["query_match"] = {c: v[: self.rank_k] for c, v in match.items()}
             if self.rank.recall_sources:  # ranks over the whole merged list, then those kept
                 rec = recall_feature_columns(provenance, self.rank.recall_sources)
@@ -325,7 +323,7 @@ class Engine:
             rank_state = session if self.rank.state_scope == "session" else state
             scores, features = self.rank.score(
                 ids, query=query, market=market, state=rank_state, user_id=user_id,
-                rows=rank_rows, now_ms=now_ms, **extra,
+                rows=rows, now_ms=now_ms, **extra,
             )
         else:
             scores = np.asarray(fused, dtype=np.float64)
@@ -346,7 +344,7 @@ class Engine:
                 features=self.rerank_features(ranked, search=bool(query), rows=ranked_rows),
                 sponsored_ids=sponsored_ids,
                 sponsored_ecpm=ecpm,
-                **self._rerank_rows(pipeline, ranked_rows),
+                **self._catalog_rows(pipeline, ranked_rows),
             )
             if ranked
             else None
@@ -460,18 +458,17 @@ class Engine:
         matched = keep[ok]
         return matched, {name: col[ok] for name, col in features.items()}, kind
 
-    def _rerank_rows(self, pipeline: RerankStage, rows: np.ndarray) -> dict[str, np.ndarray]:
-        """``catalog_rows`` for ``pipeline.rerank`` when the engine mapped its catalog to the
-        pipeline's at load (else nothing: the pipeline looks the ids up)."""
+    def _catalog_rows(self, pipeline: RerankStage, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """``catalog_rows`` for ``pipeline.rerank`` when its catalog is the one :meth:`load`
+        aligned to the catalog (else nothing: the pipeline looks the ids up)."""
         if (
-            self.rerank_rows is None
-            or pipeline.catalog is None
+            pipeline.catalog is None
             or pipeline.catalog is not self.rerank.catalog
             or not len(rows)
             or (rows < 0).any()
         ):
             return {}
-        return {"catalog_rows": self.rerank_rows[rows]}
+        return {"catalog_rows": rows}
 
     def _sponsored(
         self, ids: list[str], rows: np.ndarray, pctr: np.ndarray
@@ -489,13 +486,15 @@ class Engine:
         sources = self.recall.sources
         ids: list[str] = []
         scores: list[float] = []
-        if "vector" in sources and item_id in self.vector_rows:
+        by_row = self.catalog_vectors
+        at = -1 if by_row is None else int(by_row.row_of[self.catalog.rows([item_id])[0]])
+        if "vector" in sources and at >= 0:
             vec = sources["vector"]
             # similar listings are alternatives in the same place (a lodging guest compares
             # within a destination); the ANN index filters by market without a scan
             market = self.catalog.describe(item_id).get("market")
             filters = {"market": market} if market and "market" in vec.index.attr_vocab_ else {}
-            query_vector = vec.vectors.vectors[self.vector_rows[item_id]]
+            query_vector = vec.vectors.vectors[at]  # the engine's table is recall's
             found = vec.index.search(query_vector, k + 1, filters=filters)
             ids, scores = _pairs(found)
         if not ids and "covisit" in sources:
@@ -564,16 +563,29 @@ def _merger(old: Any, *, timeout_s: float, catalog: Catalog, drop: str | None = 
     return merger
 
 
+def _item_vectors(artifact_dir: Path, recall: RecallStage) -> VectorTable | None:
+    """The artifact's item vectors: the table the vector recall source loaded (the same
+    file: one copy in memory, not two), else read from ``embeddings/``; None without."""
+    source = recall.sources.get("vector")
+    table = getattr(source, "vectors", None)
+    if isinstance(table, VectorTable):
+        return table
+    if (artifact_dir / "embeddings" / "item_vectors.npy").exists():
+        return load_vectors(artifact_dir / "embeddings", "item")
+    return None
+
+
 def _share_terms(rank: SharesTerms, catalog: Catalog, terms: TermIndex) -> bool:
-    """Give the ranker the catalog's term index, reordered to its snapshot's rows, when the
-    snapshot's items and texts are the catalog's (tokenizing 1M titles takes tens of seconds);
-    True when it did (the ranker's match values are then the search gate's)."""
+    """Give the ranker (aligned to the catalog) the catalog's term index when its snapshot's
+    texts are the catalog's for every item it has (tokenizing 1M titles takes tens of
+    seconds); True when it did (the ranker's match values are then the search gate's: both
+    are per-row functions of the same texts)."""
     cols = rank.item_cols
-    to_catalog = catalog.rows(cols["item_id"].tolist())
-    if len(to_catalog) and (to_catalog >= 0).all() and all(
-        np.array_equal(catalog.columns[c][to_catalog], cols[c]) for c in MATCH_COLUMNS
+    have = np.array([i is not None for i in cols["item_id"].tolist()], dtype=bool)
+    if have.any() and all(
+        np.array_equal(catalog.columns[c][have], cols[c][have]) for c in MATCH_COLUMNS
     ):
-        rank.term_index = terms.take(to_catalog)
+        rank.term_index = terms
         return True
     return False
 
