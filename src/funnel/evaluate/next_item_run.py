@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from funnel.compute_threads import threads_limited
 from funnel.evaluate.next_item import (
     AnonymousFunnel,
     EngineRecommender,
@@ -186,8 +187,9 @@ def run_next_item(
             methods += funnel.sources()
         methods += session_baselines(split.train)
         methods += list(extra)
-        result = evaluate_next_item(methods, split.test, k=k, max_cases=max_cases, seed=seed,
-                                    progress=progress)
+        with threads_limited(1):  # the engine asked as the server runs it
+            result = evaluate_next_item(methods, split.test, k=k, max_cases=max_cases,
+                                        seed=seed, progress=progress)
     finally:
         funnel.engine.close()
         if without is not None:

@@ -19,6 +19,7 @@ from typing import Any
 import duckdb
 import numpy as np
 
+from funnel.compute_threads import threads_limited
 from funnel.evaluate.cases import KINDS, HeldOut, held_out_cases
 from funnel.evaluate.replay import (
     diversity_figures,
@@ -175,7 +176,14 @@ def _not_applicable(held: HeldOut, figures: dict[str, float], engine: Any) -> di
 def evaluate_artifact(ws: Workspace, artifact_dir: Path, split_ms: int, *,
                       config: EvalConfig | None = None,
                       progress: Progress | None = None) -> EvalResult:
-    """Replay the held-out events of ``ws`` (at/after ``split_ms``) through ``artifact_dir``."""
+    """Replay the held-out events of ``ws`` (at/after ``split_ms``) through ``artifact_dir``,
+    with the server's one intra-op thread (:mod:`funnel.compute_threads`)."""
+    with threads_limited(1):
+        return _evaluate_artifact(ws, artifact_dir, split_ms, config=config, progress=progress)
+
+
+def _evaluate_artifact(ws: Workspace, artifact_dir: Path, split_ms: int, *,
+                       config: EvalConfig | None, progress: Progress | None) -> EvalResult:
     from funnel.serve.engine import Engine
 
     cfg = config or EvalConfig()

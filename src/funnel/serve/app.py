@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from funnel.compute_threads import limit_threads
 from funnel.exceptions import FunnelError
 from funnel.serve.fanout import AdminFanOut, peers_from_env
 from funnel.serve.holder import EngineHolder
@@ -125,23 +126,13 @@ class LimitsAndMetrics:
             )
 
 
-def _limit_threads(n: int) -> None:
-    """Small per-request batches gain nothing from intra-op threads and suffer from contention
-    (faiss's OpenMP threads spin after each search, taking a core from the other worker)."""
-    import faiss
-    import torch
-
-    torch.set_num_threads(n)
-    faiss.omp_set_num_threads(n)
-
-
 def create_app(
     settings: Settings | None = None, *, load_on_start: bool = True, flush_every_s: float = 10.0
 ) -> FastAPI:
     """Build the app; models load once at start-up (lifespan) and handlers only read them."""
     settings = settings or get_settings()
     workspace = Workspace.open(settings.workspace)
-    _limit_threads(settings.torch_threads)
+    limit_threads(settings.torch_threads)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
