@@ -21,7 +21,7 @@ DEFAULT_STAGES = ("catalog", "embeddings", "recall", "rank", "rerank", "suggest"
 
 
 BUILDERS: dict[str, tuple[str, str]] = {
-    "catalog": ("funnel.serve.catalog", "build_catalog"),
+    "catalog": ("funnel.catalog", "build_catalog"),
     "embeddings": ("funnel.embed.build", "build_embeddings"),
     "recall": ("funnel.recall.build", "build_recall"),
     "rank": ("funnel.rank.build", "build_rank"),

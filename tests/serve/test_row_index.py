@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from funnel.serve.catalog import Catalog, RowIndex
+from funnel.catalog import Catalog, RowIndex
 
 ids_strategy = st.lists(
     st.one_of(st.text(max_size=6), st.sampled_from(["a", "ab", "abc", "東京", "i001", "i0010"])),

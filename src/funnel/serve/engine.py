@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from funnel.catalog import Catalog
 from funnel.engine import RankStage, RecallStage, RerankStage, SharesTerms, SuggestStage
 from funnel.exceptions import ArtifactError, FunnelError
 from funnel.features.personalization import RecentActions
@@ -34,7 +35,6 @@ from funnel.features.session_window import session_state
 from funnel.rank.recall_features import recall_feature_columns
 from funnel.recall.base import CandidateSource, RecallRequest
 from funnel.recall.merger import Provenance
-from funnel.serve.catalog import Catalog
 from funnel.serve.scoring import load_rank_stage
 from funnel.vectors import AlignedVectors, VectorTable, load_vectors
 
