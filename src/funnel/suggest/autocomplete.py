@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from funnel._checks import check_is_fitted, non_negative_int, positive_int, validate_params
-from funnel.exceptions import ArtifactError
 from funnel.suggest.candidates import FEATURES, Sources, gather
 from funnel.suggest.completion import QueryCompleter
 from funnel.suggest.context import SessionContext
@@ -27,6 +26,7 @@ from funnel.suggest.lm import NgramLM
 from funnel.suggest.normalize import BlockList, normalize_query
 from funnel.suggest.query_stats import QueryStats
 from funnel.suggest.rare import SuffixCompleter
+from funnel.suggest.saved import read_header
 
 _FORMAT = "funnel.suggest.autocomplete/1"
 
@@ -275,11 +275,7 @@ class AutoCompleter:
     @classmethod
     def load(cls, directory: Path) -> AutoCompleter:
         path = directory / "autocomplete.json"
-        if not path.exists():
-            raise ArtifactError(f"{path}: missing; rebuild with 'funnel suggest build'")
-        meta = json.loads(path.read_text())
-        if meta.get("format") != _FORMAT:
-            raise ArtifactError(f"{path}: format {meta.get('format')!r}, expected {_FORMAT!r}")
+        meta = read_header(path, _FORMAT)
         params = dict(meta["params"])
         params["block_terms"] = tuple(params["block_terms"])
         obj = cls(**params)

@@ -18,6 +18,7 @@ import numpy as np
 
 from funnel._checks import check_is_fitted, positive_float, positive_int, validate_params
 from funnel.exceptions import ArtifactError
+from funnel.suggest.saved import read_header
 
 _FORMAT = "funnel.suggest.learned_order/1"
 
@@ -160,9 +161,7 @@ class LearnedOrder:
         path = directory / "order.json"
         if not path.exists() or not (directory / "order.txt").exists():
             raise ArtifactError(f"{directory}: no learned order (order.json + order.txt)")
-        meta = json.loads(path.read_text())
-        if meta.get("format") != _FORMAT:
-            raise ArtifactError(f"{path}: format {meta.get('format')!r}, expected {_FORMAT!r}")
+        meta = read_header(path, _FORMAT)
         obj = cls(**meta["params"])
         obj.model_text_ = (directory / "order.txt").read_text()
         obj.feature_names_ = list(meta["features"])

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from funnel._checks import check_is_fitted, validate_params
-from funnel.exceptions import ArtifactError
+from funnel.suggest.saved import read_header
 
 _FORMAT = "funnel.suggest.lm/1"
 _BOS, _EOS = 0, 1
@@ -185,11 +185,7 @@ class NgramLM:
     @classmethod
     def load(cls, directory: Path) -> NgramLM:
         path = directory / "lm.json"
-        if not path.exists():
-            raise ArtifactError(f"{path}: missing; rebuild with 'funnel suggest build'")
-        meta = json.loads(path.read_text())
-        if meta.get("format") != _FORMAT:
-            raise ArtifactError(f"{path}: format {meta.get('format')!r}, expected {_FORMAT!r}")
+        meta = read_header(path, _FORMAT)
         obj = cls(**meta["params"])
         obj.vocab_ = {w: i for i, w in enumerate(meta["words"])}
         obj.log_oov_ = float(meta["log_oov"])

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from funnel._checks import check_is_fitted
-from funnel.exceptions import ArtifactError
+from funnel.suggest.saved import read_header
 
 _FORMAT = "funnel.suggest.query_stats/1"
 _COLUMNS = ("hashes", "count", "score", "recency", "category", "market")
@@ -85,11 +85,7 @@ class QueryStats:
     @classmethod
     def load(cls, directory: Path) -> QueryStats:
         path = directory / "query_stats.json"
-        if not path.exists():
-            raise ArtifactError(f"{path}: missing; rebuild with 'funnel suggest build'")
-        meta = json.loads(path.read_text())
-        if meta.get("format") != _FORMAT:
-            raise ArtifactError(f"{path}: format {meta.get('format')!r}, expected {_FORMAT!r}")
+        meta = read_header(path, _FORMAT)
         obj = cls()
         with np.load(directory / "query_stats.npz", allow_pickle=False) as data:
             for c in _COLUMNS:

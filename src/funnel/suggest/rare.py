@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from funnel._checks import check_is_fitted, positive_int, validate_params
-from funnel.exceptions import ArtifactError
 from funnel.suggest.completion import QueryCompleter
+from funnel.suggest.saved import read_header
 
 _FORMAT = "funnel.suggest.rare/1"
 
@@ -103,11 +103,7 @@ class SuffixCompleter:
     @classmethod
     def load(cls, directory: Path) -> SuffixCompleter:
         path = directory / "rare.json"
-        if not path.exists():
-            raise ArtifactError(f"{path}: missing; rebuild with 'funnel suggest build'")
-        meta = json.loads(path.read_text())
-        if meta.get("format") != _FORMAT:
-            raise ArtifactError(f"{path}: format {meta.get('format')!r}, expected {_FORMAT!r}")
+        meta = read_header(path, _FORMAT)
         obj = cls(**meta["params"])
         obj.index_ = QueryCompleter.load(directory / "index")
         obj.n_suffixes_ = int(meta["n_suffixes"])
