@@ -274,7 +274,7 @@ def _probe_kernels() -> tuple[Any, Any]:
     import numba as nb
 
     @nb.njit(nogil=True)
-    def insert(table, hashes):  # type: ignore[no-untyped-def]
+    def insert(table, hashes):  # type: ignore[no-untyped-def]  # numba-compiled, typed per call
         mask = table.shape[0] - 1
         for row in range(hashes.shape[0]):
             slot = hashes[row] & mask
@@ -284,7 +284,7 @@ def _probe_kernels() -> tuple[Any, Any]:
             table[slot, 1] = row
 
     @nb.njit(nogil=True)
-    def lookup(table, hashes):  # type: ignore[no-untyped-def]
+    def lookup(table, hashes):  # type: ignore[no-untyped-def]  # numba-compiled, typed per call
         mask = table.shape[0] - 1
         out = np.full(hashes.shape[0], -1, np.int64)
         for i in range(hashes.shape[0]):

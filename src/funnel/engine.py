@@ -222,7 +222,13 @@ class SuggestStage(Protocol):
         user_id: str | None = None,
         categories: Iterable[str] | None = None,
         market: str | None = None,
+        previous_query: str | None = None,
     ) -> tuple[list[str], np.ndarray]: ...
+
+    @property
+    def max_completions(self) -> int:
+        """The most completions :meth:`complete` can return (the index keeps this many)."""
+        ...
 
     def related(self, query: str, k: int = 10) -> list[str]: ...
 

@@ -4,7 +4,7 @@ build`` is an alias of ``funnel build --stages suggest``)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -21,6 +21,9 @@ from funnel.cli._app import (
 from funnel.cli.build import DetailsOpt, run_stages
 from funnel.workspace import DEFAULT_WORKSPACE, Workspace
 
+if TYPE_CHECKING:
+    from funnel.suggest.model import QuerySuggester
+
 suggest_app = typer.Typer(
     help="Query suggestion: completion, related queries, hint query, refinements.",
     no_args_is_help=True,
@@ -31,7 +34,7 @@ KOpt = Annotated[int, typer.Option("--k", "-k", min=1, max=50, help="How many su
 UserOpt = Annotated[str | None, typer.Option("--user", "-u", help="Personalize for this user.")]
 
 
-def _model(workspace: Path):  # type: ignore[no-untyped-def]
+def _model(workspace: Path) -> QuerySuggester:
     from funnel.suggest import load_suggest
 
     return load_suggest(Workspace.open(workspace).artifacts.require_current())

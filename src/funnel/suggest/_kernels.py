@@ -20,7 +20,7 @@ import numpy as np
 
 
 @nb.njit(cache=True, nogil=True)
-def _cmp(codes, offsets, i, p, plen):  # type: ignore[no-untyped-def]
+def _cmp(codes, offsets, i, p, plen):  # type: ignore[no-untyped-def]  # numba-compiled, typed per call
     """Compare key ``i`` cut to ``plen`` units with ``p[:plen]``: -1, 0 (starts with), 1."""
     a = offsets[i]
     n = offsets[i + 1] - a
@@ -38,7 +38,7 @@ def _cmp(codes, offsets, i, p, plen):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(cache=True, nogil=True)
-def prefix_range(codes, offsets, p, plen, lo, hi):  # type: ignore[no-untyped-def]
+def prefix_range(codes, offsets, p, plen, lo, hi):  # type: ignore[no-untyped-def]  # numba-compiled, typed per call
     """The half-open range of keys in ``[lo, hi)`` that start with ``p[:plen]``."""
     a = lo
     b = hi
@@ -60,7 +60,7 @@ def prefix_range(codes, offsets, p, plen, lo, hi):  # type: ignore[no-untyped-de
 
 
 @nb.njit(cache=True, nogil=True)
-def find_exact(codes, offsets, p):  # type: ignore[no-untyped-def]
+def find_exact(codes, offsets, p):  # type: ignore[no-untyped-def]  # numba-compiled, typed per call
     """Index of the first key equal to ``p``, or -1."""
     n = offsets.shape[0] - 1
     lo, hi = prefix_range(codes, offsets, p, p.shape[0], 0, n)
@@ -70,7 +70,7 @@ def find_exact(codes, offsets, p):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(cache=True, nogil=True)
-def _pool_add(pool_t, pool_s, count, t, s):  # type: ignore[no-untyped-def]
+def _pool_add(pool_t, pool_s, count, t, s):  # type: ignore[no-untyped-def]  # numba-compiled, typed per call
     """Keep the best ``len(pool_t)`` distinct targets seen so far (max score per target)."""
     for j in range(count):
         if pool_t[j] == t:
@@ -92,7 +92,7 @@ def _pool_add(pool_t, pool_s, count, t, s):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(cache=True, nogil=True)
-def _gather(lo, hi, scores, targets, table, level_start, block, pool_t, pool_s, count, factor):  # type: ignore[no-untyped-def]  # noqa: E501
+def _gather(lo, hi, scores, targets, table, level_start, block, pool_t, pool_s, count, factor):  # type: ignore[no-untyped-def]  # numba-compiled  # noqa: E501
     """Add the top keys of range ``[lo, hi)`` (scores times ``factor``) to the pool."""
     if hi - lo <= 2 * block:
         for i in range(lo, hi):
@@ -222,7 +222,7 @@ def descend(codes: np.ndarray, offsets: np.ndarray, chars: np.ndarray, nodes: np
 
 
 @nb.njit(cache=True, nogil=True)
-def _typo(codes, offsets, scores, targets, table, level_start, block, chars, nodes, p,  # type: ignore[no-untyped-def]  # noqa: E501
+def _typo(codes, offsets, scores, targets, table, level_start, block, chars, nodes, p,  # type: ignore[no-untyped-def]  # numba-compiled  # noqa: E501
           pool_t, pool_s, count, penalty):
     """Add completions of every prefix one edit away from ``p``: the keys ``k`` with
     ``funnel.text.prefix_typo_distance(p, k) <= MAX_TYPO_EDITS`` (the shared typo rule; a
@@ -286,7 +286,7 @@ def _typo(codes, offsets, scores, targets, table, level_start, block, chars, nod
 
 
 @nb.njit(cache=True, nogil=True)
-def _typo_children(codes, offsets, scores, targets, table, level_start, block, chars, nodes,  # type: ignore[no-untyped-def]  # noqa: E501
+def _typo_children(codes, offsets, scores, targets, table, level_start, block, chars, nodes,  # type: ignore[no-untyped-def]  # numba-compiled  # noqa: E501
                    p, buf, i, v0, pool_t, pool_s, count, penalty):
     """Substitute or insert at ``i`` each child character of listed node ``v0 = p[:i]``."""
     m = p.shape[0]
@@ -311,7 +311,7 @@ def _typo_children(codes, offsets, scores, targets, table, level_start, block, c
 
 
 @nb.njit(cache=True, nogil=True)
-def _typo_leaf(codes, offsets, scores, targets, table, level_start, block, p, buf, i, lo0,  # type: ignore[no-untyped-def]  # noqa: E501
+def _typo_leaf(codes, offsets, scores, targets, table, level_start, block, p, buf, i, lo0,  # type: ignore[no-untyped-def]  # numba-compiled  # noqa: E501
                hi0, pool_t, pool_s, count, penalty):
     """Substitute or insert at ``i`` each character following ``p[:i]`` in its few keys
     ``[lo0, hi0)`` (a node below the listed trie: its children are found in the keys)."""
@@ -343,7 +343,7 @@ def _typo_leaf(codes, offsets, scores, targets, table, level_start, block, p, bu
 
 
 @nb.njit(cache=True, nogil=True)
-def _rescore(pool_t, pool_s, count, cats, mkts, user_cats, user_mkt, cat_lift, mkt_lift):  # type: ignore[no-untyped-def]  # noqa: E501
+def _rescore(pool_t, pool_s, count, cats, mkts, user_cats, user_mkt, cat_lift, mkt_lift):  # type: ignore[no-untyped-def]  # numba-compiled  # noqa: E501
     """Scores times ``1 + lift`` for targets in the user's categories / market."""
     final = np.empty(count, np.float64)
     for j in range(count):
@@ -362,7 +362,7 @@ def _rescore(pool_t, pool_s, count, cats, mkts, user_cats, user_mkt, cat_lift, m
 
 
 @nb.njit(cache=True, nogil=True)
-def _select(pool_t, final, count, k, out_t, out_s, n_out, skip):  # type: ignore[no-untyped-def]
+def _select(pool_t, final, count, k, out_t, out_s, n_out, skip):  # type: ignore[no-untyped-def]  # numba-compiled, typed per call
     """Append the best of the pool (score desc, then key order) to the outputs, up to k."""
     used = np.zeros(count, np.bool_)
     for j in range(count):
@@ -388,7 +388,7 @@ def _select(pool_t, final, count, k, out_t, out_s, n_out, skip):  # type: ignore
 
 
 @nb.njit(cache=True, nogil=True)
-def complete(codes, offsets, scores, targets, cats, mkts, table, level_start, block, chars,  # type: ignore[no-untyped-def]  # noqa: E501
+def complete(codes, offsets, scores, targets, cats, mkts, table, level_start, block, chars,  # type: ignore[no-untyped-def]  # numba-compiled  # noqa: E501
              nodes, p, user_cats, user_mkt, cat_lift, mkt_lift, k, pool_size, typo_min_len,
              typo_below, penalty):
     """Top-``k`` target keys for prefix ``p``, re-scored for the user; and the exact count.
@@ -421,7 +421,7 @@ def complete(codes, offsets, scores, targets, cats, mkts, table, level_start, bl
 
 
 @nb.njit(cache=True, nogil=True)
-def gather_keys(codes, offsets, ids):  # type: ignore[no-untyped-def]
+def gather_keys(codes, offsets, ids):  # type: ignore[no-untyped-def]  # numba-compiled, typed per call
     """The code units of keys ``ids`` concatenated, and the end offset of each."""
     ends = np.empty(ids.shape[0], np.int64)
     total = 0

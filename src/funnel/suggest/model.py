@@ -282,6 +282,11 @@ class QuerySuggester:
         mkt = market if market is not None else self.user_market_.get(user_id or "")
         return cats, mkt
 
+    @property
+    def max_completions(self) -> int:
+        """The most completions :meth:`complete` returns (the index keeps this many per prefix)."""
+        return int(self.completer_.candidates)
+
     def complete(
         self,
         prefix: str,

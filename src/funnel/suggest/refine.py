@@ -105,5 +105,5 @@ def refinements(
                 "score": round(utility * 4 * share * (1 - share), 6),
                 "query": f"{query} {normalize_query(value)}",
             })
-    chips.sort(key=lambda c: (-float(c["score"]), str(c["attribute"]), str(c["value"])))  # type: ignore[arg-type]
+    chips.sort(key=lambda c: (-float(str(c["score"])), str(c["attribute"]), str(c["value"])))
     return chips[:top]

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
+from funnel.engine import SuggestStage
 from funnel.serve.deps import EngineDep, StateDep
 from funnel.serve.engine import Engine
 from funnel.serve.schemas import ErrorBody, HintResponse, Suggestion, SuggestResponse
@@ -18,7 +19,7 @@ router = APIRouter(tags=["suggest"])
 ERRORS: dict[int | str, dict[str, Any]] = {422: {"model": ErrorBody}, 503: {"model": ErrorBody}}
 
 
-def _suggester(engine: Engine):  # type: ignore[no-untyped-def]
+def _suggester(engine: Engine) -> SuggestStage:
     if engine.suggest is None:
         raise HTTPException(503, detail="no suggestion index in this artifact; run 'funnel build'")
     return engine.suggest
@@ -55,7 +56,7 @@ async def suggest(
         recent = state.get(user_id)
         if recent.clicks:
             cats, market = _recent_context(engine, recent.clicks)
-    k = min(k, sug.completer_.candidates)  # the index keeps this many per prefix: clamp, don't fail
+    k = min(k, sug.max_completions)  # the index keeps this many per prefix: clamp, don't fail
     texts, scores = sug.complete(prefix, k, user_id=user_id, categories=cats, market=market,
                                  previous_query=previous_query)
     out = [Suggestion(text=t, score=float(s)) for t, s in zip(texts, scores, strict=True)]
