@@ -195,7 +195,7 @@ class SessionRecommender:
                 arrays[f"{name}shape"] = np.asarray(value.shape, dtype=np.int64)
             else:
                 arrays[name] = value
-        np.savez(path / "arrays.npz", allow_pickle=True, **arrays)
+        np.savez(path / "arrays.npz", allow_pickle=False, **arrays)
 
     @classmethod
     def load(cls, path: Path | str) -> Self:

@@ -329,7 +329,7 @@ class ExactIndex(_Catalog):
             cfg = {"format": FORMAT, "class": "ExactIndex", "params": {"metric": self.metric}}
             (tmp / "config.json").write_text(json.dumps(cfg))
             (tmp / "catalog.json").write_text(json.dumps(meta, ensure_ascii=False))
-            np.savez(tmp / "state.npz", allow_pickle=True, vectors=self.vectors_, **arrays)
+            np.savez(tmp / "state.npz", allow_pickle=False, vectors=self.vectors_, **arrays)
 
         _atomic_dir_write(Path(path), write)
 
@@ -620,7 +620,7 @@ class VectorIndex(_Catalog):
             }
             (tmp / "config.json").write_text(json.dumps(cfg, ensure_ascii=False))
             (tmp / "catalog.json").write_text(json.dumps(meta, ensure_ascii=False))
-            np.savez(tmp / "state.npz", allow_pickle=True, **arrays)
+            np.savez(tmp / "state.npz", allow_pickle=False, **arrays)
             faiss.write_index(self.index_, str(tmp / "global.faiss"))
             for i, value in enumerate(parts):
                 faiss.write_index(self.partitions_[value], str(tmp / f"part-{i:04d}.faiss"))
