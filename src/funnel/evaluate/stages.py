@@ -98,7 +98,7 @@ def recall_figures(engine: Any, held: HeldOut, ks: Sequence[int] = (10, 100, 500
     (``recall.generative_gain.{kind}.recall@K`` and its ``.ci95``, per case)."""
     from funnel.evaluate.metrics import mean_ci
     from funnel.evaluate.replay import GENERATIVE
-    from funnel.recall.evaluate import MERGED, EvalCase, recall_ranks
+    from funnel.recall.evaluate import MERGED, EvalCase, hit, recall_ranks, recall_rows
 
     cases: list[EvalCase] = []
     for kind in ("search", "next_click", "booking"):
@@ -116,27 +116,21 @@ def recall_figures(engine: Any, held: HeldOut, ks: Sequence[int] = (10, 100, 500
     ranks = recall_ranks(list(engine.recall.sources.values()), cases, k=max(ks),
                          mergers=mergers)
     out: dict[str, float] = {}
-    for target_kind, label in (("next_click", "click"), ("booking", "booking")):
-        rows = [i for i, c in enumerate(cases) if c.kind == target_kind]
-        if not rows:
-            continue
-        for name, found in ranks.items():
-            out[f"recall.{name}.{label}.n"] = float(len(rows))
-            for k in ks:
-                hits = np.array([_hit(found[i], k) for i in rows])
-                out[f"recall.{name}.{label}.recall@{k}"] = float(hits.mean())
-        if without in ranks:
-            for k in ks:
-                diff = np.array([_hit(ranks[MERGED][i], k) - _hit(ranks[without][i], k)
+    for row in recall_rows(ranks, cases, ks):
+        label = "click" if row["target"] == "next_click" else "booking"
+        for key, value in row.items():
+            if key not in ("source", "target"):
+                out[f"recall.{row['source']}.{label}.{key}"] = float(value)
+    if without in ranks:  # paired per case: the merged list with the source minus without it
+        for target_kind, label in (("next_click", "click"), ("booking", "booking")):
+            rows = [i for i, c in enumerate(cases) if c.kind == target_kind]
+            for k in ks if rows else ():
+                diff = np.array([float(hit(ranks[MERGED][i], k)) - float(hit(ranks[without][i], k))
                                  for i in rows])
                 mean, half = mean_ci(diff)
                 out[f"recall.{GENERATIVE}_gain.{label}.recall@{k}"] = mean
                 out[f"recall.{GENERATIVE}_gain.{label}.recall@{k}.ci95"] = half
     return out
-
-
-def _hit(rank: int | None, k: int) -> float:
-    return float(rank is not None and rank < k)
 
 
 def suggest_figures(engine: Any, con: duckdb.DuckDBPyConnection, split_ms: int, *,

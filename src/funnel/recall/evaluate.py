@@ -93,20 +93,26 @@ def recall_table(
     if not ks or any(not isinstance(k, int) or k <= 0 for k in ks):
         raise ValueError(f"ks must be a non-empty sequence of positive ints; got {ks!r}")
     named = {**({MERGED: merger} if merger is not None else {}), **(mergers or {})}
-    by_source = recall_ranks(sources, cases, k=max(ks), mergers=named)
-    names = list(by_source)
-    ranks: dict[tuple[str, str], list[int | None]] = {}
-    for name, found in by_source.items():
-        for case, rank in zip(cases, found, strict=True):
-            ranks.setdefault((name, case.kind), []).append(rank)
+    return recall_rows(recall_ranks(sources, cases, k=max(ks), mergers=named), cases, ks)
+
+
+def hit(rank: int | None, k: int) -> bool:
+    """A target at 0-based ``rank`` (None: not found) is among the first ``k``."""
+    return rank is not None and rank < k
+
+
+def recall_rows(ranks: Mapping[str, Sequence[int | None]], cases: Sequence[EvalCase],
+                ks: Sequence[int]) -> list[dict[str, float | str]]:
+    """Rows ``{source, target, n, recall@K...}`` of :func:`recall_ranks` output, per name and
+    case kind (kinds without cases are left out)."""
     rows: list[dict[str, float | str]] = []
-    for name in names:
+    for name, found in ranks.items():
         for kind in ("next_click", "booking"):
-            rs = ranks.get((name, kind))
+            rs = [r for case, r in zip(cases, found, strict=True) if case.kind == kind]
             if not rs:
                 continue
             row: dict[str, float | str] = {"source": name, "target": kind, "n": float(len(rs))}
             for k in ks:
-                row[f"recall@{k}"] = sum(r is not None and r < k for r in rs) / len(rs)
+                row[f"recall@{k}"] = sum(hit(r, k) for r in rs) / len(rs)
             rows.append(row)
     return rows

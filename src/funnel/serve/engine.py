@@ -202,13 +202,10 @@ class Engine:
         """A new engine whose recall also runs ``source`` (a what-if for evaluation; the
         served one adds the artifact's sources at :meth:`load`); this one is unchanged."""
         bundle = _bundle(self.recall)
-        copy = replace(bundle, merger=_merger(bundle.merger, timeout_s=bundle.merger.timeout_s,
-                                              catalog=self.catalog))
-        recall = _with_source(copy, source, quota)
-        id_rank = self.catalog.id_rank()
-        if id_rank is not None:
-            recall.merger.use_catalog(self.catalog.rows, id_rank)
-        return replace(self, recall=recall)
+        merger = _merger(bundle.merger, timeout_s=bundle.merger.timeout_s, catalog=self.catalog,
+                         add=(source, quota))
+        return replace(self, recall=replace(
+            bundle, sources={**bundle.sources, source.name: source}, merger=merger))
 
     def without_recall_source(self, name: str) -> Engine:
         """A new engine whose recall runs every source but ``name`` (same quotas, deadline and
@@ -520,17 +517,10 @@ def _with_generative(recall: RecallBundle, artifact_dir: Path) -> RecallBundle:
 def _with_source(recall: RecallBundle, source: CandidateSource, quota: int) -> RecallBundle:
     """``recall`` with ``source`` added to a new merger, with its quota (the bundle given is
     left as it was, its merger closed)."""
-    from funnel.recall.merger import Merger
-
-    sources = {**recall.sources, source.name: source}
     old = recall.merger
-    quotas = {**(old.quotas or {}), source.name: quota}
-    merger = Merger(
-        list(sources.values()), quotas=quotas, timeout_s=old.timeout_s,
-        inline=(*(old.inline or ()), source.name),  # a small in-memory model, like the others
-    )
+    merger = _merger(old, timeout_s=old.timeout_s, catalog=None, add=(source, quota))
     old.close()
-    return replace(recall, sources=sources, merger=merger)
+    return replace(recall, sources={**recall.sources, source.name: source}, merger=merger)
 
 
 def _bundle(recall: RecallStage) -> RecallBundle:
@@ -541,24 +531,30 @@ def _bundle(recall: RecallStage) -> RecallBundle:
     return recall
 
 
-def _merger(old: Any, *, timeout_s: float, catalog: Catalog, drop: str | None = None
-            ) -> Merger:
-    """A new merger over ``old``'s sources (but ``drop``) with ``old``'s settings but
+def _merger(old: Any, *, timeout_s: float, catalog: Catalog | None, drop: str | None = None,
+            add: tuple[CandidateSource, int] | None = None) -> Merger:
+    """A new merger over ``old``'s sources (without ``drop``; with ``add``'s source and its
+    quota, run inline: a small in-memory model, like the others) with ``old``'s settings but
     ``timeout_s``, mapped to ``catalog`` as :meth:`Engine.load` maps the served one."""
     from funnel.recall.merger import Merger
 
     if not isinstance(old, Merger):
         raise TypeError(f"cannot copy a merger of type {type(old).__name__}")
+    sources = [s for s in old.sources if s.name != drop]
     quotas = None if old.quotas is None else {k: v for k, v in old.quotas.items() if k != drop}
+    inline = None if old.inline is None else [n for n in old.inline if n != drop]
+    if add is not None:
+        source, quota = add
+        sources.append(source)
+        quotas = {**(quotas or {}), source.name: quota}
+        inline = [*(inline or ()), source.name]
     merger = Merger(
-        [s for s in old.sources if s.name != drop], quotas=quotas,
-        default_quota=old.default_quota, timeout_s=timeout_s, rrf_k=old.rrf_k,
-        max_workers=old.max_workers,
-        inline=None if old.inline is None else [n for n in old.inline if n != drop],
+        sources, quotas=quotas, default_quota=old.default_quota, timeout_s=timeout_s,
+        rrf_k=old.rrf_k, max_workers=old.max_workers, inline=inline,
         max_in_flight=old.max_in_flight,
     )
-    id_rank = catalog.id_rank()
-    if id_rank is not None:
+    id_rank = None if catalog is None else catalog.id_rank()
+    if catalog is not None and id_rank is not None:
         merger.use_catalog(catalog.rows, id_rank)
     return merger
 
