@@ -123,6 +123,8 @@ def peer_run(
     filter_prefix_items: bool = False,
     epochs: int | None = None,
     session_max_len: int | None = None,
+    loss: str | None = None,
+    n_negatives: int = 256,
     threads: int = 0,
     timeout: float = DEFAULT_TIMEOUT_S,
     python: str | Path = PEER_PYTHON,
@@ -130,7 +132,8 @@ def peer_run(
 ) -> PeerResult:
     """Train the peer on ``train_sessions`` (each one user; ordered item ids) and recommend
     ``k`` items for each prefix (a user whose history is the prefix). ``epochs=None`` keeps the
-    library default; ``filter_prefix_items`` drops the prefix's own items (default: none)."""
+    library default, and so does ``loss=None`` (full softmax); ``filter_prefix_items`` drops the
+    prefix's own items (default: none)."""
     if k < 1:
         raise PeerError(f"k must be >= 1, got {k}")
     t0 = time.perf_counter()
@@ -145,6 +148,8 @@ def peer_run(
             cmd += ["--epochs", str(epochs)]
         if session_max_len is not None:
             cmd += ["--session-max-len", str(session_max_len)]
+        if loss is not None:
+            cmd += ["--loss", loss, "--n-negatives", str(n_negatives)]
         if filter_prefix_items:
             cmd.append("--filter-prefix-items")
         try:

@@ -94,8 +94,8 @@ LOGS = (
 )
 
 
-def peer_method(split: SplitData, max_cases: int | None, seed: int, timeout_s: float
-                ) -> tuple[list[NextItemRecommender], str]:
+def peer_method(split: SplitData, max_cases: int | None, seed: int, timeout_s: float,
+                loss: str | None = None) -> tuple[list[NextItemRecommender], str]:
     """The peer's lists for exactly the cases the evaluation will draw, or a skip reason."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     try:
@@ -110,7 +110,7 @@ def peer_method(split: SplitData, max_cases: int | None, seed: int, timeout_s: f
     t0 = time.perf_counter()
     try:
         lists = peer_recommend([list(s.items) for s in split.train], prefixes,
-                               k=K + PEER_EXTRA, seed=seed, timeout=timeout_s)
+                               k=K + PEER_EXTRA, seed=seed, timeout=timeout_s, loss=loss)
     except Exception as err:  # the peer is a separate program: report, don't abort the run
         return [], f"failed: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
     return ([ListRecommender.from_lists("peer", prefixes, lists)],
@@ -118,7 +118,8 @@ def peer_method(split: SplitData, max_cases: int | None, seed: int, timeout_s: f
 
 
 def evaluate(split: SplitData, *, max_cases: int | None, seed: int, peer: str | None,
-             peer_timeout_s: float = PEER_TIMEOUT_S, generative: bool = False
+             peer_timeout_s: float = PEER_TIMEOUT_S, generative: bool = False,
+             peer_loss: str | None = None
              ) -> tuple[NextItemRun, float, str]:
     """Build, replay, then the peer (``peer``: None to run it, else why it is skipped), each
     alone so that build time and latency are not shared with the peer's training. The peer is
@@ -131,8 +132,8 @@ def evaluate(split: SplitData, *, max_cases: int | None, seed: int, peer: str | 
     artifact, build_s, notes = build_split(split, stages)
     console.print(f"  build {build_s:.1f} s" + "".join(f"\n  {n}" for n in notes))
     run = run_next_item(split, artifact, max_cases=max_cases, seed=seed)
-    extra, peer_note = (peer_method(split, max_cases, seed, peer_timeout_s) if peer is None
-                        else ([], peer))
+    extra, peer_note = (peer_method(split, max_cases, seed, peer_timeout_s, peer_loss)
+                        if peer is None else ([], peer))
     console.print(f"  peer: {peer_note if extra else 'skipped (' + peer_note + ')'}")
     if extra:
         scored = evaluate_next_item(extra, split.test, max_cases=max_cases, seed=seed)
@@ -206,6 +207,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--peer", action="store_true", help="run the neural peer with --quick too")
     ap.add_argument("--peer-timeout", type=float, default=PEER_TIMEOUT_S,
                     help="seconds the peer may take per log")
+    ap.add_argument("--peer-loss", choices=["softmax", "gBCE"], default=None,
+                    help="the peer's loss (default: the library's full softmax); gBCE samples "
+                         "256 negatives, for catalogs where the softmax does not finish")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--generative", action="store_true",
                     help="also build generative recall; report the funnel with and without it")
@@ -224,6 +228,7 @@ def main(argv: list[str] | None = None) -> None:
             run, build_s, _ = evaluate(split, max_cases=max_cases, seed=args.seed,
                                        peer=peer,
                                        peer_timeout_s=args.peer_timeout,
+                                       peer_loss=args.peer_loss,
                                        generative=args.generative)
             report(run, args.train.name)
             figures.update(flat(run, build_s, ""))
@@ -243,6 +248,7 @@ def main(argv: list[str] | None = None) -> None:
                 run, build_s, _ = evaluate(split, max_cases=max_cases, seed=args.seed,
                                            peer=peer,
                                            peer_timeout_s=args.peer_timeout,
+                                           peer_loss=args.peer_loss,
                                            generative=args.generative)
                 report(run, log.name)
                 figures.update(flat(run, build_s, f"{log.name}_"))

@@ -27,7 +27,10 @@ Defaults: every ``SASRecModel`` constructor default (RecTools 0.19.0: 2 blocks, 
 256 factors, dropout 0.2, session_max_len 100, train_min_user_interactions 2, softmax loss,
 lr 1e-3, batch 128, 3 epochs, causal attention, learnable positional encoding, id + category
 item embeddings (no item features are given, so ids only)). Only the seed is set
-(``pytorch_lightning.seed_everything``); ``--epochs`` overrides the default 3 when given.
+(``pytorch_lightning.seed_everything``); ``--epochs`` overrides the default 3 when given, and
+``--loss gBCE`` (with ``--n-negatives``, ``--gbce-t``) swaps the full softmax over the catalog for
+gSASRec's sampled loss (Petrov & Macdonald, RecSys 2023), the library's own option for catalogs
+where the softmax does not fit the machine.
 Nothing is excluded from the recommendations unless ``--filter-prefix-items`` (RecTools'
 ``filter_viewed``) is passed.
 """
@@ -113,6 +116,12 @@ def run(args: argparse.Namespace) -> dict:
         kwargs["epochs"] = args.epochs
     if args.session_max_len is not None:
         kwargs["session_max_len"] = args.session_max_len
+    if args.loss is not None:
+        kwargs["loss"] = args.loss
+        if args.loss != "softmax":
+            kwargs["n_negatives"] = args.n_negatives
+        if args.loss == "gBCE":
+            kwargs["gbce_t"] = args.gbce_t
     model = SASRecModel(**kwargs)
     t0 = time.perf_counter()
     model.fit(Dataset.construct(interactions_frame(train, "s")))
@@ -182,6 +191,14 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="default: the library's (100); a compute lever, see the module docstring",
     )
+    ap.add_argument(
+        "--loss",
+        choices=["softmax", "BCE", "gBCE", "sampled_softmax"],
+        default=None,
+        help="default: the library's (full softmax); a sampled loss for large catalogs",
+    )
+    ap.add_argument("--n-negatives", type=int, default=256, help="negatives of a sampled loss")
+    ap.add_argument("--gbce-t", type=float, default=0.75, help="gBCE calibration t")
     ap.add_argument("--threads", type=int, default=0, help="torch threads; 0 = torch's default")
     ap.add_argument(
         "--filter-prefix-items",
