@@ -193,7 +193,7 @@ def load_engine(artifact: Path) -> Any:
     import faiss
     import torch
 
-    from funnel.serve.engine import Engine
+    from funnel.engine.core import Engine
 
     torch.set_num_threads(1)  # as the server does
     faiss.omp_set_num_threads(1)
@@ -255,9 +255,9 @@ def reference_cpu_ms(engine: object, calls: list[Call], n: int) -> float:
     (pairwise query match, every ranker field encoded per candidate, recall sources on a thread
     pool, ids looked up by the ranker); ``tests/serve/test_fast_paths.py`` shows both give
     identical results, this shows what the fast paths save."""
+    from funnel.engine.core import MATCH_COLUMNS
     from funnel.features.query_match import query_match_features
     from funnel.recall.merger import Merger
-    from funnel.serve.engine import MATCH_COLUMNS
 
     class Pairwise:
         def __init__(self, columns: list[list]) -> None:

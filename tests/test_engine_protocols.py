@@ -20,8 +20,8 @@ from funnel.engine import (
     SharesTerms,
     SuggestStage,
 )
+from funnel.engine.core import Engine
 from funnel.features.personalization import RecentActions
-from funnel.serve.engine import Engine
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -117,7 +117,7 @@ def test_the_concrete_stages_conform_statically(tmp_path):
     out, err, status = api.run([
         "--follow-imports=silent", "--ignore-missing-imports", "--no-incremental",
         "--cache-dir", str(tmp_path / "cache"), str(check),
-        str(SRC / "funnel" / "engine.py"), str(SRC / "funnel" / "serve" / "engine.py"),
+        str(SRC / "funnel" / "engine" / "__init__.py"), str(SRC / "funnel" / "engine" / "core.py"),
     ])
     assert status == 0, out + err
 
@@ -128,10 +128,10 @@ def test_the_generative_source_joins_a_new_recall_bundle(monkeypatch, tmp_path):
     import numpy as np
 
     import funnel.generative.build as generative_build
+    from funnel.engine.core import GENERATIVE_QUOTA, _with_generative
     from funnel.recall.base import Candidates, RecallRequest
     from funnel.recall.build import RecallBundle, RecallConfig
     from funnel.recall.merger import Merger
-    from funnel.serve.engine import GENERATIVE_QUOTA, _with_generative
 
     class Fixed:
         def __init__(self, name: str, ids: list[str]) -> None:

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from funnel.build import synthetic_workspace
 from funnel.cli import PANELS, app
 from funnel.data.ingest import ingest_file
+from funnel.engine.core import Engine
 from funnel.features.personalization import RecentActions
-from funnel.serve.engine import Engine
 from funnel.workspace import Workspace
 
 runner = CliRunner()

@@ -134,7 +134,7 @@ def test_click_trained_ranker_beats_popularity_every_source_and_the_fused_order(
 
 
 def test_engine_serves_the_click_only_artifact(built) -> None:
-    from funnel.serve.engine import Engine
+    from funnel.engine.core import Engine
 
     ws = built[0]
     engine = Engine.load(ws.artifacts.current())
@@ -253,7 +253,7 @@ def test_engine_keeps_the_fused_order_when_the_build_says_so(built) -> None:
     import json
     import shutil
 
-    from funnel.serve.engine import Engine
+    from funnel.engine.core import Engine
 
     src = built[0].artifacts.current()
     art = Path(str(src) + "-fused")
@@ -287,7 +287,7 @@ def test_implicit_order_is_validated() -> None:
 
 
 def test_browse_feed_never_reshows_a_clicked_item_of_the_session(built) -> None:
-    from funnel.serve.engine import Engine
+    from funnel.engine.core import Engine
 
     engine = Engine.load(built[0].artifacts.current())
     try:

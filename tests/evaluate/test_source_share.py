@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from funnel.engine.core import Engine
 from funnel.evaluate.cases import held_out_cases
 from funnel.evaluate.replay import margin_figures, offline_engine, replay, variants_of
 from funnel.evaluate.stages import recall_figures
 from funnel.recall.base import Candidates, RecallRequest
-from funnel.serve.engine import Engine
 from funnel.workspace import Workspace
 
 from .conftest import Evaluated

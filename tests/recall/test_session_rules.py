@@ -288,9 +288,9 @@ def test_empty_log_fits_and_recommends_nothing() -> None:
 
 def test_synthetic_build_serves_the_session_sources(tmp_path) -> None:
     from funnel.build import synthetic_workspace
+    from funnel.engine.core import Engine
     from funnel.features.personalization import RecentActions
     from funnel.recall.build import load_recall
-    from funnel.serve.engine import Engine
 
     # no embeddings or ranker: they cost most of the build and do not touch these sources
     ws = synthetic_workspace(tmp_path, events=8_000, seed=5,

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
+from funnel.engine.core import MATCH_COLUMNS, Engine
 from funnel.features.personalization import RecentActions
 from funnel.features.query_match import query_match_features
 from funnel.recall.merger import Merger
-from funnel.serve.engine import MATCH_COLUMNS, Engine
 
 
 class PairwiseTerms:

@@ -19,12 +19,12 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from funnel.engine.core import Engine, _pairs
 from funnel.features.personalization import RecentActions
 from funnel.rank.serving import load_serving_ranker
 from funnel.recall.base import RecallRequest
 from funnel.rerank.base import ItemFeatures
 from funnel.rerank.pipeline import RerankPipeline
-from funnel.serve.engine import Engine, _pairs
 from funnel.vectors import load_vectors
 
 NOW_MS = 1_700_000_000_000

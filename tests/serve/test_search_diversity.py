@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from funnel.engine.core import Engine
 from funnel.evaluate.replay import without_rerank
 from funnel.features.personalization import RecentActions
-from funnel.serve.engine import Engine
 
 
 def _engine(served_workspace, tmp_path: Path, **rerank: object) -> Engine:

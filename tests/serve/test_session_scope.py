@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from funnel.engine.core import Engine
 from funnel.features.personalization import RecentActions, observe
-from funnel.serve.engine import Engine
 
 MIN = 60_000
 

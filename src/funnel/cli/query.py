@@ -25,7 +25,7 @@ from funnel.cli._app import (
 from funnel.workspace import DEFAULT_WORKSPACE, Workspace
 
 if TYPE_CHECKING:
-    from funnel.serve.engine import Engine, StageResult
+    from funnel.engine.core import Engine, StageResult
 
 KOpt = Annotated[int, typer.Option("--k", "-k", help="How many items to list.", min=1, max=200)]
 _DESCRIBED = ("title", "market", "price")
@@ -33,7 +33,7 @@ _DESCRIBED = ("title", "market", "price")
 
 def _engine(workspace: Path) -> Engine:
     """The workspace's current artifact, loaded as the server loads it (a spinner meanwhile)."""
-    from funnel.serve.engine import Engine
+    from funnel.engine.core import Engine
 
     ws = Workspace.open(workspace)
     current = ws.artifacts.current()

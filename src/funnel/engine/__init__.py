@@ -1,6 +1,6 @@
 """The funnel's stages as the engine sees them: a few verbs each, typed.
 
-:class:`funnel.serve.engine.Engine` holds one recall, rank, re-rank and suggest stage of an
+:class:`funnel.engine.core.Engine` holds one recall, rank, re-rank and suggest stage of an
 artifact and calls only what these Protocols name; the concrete classes
 (:class:`funnel.recall.build.RecallBundle`, :class:`funnel.rank.serving.ServingRanker`,
 :class:`funnel.rerank.pipeline.RerankPipeline`, :class:`funnel.suggest.model.QuerySuggester`)

@@ -28,6 +28,7 @@ import numpy as np
 
 from funnel.catalog import Catalog
 from funnel.engine import RankStage, RecallStage, RerankStage, SharesTerms, SuggestStage
+from funnel.engine.rank_loading import load_rank_stage
 from funnel.exceptions import ArtifactError, FunnelError
 from funnel.features.personalization import RecentActions
 from funnel.features.query_match import TermIndex, fuzzy_match, terms
@@ -35,7 +36,6 @@ from funnel.features.session_window import session_state
 from funnel.rank.recall_features import recall_feature_columns
 from funnel.recall.base import CandidateSource, RecallRequest
 from funnel.recall.merger import Provenance
-from funnel.serve.scoring import load_rank_stage
 from funnel.vectors import AlignedVectors, VectorTable, load_vectors
 
 if TYPE_CHECKING:

@@ -67,9 +67,9 @@ from funnel.features.personalization import STATE_WINDOW
 if TYPE_CHECKING:
     import duckdb
 
+    from funnel.engine.core import Engine
     from funnel.features.personalization import RecentActions
     from funnel.recall.base import RecallRequest
-    from funnel.serve.engine import Engine
     from funnel.workspace import Workspace
 
 K = 20
@@ -304,8 +304,8 @@ class EngineRecommender:
 
     @classmethod
     def load(cls, artifact_dir: Path, *, served_k: int = K) -> EngineRecommender:
+        from funnel.engine.core import Engine
         from funnel.evaluate.replay import offline_engine
-        from funnel.serve.engine import Engine
 
         return cls(offline_engine(Engine.load(Path(artifact_dir))), served_k=served_k)
 

@@ -1,4 +1,4 @@
-"""Replay held-out cases through the serving :class:`~funnel.serve.engine.Engine` and baselines.
+"""Replay held-out cases through the serving :class:`~funnel.engine.core.Engine` and baselines.
 
 Variants, all asked the same cases in the same run:
 
@@ -31,7 +31,7 @@ from funnel.recall.base import RecallRequest
 from funnel.rerank.metrics import entropy, intra_list_distance
 
 if TYPE_CHECKING:
-    from funnel.serve.engine import Engine
+    from funnel.engine.core import Engine
 
 VARIANTS = ("funnel", "no_personalization", "no_session", "no_rerank", "popularity")
 OPTIONAL_VARIANTS = ("no_generative",)

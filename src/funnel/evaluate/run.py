@@ -184,7 +184,7 @@ def evaluate_artifact(ws: Workspace, artifact_dir: Path, split_ms: int, *,
 
 def _evaluate_artifact(ws: Workspace, artifact_dir: Path, split_ms: int, *,
                        config: EvalConfig | None, progress: Progress | None) -> EvalResult:
-    from funnel.serve.engine import Engine
+    from funnel.engine.core import Engine
 
     cfg = config or EvalConfig()
     step = progress or (lambda _name, _total: None)

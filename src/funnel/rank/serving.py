@@ -343,7 +343,7 @@ class ServingRanker:
 
     def terms(self) -> TermIndex:
         """The snapshot's item terms (built once; a server shares its catalog's when the two
-        hold the same items, see :func:`funnel.serve.engine.Engine.load`)."""
+        hold the same items, see :func:`funnel.engine.core.Engine.load`)."""
         if self.term_index is None:
             self.term_index = TermIndex(*(self.item_cols[c].tolist() for c in _TEXT))
         return self.term_index

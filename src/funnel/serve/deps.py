@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Request
 
-from funnel.serve.engine import Engine
+from funnel.engine.core import Engine
 from funnel.serve.metrics import Metrics
 from funnel.serve.settings import Settings
 from funnel.serve.state import StateStore

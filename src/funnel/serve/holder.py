@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from funnel.serve.engine import Engine, require_artifact
+from funnel.engine.core import Engine, require_artifact
 
 log = logging.getLogger(__name__)
 atexit.register(gc.unfreeze)  # native objects left frozen at exit are reported as leaks

@@ -15,9 +15,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 from pydantic_core import to_json
 
+from funnel.engine.core import Engine, StageResult, UnknownItemError
 from funnel.features.personalization import RecentActions
 from funnel.serve.deps import ServingDep
-from funnel.serve.engine import Engine, StageResult, UnknownItemError
 from funnel.serve.metrics import Metrics, labels_key
 from funnel.serve.schemas import ErrorBody, ListResponse, SearchRequest
 

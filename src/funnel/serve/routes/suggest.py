@@ -11,8 +11,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query
 
 from funnel.engine import SuggestStage
+from funnel.engine.core import Engine
 from funnel.serve.deps import EngineDep, StateDep
-from funnel.serve.engine import Engine
 from funnel.serve.schemas import ErrorBody, HintResponse, Suggestion, SuggestResponse
 
 router = APIRouter(tags=["suggest"])
