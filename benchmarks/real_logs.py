@@ -95,7 +95,8 @@ LOGS = (
 
 
 def peer_method(split: SplitData, max_cases: int | None, seed: int, timeout_s: float,
-                loss: str | None = None) -> tuple[list[NextItemRecommender], str]:
+                loss: str | None = None, session_max_len: int | None = None
+                ) -> tuple[list[NextItemRecommender], str]:
     """The peer's lists for exactly the cases the evaluation will draw, or a skip reason."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     try:
@@ -110,7 +111,8 @@ def peer_method(split: SplitData, max_cases: int | None, seed: int, timeout_s: f
     t0 = time.perf_counter()
     try:
         lists = peer_recommend([list(s.items) for s in split.train], prefixes,
-                               k=K + PEER_EXTRA, seed=seed, timeout=timeout_s, loss=loss)
+                               k=K + PEER_EXTRA, seed=seed, timeout=timeout_s, loss=loss,
+                               session_max_len=session_max_len)
     except Exception as err:  # the peer is a separate program: report, don't abort the run
         return [], f"failed: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
     return ([ListRecommender.from_lists("peer", prefixes, lists)],
@@ -119,7 +121,7 @@ def peer_method(split: SplitData, max_cases: int | None, seed: int, timeout_s: f
 
 def evaluate(split: SplitData, *, max_cases: int | None, seed: int, peer: str | None,
              peer_timeout_s: float = PEER_TIMEOUT_S, generative: bool = False,
-             peer_loss: str | None = None
+             peer_loss: str | None = None, peer_session_max_len: int | None = None
              ) -> tuple[NextItemRun, float, str]:
     """Build, replay, then the peer (``peer``: None to run it, else why it is skipped), each
     alone so that build time and latency are not shared with the peer's training. The peer is
@@ -132,8 +134,8 @@ def evaluate(split: SplitData, *, max_cases: int | None, seed: int, peer: str | 
     artifact, build_s, notes = build_split(split, stages)
     console.print(f"  build {build_s:.1f} s" + "".join(f"\n  {n}" for n in notes))
     run = run_next_item(split, artifact, max_cases=max_cases, seed=seed)
-    extra, peer_note = (peer_method(split, max_cases, seed, peer_timeout_s, peer_loss)
-                        if peer is None else ([], peer))
+    extra, peer_note = (peer_method(split, max_cases, seed, peer_timeout_s, peer_loss,
+                                        peer_session_max_len) if peer is None else ([], peer))
     console.print(f"  peer: {peer_note if extra else 'skipped (' + peer_note + ')'}")
     if extra:
         scored = evaluate_next_item(extra, split.test, max_cases=max_cases, seed=seed)
@@ -210,6 +212,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--peer-loss", choices=["softmax", "gBCE"], default=None,
                     help="the peer's loss (default: the library's full softmax); gBCE samples "
                          "256 negatives, for catalogs where the softmax does not finish")
+    ap.add_argument("--peer-session-max-len", type=int, default=None,
+                    help="the peer's session_max_len (default: the library's 100); each "
+                         "training step scores every position of every session against the "
+                         "whole catalog, so a shorter window is the peer's compute lever")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--generative", action="store_true",
                     help="also build generative recall; report the funnel with and without it")
@@ -229,6 +235,7 @@ def main(argv: list[str] | None = None) -> None:
                                        peer=peer,
                                        peer_timeout_s=args.peer_timeout,
                                        peer_loss=args.peer_loss,
+                                       peer_session_max_len=args.peer_session_max_len,
                                        generative=args.generative)
             report(run, args.train.name)
             figures.update(flat(run, build_s, ""))
@@ -249,6 +256,7 @@ def main(argv: list[str] | None = None) -> None:
                                            peer=peer,
                                            peer_timeout_s=args.peer_timeout,
                                            peer_loss=args.peer_loss,
+                                           peer_session_max_len=args.peer_session_max_len,
                                            generative=args.generative)
                 report(run, log.name)
                 figures.update(flat(run, build_s, f"{log.name}_"))
