@@ -10,6 +10,7 @@ import importlib
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -104,8 +105,13 @@ def synthetic_workspace(
     n_items: int | None = None,
     n_users: int | None = None,
     stages: tuple[str, ...] = DEFAULT_STAGES,
+    context_strength: float | None = None,
+    continue_after_click: float | None = None,
 ) -> Workspace:
-    """Generate, ingest, sessionize and build a synthetic marketplace (tests, benchmarks, demo)."""
+    """Generate, ingest, sessionize and build a synthetic marketplace (tests, benchmarks, demo).
+
+    ``context_strength`` / ``continue_after_click``: the click model's list context
+    (``MarketplaceConfig``'s; None keeps the generator's defaults)."""
     from funnel.data.ingest import generated_files, ingest_file
     from funnel.data.store import EventStore
     from funnel.data.synthetic import MarketplaceConfig, generate
@@ -113,8 +119,12 @@ def synthetic_workspace(
 
     ws = Workspace.init(root)
     raw = ws.raw_dir / f"seed{seed}-n{events}"
-    generate(MarketplaceConfig(n_events=events, seed=seed, n_items=n_items, n_users=n_users),
-             raw)
+    config = MarketplaceConfig(n_events=events, seed=seed, n_items=n_items, n_users=n_users)
+    if context_strength is not None:
+        config = replace(config, context_strength=context_strength)
+    if continue_after_click is not None:
+        config = replace(config, continue_after_click=continue_after_click)
+    generate(config, raw)
     for path in generated_files(raw):
         ingest_file(ws, path)
     with EventStore.open(ws.store_path) as store:

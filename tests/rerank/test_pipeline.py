@@ -68,7 +68,8 @@ def test_config_from_toml() -> None:
     ("toml", "match"),
     [
         ("[rerank]\ndiversty = 0.2", r"unknown key\(s\) diversty"),
-        ("[rerank]\nmethod = 'xgb'", r"method: expected one of \['dpp', 'mmr', 'none'\]"),
+        ("[rerank]\nmethod = 'xgb'",
+         r"method: expected one of \['dpp', 'listwise', 'mmr', 'none'\]"),
         ("[rerank]\ndiversity = 2.0", r"diversity: expected a float in \[0, 1\], got 2.0"),
         ("[rerank]\nk = '5'", r"k: expected int, got '5'"),
         ("[rerank]\ndpp_window = -1", r"dpp_window: expected an int >= 0 \(0 = off\)"),
@@ -84,7 +85,8 @@ def test_config_errors(toml: str, match: str) -> None:
 
 def test_registry() -> None:
     assert get_reranker("dpp").__name__ == "DPPReranker"
-    with pytest.raises(ValueError, match="unknown re-ranker 'lgbm'; valid names are dpp, mmr"):
+    with pytest.raises(ValueError,
+                       match="unknown re-ranker 'lgbm'; valid names are dpp, listwise, mmr"):
         get_reranker("lgbm")
 
 

@@ -210,6 +210,19 @@ def generate(
         typer.Option("--users", min=1, help="User count; fewer users, longer histories "
                      "(default: events / 200, about 200 events each)."),
     ] = None,
+    context_strength: Annotated[
+        float | None,
+        typer.Option("--context-strength", min=0.0, max=1.0,
+                     help="Click loss per same-brand item shown above (near-duplicates "
+                     "cannibalize); default 0 = no list context (the listwise benchmark: "
+                     "0.3)."),
+    ] = None,
+    continue_after_click: Annotated[
+        float | None,
+        typer.Option("--continue-after-click", min=0.0, max=1.0,
+                     help="Chance a user keeps scanning after a click (else stops, satisfied); "
+                     "default 1 = independent clicks (the listwise benchmark uses 0.7)."),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option("--out", help="Only write the Parquet files to this directory; no workspace."),
@@ -226,14 +239,26 @@ def generate(
     from funnel.data.synthetic import MarketplaceConfig
     from funnel.data.synthetic import generate as run_generator
 
-    config = MarketplaceConfig(n_events=events, seed=seed, n_items=items, n_users=users)
+    default = MarketplaceConfig()
+    config = MarketplaceConfig(
+        n_events=events, seed=seed, n_items=items, n_users=users,
+        context_strength=default.context_strength if context_strength is None
+        else context_strength,
+        continue_after_click=default.continue_after_click if continue_after_click is None
+        else continue_after_click,
+    )
+    context_tag = (
+        "" if (config.context_strength, config.continue_after_click)
+        == (default.context_strength, default.continue_after_click)
+        else f"-ctx{config.context_strength:g}-cont{config.continue_after_click:g}"
+    )
     started = time.perf_counter()
     with user_errors():
         target = (
             out if out is not None
             else Workspace.init(workspace, config=config_template()).raw_dir / (
                 f"seed{seed}-n{events}" + (f"-items{items}" if items else "")
-                + (f"-users{users}" if users else ""))
+                + (f"-users{users}" if users else "") + context_tag)
         )
         with _progress() as progress:
             task = progress.add_task("generating", total=events)
@@ -244,6 +269,8 @@ def generate(
             "items": summary.n_items,
             "users": summary.n_users,
             "clicks per item": round(summary.clicks_per_item, 1),
+            "context strength": config.context_strength,
+            "continue after click": config.continue_after_click,
             **{f"events: {k}": v for k, v in summary.counts.items() if k in _EVENT_KEYS},
             "base CTR": summary.base_ctr,
             "Bayes-optimal AUC": summary.bayes_auc,

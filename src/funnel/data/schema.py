@@ -61,6 +61,7 @@ TRUTH_SCHEMA: Final = pa.schema(
     [
         pa.field("event_id", pa.string(), nullable=False),
         pa.field("p_click", pa.float64()),
+        pa.field("p_attract", pa.float64()),
         pa.field("p_book", pa.float64()),
         pa.field("intent_category", pa.string()),
         pa.field("intent_brand", pa.string()),
@@ -69,7 +70,10 @@ TRUTH_SCHEMA: Final = pa.schema(
 )
 """Ground truth the synthetic generator knows and real data never has.
 
-``p_click`` is the true click probability of an impression (position bias included);
+``p_click`` is the true click probability of an impression in its list (position bias and list
+context included: the scan stopping above it, same-brand items shown above it); ``p_attract``
+the item's context-free attraction (no position, no list; null on events other than impressions
+and clicks), from which the expected clicks of any reordering of the list follow exactly;
 ``p_book`` the true probability that a click ends in a booking of that item; the ``intent_*``
 fields say what a search request was really looking for (its relevant items).
 """

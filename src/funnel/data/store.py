@@ -61,9 +61,15 @@ class EventStore:
             con.close()
 
     def ensure_tables(self) -> None:
+        """Create the contract tables; a store made before a column joined the contract gets
+        it added (NULL in the old rows), so a newer file still ingests into it."""
         for kind, schema in SCHEMAS.items():
             self.con.register("_empty", schema.empty_table())
             self.con.execute(f"CREATE TABLE IF NOT EXISTS {kind} AS SELECT * FROM _empty")
+            have = {r[0] for r in self.con.execute(f"DESCRIBE {kind}").fetchall()}
+            for name, sql_type, *_ in self.con.execute("DESCRIBE _empty").fetchall():
+                if name not in have:
+                    self.con.execute(f'ALTER TABLE {kind} ADD COLUMN "{name}" {sql_type}')
             self.con.unregister("_empty")
         self.con.execute(INGEST_LOG_DDL)
 
@@ -88,14 +94,14 @@ class EventStore:
                     f"ANTI JOIN {kind} e ON d.{key} = e.{key}"
                 )
                 stored = self._scalar("SELECT count(*) FROM _fresh")
-                self.con.execute(f"INSERT INTO {kind} SELECT * FROM _fresh")
+                self.con.execute(f"INSERT INTO {kind} BY NAME SELECT * FROM _fresh")
                 self.con.execute("DROP TABLE IF EXISTS _fresh")
             else:
                 identical = self._scalar(
                     f"SELECT count(*) FROM (SELECT * FROM _dedup INTERSECT SELECT * FROM {kind})"
                 )
                 self.con.execute(f"DELETE FROM {kind} WHERE {key} IN (SELECT {key} FROM _dedup)")
-                self.con.execute(f"INSERT INTO {kind} SELECT * FROM _dedup")
+                self.con.execute(f"INSERT INTO {kind} BY NAME SELECT * FROM _dedup")
                 stored = n_unique - identical
             return InsertCounts(stored=stored, duplicates=rows.num_rows - stored)
         finally:

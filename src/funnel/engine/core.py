@@ -131,10 +131,9 @@ class Engine:
         # rules still apply): the query already chose what the list is about, and DPP over
         # brand or embedding similarity would push equally relevant items (two Paris lofts of
         # one host) to the bottom. ``search_method`` turns a search diversity step on.
-        search_rerank = RerankPipeline(
+        search_rerank = rerank.with_config(
             replace(rerank.config, method=rerank.config.search_method,
-                    diversity=rerank.config.search_diversity), catalog=rerank.catalog
-        )
+                    diversity=rerank.config.search_diversity))
         terms = TermIndex(*(catalog.columns[c].tolist() for c in MATCH_COLUMNS))
         shared = False
         if isinstance(rank, SharesTerms) and rank.term_index is None:

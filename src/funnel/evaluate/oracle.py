@@ -9,6 +9,10 @@ gain the funnel's personalization gets: the group AUC of the true probability wi
 the personal term on the ranker's held-out rows is the Bayes ceiling of personalization, to
 set beside the served ranker's own gain (with vs without the user's id and state).
 
+It assumes the generator's default, context-free click model. With list context on
+(``--context-strength`` > 0, ``funnel.data.synthetic.context``) an impression's ``p_click`` also
+carries what the list above it did, so the figures here are approximate (not yet corrected).
+
 That ceiling knows the user's direction exactly, which no model of the logs can. The *history
 bound* (:func:`history_terms`, scored in :func:`impression_ceiling`) is what the logs themselves
 allow: before each held-out request, the Bayes posterior mean of the user's direction given

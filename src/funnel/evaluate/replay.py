@@ -51,12 +51,9 @@ def without_rerank(engine: Any) -> Any:
     """A copy of ``engine`` without the diversity step and the scatter rules, on browse feeds
     and searches alike (merchandising and sponsored slots stay: they are business rules, not
     a trade of relevance for variety), so ``funnel vs no_rerank`` is what diversity costs."""
-    from funnel.rerank.pipeline import RerankPipeline
-
     def plain(pipe: Any) -> Any:
-        config = dataclasses.replace(pipe.config, method="none", search_method="none",
-                                     scatter=())
-        return RerankPipeline(config, catalog=pipe.catalog)
+        return pipe.with_config(dataclasses.replace(pipe.config, method="none",
+                                                    search_method="none", scatter=()))
 
     return dataclasses.replace(engine, rerank=plain(engine.rerank),
                                search_rerank=plain(engine.search_rerank))

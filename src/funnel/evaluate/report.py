@@ -161,7 +161,13 @@ def _tables(figures: dict[str, float], k: int) -> dict[str, Any]:
     latency = [{"stage": s, "p50": f(f"latency.{s}.p50_ms"), "p95": f(f"latency.{s}.p95_ms"),
                 "p99": f(f"latency.{s}.p99_ms"), "mean": f(f"latency.{s}.mean_ms")}
                for s in stages]
+    context = [{"order": o, "clicks": f(f"rerank.context.{o}.clicks"),
+                "ndcg": f(f"rerank.context.{o}.ndcg"),
+                "entropy": f(f"rerank.context.{o}.brand_entropy")}
+               for o in ("pointwise", "dpp", "listwise", "truth", "oracle")
+               if f"rerank.context.{o}.clicks" in figures]
     return {"kinds": kinds, "quality": quality, "margins": margins, "ranker": ranker,
+            "context": context,
             "recall": sorted(recall_rows.values(), key=lambda r: (r["target"], r["source"])),
             "recall_ks": ks, "diversity": diversity, "skew": skew, "latency": latency, "f": f}
 

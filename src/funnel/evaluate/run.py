@@ -230,6 +230,8 @@ def _evaluate_artifact(ws: Workspace, artifact_dir: Path, split_ms: int, *,
             figures.update(recall_figures(engine, held, cfg.recall_ks))
             step("suggest", None)
             figures.update(suggest_figures(engine, con, split_ms, k=cfg.k, seed=cfg.seed))
+            step("list context", None)
+            figures.update(_list_context(ws, con, engine, requests, cfg))
         finally:
             con.close()
         step("embeddings", None)
@@ -285,6 +287,24 @@ def _ceiling(ws: Workspace, con: duckdb.DuckDBPyConnection, requests: Sequence[A
     if config is None or preds is None:
         return {}
     return impression_ceiling(PersonalTerms(config), preds, requests, con)
+
+
+def _list_context(ws: Workspace, con: duckdb.DuckDBPyConnection, engine: Any,
+                  requests: Sequence[Any], cfg: EvalConfig) -> dict[str, float]:
+    """On a generated workspace whose clicks have list context: the expected clicks per list
+    of the ranker's order, tuned DPP and the listwise model (``funnel.evaluate.list_context``)."""
+    from funnel.evaluate.list_context import ClickModel, context_figures, context_lists
+    from funnel.evaluate.oracle import generator_config
+
+    config = generator_config(ws)
+    columns = {r[0] for r in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'truth'"
+    ).fetchall()}
+    if config is None or engine.rank is None or "p_attract" not in columns:
+        return {}
+    lists = context_lists(engine, con, requests)
+    model = ClickModel(config.context_strength, config.continue_after_click)
+    return context_figures(lists, model, k=cfg.k, listwise=engine.rerank.listwise)
 
 
 def _ceiling_share(figures: dict[str, float]) -> dict[str, float]:

@@ -126,7 +126,7 @@ def training_workspace(ws: Workspace, split_ms: int, root: Path) -> Workspace:
             "AND table_name = 'truth'"
         ).fetchall()[0][0]
         if has_truth:
-            con.execute("INSERT INTO truth SELECT t.* FROM src.truth t "
+            con.execute("INSERT INTO truth BY NAME SELECT t.* FROM src.truth t "
                         "SEMI JOIN events e ON e.event_id = t.event_id")
         con.execute("DETACH src")
         build_sessions(con, gap_minutes=gap)

@@ -10,6 +10,10 @@ Layout of ``<artifact>/rank/``::
     reliability.png     reliability plot of the serving model before/after calibration
     importance.json     permutation importance (test-slice AUC drop per feature spec, interval)
                         and the model's own importance, per model
+    heldout_scores.parquet  the serving model's scores on the validation and test
+                        impressions (event_id, group_id, click, score): logged lists scored by
+                        a ranker that never trained on them, which the listwise re-ranker
+                        learns from
 
 A store without impressions (a click log) trains the same rankers on clicks against sampled
 negatives (:mod:`funnel.rank.implicit`); ``metrics.json`` then holds the sampling figures
@@ -469,6 +473,10 @@ def build_rank(
         title=f"{serve_model} on the most recent {len(test):,} "
               f"{'clicks and their negatives' if clicks_only else 'impressions'}",
     ))
+    if not clicks_only:
+        pq.write_table(heldout_scores(table, slice(va.start, te.stop),
+                                      np.concatenate([p_valid, p_test])),
+                       out / HELDOUT_SCORES)
     if clicks_only:
         metrics["skipped.cvr"] = CVR_SKIP
     elif config.train_cvr:
@@ -498,6 +506,19 @@ def build_rank(
         {"metrics": metrics, "config": to_mapping(config)}, indent=2, sort_keys=True
     ))
     return metrics
+
+
+HELDOUT_SCORES = "heldout_scores.parquet"
+
+
+def heldout_scores(table: pa.Table, rows: slice, scores: np.ndarray) -> pa.Table:
+    """``(event_id, group_id, click, score)`` of the impressions in ``rows`` (validation and
+    test): the re-rank stage trains on lists the ranker did not fit, so their scores look like
+    serving's."""
+    t = table.slice(rows.start, rows.stop - rows.start)
+    return pa.table({"event_id": t.column("event_id"), "group_id": t.column("group_id"),
+                     "click": t.column("click"),
+                     "score": pa.array(np.asarray(scores, dtype=np.float64))})
 
 
 def compare_with_fused(model: Ranker, lists: pa.Table, k: int = 20) -> dict[str, float]:

@@ -1,7 +1,10 @@
 """Write the re-rank component of an artifact build, and read it back for serving.
 
 ``<artifact>/rerank/`` holds ``config.json`` (the resolved ``[rerank]`` table),
-``item_attributes.parquet`` (brand, seller, category, market, price band per item), and the
+``item_attributes.parquet`` (brand, seller, category, market, price band per item),
+``listwise/`` (the learned listwise model, when ``[rerank] method`` or ``search_method`` is
+"listwise": trained on the logged lists the ranker scored without fitting them,
+``rank/heldout_scores.parquet``), and the
 trade-off curve measured on the store's logged impression lists (``curve.json``,
 ``tradeoff.png``) for the evaluation report. Item vectors are not copied: serving reads them
 from ``<artifact>/embeddings/`` when that component exists.
@@ -15,9 +18,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from funnel.artifacts import ArtifactBuild
 from funnel.rerank.catalog import ItemCatalog
 from funnel.rerank.curve import DEFAULT_KNOBS, logged_lists, plot_tradeoff, tradeoff_curve
+from funnel.rerank.listwise import ListwiseReranker, LoggedList
 from funnel.rerank.pipeline import RerankConfig, RerankPipeline
 from funnel.vectors import VectorTable, load_vectors
 from funnel.workspace import Workspace
@@ -30,6 +36,10 @@ DIVERSITY_SKIP = (
 """Why a browse feed built from a click log keeps the ranker's order (``skipped.diversity``):
 on MovieLens-100K as next-item sequences the default DPP (diversity 0.3) cut the served
 list's HR@20 from 0.39 to 0.23 (636 -> 377 hits of 1,625 held-out cases)."""
+LISTWISE_SKIP = (
+    "no scored impression lists (rank/heldout_scores.parquet): the listwise model learns from "
+    "logged lists with clicks; a log with impressions enables it"
+)
 CURVE_FILE = "curve.json"
 PLOT_FILE = "tradeoff.png"
 
@@ -39,6 +49,51 @@ def _item_vectors(artifact: Path) -> VectorTable | None:
     if not (directory / "item_vectors.npy").exists():
         return None
     return load_vectors(directory, "item")
+
+
+def scored_lists(con: Any, catalog: ItemCatalog, scores: Path, max_lists: int
+                 ) -> list[LoggedList]:
+    """The most recent ``max_lists`` logged impression lists the ranker scored without
+    training on them (``rank/heldout_scores.parquet``), in display order, with their clicks
+    and the catalog's features of each item (what the pipeline gives the model at serving)."""
+    rows = con.execute("""
+        WITH s AS (SELECT * FROM read_parquet(?)),
+        shown AS (
+            SELECT e.request_id, max(e.ts) AS ts, list(e.item_id ORDER BY e.position) AS items,
+                   list(s.score ORDER BY e.position) AS scores,
+                   list(s.click ORDER BY e.position) AS clicks
+            FROM s JOIN events e USING (event_id)
+            WHERE e.position IS NOT NULL AND e.item_id IS NOT NULL
+            GROUP BY e.request_id
+            HAVING count(*) >= 2 AND count(DISTINCT e.item_id) = count(*)
+        )
+        SELECT items, scores, clicks FROM shown ORDER BY ts DESC, request_id LIMIT ?
+    """, [str(scores), max_lists]).fetchall()
+    out: list[LoggedList] = []
+    for items, values, clicks in reversed(rows):  # oldest first
+        feats = catalog.features(items)
+        out.append(LoggedList(scores=np.asarray(values, dtype=np.float64),
+                              attributes=feats.attributes, vectors=feats.vectors,
+                              clicked=np.asarray(clicks, dtype=bool)))
+    return out
+
+
+def _train_listwise(workspace: Workspace, artifact: Path, catalog: ItemCatalog,
+                    config: RerankConfig) -> tuple[ListwiseReranker | None, dict[str, Any]]:
+    from funnel.rank.build import HELDOUT_SCORES
+
+    path = artifact / "rank" / HELDOUT_SCORES
+    if not path.exists():
+        return None, {"skipped.listwise": LISTWISE_SKIP}
+    con = workspace.connect(read_only=True)
+    try:
+        lists = scored_lists(con, catalog, path, config.listwise_max_lists)
+    finally:
+        con.close()
+    if len(lists) < 10:
+        return None, {"skipped.listwise": f"only {len(lists)} scored lists; need >= 10"}
+    model = ListwiseReranker().fit_lists(lists)
+    return model, {"listwise.lists": float(len(lists))}
 
 
 def build_rerank(workspace: Workspace, build: ArtifactBuild,
@@ -70,7 +125,17 @@ def build_rerank(workspace: Workspace, build: ArtifactBuild,
         # nothing to measure the trade-off on: keep the ranker's order unless asked
         config = replace(config, method="none")
         metrics["skipped.diversity"] = DIVERSITY_SKIP
-    RerankPipeline(config, catalog=catalog).save(out)
+    listwise = None
+    if config.uses_listwise:
+        step("listwise model")
+        listwise, lw_metrics = _train_listwise(workspace, build.path, catalog, config)
+        metrics.update(lw_metrics)
+        if listwise is None:  # serve the ranker's order where the model was asked for
+            config = replace(
+                config, method="none" if config.method == "listwise" else config.method,
+                search_method="none" if config.search_method == "listwise"
+                else config.search_method)
+    RerankPipeline(config, catalog=catalog, listwise=listwise).save(out)
     if not lists:
         return metrics
     step("trade-off curve")

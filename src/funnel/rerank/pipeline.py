@@ -3,7 +3,7 @@
 Configured by the ``[rerank]`` table of the workspace ``funnel.toml``::
 
     [rerank]
-    method = "dpp"            # dpp | mmr | none (browse feeds)
+    method = "dpp"            # dpp | mmr | listwise | none (browse feeds)
     diversity = 0.3           # 0 = ranker's order, 1 = most diverse
     search_method = "none"    # searches keep the ranker's order unless set
     search_diversity = 0.1
@@ -39,6 +39,7 @@ from funnel.exceptions import ArtifactError, ConfigError
 from funnel.rerank.base import ItemFeatures, Reranker, check_list, n_rows
 from funnel.rerank.catalog import ItemCatalog
 from funnel.rerank.dpp import DPPReranker
+from funnel.rerank.listwise import ListwiseReranker
 from funnel.rerank.mmr import MMRReranker, RelevanceReranker
 from funnel.rerank.scatter import ON_VIOLATION, ScatterReport, ScatterRule, scatter
 from funnel.rerank.similarity import SIMILARITIES, missing_inputs
@@ -48,9 +49,12 @@ from funnel.vectors import AlignedVectors
 RERANKERS: dict[str, type[Reranker]] = {
     "dpp": DPPReranker,
     "mmr": MMRReranker,
+    "listwise": ListwiseReranker,
     "none": RelevanceReranker,
 }
 CONFIG_FILE = "config.json"
+LISTWISE_DIR = "listwise"
+"""The trained listwise model inside the re-rank component (``ListwiseReranker.save``)."""
 
 
 def get_reranker(name: str) -> type[Reranker]:
@@ -91,6 +95,9 @@ class RerankConfig:
     sponsored_positions: tuple[int, ...] = ()
     ecpm_floor: float = 0.0
     merch: tuple[dict[str, Any], ...] = ()
+    listwise_max_lists: int = 20_000
+    """Logged lists the listwise model trains on (the most recent ones the ranker did not
+    fit; ``method`` or ``search_method`` = "listwise" trains it in ``funnel build``)."""
 
     def __post_init__(self) -> None:
         where = "funnel.toml [rerank]"
@@ -115,6 +122,9 @@ class RerankConfig:
         if self.dpp_window < 0:
             raise ConfigError(f"{where}.dpp_window: expected an int >= 0 (0 = off), "
                               f"got {self.dpp_window!r}")
+        if self.listwise_max_lists < 10:
+            raise ConfigError(f"{where}.listwise_max_lists: expected an int >= 10, "
+                              f"got {self.listwise_max_lists!r}")
         if any(p < 0 for p in self.sponsored_positions):
             raise ConfigError(f"{where}.sponsored_positions: expected positions >= 0 "
                               f"(0 = top), got {list(self.sponsored_positions)}")
@@ -139,8 +149,14 @@ class RerankConfig:
         """The ``[rerank]`` table of a parsed ``funnel.toml`` (defaults when absent)."""
         return section(raw, "rerank", cls)
 
+    @property
+    def uses_listwise(self) -> bool:
+        """Whether browse feeds or searches re-rank with the learned listwise model."""
+        return "listwise" in (self.method, self.search_method)
+
     def make_reranker(self) -> Reranker:
-        """The diversity step named by ``method``, built from the matching config fields."""
+        """The diversity step named by ``method``, built from the matching config fields
+        (``listwise`` is learned: the pipeline holds the trained model instead)."""
         cls = get_reranker(self.method)
         names = [p for p in inspect.signature(cls).parameters if p != "self"]
         values = {n: getattr(self, n) for n in names if n != "window"}
@@ -175,9 +191,11 @@ class RerankPipeline:
     """Merchandising, sponsored slots, diversity and scatter rules over one ranked list."""
 
     def __init__(self, config: RerankConfig | None = None, *,
-                 catalog: ItemCatalog | None = None) -> None:
+                 catalog: ItemCatalog | None = None,
+                 listwise: ListwiseReranker | None = None) -> None:
         self.config = config if config is not None else RerankConfig()
         self.catalog = catalog
+        self.listwise = listwise
         self._parsed: tuple[Reranker, tuple[ScatterRule, ...], tuple[MerchRule, ...]] | None = (
             None)
 
@@ -189,12 +207,30 @@ class RerankPipeline:
         (:meth:`ItemCatalog.aligned_to`): ``catalog_rows`` are then that table's rows."""
         catalog = None if self.catalog is None else self.catalog.aligned_to(
             item_ids, lookup=lookup, vectors=vectors)
-        return RerankPipeline(self.config, catalog=catalog)
+        return RerankPipeline(self.config, catalog=catalog, listwise=self.listwise)
+
+    def with_config(self, config: RerankConfig) -> RerankPipeline:
+        """The same catalog and learned model under other settings (a search's pipeline)."""
+        return RerankPipeline(config, catalog=self.catalog, listwise=self.listwise)
+
+    def features(self, item_ids: Sequence[str], rows: np.ndarray | None = None
+                 ) -> ItemFeatures:
+        """What this pipeline's re-rank step sees of the items (the catalog's attributes and
+        vectors): the listwise model is trained and evaluated on exactly these."""
+        return self._features(np.asarray(item_ids, dtype=object), None, rows)
 
     def _steps(self) -> tuple[Reranker, tuple[ScatterRule, ...], tuple[MerchRule, ...]]:
         """The diversity step and parsed rules, built once (the config is frozen)."""
         if self._parsed is None:
-            reranker = self.config.make_reranker().fit()
+            reranker: Reranker
+            if self.config.method == "listwise":
+                if self.listwise is None:
+                    raise ArtifactError("[rerank] method 'listwise' needs a trained model; "
+                                        "rebuild with 'funnel build' on a store with "
+                                        "impressions")
+                reranker = self.listwise
+            else:
+                reranker = self.config.make_reranker().fit()
             self._parsed = (reranker, self.config.scatter_rules(), self.config.merch_rules())
         return self._parsed
 
@@ -242,7 +278,7 @@ class RerankPipeline:
         eligible = np.flatnonzero(~merch.buried & ~dup & ~pinned)
         notes = list(merch.notes)
         why_not = (missing_inputs(feats, kind=cfg.similarity, attributes=cfg.attributes)
-                   if cfg.method != "none" else None)
+                   if cfg.method not in ("none", "listwise") else None)
         if why_not is not None:  # serve the ranker's order rather than fail the request
             notes.append(f"diversity skipped: {why_not}")
             sub = np.argsort(-merch.scores[eligible], kind="stable")
@@ -331,6 +367,8 @@ class RerankPipeline:
         (directory / CONFIG_FILE).write_text(json.dumps(to_mapping(self.config), indent=2))
         if self.catalog is not None:
             self.catalog.save(directory)
+        if self.listwise is not None:
+            self.listwise.save(directory / LISTWISE_DIR)
 
     @classmethod
     def load(cls, directory: Path, *, vectors: Any = None) -> RerankPipeline:
@@ -344,7 +382,10 @@ class RerankPipeline:
             catalog = ItemCatalog.load(directory, vectors)
         except ArtifactError:
             catalog = None
-        return cls(config, catalog=catalog)
+        listwise = None
+        if (directory / LISTWISE_DIR).exists():
+            listwise = ListwiseReranker.load(directory / LISTWISE_DIR)
+        return cls(config, catalog=catalog, listwise=listwise)
 
 
 def _ms(t0: float) -> float:

@@ -2,9 +2,10 @@
 
 Markets (cities) of heavy-tailed size, items with category, brand, price and bilingual titles,
 users with long-term tastes and per-session intents, searches with typos, a noisy production
-ranker, position-biased clicks with dwell times, carts and bookings. The TRUE click probability
-of each impression and booking probability of each click go to the ``truth`` table, so the
-Bayes-optimal AUC/logloss of any click model is a number.
+ranker, position-biased clicks in list context (a top-down scan that may stop after a click;
+same-brand near-duplicates cannibalize each other) with dwell times, carts and bookings. The TRUE
+click probability of each impression and booking probability of each click go to the ``truth``
+table, so the Bayes-optimal AUC/logloss of any click model is a number.
 
 What the tables hold (beyond the contract schemas):
 
@@ -12,9 +13,11 @@ What the tables hold (beyond the contract schemas):
   request follow 200 ms later with 1-based ``position`` (10-20 results from the target market),
   then ``click`` events (with ``dwell_ms``) on some of them. A session may end in
   ``add_to_cart`` and/or one ``booking`` of a clicked item (no request_id).
-- ``truth`` has one row per event: ``p_click`` on impressions and clicks, ``p_book`` on clicks
-  (the true probability that this click's item is booked in its session), and the search's
-  ``intent_*`` (its relevant items are those of that category/brand in that market).
+- ``truth`` has one row per event: ``p_click`` (the true click probability of the impression in
+  its list) and ``p_attract`` (context-free attraction, see ``context.py``) on impressions and
+  clicks, ``p_book`` on clicks (the true probability that this click's item is booked in its
+  session), and the search's ``intent_*`` (its relevant items are those of that
+  category/brand in that market).
 - Events are sorted by time within each chunk of users, not globally; event ids are unique
   (``e0000000042``), request ids look like ``r000000007``.
 
@@ -223,6 +226,7 @@ def _chunk_tables(
         {
             "event_id": event_id,
             "p_click": pa.array(c.p_click, mask=np.isnan(c.p_click)),
+            "p_attract": pa.array(c.p_attract, mask=np.isnan(c.p_attract)),
             "p_book": pa.array(c.p_book, mask=np.isnan(c.p_book)),
             "intent_category": _take(w.cat_names, c.intent_cat),
             "intent_brand": _take(w.brand_names, c.intent_brand),

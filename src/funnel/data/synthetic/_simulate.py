@@ -14,6 +14,8 @@ from funnel.data.synthetic._config import MarketplaceConfig
 from funnel.data.synthetic._text import PRICE_BAND_EDGES, add_typo, build_query
 from funnel.data.synthetic._vocab import ADJECTIVES, PRICE_WORDS
 from funnel.data.synthetic._world import BASE_LOG_PRICE, DAY_MS, World, stream
+from funnel.data.synthetic.context import EXAM_POWER as EXAM_POWER  # re-exported
+from funnel.data.synthetic.context import sample_clicks
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
@@ -31,8 +33,9 @@ PLAN_MARGIN = 1.08  # plan a few more sessions than the pilot suggests; the surp
 # Index of each event type in funnel.data.schema.EVENT_TYPES.
 IMPRESSION, CLICK, CART, BOOKING, SEARCH = 0, 1, 2, 3, 4
 
-# True click model: p_click = exam(position) * sigmoid(attractiveness logit).
-EXAM_POWER = 0.75
+# True click model (see context.py): a top-down scan where a still-scanning user clicks position t
+# with probability exam(t) * sigmoid(attractiveness logit) * (1 - context_strength) ** n_same_brand
+# above, and stops after a click with probability 1 - continue_after_click (EXAM_POWER lives there).
 # The latent part splits in two: the search's category centre (knowable from the query) and the
 # user's personal direction plus the session's drift (knowable only from the user's behaviour).
 ATTR_BIAS = -2.7
@@ -173,6 +176,7 @@ _NULLS = {
     "position": -1,
     "dwell": -1,
     "p_click": np.nan,
+    "p_attract": np.nan,
     "p_book": np.nan,
 }
 
@@ -199,7 +203,8 @@ class ChunkEvents:
     market: np.ndarray
     price: np.ndarray  # nan = null
     dwell: np.ndarray  # -1 = null
-    p_click: np.ndarray  # nan = null
+    p_click: np.ndarray  # nan = null; the true click probability in its list (context included)
+    p_attract: np.ndarray  # nan = null; sigmoid(logit): no position, no list context
     p_book: np.ndarray
     intent_cat: np.ndarray  # -1 = null
     intent_brand: np.ndarray
@@ -406,8 +411,24 @@ def simulate_chunk(
         + ATTR_BRAND * ((world.item_brand[imp_item] == q_brand[imp_q]) & (q_brand[imp_q] >= 0))
         - ATTR_PRICE * world.user_sens[imp_user] * overprice
     )
-    p_click = imp_pos.astype(np.float64) ** -EXAM_POWER * _sigmoid(logit)
-    clicked = rng.random(len(p_click)) < p_click
+    p_attract = _sigmoid(logit)
+    # One uniform per impression, drawn where the independent model drew it, so every later
+    # random number (and column) is unchanged; the sampler walks each list top-down.
+    u = np.ones((n_q, MAX_RESULTS))
+    u[imp_q, imp_col] = rng.random(len(p_attract))
+    attract = np.zeros((n_q, MAX_RESULTS))
+    attract[imp_q, imp_col] = p_attract
+    brand = np.where(shown, world.item_brand[np.maximum(results, 0)], -1)
+    clicked_m, p_m = sample_clicks(
+        attract,
+        brand,
+        shown,
+        u,
+        strength=config.context_strength,
+        continue_after_click=config.continue_after_click,
+    )
+    p_click = p_m[imp_q, imp_col]
+    clicked = clicked_m[imp_q, imp_col]
 
     # --- clicks: dwell and time within the search --------------------------------------------
     ck_rows = np.flatnonzero(clicked)
@@ -480,6 +501,7 @@ def simulate_chunk(
             position=imp_pos,
             market=q_market[imp_q],
             p_click=p_click,
+            p_attract=p_attract,
             cat=q_cat[imp_q],
             brand=q_brand[imp_q],
             tie=imp_pos,
@@ -495,6 +517,7 @@ def simulate_chunk(
             market=q_market[c_q],
             dwell=dwell,
             p_click=p_click[ck_rows],
+            p_attract=p_attract[ck_rows],
             p_book=c_p_book,
             cat=q_cat[c_q],
             brand=q_brand[c_q],
@@ -549,6 +572,7 @@ def simulate_chunk(
         price=np.where(item >= 0, world.item_price[np.maximum(item, 0)], np.nan),
         dwell=cols["dwell"],
         p_click=cols["p_click"],
+        p_attract=cols["p_attract"],
         p_book=cols["p_book"],
         intent_cat=cols["cat"],
         intent_brand=cols["brand"],
