@@ -217,7 +217,8 @@ LISTWISE_KEYS = ("pointwise", "dpp", "listwise", "truth", "oracle")
 click model) are yardsticks of what any order could reach, not methods."""
 
 
-def listwise_run(events: int, seed: int, *, context: bool, max_requests: int) -> dict[str, float]:
+def listwise_run(events: int, seed: int, *, context: dict[str, float] | None,
+                 max_requests: int) -> dict[str, float]:
     """One generated marketplace (list context on or off) built with the listwise model on
     searches and evaluated on its held-out period: ``funnel evaluate``'s ``rerank.context.*``."""
     import tempfile
@@ -225,10 +226,9 @@ def listwise_run(events: int, seed: int, *, context: bool, max_requests: int) ->
 
     from funnel.build import synthetic_workspace
     from funnel.config import dump_toml
-    from funnel.data.synthetic.context import LIST_CONTEXT
     from funnel.evaluate.run import EvalConfig, evaluate_workspace
 
-    knobs = dict(LIST_CONTEXT) if context else {}
+    knobs = context or {}
     with tempfile.TemporaryDirectory(prefix="funnel-listwise-") as tmp:
         ws = synthetic_workspace(Path(tmp) / "ws", events=events, seed=seed,
                                  n_items=max(events // 350, 50), stages=(), **knobs)
@@ -240,14 +240,14 @@ def listwise_run(events: int, seed: int, *, context: bool, max_requests: int) ->
     return {k: v for k, v in result.figures.items() if k.startswith("rerank.context.")}
 
 
-def listwise_figures(events: int, seeds: tuple[int, ...], max_requests: int
-                     ) -> dict[str, float]:
+def listwise_figures(events: int, seeds: tuple[int, ...], max_requests: int,
+                     context: dict[str, float]) -> dict[str, float]:
     """Expected clicks per list of the ranker's order, tuned DPP and the listwise order on
     held-out searches, with the generator's list context on (each seed) and off."""
     out: dict[str, float] = {}
     ratios = []
     for seed in seeds:
-        f = listwise_run(events, seed, context=True, max_requests=max_requests)
+        f = listwise_run(events, seed, context=context, max_requests=max_requests)
         for name in LISTWISE_KEYS:
             out[f"expected_clicks_{name}_seed{seed}"] = f.get(
                 f"rerank.context.{name}.clicks", float("nan"))
@@ -261,7 +261,7 @@ def listwise_figures(events: int, seeds: tuple[int, ...], max_requests: int
         out[f"expected_clicks_{name}"] = float(np.mean(
             [out[f"expected_clicks_{name}_seed{s}"] for s in seeds]))
     out["listwise_vs_best_min"] = float(np.min(ratios))
-    off = listwise_run(events, seeds[0], context=False, max_requests=max_requests)
+    off = listwise_run(events, seeds[0], context=None, max_requests=max_requests)
     out["expected_clicks_listwise_no_context"] = off.get("rerank.context.listwise.clicks",
                                                          float("nan"))
     out["expected_clicks_pointwise_no_context"] = off.get("rerank.context.pointwise.clicks",
@@ -305,6 +305,12 @@ def main() -> None:
                         help="skip the listwise model's expected-clicks runs (builds)")
     parser.add_argument("--listwise-events", type=int, default=150_000,
                         help="events per generated marketplace of the listwise runs")
+    parser.add_argument("--context-strength", type=float, default=None,
+                        help="the generator's list context (default: LIST_CONTEXT's 0.3)")
+    parser.add_argument("--continue-after-click", type=float, default=None,
+                        help="the generator's continue-after-click (default: LIST_CONTEXT's 0.7)")
+    parser.add_argument("--seeds", type=str, default=None,
+                        help="comma-separated seeds of the listwise runs (default 7,8,9)")
     args = parser.parse_args()
     # one BLAS thread for the numpy baselines: the machine is shared, and our kernels are
     # single-threaded numba, so both sides get one core
@@ -327,9 +333,18 @@ def main() -> None:
                                    100 if args.quick else 1000))
     results["listwise_50_ms"] = listwise_cpu_ms()
     if not args.no_listwise:
-        seeds = (7,) if args.quick else (7, 8, 9)
+        from funnel.data.synthetic.context import LIST_CONTEXT
+
+        seeds = (tuple(int(x) for x in args.seeds.split(",")) if args.seeds
+                 else (7,) if args.quick else (7, 8, 9))
+        context = dict(LIST_CONTEXT)
+        if args.context_strength is not None:
+            context["context_strength"] = args.context_strength
+        if args.continue_after_click is not None:
+            context["continue_after_click"] = args.continue_after_click
+        results.update({f"generator_{k}": v for k, v in context.items()})
         results.update(listwise_figures(40_000 if args.quick else args.listwise_events, seeds,
-                                        600 if args.quick else 3000))
+                                        600 if args.quick else 3000, context))
 
     width = max(len(k) for k in results)
     print(f"re-rank benchmark (n=500 -> k=50, d={args.dim}, theta={args.theta}, "
