@@ -9,9 +9,11 @@ gain the funnel's personalization gets: the group AUC of the true probability wi
 the personal term on the ranker's held-out rows is the Bayes ceiling of personalization, to
 set beside the served ranker's own gain (with vs without the user's id and state).
 
-It assumes the generator's default, context-free click model. With list context on
-(``--context-strength`` > 0, ``funnel.data.synthetic.context``) an impression's ``p_click`` also
-carries what the list above it did, so the figures here are approximate (not yet corrected).
+With list context on (``--context-strength`` > 0, ``funnel.data.synthetic.context``) an
+impression's ``p_click`` also carries what the list above it did; the truth table's
+``p_attract`` (the context-free ``sigmoid(logit)``) then gives each impression's own factor
+``p_click / p_attract`` in place of the position bias, taken as fixed (the list above an item
+depends on other items' personal terms too, a second-order effect ignored here).
 
 That ceiling knows the user's direction exactly, which no model of the logs can. The *history
 bound* (:func:`history_terms`, scored in :func:`impression_ceiling`) is what the logs themselves
@@ -122,6 +124,11 @@ def impression_ceiling(terms: PersonalTerms, preds: dict[str, np.ndarray],
         pos.append(np.array([max(int(q), 1) for _, q, _ in case.impressions], dtype=np.float64))
     personal, position = np.concatenate(pers), np.concatenate(pos)
     exam = position ** -terms.exam_power
+    if con is not None and _has_attraction(con):
+        attract = _request_attraction(con, requests)
+        a = np.array([attract.get((str(case.request_id), int(q)), np.nan)
+                      for case in requests for _, q, _ in case.impressions])
+        exam = _list_factor(truth, a, exam)
     base = _logit(np.clip(truth / exam, 1e-9, 1 - 1e-9)) - personal
     full = group_auc(y, truth, group)
     none = group_auc(y, exam * _sigmoid(base), group)
@@ -140,8 +147,34 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
+def _has_attraction(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the truth table carries ``p_attract`` (generators since list context)."""
+    return bool(con.execute(
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'truth' "
+        "AND column_name = 'p_attract'").fetchall()[0][0])
+
+
+def _request_attraction(con: duckdb.DuckDBPyConnection, requests: Sequence[Any]
+                        ) -> dict[tuple[str, int], float]:
+    """``(request id, position) -> p_attract`` of the impressions of ``requests``."""
+    ids = sorted({str(c.request_id) for c in requests if c.request_id is not None})
+    rows = con.execute("""
+        SELECT e.request_id, e.position, t.p_attract FROM events e JOIN truth t USING (event_id)
+        WHERE e.event_type = 'impression' AND t.p_attract IS NOT NULL
+          AND e.request_id IN (SELECT unnest(?::VARCHAR[]))
+    """, [ids]).fetchall()
+    return {(str(r), int(q)): float(p) for r, q, p in rows}
+
+
+def _list_factor(p_click: np.ndarray, p_attract: np.ndarray, exam: np.ndarray) -> np.ndarray:
+    """``p_click / p_attract`` where the attraction is known (the impression's position and
+    list-context factor), else the position bias ``exam``."""
+    known = np.isfinite(p_attract) & (p_attract > 0)
+    return np.where(known, p_click / np.where(known, p_attract, 1.0), exam)
+
+
 _HISTORY_SQL = """
-SELECT i.user_id, i.request_id, i.item_id, i.position, t.p_click,
+SELECT i.user_id, i.request_id, i.item_id, i.position, t.p_click, {attract} AS p_attract,
        c.item_id IS NOT NULL AS clicked
 FROM events i JOIN truth t USING (event_id)
 LEFT JOIN (SELECT DISTINCT request_id, item_id FROM events
@@ -170,7 +203,8 @@ def history_terms(con: duckdb.DuckDBPyConnection, terms: PersonalTerms,
     users = sorted({str(c.user_id) for c in requests if str(c.request_id) in wanted})
     con.register("wanted_users", _users_table(users))
     try:
-        rows = con.execute(_HISTORY_SQL).fetchnumpy()
+        attract = "t.p_attract" if _has_attraction(con) else "CAST(NULL AS DOUBLE)"
+        rows = con.execute(_HISTORY_SQL.format(attract=attract)).fetchnumpy()
     finally:
         con.unregister("wanted_users")
     user, req = rows["user_id"], rows["request_id"]
@@ -184,6 +218,8 @@ def history_terms(con: duckdb.DuckDBPyConnection, terms: PersonalTerms,
     personal = terms.weight * np.einsum("ij,ij->i", x, directions[row_user])
     exam = np.maximum(rows["position"].astype(np.float64), 1.0) ** -terms.exam_power
     p = np.asarray(rows["p_click"], dtype=np.float64)
+    attraction = np.ma.filled(np.ma.asarray(rows["p_attract"], dtype=np.float64), np.nan)
+    exam = _list_factor(p, attraction, exam)
     s0 = _sigmoid(_logit(np.clip(p / exam, 1e-9, 1 - 1e-9)) - personal)
     p0 = np.clip(exam * s0, 1e-9, 1 - 1e-9)
     slope = exam * s0 * (1.0 - s0)
