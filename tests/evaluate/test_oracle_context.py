@@ -9,7 +9,7 @@ from funnel.data.store import memory_store
 from funnel.data.synthetic import MarketplaceConfig, generate_tables
 from funnel.data.synthetic.context import EXAM_POWER, LIST_CONTEXT
 from funnel.evaluate.cases import Case
-from funnel.evaluate.oracle import _has_attraction, _list_factor, _request_attraction
+from funnel.evaluate.oracle import _list_factor, has_attraction, true_attraction
 from funnel.features.personalization import RecentActions
 
 
@@ -23,7 +23,7 @@ def test_the_list_factor_falls_back_to_the_position_bias_only_where_attraction_i
 def test_context_impressions_decompose_exactly_into_factor_times_attraction():
     tables = generate_tables(MarketplaceConfig(n_events=4000, seed=3, **LIST_CONTEXT))
     con = memory_store({k: tables[k] for k in ("events", "truth")})
-    assert _has_attraction(con)
+    assert has_attraction(con)
     rows = con.execute("""
         SELECT e.request_id, e.position, e.item_id, t.p_click FROM events e
         JOIN truth t USING (event_id) WHERE e.event_type = 'impression' ORDER BY 1, 2
@@ -33,9 +33,9 @@ def test_context_impressions_decompose_exactly_into_factor_times_attraction():
         by_request.setdefault(request, []).append((item, position, p))
     requests = [Case("search", "u", 0, "", None, RecentActions(), (), request_id=r,
                      impressions=tuple(imps)) for r, imps in list(by_request.items())[:50]]
-    attract = _request_attraction(con, requests)
+    attract = true_attraction(con, [str(c.request_id) for c in requests])
     p = np.array([t for c in requests for _, _, t in c.impressions])
-    a = np.array([attract[(str(c.request_id), q)] for c in requests for _, q, _ in c.impressions])
+    a = np.array([attract[str(c.request_id)][i] for c in requests for i, _, _ in c.impressions])
     pos = np.array([q for c in requests for _, q, _ in c.impressions], dtype=np.float64)
     factor = _list_factor(p, a, pos ** -EXAM_POWER)
     np.testing.assert_allclose(factor * a, p, rtol=1e-12)

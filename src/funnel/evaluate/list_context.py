@@ -30,6 +30,7 @@ import numpy as np
 
 from funnel.data.synthetic.context import EXAM_POWER, expected_clicks
 from funnel.evaluate.cases import Case
+from funnel.evaluate.oracle import true_attraction
 from funnel.rerank.base import ItemFeatures
 from funnel.rerank.dpp import DPPReranker
 from funnel.rerank.metrics import entropy, ndcg_at_k
@@ -60,21 +61,6 @@ class ContextList:
 Order = Callable[[ContextList, int], np.ndarray]
 
 
-def true_attraction(con: duckdb.DuckDBPyConnection, request_ids: Sequence[str]
-                    ) -> dict[str, dict[str, float]]:
-    """``request -> item -> p_attract`` for the impressions of ``request_ids``."""
-    rows = con.execute("""
-        SELECT e.request_id, e.item_id, t.p_attract
-        FROM events e JOIN truth t USING (event_id)
-        WHERE e.event_type = 'impression' AND t.p_attract IS NOT NULL
-          AND e.request_id IN (SELECT unnest(?::VARCHAR[]))
-    """, [list(request_ids)]).fetchall()
-    out: dict[str, dict[str, float]] = {}
-    for request, item, p in rows:
-        out.setdefault(str(request), {})[str(item)] = float(p)
-    return out
-
-
 def context_lists(engine: Any, con: duckdb.DuckDBPyConnection, requests: Sequence[Case], *,
                   min_len: int = 5, max_lists: int = 2000) -> list[ContextList]:
     """The held-out searches' logged lists, scored by ``engine``'s ranker as served."""
@@ -88,10 +74,9 @@ def context_lists(engine: Any, con: duckdb.DuckDBPyConnection, requests: Sequenc
         ids = [i for i, _, _ in case.impressions if i in truth]
         if len(ids) < min_len or len(set(ids)) != len(ids):
             continue
-        cols = rank.columns(ids, query=case.query, market=case.market, state=case.state,
-                            user_id=case.user_id)
-        scores = np.asarray(rank.calibrator.predict(rank.ranker.predict_proba(cols)),
-                            dtype=np.float64)
+        served, _ = rank.score(ids, query=case.query, market=case.market, state=case.state,
+                               user_id=case.user_id)
+        scores = np.asarray(served, dtype=np.float64)
         feats = engine.rerank.features(ids)
         brands = list(feats.attributes.get("brand", [None] * len(ids)))
         codes: dict[str, int] = {}

@@ -124,10 +124,11 @@ def impression_ceiling(terms: PersonalTerms, preds: dict[str, np.ndarray],
         pos.append(np.array([max(int(q), 1) for _, q, _ in case.impressions], dtype=np.float64))
     personal, position = np.concatenate(pers), np.concatenate(pos)
     exam = position ** -terms.exam_power
-    if con is not None and _has_attraction(con):
-        attract = _request_attraction(con, requests)
-        a = np.array([attract.get((str(case.request_id), int(q)), np.nan)
-                      for case in requests for _, q, _ in case.impressions])
+    if con is not None and has_attraction(con):
+        attract = true_attraction(con, [str(c.request_id) for c in requests
+                                        if c.request_id is not None])
+        a = np.array([attract.get(str(case.request_id), {}).get(str(i), np.nan)
+                      for case in requests for i, _, _ in case.impressions])
         exam = _list_factor(truth, a, exam)
     base = _logit(np.clip(truth / exam, 1e-9, 1 - 1e-9)) - personal
     full = group_auc(y, truth, group)
@@ -147,23 +148,27 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def _has_attraction(con: duckdb.DuckDBPyConnection) -> bool:
+def has_attraction(con: duckdb.DuckDBPyConnection) -> bool:
     """Whether the truth table carries ``p_attract`` (generators since list context)."""
     return bool(con.execute(
         "SELECT count(*) FROM information_schema.columns WHERE table_name = 'truth' "
         "AND column_name = 'p_attract'").fetchall()[0][0])
 
 
-def _request_attraction(con: duckdb.DuckDBPyConnection, requests: Sequence[Any]
-                        ) -> dict[tuple[str, int], float]:
-    """``(request id, position) -> p_attract`` of the impressions of ``requests``."""
-    ids = sorted({str(c.request_id) for c in requests if c.request_id is not None})
+def true_attraction(con: duckdb.DuckDBPyConnection, request_ids: Sequence[str]
+                    ) -> dict[str, dict[str, float]]:
+    """``request -> item -> p_attract`` (the context-free attraction, which does not depend on
+    the position) for the impressions of ``request_ids``."""
     rows = con.execute("""
-        SELECT e.request_id, e.position, t.p_attract FROM events e JOIN truth t USING (event_id)
+        SELECT e.request_id, e.item_id, t.p_attract
+        FROM events e JOIN truth t USING (event_id)
         WHERE e.event_type = 'impression' AND t.p_attract IS NOT NULL
           AND e.request_id IN (SELECT unnest(?::VARCHAR[]))
-    """, [ids]).fetchall()
-    return {(str(r), int(q)): float(p) for r, q, p in rows}
+    """, [list(request_ids)]).fetchall()
+    out: dict[str, dict[str, float]] = {}
+    for request, item, p in rows:
+        out.setdefault(str(request), {})[str(item)] = float(p)
+    return out
 
 
 def _list_factor(p_click: np.ndarray, p_attract: np.ndarray, exam: np.ndarray) -> np.ndarray:
@@ -203,7 +208,7 @@ def history_terms(con: duckdb.DuckDBPyConnection, terms: PersonalTerms,
     users = sorted({str(c.user_id) for c in requests if str(c.request_id) in wanted})
     con.register("wanted_users", _users_table(users))
     try:
-        attract = "t.p_attract" if _has_attraction(con) else "CAST(NULL AS DOUBLE)"
+        attract = "t.p_attract" if has_attraction(con) else "CAST(NULL AS DOUBLE)"
         rows = con.execute(_HISTORY_SQL.format(attract=attract)).fetchnumpy()
     finally:
         con.unregister("wanted_users")

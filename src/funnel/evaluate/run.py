@@ -21,6 +21,7 @@ import numpy as np
 
 from funnel.compute_threads import threads_limited
 from funnel.evaluate.cases import KINDS, HeldOut, held_out_cases
+from funnel.evaluate.oracle import generator_config
 from funnel.evaluate.replay import (
     diversity_figures,
     latency_figures,
@@ -222,7 +223,8 @@ def _evaluate_artifact(ws: Workspace, artifact_dir: Path, split_ms: int, *,
             preds = ranker_predictions(engine, requests) if engine.rank is not None else None
             if preds is not None:
                 figures.update(ranker_figures(preds))
-            figures.update(_ceiling(ws, con, requests, preds))
+            generated = generator_config(ws)  # None unless one generation made the events
+            figures.update(_ceiling(generated, con, requests, preds))
             figures.update(_ceiling_share(figures))
             step("feature skew", None)
             figures.update(feature_skew_figures(engine, con, split_ms, requests, seed=cfg.seed))
@@ -231,7 +233,7 @@ def _evaluate_artifact(ws: Workspace, artifact_dir: Path, split_ms: int, *,
             step("suggest", None)
             figures.update(suggest_figures(engine, con, split_ms, k=cfg.k, seed=cfg.seed))
             step("list context", None)
-            figures.update(_list_context(ws, con, engine, requests, cfg))
+            figures.update(_list_context(generated, con, engine, requests, cfg))
         finally:
             con.close()
         step("embeddings", None)
@@ -277,30 +279,27 @@ def _clicks_per_item(con: Any, split_ms: int) -> float:
     return float(clicks) / max(int(items), 1)
 
 
-def _ceiling(ws: Workspace, con: duckdb.DuckDBPyConnection, requests: Sequence[Any],
+def _ceiling(config: Any, con: duckdb.DuckDBPyConnection, requests: Sequence[Any],
              preds: dict[str, np.ndarray] | None) -> dict[str, float]:
-    """On a generated workspace: the personalization ceiling and the history bound
-    (``funnel.evaluate.oracle``), to set beside the served ranker's own gain; empty otherwise."""
-    from funnel.evaluate.oracle import PersonalTerms, generator_config, impression_ceiling
+    """On a generated workspace (``config``: its generator config): the personalization
+    ceiling and the history bound (``funnel.evaluate.oracle``), to set beside the served
+    ranker's own gain; empty otherwise."""
+    from funnel.evaluate.oracle import PersonalTerms, impression_ceiling
 
-    config = generator_config(ws)
     if config is None or preds is None:
         return {}
     return impression_ceiling(PersonalTerms(config), preds, requests, con)
 
 
-def _list_context(ws: Workspace, con: duckdb.DuckDBPyConnection, engine: Any,
+def _list_context(config: Any, con: duckdb.DuckDBPyConnection, engine: Any,
                   requests: Sequence[Any], cfg: EvalConfig) -> dict[str, float]:
-    """On a generated workspace whose clicks have list context: the expected clicks per list
-    of the ranker's order, tuned DPP and the listwise model (``funnel.evaluate.list_context``)."""
+    """On a generated workspace (``config``: its generator config) whose clicks have list
+    context: the expected clicks per list of the ranker's order, tuned DPP and the listwise
+    model (``funnel.evaluate.list_context``)."""
     from funnel.evaluate.list_context import ClickModel, context_figures, context_lists
-    from funnel.evaluate.oracle import generator_config
+    from funnel.evaluate.oracle import has_attraction
 
-    config = generator_config(ws)
-    columns = {r[0] for r in con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'truth'"
-    ).fetchall()}
-    if config is None or engine.rank is None or "p_attract" not in columns:
+    if config is None or engine.rank is None or not has_attraction(con):
         return {}
     lists = context_lists(engine, con, requests)
     model = ClickModel(config.context_strength, config.continue_after_click)
