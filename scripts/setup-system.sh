@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the system packages the server and test suite use (redis-server, haproxy, chromium, a CJK font), when missing and when we can (root + apt).
+# Install the system packages the server and test suite use (redis-server, haproxy, chromium, a CJK font, Java for Spark), when missing and when we can (root + apt).
 # Never fails the build: tests that need a missing tool skip with a clear reason.
 set -u
 need=()
@@ -7,6 +7,8 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 # the proxy in front of `funnel serve --workers N`
 command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# the JVM PySpark starts for the Spark engine (pipeline on Spark, funnel build --engine spark)
+command -v java >/dev/null 2>&1 || need+=(default-jre-headless)
 # a CJK font, so page screenshots show the Chinese titles instead of empty boxes
 fc-list :lang=zh 2>/dev/null | grep -q . || need+=(fonts-wqy-microhei)
 if [ ${#need[@]} -eq 0 ]; then

@@ -69,6 +69,7 @@ def run_build(
     stages: tuple[str, ...] = DEFAULT_STAGES,
     *,
     on_stage: Callable[[str], None] | None = None,
+    tables: Path | None = None,
 ) -> tuple[str, dict[str, dict[str, Any]]]:
     """Build ``stages`` in order into one staging directory; commit only if all succeed.
 
@@ -77,10 +78,19 @@ def run_build(
     and the build goes on without it. A skipped stage's component (the directory named as the
     stage, inherited from the current version) is removed: serving must not find an older
     version's model beside this build's other stages.
+
+    ``tables``: a finished pipeline run's output directory (``funnel pipeline run --out``, on
+    DuckDB or Spark) to read every table from instead of the event store
+    (:mod:`funnel.build_tables`).
     """
     unknown = [s for s in stages if s not in BUILDERS]
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; choose from {', '.join(STAGES)}")
+    if tables is not None:
+        from funnel.build_tables import tables_workspace
+
+        with tables_workspace(ws, tables) as from_tables:
+            return run_build(from_tables, stages, on_stage=on_stage)
     results: dict[str, dict[str, Any]] = {}
     with ws.artifacts.begin() as build:
         for stage in stages:

@@ -39,6 +39,9 @@ class Workspace:
     """Paths and handles of one workspace directory."""
 
     root: Path
+    store_file: Path | None = None
+    """The store the build reads instead of ``store.duckdb`` (``funnel build --tables``: a
+    database loaded from a pipeline run's Parquet); None for the workspace's own."""
 
     @property
     def config_path(self) -> Path:
@@ -46,7 +49,7 @@ class Workspace:
 
     @property
     def store_path(self) -> Path:
-        return self.root / STORE_FILE
+        return self.store_file if self.store_file is not None else self.root / STORE_FILE
 
     @property
     def quarantine_dir(self) -> Path:

@@ -10,6 +10,8 @@ from typer.testing import CliRunner
 
 from funnel.cli import app
 from funnel.pipeline.engines import DuckDBEngine
+from funnel.pipeline.run import read_manifest
+from funnel.pipeline.stages import PipelineConfig
 
 
 def test_pipeline_run_writes_partitioned_tables(tmp_path: Path, market):
@@ -26,7 +28,11 @@ def test_pipeline_run_writes_partitioned_tables(tmp_path: Path, market):
     summary = json.loads(result.stdout)
     assert summary["engine"] == "duckdb" and summary["sessions_rows"] == 498
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "covisit", "query_stats", "session_events", "sessions"]
+        "_pipeline.json", "covisit", "query_stats", "session_events", "sessions"]
+    manifest = read_manifest(tmp_path / "out")  # what a build checks before reading the tables
+    assert manifest.stages == ("sessions", "covisit", "query_stats")
+    assert manifest.input == str((tmp_path / "in").resolve()) and manifest.engine == "duckdb"
+    assert manifest.config == PipelineConfig()
     assert any(p.name.startswith("dt=") for p in (tmp_path / "out" / "sessions").iterdir())
     n = duckdb.sql(f"SELECT count(*) FROM '{tmp_path}/out/covisit/*.parquet'").fetchall()[0][0]
     assert n == summary["covisit_rows"] > 0
@@ -54,3 +60,6 @@ def test_pipeline_run_reads_the_workspace_store_by_default(tmp_path: Path, marke
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["sessions_rows"] == 498
     assert (ws.root / "pipeline" / "sessions").is_dir()
+    # the store's events travel with the tables, so the directory alone can be built from
+    assert read_manifest(ws.root / "pipeline").input == "_input"
+    assert (ws.root / "pipeline" / "_input" / "items.parquet").is_file()

@@ -11,12 +11,12 @@ import pytest
 
 from funnel.data.schema import EVENT_SCHEMA, ITEM_SCHEMA
 from funnel.features.training_set import TrainingSetConfig, rows_sql
-from funnel.pipeline.dialect import Dialect
+from funnel.pipeline.dialect import DUCKDB, Dialect
 from funnel.pipeline.engines import DuckDBEngine
 from funnel.pipeline.run import load_inputs, run_pipeline
-from funnel.pipeline.stages import PipelineConfig, plan
+from funnel.pipeline.stages import PipelineConfig, covisit_sql, plan
 from funnel.recall._sql import run as recall_run
-from funnel.recall.covisit import COVISIT_SQL
+from funnel.recall.covisit import CoVisitation
 
 from ._compare import rows
 
@@ -31,15 +31,35 @@ def duck(market) -> DuckDBEngine:
     return engine
 
 
-def test_covisit_matches_the_recall_stage_counts(duck):
+def test_covisit_stage_equals_a_hand_computation():
+    """Two sessions, ten days apart: s1 clicks a, b, c and books c; s2 (the newest) clicks b, a.
+    Window 1: only neighbours score, 1 / distance; clicks towards the booked item score 3.
+    s1 is one half-life (10 days) old, so its pairs count 0.5."""
+    t = datetime(2026, 1, 11, tzinfo=UTC)
+    sessions = pa.table({
+        "session_id": ["s1", "s2"], "end_ts": [t - timedelta(days=10), t],
+        "items": [["a", "b", "c"], ["b", "a"]], "booked_item": ["c", None]})
+    config = PipelineConfig(window=1, half_life_days=10.0)
+    got = recall_run(covisit_sql(DUCKDB, config), {"sessions": sessions})
+    scores = {(r["key"], r["item"]): (round(r["score"], 12), r["n"]) for r in got.to_pylist()}
+    assert scores == {
+        ("a", "b"): (0.5 + 1.0, 2), ("b", "a"): (0.5 + 1.0, 2),  # s1 at 0.5, s2 at 1
+        ("b", "c"): (0.5 + 0.5 * 3, 2),  # a neighbour pair, and b -> the booked c
+        ("c", "b"): (0.5, 1),
+        ("a", "c"): (0.5 * 3, 1),  # only the booking pair: a and c are 2 apart
+    }
+
+
+def test_covisitation_fits_from_the_stage_output_as_from_sessions(duck):
+    """The recall source fitted on sessions equals one fed the engine's covisit table."""
     sessions = duck.to_arrow("sessions")
-    ours = duck.to_arrow("covisit")
-    params = {"half_life": 30.0, "click_w": 1.0, "window": 3, "book_w": 3.0}
-    theirs = recall_run(COVISIT_SQL, {"sessions": sessions}, params)
-    assert ours.num_rows == theirs.num_rows > 1000
-    a = rows(ours.select(["key", "item", "score"]), ("key", "item"))
-    b = rows(theirs.select(["key", "item", "score"]), ("key", "item"))
-    assert a == b
+    pairs = duck.to_arrow("covisit")
+    assert pairs.num_rows > 1000
+    a = CoVisitation().fit(sessions).neighbors_
+    b = CoVisitation().fit_pairs(pairs).neighbors_
+    assert a.keys == b.keys and a.items.tolist() == b.items.tolist()
+    assert a.indptr.tolist() == b.indptr.tolist() and a.codes.tolist() == b.codes.tolist()
+    assert a.scores.tolist() == pytest.approx(b.scores.tolist(), rel=1e-6)
 
 
 def test_training_rows_match_the_rank_stage_rows_sql(duck, market):

@@ -63,6 +63,18 @@ def build_command(
              "bare words are strings).")] = None,
     details: DetailsOpt = False,
     as_json: JsonOpt = False,
+    tables: Annotated[Path | None, typer.Option(
+        "--tables", metavar="DIR",
+        help="Read sessions, co-visitation pairs and training rows from a finished "
+             "'funnel pipeline run --out DIR' (DuckDB or Spark) instead of the event store.")
+    ] = None,
+    engine: Annotated[str, typer.Option(
+        "--engine", help="duckdb: the tables from the event store (default); spark: run the "
+                         "pipeline on Spark into WORKSPACE/pipeline first, then build from it.")
+    ] = "duckdb",
+    spark_master: Annotated[str, typer.Option(
+        "--spark-master", metavar="URL", help="Spark master for --engine spark.")
+    ] = "local[2]",
 ) -> None:
     """Build every stage (embeddings, indexes, rankers, suggestions) into one new artifact version.
 
@@ -78,14 +90,29 @@ def build_command(
     Example: funnel build --workspace shop --stages catalog,embeddings,recall
 
     Example: funnel build --workspace shop --stages rank --set rank.epochs=2
+
+    Example: funnel build --workspace shop --engine spark --spark-master spark://host:7077
     """
     chosen = tuple(s.strip() for s in stages.split(",") if s.strip())
     unknown = [s for s in chosen if s not in BUILDERS]
     if unknown or not chosen:
         raise fail(f"unknown stage(s) {unknown or stages!r}; choose from {', '.join(STAGES)}",
                    code=2)
+    if engine not in ("duckdb", "spark"):
+        raise fail(f"--engine must be duckdb or spark; got {engine!r}", code=2)
+    if engine == "spark" and tables is not None:
+        raise fail("--engine spark computes the tables; --tables reads finished ones: give one",
+                   code=2)
+    if engine == "spark":
+        from funnel.build_tables import spark_tables
+
+        with user_errors():
+            ws = Workspace.open(workspace)
+            say("spark", f"{spark_master}: sessions, co-visitation and training rows into "
+                f"{ws.root / 'pipeline'}")
+            tables = spark_tables(ws, ws.root / "pipeline", spark_master)
     run_stages(workspace, chosen, overrides=parse_settings(settings or []), details=details,
-               as_json=as_json)
+               as_json=as_json, tables=tables)
 
 
 def parse_settings(settings: list[str]) -> Overrides:
@@ -137,16 +164,17 @@ def _check_overrides(ws: OverriddenWorkspace) -> None:
 
 
 def run_stages(workspace: Path, stages: tuple[str, ...], *, overrides: Overrides | None = None,
-               details: bool = False, as_json: bool = False) -> None:
+               details: bool = False, as_json: bool = False, tables: Path | None = None) -> None:
     """Build ``stages`` (with ``overrides``) and print the summary and the next command: what
     ``funnel build`` and every one-stage alias run."""
     t0 = time.perf_counter()
     with user_errors():
         given = {table: keys for table, keys in (overrides or {}).items() if keys}
-        ws = OverriddenWorkspace(Workspace.open(workspace).root, given)
+        ws = OverriddenWorkspace(Workspace.open(workspace).root, overrides=given)
         _check_overrides(ws)
         with _StageProgress() as progress:
-            version, results = run_build(ws, stages, on_stage=progress.start)
+            version, results = run_build(ws, stages, on_stage=progress.start,
+                                         tables=tables)
     if as_json:
         payload = {"version": version, **{f"{s}.{k}": v for s, m in results.items()
                                           for k, v in m.items()}}

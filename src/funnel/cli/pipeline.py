@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -55,14 +54,19 @@ def run(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run the batch stages and write partitioned Parquet.
+    """Run the batch stages and write partitioned Parquet (and a manifest a build checks).
+
+    The stages take the workspace's settings (session gap, co-visitation) when there is one.
 
     Example: funnel pipeline run --engine spark --spark-master local[2] --stages sessions,covisit
     --input data/ --out out/
+
+    Example: funnel pipeline run -w shop --engine spark --out tables/ ; funnel build -w shop
+    --tables tables/
     """
     from funnel.pipeline.engines import SparkEngine
-    from funnel.pipeline.run import load_inputs, run_pipeline
-    from funnel.pipeline.stages import plan
+    from funnel.pipeline.run import run_to_directory
+    from funnel.pipeline.stages import PipelineConfig, plan
 
     names = [s.strip() for s in stages.split(",") if s.strip()]
     if engine not in ("duckdb", "spark"):
@@ -71,50 +75,42 @@ def run(
         todo = plan(names)
     except ValueError as err:
         raise fail(str(err)) from None
-    with user_errors(), tempfile.TemporaryDirectory(prefix="funnel-pipeline-") as tmp:
+    with user_errors():
         ws = Workspace.open(workspace) if (input_dir is None or out is None) else None
         if out is not None:
             out_dir = out
         else:
             assert ws is not None  # opened above whenever --out is not given
             out_dir = ws.root / "pipeline"
-        source = input_dir if input_dir is not None else _export_store(ws, Path(tmp))
+        if ws is None and (workspace / "funnel.toml").exists():
+            ws = Workspace.open(workspace)  # its settings, even when reading --input
+        config = PipelineConfig()
+        if ws is not None:
+            from funnel.build_tables import workspace_pipeline_config
+
+            config = workspace_pipeline_config(ws)
         eng = _engine(engine, spark_master)
-        load_inputs(eng, source)
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console, transient=True) as progress:
-            task = progress.add_task(f"{engine}: stages", total=len(todo))
+        try:
+            with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                          MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                          transient=True) as progress:
+                task = progress.add_task(f"{engine}: stages", total=len(todo))
 
-            def step(stage: Stage, rows: int, seconds: float) -> None:
-                progress.update(task, advance=1, description=f"{engine}: {stage.output} done")
+                def step(stage: Stage, rows: int, seconds: float) -> None:
+                    progress.update(task, advance=1, description=f"{engine}: {stage.output} done")
 
-            summary = run_pipeline(eng, names, out=out_dir, on_stage=step)
-        eng.close()
-        if isinstance(eng, SparkEngine):
-            eng.spark.stop()
+                summary = run_to_directory(
+                    eng, names, out_dir, config, on_stage=step, input_dir=input_dir,
+                    store=None if input_dir is not None or ws is None else ws.store_path)
+        finally:
+            eng.close()
+            if isinstance(eng, SparkEngine):
+                eng.spark.stop()
     payload: dict[str, object] = {"engine": engine, **summary, "out": str(out_dir)}
     if as_json:
         print_json(payload)
     else:
         console.print(summary_table(f"pipeline ({engine})", payload))
-
-
-def _export_store(ws: Workspace | None, tmp: Path) -> Path:
-    """The workspace's events (by day) and items as Parquet, the engines' common input."""
-    import duckdb
-
-    if ws is None:
-        raise ValueError("--input or --workspace is needed to find the events")
-    if not ws.store_path.exists():
-        raise FileNotFoundError(f"{ws.store_path}: no event store; run 'funnel ingest' first")
-    con = duckdb.connect()
-    con.execute("SET TimeZone='UTC'")
-    con.execute(f"ATTACH '{ws.store_path}' AS store (READ_ONLY)")
-    con.execute(f"COPY (SELECT *, strftime(ts, '%Y-%m-%d') AS dt FROM store.events) "
-                f"TO '{tmp / 'events'}' (FORMAT PARQUET, PARTITION_BY (dt))")
-    con.execute(f"COPY store.items TO '{tmp / 'items.parquet'}' (FORMAT PARQUET)")
-    con.close()
-    return tmp
 
 
 def _engine(name: str, master: str) -> DuckDBEngine | SparkEngine:

@@ -117,8 +117,8 @@ class EventStore:
         return self._scalar(f"SELECT count(*) FROM {kind}")
 
     def has_table(self, name: str) -> bool:
-        rows = self.con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name]
+        rows = self.con.execute(  # views count: a store may view Parquet
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
         ).fetchall()
         return bool(rows[0][0])
 

@@ -33,6 +33,7 @@ from funnel.features.personalization import (
 )
 from funnel.features.query_match import query_match_features
 from funnel.pipeline.dialect import DUCKDB
+from funnel.pipeline.run import pipeline_tables
 from funnel.pipeline.stages import PipelineConfig, training_rows_sql
 
 
@@ -159,7 +160,9 @@ def build_training_set(
     metadata as ``negative_rate``).
     """
     config = config or TrainingSetConfig()
-    table = con.sql(rows_sql(config)).to_arrow_table()
+    ready = "training_rows" in pipeline_tables(con)  # a pipeline run's rows (--tables)
+    table = con.sql("SELECT * FROM training_rows ORDER BY ts, event_id" if ready
+                    else rows_sql(config)).to_arrow_table()
     replay = _replay(con, config, vectors, vectors_for)
     ids = table.column("event_id").to_pylist()
     empty: tuple[list[str], dict[str, float], dict[str, list[str]]] = (

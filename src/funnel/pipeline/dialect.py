@@ -1,9 +1,10 @@
 """The handful of SQL spellings DuckDB and Spark SQL disagree on, behind one small interface.
 
 Every batch stage is written once (``funnel.pipeline.stages``) as SQL that both engines run;
-where they differ (epoch milliseconds, ordered list aggregates, global regex replace, string
-casts) the stage text calls a method of a :class:`Dialect`. Keeping the differences here, a few
-lines each, is what stops the two engines' definitions from drifting apart.
+where they differ (epoch milliseconds, ordered list aggregates, exploding a list with positions,
+global regex replace, string casts) the stage text calls a method of a :class:`Dialect`.
+Keeping the differences here, a few lines each, is what stops the two engines' definitions
+from drifting apart.
 """
 
 from __future__ import annotations
@@ -44,6 +45,14 @@ class Dialect:
             f"transform(array_sort(collect_list(named_struct('o', {order}, 'v', {value})) "
             f"FILTER (WHERE {where})), x -> x.v)"
         )
+
+    def positions(self, values: str, pos: str, value: str) -> str:
+        """Select-list fragment: one row per element of the list ``values``, as columns
+        ``pos`` (1-based) and ``value``; an empty list gives no rows."""
+        if self.name == "duckdb":
+            return (f"unnest({values}) AS {value}, "
+                    f"unnest(range(1, len({values}) + 1)) AS {pos}")
+        return f"inline(transform({values}, (x, i) -> named_struct('{pos}', i + 1, '{value}', x)))"
 
     def regex_replace_all(self, expr: str, pattern: str, repl: str) -> str:
         """Replace every match of a Java/RE2-compatible ``pattern`` (no quotes inside)."""

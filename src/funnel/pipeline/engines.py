@@ -72,13 +72,7 @@ class DuckDBEngine:
 
     def read_parquet(self, name: str, path: Path) -> None:
         """A view over the files, so DuckDB streams them instead of copying them in."""
-        glob = _parquet_glob(path)
-        cols = "* EXCLUDE (dt)" if _has_dt(path) else "*"
-        self.con.execute(
-            f"CREATE OR REPLACE VIEW {name} AS SELECT {cols} "
-            f"FROM read_parquet('{glob}', hive_partitioning = {str(_has_dt(path)).lower()}, "
-            f"union_by_name = true)"
-        )
+        self.con.execute(f"CREATE OR REPLACE VIEW {name} AS {parquet_select(path)}")
 
     def materialize(self, name: str, sql: str) -> int:
         self.con.execute(f"CREATE OR REPLACE TABLE {name} AS {sql}")
@@ -104,6 +98,15 @@ class DuckDBEngine:
 
     def close(self) -> None:
         self.con.close()
+
+
+def parquet_select(path: Path) -> str:
+    """DuckDB ``SELECT`` of every row of a Parquet file or directory (``dt=`` partitions read
+    and their column dropped: it is derived from a timestamp the rows keep)."""
+    glob = _parquet_glob(path)
+    cols = "* EXCLUDE (dt)" if _has_dt(path) else "*"
+    return (f"SELECT {cols} FROM read_parquet('{glob}', "
+            f"hive_partitioning = {str(_has_dt(path)).lower()}, union_by_name = true)")
 
 
 def _has_dt(path: Path) -> bool:

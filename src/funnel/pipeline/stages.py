@@ -12,10 +12,10 @@ Stages and what they mean:
 ``corpora``
     embedding corpora: one row per session with at least one click (click sequence, booked item);
 ``covisit``
-    co-visitation scores, the same definition as ``funnel.recall.covisit.COVISIT_SQL``
-    (click pairs within ``window`` positions score ``click_weight / distance``, clicks towards
-    the booked item score ``booking_weight``, all decayed by session age with ``half_life_days``)
-    plus the raw pair count ``n``;
+    co-visitation scores from the sessions' click lists, the one definition
+    ``funnel.recall.covisit.CoVisitation`` fits with: click pairs within ``window`` positions
+    score ``click_weight / distance``, clicks towards the booked item score ``booking_weight``,
+    all decayed by session age with ``half_life_days``; plus the raw pair count ``n``;
 ``query_stats``
     per normalized query (lower case, trimmed, runs of white space collapsed): searches,
     distinct users, clicks on its results, bookings of items clicked from it later in the same
@@ -157,22 +157,19 @@ WHERE n_clicks > 0
 
 
 def covisit_sql(d: Dialect, c: PipelineConfig) -> str:
-    # the click's position in its session's click list is its rank among the session's clicks
+    # Reads only ``sessions`` (its ordered click list), so ``CoVisitation.fit`` runs this very
+    # text on a sessions table alone: one definition for the build, the library and Spark.
     end_ms, ref_ms = d.epoch_ms("end_ts"), d.epoch_ms("max(end_ts)")
     return f"""
 WITH ref AS (SELECT {ref_ms} AS t FROM sessions),
 rw AS (
-    SELECT s.session_id, s.booked_item,
+    SELECT s.session_id, s.booked_item, s.items,
            pow(0.5, CAST(ref.t - {end_ms} AS DOUBLE) / (86400000.0 * {float(c.half_life_days)!r}))
                AS w
     FROM sessions s CROSS JOIN ref
 ), u AS (
-    SELECT se.session_id, rw.w, rw.booked_item, ev.item_id AS item,
-           row_number() OVER (PARTITION BY se.session_id ORDER BY se.seq) AS pos
-    FROM session_events se
-    JOIN events ev ON ev.event_id = se.event_id
-    JOIN rw ON rw.session_id = se.session_id
-    WHERE ev.event_type = 'click'
+    SELECT session_id, w, booked_item, {d.positions("items", "pos", "item")}
+    FROM rw
 ), pairs AS (
     SELECT a.item AS key, b.item AS item,
            a.w * {float(c.click_weight)!r} / abs(a.pos - b.pos) AS score
@@ -338,7 +335,7 @@ STAGES: Mapping[str, tuple[Stage, ...]] = {
         Stage("corpora", ("sessions",), "corpora", corpora_sql, "start_ts", ("session_id",)),
     ),
     "covisit": (
-        Stage("covisit", ("sessions", "session_events", "events"), "covisit", covisit_sql,
+        Stage("covisit", ("sessions",), "covisit", covisit_sql,
               None, ("key", "item")),
     ),
     "query_stats": (

@@ -29,6 +29,7 @@ from funnel.artifacts import ArtifactBuild
 from funnel.config import from_mapping, section, to_mapping
 from funnel.data.store import EventStore
 from funnel.exceptions import ArtifactError
+from funnel.pipeline.run import pipeline_tables
 from funnel.recall.covisit import CoVisitation
 from funnel.recall.lexical import LexicalIndex
 from funnel.recall.merger import Merger
@@ -143,6 +144,9 @@ def build_recall(
             _table(con, "SELECT session_id, end_ts, items, booked_item FROM sessions")
             if EventStore(con).has_table("sessions") else None
         )
+        # a pipeline run's pairs (``funnel build --tables``), else the same SQL on the sessions
+        covisit_pairs = (_table(con, "SELECT key, item, score FROM covisit")
+                         if "covisit" in pipeline_tables(con) else None)
         item_sessions = (
             read_item_sessions(con) if EventStore(con).has_table("session_events") else None
         )
@@ -177,7 +181,8 @@ def build_recall(
     step("covisit")
     if sessions is not None and sessions.num_rows:
         t0 = time.perf_counter()
-        cv = config.covisitation().fit(sessions)
+        cv = (config.covisitation().fit(sessions) if covisit_pairs is None
+              else config.covisitation().fit_pairs(covisit_pairs))
         cv.save(out / "covisit")
         metrics["covisit_items"] = float(len(cv.neighbors_))
         metrics["covisit_pairs"] = float(len(cv.neighbors_.codes))

@@ -10,38 +10,18 @@ recent clicks, the most recent weighing most (``recent_decay`` per step back).
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
 
 from funnel._checks import check_is_fitted, positive_float, positive_int, validate_params
+from funnel.pipeline.dialect import DUCKDB
+from funnel.pipeline.stages import PipelineConfig, covisit_sql
 from funnel.recall._sql import require_columns, run
 from funnel.recall.base import Candidates, RecallRequest
 from funnel.recall.persist import NON_NEGATIVE, TopListsPersistence
 from funnel.recall.toplists import TopLists
-
-COVISIT_SQL = """
-WITH s AS (
-    SELECT session_id, end_ts, items, booked_item FROM sessions
-), ref AS (SELECT max(end_ts) AS t FROM s),
-rw AS (
-    SELECT session_id, items, booked_item,
-           pow(0.5, (epoch(ref.t) - epoch(s.end_ts)) / (86400.0 * $half_life)) AS w
-    FROM s, ref
-), u AS (
-    SELECT session_id, w, booked_item,
-           unnest(items) AS item, unnest(range(1, len(items) + 1)) AS pos
-    FROM rw
-), pairs AS (
-    SELECT a.item AS key, b.item AS item, a.w * $click_w / abs(a.pos - b.pos) AS score
-    FROM u a JOIN u b ON a.session_id = b.session_id
-    WHERE abs(a.pos - b.pos) BETWEEN 1 AND $window AND a.item <> b.item
-    UNION ALL
-    SELECT item AS key, booked_item AS item, w * $book_w AS score
-    FROM u WHERE booked_item IS NOT NULL AND item <> booked_item
-)
-SELECT key, item, sum(score) AS score FROM pairs GROUP BY key, item
-"""
 
 
 class CoVisitation(TopListsPersistence):
@@ -96,8 +76,7 @@ class CoVisitation(TopListsPersistence):
         self.max_recent = max_recent
         self.exclude_recent = exclude_recent
 
-    def fit(self, sessions: pa.Table) -> CoVisitation:
-        """Learn from ``sessions`` (session_id, end_ts, items: list<str>, booked_item)."""
+    def _check(self) -> None:
         validate_params(self.get_params(), {
             "window": (positive_int, "a positive int"),
             "half_life_days": (positive_float, "a positive float"),
@@ -107,16 +86,35 @@ class CoVisitation(TopListsPersistence):
             "max_recent": (positive_int, "a positive int"),
             "exclude_recent": (lambda v: isinstance(v, bool), "a bool"),
         })
+
+    def pipeline_config(self, base: PipelineConfig | None = None) -> PipelineConfig:
+        """The batch stage's parameters that compute this model's pairs (``base`` for the
+        other stages' settings)."""
+        return replace(base or PipelineConfig(), window=int(self.window),
+                       half_life_days=float(self.half_life_days),
+                       click_weight=float(self.click_weight),
+                       booking_weight=float(self.booking_weight))
+
+    def fit(self, sessions: pa.Table) -> CoVisitation:
+        """Learn from ``sessions`` (session_id, end_ts, items: list<str>, booked_item).
+
+        The pairs come from the pipeline's ``covisit`` stage SQL (``funnel.pipeline.stages``),
+        the text Spark runs at scale, here on DuckDB over the given table.
+        """
+        self._check()
         require_columns(sessions, "sessions", ("session_id", "end_ts", "items"))
         if "booked_item" not in sessions.column_names:
             sessions = sessions.append_column(
                 "booked_item", pa.nulls(sessions.num_rows, pa.string())
             )
-        params = {
-            "half_life": float(self.half_life_days), "click_w": float(self.click_weight),
-            "window": int(self.window), "book_w": float(self.booking_weight),
-        }
-        pairs = run(COVISIT_SQL, {"sessions": sessions}, params)
+        pairs = run(covisit_sql(DUCKDB, self.pipeline_config()), {"sessions": sessions})
+        return self.fit_pairs(pairs)
+
+    def fit_pairs(self, pairs: pa.Table) -> CoVisitation:
+        """Keep the ``top_n`` best of pairs the ``covisit`` stage already computed (rows
+        ``key, item, score``, e.g. a Spark run's table), as :meth:`fit` does with its own."""
+        self._check()
+        require_columns(pairs, "covisit pairs", ("key", "item", "score"))
         self.neighbors_ = TopLists.from_table(pairs, self.top_n)
         return self
 

@@ -31,8 +31,10 @@ class TopLists:
         scores = table.column("score").to_numpy().astype(np.float64)
         key_vocab, key_codes = np.unique(keys.astype(str), return_inverse=True)
         item_vocab, item_codes = np.unique(items.astype(str), return_inverse=True)
-        # sort by key, then score descending, then item for determinism
-        order = np.lexsort((item_codes, -scores, key_codes))
+        # sort by key, then score descending, then item for determinism; scores are compared
+        # at 1e-9 so that sums taken in another order (another engine, another thread count)
+        # cannot swap two equal neighbours
+        order = np.lexsort((item_codes, -np.round(scores, 9), key_codes))
         key_codes, item_codes, scores = key_codes[order], item_codes[order], scores[order]
         starts = np.searchsorted(key_codes, np.arange(len(key_vocab)))
         rank = np.arange(len(key_codes)) - starts[key_codes]
