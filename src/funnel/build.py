@@ -69,7 +69,7 @@ def run_build(
     stages: tuple[str, ...] = DEFAULT_STAGES,
     *,
     on_stage: Callable[[str], None] | None = None,
-    tables: Path | None = None,
+    tables: Path | str | None = None,
 ) -> tuple[str, dict[str, dict[str, Any]]]:
     """Build ``stages`` in order into one staging directory; commit only if all succeed.
 
@@ -79,8 +79,8 @@ def run_build(
     stage, inherited from the current version) is removed: serving must not find an older
     version's model beside this build's other stages.
 
-    ``tables``: a finished pipeline run's output directory (``funnel pipeline run --out``, on
-    DuckDB or Spark) to read every table from instead of the event store
+    ``tables``: a finished pipeline run's output directory or URL (``funnel pipeline run
+    --out``, on DuckDB or Spark) to read every table from instead of the event store
     (:mod:`funnel.build_tables`).
     """
     unknown = [s for s in stages if s not in BUILDERS]

@@ -21,6 +21,7 @@ import duckdb
 
 from funnel.exceptions import ConfigError, DataFileError
 from funnel.pipeline.engines import parquet_select
+from funnel.pipeline.location import Location, is_url, join
 from funnel.pipeline.run import MARKER, input_paths, read_manifest
 from funnel.pipeline.stages import PipelineConfig
 from funnel.workspace import STORE_FILE, Workspace
@@ -56,7 +57,7 @@ def workspace_pipeline_config(ws: Workspace) -> PipelineConfig:
     return section(config, "recall", RecallConfig).covisitation().pipeline_config(base)
 
 
-def check_run(tables: Path, expected: PipelineConfig) -> None:
+def check_run(tables: Location, expected: PipelineConfig) -> None:
     """Refuse a pipeline run that lacks a stage the build reads or was computed with other
     parameters than the workspace's (one line each, with the fix)."""
     manifest = read_manifest(tables)
@@ -73,14 +74,14 @@ def check_run(tables: Path, expected: PipelineConfig) -> None:
 
 
 @contextmanager
-def tables_workspace(ws: Workspace, tables: Path) -> Iterator[Workspace]:
+def tables_workspace(ws: Workspace, tables: Location) -> Iterator[Workspace]:
     """``ws`` reading a pipeline run's tables: its events and items and every output, loaded
     into a database under the workspace (removed on exit).
 
     Loaded, not viewed: the stages query events hundreds of times, and a view re-reads and
     re-sorts the Parquet each time (a 20k-event build took 81 s over views, 19 s from its
     store)."""
-    tables = Path(tables).resolve()
+    tables = tables if is_url(tables) else Path(tables).resolve()
     check_run(tables, workspace_pipeline_config(ws))
     manifest = read_manifest(tables)
     here = ws.root / TABLES_DIR
@@ -91,10 +92,11 @@ def tables_workspace(ws: Workspace, tables: Path) -> Iterator[Workspace]:
         con = duckdb.connect(str(db))
         try:
             sources = {**input_paths(manifest.input_dir(tables), extra=True),
-                       **{name: tables / name for name in manifest.outputs}}
+                       **{name: join(tables, name) for name in manifest.outputs}}
             for name, path in sources.items():
                 order = f" ORDER BY {ORDER[name]}" if name in ORDER else ""
-                con.execute(f"CREATE TABLE {name} AS SELECT * FROM ({parquet_select(path)}){order}")
+                con.execute(f"CREATE TABLE {name} AS SELECT * FROM ({parquet_select(con, path)})"
+                            f"{order}")
             con.execute(f"CREATE TABLE {MARKER} AS SELECT unnest(?::VARCHAR[]) AS name",
                         [list(manifest.outputs)])
         finally:

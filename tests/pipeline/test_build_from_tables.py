@@ -43,7 +43,8 @@ def store_build(tmp_path_factory) -> tuple[Workspace, Path, dict]:
     root = tmp_path_factory.mktemp("tables") / "ws"
     ws = synthetic_workspace(root, events=20_000, seed=3, stages=())
     with ws.config_path.open("a") as f:  # Hogwild threads reorder updates: one thread
-        f.write("\n[embed]\nn_threads = 1\neval_fraction = 0.2\n\n[rank]\nmodels = [\"lr\", \"deepfm\"]\n")
+        f.write('\n[embed]\nn_threads = 1\neval_fraction = 0.2\n\n'
+                '[rank]\nmodels = ["lr", "deepfm"]\n')
     version, results = run_build(ws, STAGES)
     return ws, ws.artifacts.root / version, results
 
@@ -93,6 +94,22 @@ def test_build_from_spark_tables_equals_the_store_build(store_build, spark, tmp_
     assert json.loads((out / MANIFEST).read_text())["engine"] == "spark"
     version, results = run_build(ws, STAGES, tables=out)
     assert_same_artifact(store_build, version, results)
+
+
+def test_tables_are_read_from_a_url(store_build, tmp_path):
+    """A run's directory given as a URL (here ``file://``; ``s3://`` and ``hdfs://`` go through
+    the same pyarrow file systems) loads the same rows as the event store holds."""
+    ws, _, _ = store_build
+    out = tmp_path / "run"
+    run_to_directory(DuckDBEngine(), BUILD_STAGES, out, workspace_pipeline_config(ws),
+                     store=ws.store_path)
+    count = "SELECT count(*), count(DISTINCT event_id) FROM events"
+    with ws.connect(read_only=True) as con:
+        expected = con.execute(count).fetchall()
+    with tables_workspace(ws, f"file://{out.resolve()}") as from_url:
+        with from_url.connect(read_only=True) as con:
+            assert con.execute(count).fetchall() == expected
+            assert con.execute("SELECT count(*) FROM covisit").fetchall()[0][0] > 1000
 
 
 def test_a_run_with_other_settings_or_stages_is_refused(store_build, tmp_path):

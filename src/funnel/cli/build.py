@@ -63,10 +63,11 @@ def build_command(
              "bare words are strings).")] = None,
     details: DetailsOpt = False,
     as_json: JsonOpt = False,
-    tables: Annotated[Path | None, typer.Option(
-        "--tables", metavar="DIR",
+    tables: Annotated[str | None, typer.Option(
+        "--tables", metavar="DIR|URL",
         help="Read sessions, co-visitation pairs and training rows from a finished "
-             "'funnel pipeline run --out DIR' (DuckDB or Spark) instead of the event store.")
+             "'funnel pipeline run --out DIR' (DuckDB or Spark; a directory or a URL such as "
+             "s3://bucket/run) instead of the event store.")
     ] = None,
     engine: Annotated[str, typer.Option(
         "--engine", help="duckdb: the tables from the event store (default); spark: run the "
@@ -110,7 +111,7 @@ def build_command(
             ws = Workspace.open(workspace)
             say("spark", f"{spark_master}: sessions, co-visitation and training rows into "
                 f"{ws.root / 'pipeline'}")
-            tables = spark_tables(ws, ws.root / "pipeline", spark_master)
+            tables = str(spark_tables(ws, ws.root / "pipeline", spark_master))
     run_stages(workspace, chosen, overrides=parse_settings(settings or []), details=details,
                as_json=as_json, tables=tables)
 
@@ -164,7 +165,8 @@ def _check_overrides(ws: OverriddenWorkspace) -> None:
 
 
 def run_stages(workspace: Path, stages: tuple[str, ...], *, overrides: Overrides | None = None,
-               details: bool = False, as_json: bool = False, tables: Path | None = None) -> None:
+               details: bool = False, as_json: bool = False,
+               tables: Path | str | None = None) -> None:
     """Build ``stages`` (with ``overrides``) and print the summary and the next command: what
     ``funnel build`` and every one-stage alias run."""
     t0 = time.perf_counter()

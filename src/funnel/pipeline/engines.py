@@ -14,19 +14,22 @@ from typing import Any, Protocol
 
 import duckdb
 import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 
 from funnel.exceptions import DataFileError
 from funnel.pipeline.dialect import DUCKDB, SPARK, Dialect
+from funnel.pipeline.location import Location, filesystem, is_url
 
 
 class Engine(Protocol):
     dialect: Dialect
 
     def register_arrow(self, name: str, table: pa.Table) -> None: ...
-    def read_parquet(self, name: str, path: Path) -> None: ...
+    def read_parquet(self, name: str, path: Location) -> None: ...
     def materialize(self, name: str, sql: str) -> int: ...
     def to_arrow(self, name: str) -> pa.Table: ...
-    def write_parquet(self, name: str, out: Path, partition_by: str | None) -> None: ...
+    def write_parquet(self, name: str, out: Location, partition_by: str | None) -> None: ...
     def close(self) -> None: ...
 
 
@@ -70,9 +73,9 @@ class DuckDBEngine:
         self.con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM __{name}_arrow")
         self.con.unregister(f"__{name}_arrow")
 
-    def read_parquet(self, name: str, path: Path) -> None:
+    def read_parquet(self, name: str, path: Location) -> None:
         """A view over the files, so DuckDB streams them instead of copying them in."""
-        self.con.execute(f"CREATE OR REPLACE VIEW {name} AS {parquet_select(path)}")
+        self.con.execute(f"CREATE OR REPLACE VIEW {name} AS {parquet_select(self.con, path)}")
 
     def materialize(self, name: str, sql: str) -> int:
         self.con.execute(f"CREATE OR REPLACE TABLE {name} AS {sql}")
@@ -81,7 +84,10 @@ class DuckDBEngine:
     def to_arrow(self, name: str) -> pa.Table:
         return self.con.sql(f"SELECT * FROM {name}").to_arrow_table()
 
-    def write_parquet(self, name: str, out: Path, partition_by: str | None) -> None:
+    def write_parquet(self, name: str, out: Location, partition_by: str | None) -> None:
+        if is_url(out):
+            raise DataFileError(str(out), "the duckdb engine writes local directories; write "
+                                "to a URL with --engine spark")
         out = Path(out)
         if out.exists():
             shutil.rmtree(out)
@@ -100,13 +106,24 @@ class DuckDBEngine:
         self.con.close()
 
 
-def parquet_select(path: Path) -> str:
+def parquet_select(con: duckdb.DuckDBPyConnection, path: Location) -> str:
     """DuckDB ``SELECT`` of every row of a Parquet file or directory (``dt=`` partitions read
-    and their column dropped: it is derived from a timestamp the rows keep)."""
-    glob = _parquet_glob(path)
-    cols = "* EXCLUDE (dt)" if _has_dt(path) else "*"
+    and their column dropped: it is derived from a timestamp the rows keep). A URL is read
+    through a pyarrow dataset registered on ``con`` (valid on that connection only)."""
+    if is_url(path):
+        fs, where = filesystem(path)
+        if fs.get_file_info(where).type == pafs.FileType.NotFound:
+            raise DataFileError(str(path), "parquet input does not exist")
+        data = ds.dataset(where, filesystem=fs, format="parquet", partitioning="hive")
+        name = f"__parquet_{abs(hash(str(path)))}"
+        con.register(name, data)
+        cols = "* EXCLUDE (dt)" if "dt" in data.schema.names else "*"
+        return f"SELECT {cols} FROM {name}"
+    local = Path(path)
+    glob = _parquet_glob(local)
+    cols = "* EXCLUDE (dt)" if _has_dt(local) else "*"
     return (f"SELECT {cols} FROM read_parquet('{glob}', "
-            f"hive_partitioning = {str(_has_dt(path)).lower()}, union_by_name = true)")
+            f"hive_partitioning = {str(_has_dt(local)).lower()}, union_by_name = true)")
 
 
 def _has_dt(path: Path) -> bool:
@@ -154,9 +171,9 @@ class SparkEngine:
                                     FutureWarning)
             self.spark.createDataFrame(table).createOrReplaceTempView(name)
 
-    def read_parquet(self, name: str, path: Path) -> None:
-        path = Path(path)
-        _parquet_glob(path)  # existence checks with the same messages as DuckDB
+    def read_parquet(self, name: str, path: Location) -> None:
+        if not is_url(path):
+            _parquet_glob(Path(path))  # existence checks with the same messages as DuckDB
         df = self.spark.read.option("mergeSchema", "true").parquet(str(path))
         if "dt" in df.columns:
             df = df.drop("dt")
@@ -171,7 +188,7 @@ class SparkEngine:
     def to_arrow(self, name: str) -> pa.Table:
         return self.spark.table(name).toArrow()
 
-    def write_parquet(self, name: str, out: Path, partition_by: str | None) -> None:
+    def write_parquet(self, name: str, out: Location, partition_by: str | None) -> None:
         from pyspark.sql import functions as F  # noqa: N812 - the PySpark convention
 
         df = self.spark.table(name)

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.fs as pafs
 
 from funnel.exceptions import DataFileError
 from funnel.pipeline.engines import Engine
+from funnel.pipeline.location import Location, filesystem, is_url, join
 from funnel.pipeline.stages import PipelineConfig, Stage, plan
 
 BASE_TABLES = ("events", "items")
@@ -34,7 +36,7 @@ STORE_EXPORT = "_input"
 so the output alone is enough to build from."""
 
 
-def load_inputs(engine: Engine, source: Mapping[str, pa.Table] | Path) -> None:
+def load_inputs(engine: Engine, source: Mapping[str, pa.Table] | Location) -> None:
     """Register ``events`` and ``items`` from Arrow tables or from a directory holding
     ``events/`` (Parquet, possibly ``dt=``-partitioned) and ``items.parquet`` (or ``items/``)."""
     if isinstance(source, Mapping):
@@ -44,17 +46,23 @@ def load_inputs(engine: Engine, source: Mapping[str, pa.Table] | Path) -> None:
         for t in BASE_TABLES:
             engine.register_arrow(t, source[t])
         return
-    for t, path in input_paths(Path(source)).items():
+    for t, path in input_paths(source).items():
         engine.read_parquet(t, path)
 
 
-def input_paths(root: Path, *, extra: bool = False) -> dict[str, Path]:
+def input_paths(root: Location, *, extra: bool = False) -> dict[str, Location]:
     """``events`` and ``items`` of an input directory (``items/`` or ``items.parquet``), and
     with ``extra`` those of :data:`EXTRA_TABLES` it holds."""
-    paths = {t: root / t if (root / t).is_dir() else root / f"{t}.parquet" for t in BASE_TABLES}
+    fs, path = filesystem(root)
+
+    def kind(name: str) -> pafs.FileType:
+        return fs.get_file_info(f"{path}/{name}").type
+
+    paths = {t: join(root, t) if kind(t) == pafs.FileType.Directory
+             else join(root, f"{t}.parquet") for t in BASE_TABLES}
     if extra:
-        paths.update({t: root / f"{t}.parquet" for t in EXTRA_TABLES
-                      if (root / f"{t}.parquet").is_file()})
+        paths.update({t: join(root, f"{t}.parquet") for t in EXTRA_TABLES
+                      if kind(f"{t}.parquet") == pafs.FileType.File})
     return paths
 
 
@@ -63,7 +71,7 @@ def run_pipeline(
     stages: list[str] | tuple[str, ...],
     config: PipelineConfig | None = None,
     *,
-    out: Path | None = None,
+    out: Location | None = None,
     on_stage: Callable[[Stage, int, float], None] | None = None,
 ) -> dict[str, float]:
     """Materialize ``stages`` (plus dependencies) on ``engine``; rows and seconds per output.
@@ -77,7 +85,7 @@ def run_pipeline(
         t0 = time.perf_counter()
         rows = engine.materialize(stage.output, stage.render(engine.dialect, config))
         if out is not None:
-            engine.write_parquet(stage.output, Path(out) / stage.output, stage.partition_by)
+            engine.write_parquet(stage.output, join(out, stage.output), stage.partition_by)
         seconds = time.perf_counter() - t0
         summary[f"{stage.output}_rows"] = float(rows)
         summary[f"{stage.output}_s"] = seconds
@@ -99,31 +107,37 @@ class Manifest:
     input: str
     """Directory of the events and items read: absolute, or relative to the run's output."""
 
-    def input_dir(self, out: Path) -> Path:
-        path = Path(self.input)
-        return path if path.is_absolute() else Path(out) / path
+    def input_dir(self, out: Location) -> Location:
+        if is_url(self.input) or Path(self.input).is_absolute():
+            return self.input
+        return join(out, self.input)
 
 
-def write_manifest(out: Path, manifest: Manifest) -> None:
+def write_manifest(out: Location, manifest: Manifest) -> None:
     data = asdict(manifest)
     data["stages"], data["outputs"] = list(manifest.stages), list(manifest.outputs)
-    (Path(out) / MANIFEST).write_text(json.dumps(data, indent=2))
+    fs, path = filesystem(join(out, MANIFEST))
+    with fs.open_output_stream(path) as f:
+        f.write(json.dumps(data, indent=2).encode())
 
 
-def read_manifest(out: Path) -> Manifest:
+def read_manifest(out: Location) -> Manifest:
     """The manifest of a run's output directory; :class:`DataFileError` (one line, with the
     fix) when it is missing or not one."""
-    path = Path(out) / MANIFEST
+    where = join(out, MANIFEST)
+    fs, path = filesystem(where)
     fix = "write one with 'funnel pipeline run --out DIR'"
-    if not path.is_file():
-        raise DataFileError(str(path), f"no pipeline manifest, so DIR is not a pipeline run; {fix}")
+    if fs.get_file_info(path).type != pafs.FileType.File:
+        raise DataFileError(str(where),
+                            f"no pipeline manifest, so DIR is not a pipeline run; {fix}")
     try:
-        data = json.loads(path.read_text())
+        with fs.open_input_stream(path) as f:
+            data = json.loads(f.read().decode())
         return Manifest(engine=str(data["engine"]), stages=tuple(data["stages"]),
                         outputs=tuple(data["outputs"]), config=PipelineConfig(**data["config"]),
                         input=str(data["input"]))
     except (ValueError, KeyError, TypeError) as err:
-        raise DataFileError(str(path), f"not a pipeline manifest ({err}); {fix}") from None
+        raise DataFileError(str(where), f"not a pipeline manifest ({err}); {fix}") from None
 
 
 def export_store(store: Path, out: Path) -> Path:
@@ -152,10 +166,10 @@ def export_store(store: Path, out: Path) -> Path:
 def run_to_directory(
     engine: Engine,
     stages: list[str] | tuple[str, ...],
-    out: Path,
+    out: Location,
     config: PipelineConfig | None = None,
     *,
-    input_dir: Path | None = None,
+    input_dir: Location | None = None,
     store: Path | None = None,
     on_stage: Callable[[Stage, int, float], None] | None = None,
 ) -> dict[str, float]:
@@ -165,14 +179,20 @@ def run_to_directory(
     if (input_dir is None) == (store is None):
         raise ValueError("give exactly one of input_dir and store")
     config = config or PipelineConfig()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MANIFEST).unlink(missing_ok=True)
+    fs, path = filesystem(out)
+    fs.create_dir(path, recursive=True)
+    if fs.get_file_info(f"{path}/{MANIFEST}").type == pafs.FileType.File:
+        fs.delete_file(f"{path}/{MANIFEST}")
+    source: Location
     if store is not None:
-        source, recorded = export_store(store, out / STORE_EXPORT), STORE_EXPORT
+        if is_url(out):
+            raise ValueError(f"{out}: a run from the event store writes a local directory; "
+                             "export the events to the cluster and pass input_dir")
+        source, recorded = export_store(store, Path(out) / STORE_EXPORT), STORE_EXPORT
     else:
         assert input_dir is not None
-        source, recorded = Path(input_dir), str(Path(input_dir).resolve())
+        source = input_dir
+        recorded = str(input_dir) if is_url(input_dir) else str(Path(input_dir).resolve())
     load_inputs(engine, source)
     summary = run_pipeline(engine, stages, config, out=out, on_stage=on_stage)
     todo = plan(stages)

@@ -1,0 +1,32 @@
+"""Where pipeline tables live: a local directory or a URL, read through pyarrow's file systems.
+
+Spark writes to any URL its Hadoop connectors know; the build side reads the same URL with
+pyarrow (``s3://``, ``hdfs://``, ``gs://`` with the matching pyarrow support, ``file://``), so
+``funnel build --tables`` needs no second reader per store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.fs as pafs
+
+Location = Path | str
+"""A local directory, or a URL any engine that reads it understands (``s3://``, ``hdfs://``,
+``file://``; pyarrow's file systems read them on the build side)."""
+
+
+def is_url(location: Location) -> bool:
+    return "://" in str(location)
+
+
+def join(location: Location, name: str) -> Location:
+    """``location/name``, keeping a URL a string (``Path`` would fold its ``//``)."""
+    return f"{str(location).rstrip('/')}/{name}" if is_url(location) else Path(location) / name
+
+
+def filesystem(location: Location) -> tuple[pafs.FileSystem, str]:
+    """pyarrow's file system for ``location`` and the path on it."""
+    if is_url(location):
+        return pafs.FileSystem.from_uri(str(location))
+    return pafs.LocalFileSystem(), str(Path(location).resolve())
