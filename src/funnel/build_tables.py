@@ -1,10 +1,10 @@
 """Where a build reads its tables: the event store, or the batch pipeline's Parquet.
 
-``funnel build`` reads sessions, co-visitation pairs and the point-in-time training rows from
-the workspace's event store by default, computed there by the pipeline's one SQL definition
-(``funnel.pipeline.stages``) on DuckDB. ``--tables DIR`` builds from a finished pipeline run
-instead (``funnel pipeline run --engine spark --out DIR``, any engine), and ``--engine spark``
-runs that pipeline first. Either way the stages read through a DuckDB database loaded from
+``funnel build`` reads sessions, co-visitation pairs, searches and the point-in-time training
+rows from the workspace's event store by default, computed there by the pipeline's one SQL
+definition (``funnel.pipeline.stages``) on DuckDB. ``--tables DIR`` builds from a finished
+pipeline run instead (``funnel pipeline run --engine spark --out DIR``, any engine), and
+``--engine spark`` runs that pipeline first. Either way the stages read through a DuckDB database loaded from
 the run's Parquet, so each stage has one reader and the artifact cannot depend on the engine.
 """
 
@@ -29,7 +29,7 @@ from funnel.workspace import STORE_FILE, Workspace
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-BUILD_STAGES = ("sessions", "covisit", "training_set")
+BUILD_STAGES = ("sessions", "covisit", "searches", "training_set")
 """The pipeline stages whose outputs a build reads."""
 
 ORDER = {"events": "ts, event_id", "sessions": "user_id, start_ts, session_id",
@@ -42,18 +42,21 @@ TABLES_DIR = ".build-tables"
 
 def workspace_pipeline_config(ws: Workspace) -> PipelineConfig:
     """The pipeline parameters this workspace's funnel.toml implies: the session gap of
-    ``[sessions]``, co-visitation as ``[recall]`` fits it, training-row windows of the rank
-    stage."""
+    ``[sessions]``, co-visitation as ``[recall]`` fits it, the search attribution window of
+    ``[suggest]``, training-row windows of the rank stage."""
     from funnel.config import section
     from funnel.features.training_set import TrainingSetConfig
     from funnel.pipeline.sessions import SessionConfig
     from funnel.recall.build import RecallConfig
+    from funnel.suggest.model import SuggestConfig
 
     config = ws.config()
     training = TrainingSetConfig()
     base = PipelineConfig(gap_minutes=float(SessionConfig.of(config).gap_minutes),
                           click_window_minutes=training.click_window_minutes,
-                          booking_window_hours=training.booking_window_hours)
+                          booking_window_hours=training.booking_window_hours,
+                          attribution_minutes=float(
+                              section(config, "suggest", SuggestConfig).attribution_minutes))
     return section(config, "recall", RecallConfig).covisitation().pipeline_config(base)
 
 

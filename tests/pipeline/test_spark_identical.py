@@ -19,7 +19,7 @@ from ._compare import rows
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark]
 
-ALL = ["sessions", "corpora", "covisit", "query_stats", "training_set"]
+ALL = ["sessions", "corpora", "covisit", "query_stats", "searches", "training_set"]
 OUTPUTS = [s.output for s in plan(ALL)]
 
 

@@ -20,7 +20,7 @@ from funnel.recall.covisit import CoVisitation
 
 from ._compare import rows
 
-ALL = ["sessions", "corpora", "covisit", "query_stats", "training_set"]
+ALL = ["sessions", "corpora", "covisit", "query_stats", "searches", "training_set"]
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 pipeline_app = typer.Typer(
     help="Batch stages written once, run on DuckDB or Spark (sessions, corpora, covisit, "
-    "query_stats, training_set).",
+    "query_stats, searches, training_set).",
     no_args_is_help=True,
 )
 app.add_typer(pipeline_app, name="pipeline")
@@ -41,7 +41,7 @@ def run(
     ] = "local[2]",
     stages: Annotated[
         str, typer.Option(help="Comma-separated stages; dependencies are added.")
-    ] = "sessions,corpora,covisit,query_stats,training_set",
+    ] = "sessions,corpora,covisit,query_stats,searches,training_set",
     input_dir: Annotated[
         Path | None,
         typer.Option("--input", help="Directory with events/ (Parquet, dt= partitions allowed) "

@@ -54,6 +54,12 @@ class Dialect:
                     f"unnest(range(1, len({values}) + 1)) AS {pos}")
         return f"inline(transform({values}, (x, i) -> named_struct('{pos}', i + 1, '{value}', x)))"
 
+    def last_non_null(self, value: str) -> str:
+        """The window function: the last non-NULL ``value`` of the frame (append ``OVER``)."""
+        if self.name == "duckdb":
+            return f"last_value({value} IGNORE NULLS)"
+        return f"last_value({value}, true)"
+
     def regex_replace_all(self, expr: str, pattern: str, repl: str) -> str:
         """Replace every match of a Java/RE2-compatible ``pattern`` (no quotes inside)."""
         if self.name == "duckdb":

@@ -20,6 +20,10 @@ Stages and what they mean:
     per normalized query (lower case, trimmed, runs of white space collapsed): searches,
     distinct users, clicks on its results, bookings of items clicked from it later in the same
     session, first and last seen;
+``searches``
+    one row per search with the clicks and bookings attributed to it (its ``request_id``, else
+    the user's next actions within ``attribution_minutes`` before their next search): what the
+    query suggester mines (``funnel.suggest.mining.load_searches`` runs this text);
 ``training_rows``
     point-in-time ranking rows; ``funnel.features.training_set`` builds its rows from this text.
 """
@@ -45,6 +49,7 @@ class PipelineConfig:
     booking_weight: float = 3.0
     click_window_minutes: float = 30.0
     booking_window_hours: float = 24.0
+    attribution_minutes: float = 30.0
 
     def __post_init__(self) -> None:
         validate_params(vars(self), {
@@ -55,6 +60,7 @@ class PipelineConfig:
             "booking_weight": (lambda v: isinstance(v, int | float) and v >= 0, "a number >= 0"),
             "click_window_minutes": (positive_float, "a number > 0"),
             "booking_window_hours": (positive_float, "a number > 0"),
+            "attribution_minutes": (positive_float, "a number > 0"),
         })
 
 
@@ -227,6 +233,47 @@ LEFT JOIN b_agg b ON b.q = s.q
 """
 
 
+def searches_sql(d: Dialect, c: PipelineConfig, where: str = "TRUE") -> str:
+    """``where``: a condition on the events' ``ts`` (a time split of the search log)."""
+    ms = d.epoch_ms
+    window_ms = int(c.attribution_minutes * 60_000)
+    return f"""
+WITH ev AS (
+    SELECT event_id, user_id, ts, event_type, item_id, request_id,
+           CASE WHEN event_type = 'search' THEN event_id END AS sid
+    FROM events
+    WHERE event_type IN ('search', 'click', 'booking') AND {where}
+      AND (event_type <> 'search' OR (query IS NOT NULL AND query <> ''))
+), att AS (
+    SELECT *, {d.last_non_null("sid")} OVER (
+        PARTITION BY user_id ORDER BY ts, CASE WHEN event_type = 'search' THEN 0 ELSE 1 END,
+        event_id ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS prev_sid
+    FROM ev
+), s AS (
+    SELECT event_id AS sid, user_id, ts, query, request_id, market
+    FROM events
+    WHERE event_type = 'search' AND query IS NOT NULL AND query <> '' AND {where}
+), req AS (
+    SELECT request_id, min(sid) AS sid FROM s WHERE request_id IS NOT NULL GROUP BY request_id
+), link AS (
+    SELECT a.event_id, a.event_type, a.item_id,
+           COALESCE(r.sid, CASE WHEN {ms("a.ts")} - {ms("p.ts")} <= {window_ms}
+                                THEN p.sid END) AS sid
+    FROM att a
+    LEFT JOIN req r ON a.request_id = r.request_id
+    LEFT JOIN s p ON p.sid = a.prev_sid
+    WHERE a.event_type <> 'search'
+)
+SELECT s.sid, s.user_id, s.ts, {ms("s.ts")} AS ts_ms, s.query, s.market,
+       count(l.item_id) FILTER (WHERE l.event_type = 'click') AS n_clicks,
+       count(l.item_id) FILTER (WHERE l.event_type = 'booking') AS n_bookings,
+       {d.ordered_list("l.item_id", "l.event_id",
+                       "l.event_type = 'click' AND l.item_id IS NOT NULL", "VARCHAR")} AS clicked
+FROM s LEFT JOIN link l ON l.sid = s.sid
+GROUP BY s.sid, s.user_id, s.ts, s.query, s.market
+"""
+
+
 def training_rows_sql(d: Dialect, c: PipelineConfig) -> str:
     click_ms = int(c.click_window_minutes * 60_000)
     book_ms = int(c.booking_window_hours * 3_600_000)
@@ -342,6 +389,9 @@ STAGES: Mapping[str, tuple[Stage, ...]] = {
         Stage("query_stats", ("events", "session_events"), "query_stats", query_stats_sql,
               None, ("query",)),
     ),
+    "searches": (
+        Stage("searches", ("events",), "searches", searches_sql, "ts", ("sid",)),
+    ),
     "training_set": (
         Stage("training_set", ("events", "items"), "training_rows", training_rows_sql, "ts",
               ("event_id",)),
@@ -352,7 +402,7 @@ STAGES: Mapping[str, tuple[Stage, ...]] = {
 STAGE_NAMES = tuple(STAGES)
 DEPENDS: Mapping[str, tuple[str, ...]] = {
     "sessions": (), "corpora": ("sessions",), "covisit": ("sessions",),
-    "query_stats": ("sessions",), "training_set": (),
+    "query_stats": ("sessions",), "searches": (), "training_set": (),
 }
 
 

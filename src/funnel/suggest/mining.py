@@ -18,43 +18,10 @@ import pyarrow.compute as pc
 
 from funnel._checks import positive_float, positive_int, validate_params
 from funnel.exceptions import ModelFitError
+from funnel.pipeline.dialect import DUCKDB
+from funnel.pipeline.run import pipeline_tables
+from funnel.pipeline.stages import PipelineConfig, searches_sql
 from funnel.suggest.normalize import BlockList, normalize_query
-
-_SEARCH_SQL = """
-WITH ev AS (
-    SELECT event_id, user_id, ts, event_type, item_id, request_id,
-           CASE WHEN event_type = 'search' THEN event_id END AS sid
-    FROM events
-    WHERE event_type IN ('search', 'click', 'booking') AND {where}
-      AND (event_type <> 'search' OR (query IS NOT NULL AND query <> ''))
-), att AS (
-    SELECT *, last_value(sid IGNORE NULLS) OVER (
-        PARTITION BY user_id ORDER BY ts, CASE WHEN event_type = 'search' THEN 0 ELSE 1 END,
-        event_id ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS prev_sid
-    FROM ev
-), s AS (
-    SELECT event_id AS sid, user_id, ts, query, request_id, market
-    FROM events
-    WHERE event_type = 'search' AND query IS NOT NULL AND query <> '' AND {where}
-), req AS (
-    SELECT request_id, min(sid) AS sid FROM s WHERE request_id IS NOT NULL GROUP BY request_id
-), link AS (
-    SELECT a.event_type, a.item_id,
-           COALESCE(r.sid, CASE WHEN epoch_ms(a.ts) - epoch_ms(p.ts) <= {window_ms}
-                                THEN p.sid END) AS sid
-    FROM att a
-    LEFT JOIN req r ON a.request_id = r.request_id
-    LEFT JOIN s p ON p.sid = a.prev_sid
-    WHERE a.event_type <> 'search'
-)
-SELECT s.sid, s.user_id, epoch_ms(s.ts) AS ts_ms, s.query, s.market,
-       count(l.item_id) FILTER (WHERE l.event_type = 'click') AS n_clicks,
-       count(l.item_id) FILTER (WHERE l.event_type = 'booking') AS n_bookings,
-       list(l.item_id) FILTER (WHERE l.event_type = 'click') AS clicked
-FROM s LEFT JOIN link l ON l.sid = s.sid
-GROUP BY ALL
-ORDER BY s.user_id, ts_ms, s.sid
-"""
 
 
 @dataclass(frozen=True)
@@ -135,17 +102,20 @@ def load_searches(
     since_ms: int | None = None,
     until_ms: int | None = None,
 ) -> Searches:
-    """Read search events with their attributed clicks/bookings from the ``events`` table."""
+    """Read search events with their attributed clicks/bookings from the ``events`` table, by
+    the pipeline's ``searches`` stage (or a run's ready rows when the store holds them)."""
     cfg = config or MiningConfig()
-    where = ["TRUE"]
-    if since_ms is not None:
-        where.append(f"epoch_ms(ts) >= {int(since_ms)}")
-    if until_ms is not None:
-        where.append(f"epoch_ms(ts) < {int(until_ms)}")
-    sql = _SEARCH_SQL.format(
-        where=" AND ".join(where), window_ms=int(cfg.attribution_minutes * 60_000)
-    )
-    table = con.sql(sql).to_arrow_table()
+    if since_ms is None and until_ms is None and "searches" in pipeline_tables(con):
+        sql = "SELECT * FROM searches"  # a pipeline run's rows (funnel build --tables)
+    else:
+        where = ["TRUE"]
+        if since_ms is not None:
+            where.append(f"epoch_ms(ts) >= {int(since_ms)}")
+        if until_ms is not None:
+            where.append(f"epoch_ms(ts) < {int(until_ms)}")
+        config_sql = PipelineConfig(attribution_minutes=cfg.attribution_minutes)
+        sql = searches_sql(DUCKDB, config_sql, where=" AND ".join(where))
+    table = con.sql(f"SELECT * FROM ({sql}) ORDER BY user_id, ts_ms, sid").to_arrow_table()
     raw = table.column("query").combine_chunks()
     enc = pc.dictionary_encode(raw)
     normalized = np.asarray([normalize_query(str(q)) for q in enc.dictionary.to_pylist()],
