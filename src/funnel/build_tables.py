@@ -4,8 +4,9 @@
 rows from the workspace's event store by default, computed there by the pipeline's one SQL
 definition (``funnel.pipeline.stages``) on DuckDB. ``--tables DIR`` builds from a finished
 pipeline run instead (``funnel pipeline run --engine spark --out DIR``, any engine), and
-``--engine spark`` runs that pipeline first. Either way the stages read through a DuckDB database loaded from
-the run's Parquet, so each stage has one reader and the artifact cannot depend on the engine.
+``--engine spark`` runs that pipeline first. Either way the stages read through a DuckDB
+database loaded from the run's Parquet, so each stage has one reader and the artifact cannot
+depend on the engine.
 """
 
 from __future__ import annotations
