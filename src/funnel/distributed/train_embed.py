@@ -1,4 +1,4 @@
-"""Item embeddings trained data-parallel under ``torch.distributed`` (local SGD, merged updates).
+"""Item and query embeddings trained data-parallel under ``torch.distributed`` (local SGD).
 
 Skip-gram updates are sparse and cheap, so gradient all-reduce per pair (what DDP does) would
 spend all its time communicating. Instead every process trains the numba kernel on its own
@@ -6,28 +6,38 @@ shard of sessions and, a few times per epoch (``syncs_per_epoch``), the processe
 what they changed since the last merge and add the sum to the shared starting point (local SGD
 with summed updates; Hogwild across processes, as the kernel already does across threads).
 All processes start from the same weights and sample negatives from the same tables (built
-from the counts of the whole corpus); the learning rate decays linearly over global progress
-exactly as in one process.
+from the merged counts of the whole corpus); the learning rate decays linearly over each
+shard's progress exactly as in one process.
+
+No process reads the whole corpus: ``--sessions`` is the pipeline's ``corpora/`` (items) or
+``sessions/`` (items or queries) Parquet output, and process r of W streams files r, r + W, ...
+(``funnel.distributed.corpus_shards``: counts per shard, vocabulary merged across processes,
+then the shard encoded). Each process holds only its shard's encoded sessions (1/W of the
+corpus as int32 arrays, what the kernel needs) plus the vocabulary-sized weights.
 
 Results match single-process training in quality, not bit for bit (different session order and
-random streams): ``tests/distributed/test_ddp_embed.py`` demands next-click HR@10 on held-out
-sessions within a tolerance of ``ItemEmbeddings.fit``.
+random streams); the vocabulary is identical. ``tests/distributed/test_ddp_embed*.py`` demand
+next-click HR@10 (items) and next-query HR@5 (queries) within a tolerance of one process.
 
-    torchrun --nproc-per-node 2 -m funnel.distributed.train_embed \\
-        --sessions sessions.parquet --items items.parquet --params '{"dim": 32}' --out emb/
+    torchrun --nproc-per-node 2 -m funnel.distributed.train_embed --table item \\
+        --sessions out/corpora --items items.parquet --params '{"dim": 32}' --out emb/
+    torchrun --nproc-per-node 2 -m funnel.distributed.train_embed --table query \\
+        --sessions out/sessions --params '{"dim": 32, "epochs": 10}' --out emb/
 
-Every process reads the sessions file and builds the same vocabulary (at scale: read a
-vocabulary built by a pipeline stage, and only your shard's Parquet files); rank 0 saves the
-estimator in the usual ``ItemEmbeddings.save`` format.
+Without torchrun's environment it runs as a world of one. Rank 0 saves the estimator in the
+usual ``ItemEmbeddings.save`` / ``QueryEmbeddings.save`` format (``item_*`` / ``query_*``),
+plus ``distributed.json`` (timings, and which files each rank read).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numba
 import numpy as np
@@ -37,11 +47,25 @@ import torch
 import torch.distributed as dist
 
 from funnel._checks import positive_int, validate_params
+from funnel.distributed.corpus_shards import (
+    BATCH_ROWS,
+    ItemTokens,
+    QueryTokens,
+    SessionTokens,
+    build_shard_corpus,
+    parquet_files,
+    shard_files,
+)
 from funnel.distributed.ddp_rank import init_from_env
 from funnel.embed._sgns import train_epoch
 from funnel.embed.corpus import Corpus
-from funnel.embed.items import _PARAM_TABLE, ItemEmbeddings
+from funnel.embed.items import _PARAM_TABLE, ItemEmbeddings, QueryEmbeddings
 from funnel.embed.trainer import initial_weights, sampling_tables
+
+Table = Literal["item", "query"]
+Embeddings = ItemEmbeddings | QueryEmbeddings
+Params = Mapping[str, int | float | bool]
+"""Estimator hyperparameters as ``get_params()`` returns them (``_PARAM_TABLE`` keys)."""
 
 
 def shard(corpus: Corpus, rank: int, world: int) -> Corpus:
@@ -82,32 +106,38 @@ def merge_updates_(arrays: list[np.ndarray], bases: list[np.ndarray]) -> None:
         base[...] = a
 
 
-def train_sharded(
-    corpus: Corpus, params: dict[str, Any], *, syncs_per_epoch: int = 4,
-) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
-    """Train (w_in, w_out) on this process's shard, merging updates ``syncs_per_epoch`` times
-    per epoch; every rank returns the same matrices."""
+def _require_group(what: str) -> None:
     if not dist.is_initialized():
-        raise RuntimeError("train_sharded needs an initialized process group; "
+        raise RuntimeError(f"{what} needs an initialized process group; "
                            "call funnel.distributed.ddp_rank.init_from_env()")
+
+
+def train_local(
+    local: Corpus, params: Params, *, syncs_per_epoch: int = 4,
+) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """Train (w_in, w_out) on this process's sessions ``local`` (whose vocabulary, counts and
+    markets are the whole corpus's), merging updates ``syncs_per_epoch`` times per epoch;
+    every rank returns the same matrices. A rank with no sessions still joins every merge."""
+    _require_group("train_local")
     if not positive_int(syncs_per_epoch):
         raise ValueError(f"syncs_per_epoch must be a positive int; got {syncs_per_epoch!r}")
-    rank, world = dist.get_rank(), dist.get_world_size()
+    rank = dist.get_rank()
     p = params
-    w_in, w_out = initial_weights(len(corpus.vocab), p["dim"], p["seed"])
-    t = sampling_tables(corpus, market_negatives=p["market_negatives"],
-                        use_booked=p["booked_context"], sample=float(p["sample"]))
-    local = shard(corpus, rank, world)
+    dim, seed, window = int(p["dim"]), int(p["seed"]), int(p["window"])
+    negatives, market_negatives = int(p["negatives"]), int(p["market_negatives"])
+    w_in, w_out = initial_weights(len(local.vocab), dim, seed)
+    t = sampling_tables(local, market_negatives=market_negatives,
+                        use_booked=bool(p["booked_context"]), sample=float(p["sample"]))
     booked = local.booked if p["booked_context"] else np.full_like(local.booked, -1)
     bases = [w_in.copy(), w_out.copy()]
     n_local = local.n_sessions
     n_tok = max(1, local.n_tokens)
-    epochs, lr0, lr1 = p["epochs"], float(p["learning_rate"]), float(p["min_learning_rate"])
+    epochs, lr0, lr1 = int(p["epochs"]), float(p["learning_rate"]), float(p["min_learning_rate"])
 
     def lr_at(epoch: int, token: int) -> float:
         return lr0 - (lr0 - lr1) * (epoch + token / n_tok) / epochs
 
-    n_threads = p["n_threads"]
+    n_threads = int(p["n_threads"])
     previous = numba.get_num_threads()
     most = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]  # set at import from env
     numba.set_num_threads(max(1, min(n_threads, most)))
@@ -127,9 +157,9 @@ def train_sharded(
                     train_epoch(
                         tokens, off - off[0], booked[lo:hi],
                         t.word_market, t.keep, t.neg, t.mkt, t.mkt_offsets, w_in, w_out,
-                        p["window"], p["negatives"], p["market_negatives"],
+                        window, negatives, market_negatives,
                         lr_at(epoch, int(off[0])), lr_at(epoch, int(off[-1])), 0, 1,
-                        _call_seed(p["seed"], rank, epoch, chunk), n_blocks,
+                        _call_seed(seed, rank, epoch, chunk), n_blocks,
                     )
                 t1 = time.perf_counter()
                 merge_updates_([w_in, w_out], bases)
@@ -140,11 +170,21 @@ def train_sharded(
     return w_in, w_out, {"train_s": train_s, "sync_s": sync_s, "local_sessions": float(n_local)}
 
 
+def train_sharded(
+    corpus: Corpus, params: Params, *, syncs_per_epoch: int = 4,
+) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """:func:`train_local` on sessions ``rank, rank + world, ...`` of an in-memory corpus."""
+    _require_group("train_sharded")
+    return train_local(shard(corpus, dist.get_rank(), dist.get_world_size()), params,
+                       syncs_per_epoch=syncs_per_epoch)
+
+
 def fit_distributed(
     sessions: Any, items: pa.Table | None = None, *, syncs_per_epoch: int = 4,
     **params: Any,
 ) -> ItemEmbeddings:
-    """``ItemEmbeddings(**params).fit(sessions, items)``, data-parallel over the process group.
+    """``ItemEmbeddings(**params).fit(sessions, items)`` on an in-memory table every process
+    holds whole (small corpora and tests; :func:`fit_files` reads only a shard).
 
     Every process must call it with the same arguments; every process returns the same
     fitted estimator (the merged vectors).
@@ -159,29 +199,94 @@ def fit_distributed(
     return est
 
 
+def catalog_markets(items: pa.Table) -> dict[str, str]:
+    """item_id -> market of the catalog (what ``ItemEmbeddings.fit`` takes markets from)."""
+    if not {"item_id", "market"} <= set(items.column_names):
+        raise ValueError("The 'items' table must have 'item_id' and 'market' columns (category "
+                         f"and price optional); got {items.column_names}")
+    return dict(zip(items.column("item_id").to_pylist(), items.column("market").to_pylist(),
+                    strict=True))
+
+
+def fit_files(
+    files: Sequence[Path], table: Table = "item", items: pa.Table | None = None, *,
+    syncs_per_epoch: int = 4, batch_rows: int = BATCH_ROWS, **params: Any,
+) -> tuple[Embeddings, dict[str, float]]:
+    """``ItemEmbeddings`` / ``QueryEmbeddings(**params).fit`` over the union of every process's
+    ``files`` (this process's shard; possibly none), reading only this process's files.
+
+    Every process must call it (same params, its own files) and gets the same fitted estimator
+    (``n_sessions_`` / ``n_tokens_`` over all shards) and its own stats.
+    """
+    _require_group("fit_files")
+    est: Embeddings = ItemEmbeddings(**params) if table == "item" else QueryEmbeddings(**params)
+    validate_params(est.get_params(), _PARAM_TABLE)
+    reader: SessionTokens
+    p = est.get_params()
+    if table == "item":
+        reader = ItemTokens(min_dwell_ms=est.min_dwell_ms, use_booked=est.booked_context)
+    else:  # as QueryEmbeddings.fit: no market negatives, no booked context
+        reader = QueryTokens()
+        p = {**p, "market_negatives": 0, "booked_context": False}
+    t0 = time.perf_counter()
+    data = build_shard_corpus(
+        files, reader, min_count=est.min_count, min_session_length=est.min_session_length,
+        item_markets=catalog_markets(items) if table == "item" and items is not None else None,
+        batch_rows=batch_rows)
+    read_s = time.perf_counter() - t0
+    w_in, _, stats = train_local(data.local, p, syncs_per_epoch=syncs_per_epoch)
+    est._set_fitted(data.local, w_in, items if table == "item" else None)
+    est.n_sessions_, est.n_tokens_ = data.n_sessions, data.n_tokens  # all shards, not this one
+    return est, {"world_size": float(dist.get_world_size()),
+                 "syncs_per_epoch": float(syncs_per_epoch), "read_s": read_s,
+                 "local_files": float(len(files)), **stats}
+
+
+def _join_group(backend: str) -> tuple[int, int]:
+    """torchrun's process group, or a world of one when not launched by torchrun."""
+    if "RANK" in os.environ or dist.is_initialized():
+        return init_from_env(backend)
+    dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
+    return 0, 1
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sessions", type=Path, required=True,
-                    help="Parquet file or directory with an 'items' list column")
-    ap.add_argument("--items", type=Path, default=None, help="items Parquet (item_id, market)")
-    ap.add_argument("--params", default="{}", help="JSON object of ItemEmbeddings parameters")
+                    help="Parquet file or directory (dt= partitions allowed): the pipeline's "
+                         "corpora/ or sessions/ for items, sessions/ for queries")
+    ap.add_argument("--table", default="item", choices=["item", "query"],
+                    help="train item vectors (items column) or query vectors (queries column)")
+    ap.add_argument("--items", type=Path, default=None,
+                    help="items Parquet (item_id, market): markets, categories, prices")
+    ap.add_argument("--params", default="{}",
+                    help="JSON object of ItemEmbeddings / QueryEmbeddings parameters")
     ap.add_argument("--syncs-per-epoch", type=int, default=4)
+    ap.add_argument("--batch-rows", type=int, default=BATCH_ROWS,
+                    help="sessions per streamed record batch")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--backend", default="gloo", choices=["gloo", "nccl"])
     a = ap.parse_args(argv)
+    try:
+        files = parquet_files(a.sessions)
+    except (OSError, ValueError) as err:
+        ap.error(str(err))
     torch.set_num_threads(1)
-    rank, world = init_from_env(a.backend)
-    sessions = pq.read_table(a.sessions)
-    items = pq.read_table(a.items) if a.items else None
+    rank, world = _join_group(a.backend)
+    mine = shard_files(files, rank, world)
+    items = pq.read_table(a.items) if a.items and a.table == "item" else None
     t0 = time.perf_counter()
-    est = fit_distributed(sessions, items, syncs_per_epoch=a.syncs_per_epoch,
-                          **json.loads(a.params))
+    est, stats = fit_files(mine, a.table, items, syncs_per_epoch=a.syncs_per_epoch,
+                           batch_rows=a.batch_rows, **json.loads(a.params))
+    seconds = time.perf_counter() - t0
+    every: list[list[str]] = [[] for _ in range(world)]
+    dist.all_gather_object(every, [str(f) for f in mine])
     if rank == 0:
         a.out.mkdir(parents=True, exist_ok=True)
         est.save(a.out)
         (a.out / "distributed.json").write_text(json.dumps(
-            {"world_size": world, "backend": a.backend, "seconds": time.perf_counter() - t0,
-             **est.distributed_}, indent=2))
+            {"table": a.table, "world_size": world, "backend": a.backend, "seconds": seconds,
+             **stats, "files": every}, indent=2))
     dist.barrier()
     dist.destroy_process_group()
 
