@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from funnel.cli import app
 from funnel.pipeline.engines import DuckDBEngine
+from funnel.pipeline.location import join, pyarrow_uri
 from funnel.pipeline.run import read_manifest
 from funnel.pipeline.stages import PipelineConfig
 
@@ -63,3 +64,11 @@ def test_pipeline_run_reads_the_workspace_store_by_default(tmp_path: Path, marke
     # the store's events travel with the tables, so the directory alone can be built from
     assert read_manifest(ws.root / "pipeline").input == "_input"
     assert (ws.root / "pipeline" / "_input" / "items.parquet").is_file()
+
+
+def test_locations_keep_urls_and_name_s3_as_pyarrow_does(tmp_path: Path):
+    assert join("s3a://bucket/runs/", "covisit") == "s3a://bucket/runs/covisit"
+    assert join(tmp_path, "covisit") == tmp_path / "covisit"
+    assert pyarrow_uri("s3a://bucket/runs") == pyarrow_uri("s3n://bucket/runs") == \
+        "s3://bucket/runs"
+    assert pyarrow_uri("hdfs://nn:8020/runs") == "hdfs://nn:8020/runs"

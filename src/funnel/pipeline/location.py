@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
+HADOOP_SCHEMES = {"s3a": "s3", "s3n": "s3"}
+
 Location = Path | str
 """A local directory, or a URL any engine that reads it understands (``s3://``, ``hdfs://``,
 ``file://``; pyarrow's file systems read them on the build side)."""
@@ -28,5 +30,12 @@ def join(location: Location, name: str) -> Location:
 def filesystem(location: Location) -> tuple[pafs.FileSystem, str]:
     """pyarrow's file system for ``location`` and the path on it."""
     if is_url(location):
-        return pafs.FileSystem.from_uri(str(location))
+        return pafs.FileSystem.from_uri(pyarrow_uri(str(location)))
     return pafs.LocalFileSystem(), str(Path(location).resolve())
+
+
+def pyarrow_uri(url: str) -> str:
+    """``url`` as pyarrow names it: Spark's Hadoop connectors call S3 ``s3a://`` (older ones
+    ``s3n://``), pyarrow ``s3://``; a run written by Spark records its input that way."""
+    scheme, rest = url.split("://", 1)
+    return f"{HADOOP_SCHEMES.get(scheme, scheme)}://{rest}"
