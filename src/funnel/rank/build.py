@@ -49,6 +49,7 @@ from funnel.rank.importance import permutation_importance, select_features
 from funnel.rank.metrics import auc, evaluate, logloss, one_positive_group_auc, one_positive_hr_mrr
 from funnel.rank.recall_features import RECALL_FEATURE_SOURCES, recall_feature_specs
 from funnel.rank.registry import RANKERS, get_ranker
+from funnel.rank.torch_ranker import TorchRanker
 from funnel.vectors import save_vectors
 from funnel.workspace import Workspace
 
@@ -100,6 +101,9 @@ class RankConfig:
     select: bool = False
     """Drop the feature specs whose permutation interval on the validation slice includes 0
     and refit (``funnel train --select``); the model saves what it dropped and why."""
+    ddp_processes: int = 0
+    """Train each torch ranker with this many local ``torchrun`` processes reading Parquet
+    shards of the training rows (``funnel.distributed``); 0 = in this process."""
     seed: int = 0
     features: list[dict[str, Any]] = field(default_factory=list)
     """Feature specs (JSON form); empty = the defaults in ``funnel.rank.defaults``."""
@@ -133,6 +137,9 @@ class RankConfig:
         if not isinstance(self.importance_rows, int) or self.importance_rows < 100:
             raise ConfigError(f"[rank] importance_rows: expected an int >= 100, got "
                               f"{self.importance_rows!r}")
+        if not isinstance(self.ddp_processes, int) or self.ddp_processes < 0:
+            raise ConfigError(f"[rank] ddp_processes: expected 0 (off) or a positive int, got "
+                              f"{self.ddp_processes!r}")
         if not isinstance(self.oof_folds, int) or self.oof_folds == 1 or self.oof_folds < 0:
             raise ConfigError(f"[rank] oof_folds: expected 0 (off) or an int >= 2, got "
                               f"{self.oof_folds!r}")
@@ -408,7 +415,13 @@ def build_rank(
     importance: dict[str, dict[str, Any]] = {}
     for name in model_names:
         say(f"training {name}")
-        model = make_ranker(name, config, features, verbose).fit(train, valid)
+        model = make_ranker(name, config, features, verbose)
+        if config.ddp_processes and isinstance(model, TorchRanker):
+            from funnel.distributed.launch import fit_with_torchrun
+
+            model = fit_with_torchrun(model, train, valid, build.path, config.ddp_processes)
+        else:
+            model = model.fit(train, valid)
         if config.select:
             chosen = select_features(model, train, valid, test,
                                      repeats=config.importance_repeats or 5, seed=config.seed,
