@@ -26,9 +26,10 @@ from funnel.rank.torch_ranker import TorchRanker
 def fit_with_torchrun(
     ranker: TorchRanker, train: RankingData, valid: RankingData | None, workdir: Path,
     processes: int, *, timeout: float | None = None,
-) -> TorchRanker:
+) -> tuple[TorchRanker, int]:
     """``ranker.fit(train, valid)`` by ``processes`` local DDP processes; returns the trained
-    ranker as saved by process 0 (shards and model live in a temporary dir under ``workdir``)."""
+    ranker as saved by process 0 (shards and model live in a temporary dir under ``workdir``)
+    and the world size that trained it (for the build's figures)."""
     if processes < 1:
         raise ValueError(f"processes must be >= 1; got {processes}")
     specs = ranker._feature_specs()
@@ -57,6 +58,7 @@ def fit_with_torchrun(
                                 f"(exit {proc.returncode}): {last}; set [rank] ddp_processes = 0 "
                                 "to train in this process")
         model = Ranker.load(root / "model")
+        report = json.loads((root / "model" / "ddp.json").read_text())
     if not isinstance(model, TorchRanker):
         raise ModelFitError(f"torchrun saved a {type(model).__name__}; expected a torch ranker")
-    return model
+    return model, int(report["world_size"])

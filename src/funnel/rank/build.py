@@ -419,7 +419,9 @@ def build_rank(
         if config.ddp_processes and isinstance(model, TorchRanker):
             from funnel.distributed.launch import fit_with_torchrun
 
-            model = fit_with_torchrun(model, train, valid, build.path, config.ddp_processes)
+            model, world = fit_with_torchrun(model, train, valid, build.path,
+                                             config.ddp_processes)
+            metrics[f"{name}.ddp_world_size"] = float(world)
         else:
             model = model.fit(train, valid)
         if config.select:
