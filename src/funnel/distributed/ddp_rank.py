@@ -40,7 +40,6 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from funnel._checks import validate_params
 from funnel.distributed.shards import Shards, batch_columns
 from funnel.distributed.spec_fit import (
     QUANTILE_SAMPLE,
@@ -52,9 +51,7 @@ from funnel.distributed.spec_fit import (
 from funnel.exceptions import ModelFitError
 from funnel.features.specs import FeatureSet
 from funnel.rank.base import RankingData
-from funnel.rank.models import NETWORKS
 from funnel.rank.torch_ranker import (
-    _PARAMS,
     EarlyStopping,
     TorchRanker,
     _optimizers,
@@ -171,11 +168,7 @@ def fit_ddp(
 def _prepare(ranker: TorchRanker, train: Shards, mine: Shards, read_rows: int) -> FeatureSet:
     """``TorchRanker._prepare`` from shards: the checks, the feature set fitted by a streaming
     pass per process merged across processes, the seeded network."""
-    validate_params(ranker.get_params(), _PARAMS)
-    if ranker.name not in NETWORKS:
-        raise ModelFitError(f"{type(ranker).__name__} has no network; use get_ranker(name)")
-    if len(train) == 0:
-        raise ModelFitError(f"{train.directory}: 0 rows; expected at least one labelled row")
+    ranker._check_fit(len(train), str(train.directory))
     specs = ranker._feature_specs()
     needed = set(fit_columns(specs))
     columns = [c for c in train.columns if c in needed]  # a missing one: the spec says which
@@ -186,11 +179,7 @@ def _prepare(ranker: TorchRanker, train: Shards, mine: Shards, read_rows: int) -
     gathered: list[list[Partial]] = [[] for _ in range(dist.get_world_size())]
     dist.all_gather_object(gathered, parts)
     features = merged_feature_set(specs, gathered)
-    ranker.features_ = features
-    torch.manual_seed(ranker.seed)
-    ranker.network_config_ = ranker._network_config(features)
-    ranker.network_ = NETWORKS[ranker.name](ranker.network_config_)
-    ranker.negative_rate_ = float(train.negative_rate)
+    ranker._new_network(features, train.negative_rate)
     return features
 
 

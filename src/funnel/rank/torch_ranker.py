@@ -136,20 +136,30 @@ class TorchRanker(Ranker):
         """Check the parameters, fit the feature specs, build a fresh network (seeded): what
         every trainer, one process or many, does before its first batch. Returns the encoded
         train and validation sets."""
+        self._check_fit(len(train), "train")
+        self._new_network(FeatureSet(self._feature_specs()).fit(train.columns),
+                          train.negative_rate)
+        enc = self.features_.transform(train.columns)
+        venc = self.features_.transform(valid.columns) if valid is not None else None
+        return enc, venc
+
+    def _check_fit(self, n_rows: int, source: str) -> None:
+        """The parameters, the network's existence and a non-empty training set (``source``
+        names it in the error)."""
         validate_params(self.get_params(), _PARAMS)
         if self.name not in NETWORKS:
             raise ModelFitError(f"{type(self).__name__} has no network; use get_ranker(name)")
-        if len(train) == 0:
-            raise ModelFitError("train has 0 rows; expected at least one labelled row")
-        specs = self._feature_specs()
+        if n_rows == 0:
+            raise ModelFitError(f"{source} has 0 rows; expected at least one labelled row")
+
+    def _new_network(self, features: FeatureSet, negative_rate: float) -> None:
+        """The fitted features and a fresh network seeded by ``seed``: the same starting
+        weights in every process that trains it."""
+        self.features_ = features
         torch.manual_seed(self.seed)
-        self.features_ = FeatureSet(specs).fit(train.columns)
-        enc = self.features_.transform(train.columns)
-        venc = self.features_.transform(valid.columns) if valid is not None else None
-        self.network_config_ = self._network_config(self.features_)
+        self.network_config_ = self._network_config(features)
         self.network_ = NETWORKS[self.name](self.network_config_)
-        self.negative_rate_ = float(train.negative_rate)
-        return enc, venc
+        self.negative_rate_ = float(negative_rate)
 
     def fit(self, train: RankingData, valid: RankingData | None = None) -> TorchRanker:
         t0 = time.perf_counter()
