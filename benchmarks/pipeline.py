@@ -18,6 +18,18 @@ with other jobs the wall ratio moves with the load, the CPU ratio much less. Wit
 ``--all-stages`` the DuckDB worker also times every stage (sessions, corpora, covisit,
 query_stats, training set).
 
+The training-rows stage is also timed on its own, twice on the same data in the same run: the
+current SQL (``training_rows_s_duckdb``) and the text it replaced, frozen in
+``benchmarks/_training_rows_before.py`` (``training_rows_s_before``), each in a fresh DuckDB
+worker (2 threads, 1.5 GB) whose peak RSS is ``training_rows_peak_mb_*``. The two outputs are
+compared row for row (``training_rows_identical``); the 1-minute load average is recorded
+beside each timing (``load_*``).
+
+Unless ``--skip-spark``, a 20k-event marketplace is also built twice, from its event store and
+from the tables Spark's pipeline wrote (``funnel build --tables``), and the two artifacts are
+compared (``artifact_identical_spark_vs_duckdb``: every index byte-identical with one embedding
+thread, ranker AUC within 0.005; ``benchmarks/_artifact_identity.py``).
+
     python benchmarks/pipeline.py --quick            # 1M events
     python benchmarks/pipeline.py --json out.json    # 10M events
 """
@@ -93,6 +105,30 @@ def work_duckdb(data: Path, out: Path, all_stages: bool) -> dict[str, Any]:
         stages = run_pipeline(engine, ["corpora", "covisit", "query_stats", "training_set"])
         res["all_stages_s"] = res["wall_s"] + time.perf_counter() - t1
         res["stages"] = stages
+    return res
+
+
+def work_training_rows(data: Path, out: Path, which: str) -> dict[str, Any]:
+    """The training-rows stage alone: the current SQL or the frozen one it replaced."""
+    from funnel.pipeline.engines import DuckDBEngine
+    from funnel.pipeline.run import load_inputs
+    from funnel.pipeline.stages import PipelineConfig, training_rows_sql
+
+    if which == "before":
+        sys.path.insert(0, str(HERE.parent))
+        from _training_rows_before import training_rows_sql as before_sql
+
+        render = before_sql
+    else:
+        render = training_rows_sql
+    engine = DuckDBEngine(memory_limit="1500MB", threads=2)
+    engine.con.execute(f"SET temp_directory='{out}.tmp'")
+    load_inputs(engine, data)
+    sql = render(engine.dialect, PipelineConfig())
+    t0, c0 = time.perf_counter(), time.process_time()
+    rows = engine.materialize("training_rows", sql)
+    res = {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "rows": rows}
+    engine.write_parquet("training_rows", out, None)  # for the comparison, not timed
     return res
 
 
@@ -225,6 +261,36 @@ def same_rows(a: Path, b: Path, cols: tuple[str, ...] = SESSION_COLS) -> bool:
     return n_a == n_b and diff == 0
 
 
+def same_table(a: Path, b: Path) -> bool:
+    """Both Parquet outputs hold the same multiset of rows (every column, as stored)."""
+    con = duckdb.connect()
+    src_a, src_b = (f"(SELECT * FROM read_parquet('{p}/**/*.parquet'))" for p in (a, b))
+    n_a, n_b = (con.execute(f"SELECT count(*) FROM {s}").fetchall()[0][0] for s in (src_a, src_b))
+    diff = con.execute(
+        f"SELECT count(*) FROM (({src_a} EXCEPT ALL {src_b}) UNION ALL "
+        f"({src_b} EXCEPT ALL {src_a}))"
+    ).fetchall()[0][0]
+    return n_a == n_b and diff == 0
+
+
+def training_rows(data: Path, cache: Path, n: int) -> dict[str, Any]:
+    """Frozen then current training-rows SQL on the same data, each in its own worker."""
+    res: dict[str, Any] = {}
+    outs = {}
+    for which, key in (("before", "before"), ("new", "duckdb")):
+        outs[which] = cache / f"out_{n}_training_rows_{which}"
+        load = os.getloadavg()[0]
+        w = run_worker(["--worker", "training_rows", "--data", str(data),
+                        "--out", str(outs[which]), "--sql", which])
+        res.update({f"training_rows_s_{key}": w["wall_s"], f"training_rows_cpu_s_{key}": w["cpu_s"],
+                    f"training_rows_peak_mb_{key}": w["peak_mb"],
+                    f"training_rows_load_{key}": (load + os.getloadavg()[0]) / 2,
+                    f"training_rows_n_{key}": w["rows"]})
+    res["training_rows_speedup"] = res["training_rows_s_before"] / res["training_rows_s_duckdb"]
+    res["training_rows_identical"] = same_table(outs["before"], outs["new"])
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1M events instead of 10M")
@@ -234,7 +300,11 @@ def main() -> None:
     ap.add_argument("--spark-master", default="local[2]")
     ap.add_argument("--skip-spark", action="store_true")
     ap.add_argument("--all-stages", action="store_true", help="also time every DuckDB stage")
-    ap.add_argument("--worker", choices=["duckdb", "spark", "pandas"], help=argparse.SUPPRESS)
+    ap.add_argument("--skip-training-rows", action="store_true",
+                    help="do not time the training-rows SQL against its frozen predecessor")
+    ap.add_argument("--worker", choices=["duckdb", "spark", "pandas", "training_rows"],
+                    help=argparse.SUPPRESS)
+    ap.add_argument("--sql", choices=["new", "before"], default="new", help=argparse.SUPPRESS)
     ap.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -243,6 +313,8 @@ def main() -> None:
             res = work_duckdb(a.data, a.out, a.all_stages)
         elif a.worker == "spark":
             res = work_spark(a.data, a.out, a.spark_master)
+        elif a.worker == "training_rows":
+            res = work_training_rows(a.data, a.out, a.sql)
         else:
             res = work_pandas(a.data, a.out)
         print(json.dumps(res))
@@ -253,7 +325,8 @@ def main() -> None:
         f"SELECT count(*) FROM read_parquet('{data}/events/**/*.parquet') "
         "WHERE event_type <> 'impression'").fetchall()[0][0]
     outs = {e: a.cache / f"out_{n}_{e}" for e in ("duckdb", "spark", "pandas")}
-    result: dict[str, Any] = {"n_events": n, "n_actions": int(n_actions), "nproc": os.cpu_count()}
+    result: dict[str, Any] = {"n_events": n, "n_actions": int(n_actions), "nproc": os.cpu_count(),
+                              "loadavg_start": os.getloadavg()[0]}
     extra = ["--all-stages"] if a.all_stages else []
     d = run_worker(["--worker", "duckdb", "--data", str(data), "--out", str(outs["duckdb"]),
                     *extra])
@@ -280,8 +353,15 @@ def main() -> None:
             "peak_mb_spark": s["peak_mb"], "ratio_spark_vs_duckdb": s["wall_s"] / d["wall_s"],
             "spark_identical": same_rows(outs["duckdb"] / "sessions", outs["spark"] / "sessions"),
         })
+        from _artifact_identity import artifact_identity
+
+        result.update(artifact_identity())  # a 20k-event build from the store vs Spark's tables
     else:
-        result.update({"wall_s_spark": None, "spark_identical": None})
+        result.update({"wall_s_spark": None, "spark_identical": None,
+                       "artifact_identical_spark_vs_duckdb": None})
+    if not a.skip_training_rows:
+        result.update(training_rows(data, a.cache, n))
+    result["loadavg_end"] = os.getloadavg()[0]
     width = max(len(k) for k in result)
     for k, v in result.items():
         print(f"{k:<{width}}  {v:,.3f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
