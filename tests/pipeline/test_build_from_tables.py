@@ -32,10 +32,10 @@ from funnel.workspace import Workspace
 
 pytestmark = pytest.mark.slow
 
-STAGES = ("catalog", "embeddings", "recall", "rank")
+STAGES = ("catalog", "embeddings", "recall", "rank", "suggest")
 IDENTICAL = ("catalog", "embeddings", "recall/covisit", "recall/popularity", "recall/vector",
-             "recall/cooc", "recall/sr", "recall/sknn", "recall/query_items")
-TIMINGS = {"embeddings/config.json"}  # the same model; its training seconds differ
+             "recall/cooc", "recall/sr", "recall/sknn", "recall/query_items", "suggest")
+TIMINGS = {"embeddings/config.json", "suggest/config.json"}  # same models; seconds differ
 
 
 @pytest.fixture(scope="module")

@@ -253,8 +253,8 @@ class QuerySuggester:
         self.related_ = (indptr, rel_ids, rel_scores)
         self.hints_by_category_ = by_cat
         self.popular_ = popular
-        self.user_categories_ = user_cats
-        self.user_market_ = user_mkt
+        self.user_categories_ = dict(sorted(user_cats.items()))  # id order, not events'
+        self.user_market_ = dict(sorted(user_mkt.items()))
         self.refinements_ = refine
         self.fit_info_ = {
             "searches": len(searches),
