@@ -61,13 +61,13 @@ def workspace_pipeline_config(ws: Workspace) -> PipelineConfig:
     return section(config, "recall", RecallConfig).covisitation().pipeline_config(base)
 
 
-def check_run(tables: Location, expected: PipelineConfig) -> None:
+def check_run(tables: Location, expected: PipelineConfig, workspace: Path) -> None:
     """Refuse a pipeline run that lacks a stage the build reads or was computed with other
     parameters than the workspace's (one line each, with the fix)."""
     manifest = read_manifest(tables)
     missing = [s for s in BUILD_STAGES if s not in manifest.stages]
-    rerun = (f"re-run 'funnel pipeline run --stages {','.join(BUILD_STAGES)} --out {tables}' "
-             "with this workspace")
+    rerun = (f"re-run 'funnel pipeline run -w {workspace} --stages {','.join(BUILD_STAGES)} "
+             f"--out {tables}' (with --input for events outside the workspace)")
     if missing:
         raise DataFileError(str(tables), f"the pipeline run lacks stage(s) {missing}; {rerun}")
     for f in fields(PipelineConfig):
@@ -86,7 +86,7 @@ def tables_workspace(ws: Workspace, tables: Location) -> Iterator[Workspace]:
     re-sorts the Parquet each time (a 20k-event build took 81 s over views, 19 s from its
     store)."""
     tables = tables if is_url(tables) else Path(tables).resolve()
-    check_run(tables, workspace_pipeline_config(ws))
+    check_run(tables, workspace_pipeline_config(ws), ws.root)
     manifest = read_manifest(tables)
     here = ws.root / TABLES_DIR
     shutil.rmtree(here, ignore_errors=True)

@@ -123,8 +123,8 @@ def test_a_run_with_other_settings_or_stages_is_refused(store_build, tmp_path):
         run_build(ws, ("recall",), tables=out)
     assert str(err.value) == (
         f"{out.resolve()}: the pipeline ran with window = 5, the workspace's configuration gives "
-        f"3; re-run 'funnel pipeline run --stages sessions,covisit,searches,training_set --out "
-        f"{out.resolve()}' with this workspace")
+        f"3; re-run 'funnel pipeline run -w {ws.root} --stages sessions,covisit,searches,"
+        f"training_set --out {out.resolve()}' (with --input for events outside the workspace)")
     run_to_directory(DuckDBEngine(), ("covisit",), out, workspace_pipeline_config(ws),
                      store=ws.store_path)
     with pytest.raises(DataFileError, match=r"lacks stage\(s\) \['searches', 'training_set'\]"):

@@ -80,15 +80,15 @@ def run_pipeline(
     has a date column).
     """
     config = config or PipelineConfig()
-    summary: dict[str, float] = {}
+    summary: dict[str, int | float] = {}
     for stage in plan(stages):
         t0 = time.perf_counter()
         rows = engine.materialize(stage.output, stage.render(engine.dialect, config))
         if out is not None:
             engine.write_parquet(stage.output, join(out, stage.output), stage.partition_by)
         seconds = time.perf_counter() - t0
-        summary[f"{stage.output}_rows"] = float(rows)
-        summary[f"{stage.output}_s"] = seconds
+        summary[f"{stage.output}_rows"] = rows
+        summary[f"{stage.output}_s"] = round(seconds, 3)
         if on_stage is not None:
             on_stage(stage, rows, seconds)
     return summary
@@ -172,7 +172,7 @@ def run_to_directory(
     input_dir: Location | None = None,
     store: Path | None = None,
     on_stage: Callable[[Stage, int, float], None] | None = None,
-) -> dict[str, float]:
+) -> dict[str, int | float]:
     """Run ``stages`` on ``engine`` from ``input_dir`` (or an event ``store``, exported to
     ``out/_input``), write each output under ``out`` and the manifest last (a run that
     failed half way leaves no manifest, so nothing builds from it)."""
