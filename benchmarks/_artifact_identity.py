@@ -7,7 +7,6 @@ byte-identical; the rankers train with threads, so their test AUC is compared, n
 
 from __future__ import annotations
 
-import filecmp
 import tempfile
 import time
 from pathlib import Path
@@ -19,22 +18,9 @@ TIMINGS = {"embeddings/config.json", "suggest/config.json"}
 STAGES = ("catalog", "embeddings", "recall", "rank", "suggest")
 
 
-def differing_files(a: Path, b: Path) -> list[str]:
-    out = []
-    for part in IDENTICAL:
-        names = {p.relative_to(a) for p in (a / part).rglob("*") if p.is_file()}
-        names |= {p.relative_to(b) for p in (b / part).rglob("*") if p.is_file()}
-        for name in sorted(names):
-            if str(name) in TIMINGS:
-                continue
-            if not ((a / name).is_file() and (b / name).is_file()
-                    and filecmp.cmp(a / name, b / name, shallow=False)):
-                out.append(str(name))
-    return out
-
-
 def artifact_identity(events: int = 20_000, seed: int = 3) -> dict[str, Any]:
     """Flat figures: whether the Spark-table build equals the store build, and the AUC gap."""
+    from funnel.artifacts import differing_files
     from funnel.build import run_build, synthetic_workspace
     from funnel.build_tables import spark_tables
 
@@ -49,7 +35,8 @@ def artifact_identity(events: int = 20_000, seed: int = 3) -> dict[str, Any]:
         t2 = time.perf_counter()
         vb, rb = run_build(ws, STAGES, tables=tables)
         t3 = time.perf_counter()
-        diff = differing_files(ws.artifacts.root / va, ws.artifacts.root / vb)
+        diff = differing_files(ws.artifacts.root / va, ws.artifacts.root / vb, IDENTICAL,
+                               TIMINGS)
         gap = max(abs(ra["rank"][f"{m}.auc"] - rb["rank"][f"{m}.auc"]) for m in ("lr", "deepfm"))
         return {
             "artifact_events": events,

@@ -15,10 +15,12 @@ is serving (DESIGN: artifacts are versioned and swapped atomically).
 
 from __future__ import annotations
 
+import filecmp
 import json
 import os
 import shutil
 import time
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -151,3 +153,21 @@ class ArtifactStore:
         else:
             staging.mkdir()
         return ArtifactBuild(self, staging)
+
+
+def differing_files(a: Path, b: Path, components: Sequence[str],
+                    ignore: Collection[str] = ()) -> list[str]:
+    """Files under ``components`` of two artifact versions whose bytes differ or that exist in
+    one only (paths relative to the version; ``ignore``: files that hold timings). Two builds
+    of one log, from the event store and from a Spark run's tables, should give none."""
+    out = []
+    for part in components:
+        names = {p.relative_to(a) for p in (a / part).rglob("*") if p.is_file()}
+        names |= {p.relative_to(b) for p in (b / part).rglob("*") if p.is_file()}
+        for name in sorted(names):
+            if str(name) in ignore:
+                continue
+            if not ((a / name).is_file() and (b / name).is_file()
+                    and filecmp.cmp(a / name, b / name, shallow=False)):
+                out.append(str(name))
+    return out

@@ -130,3 +130,22 @@ def test_dump_toml_round_trips_scatter_rules_as_inline_tables() -> None:
     raw = {"rerank": {"scatter": [{"attribute": "brand", "max_count": 2, "window": 5}],
                       "method": "dpp"}}
     assert tomllib.loads(dump_toml(raw)) == raw
+
+
+def test_differing_files_names_changed_missing_and_ignored_files(tmp_path):
+    from funnel.artifacts import differing_files
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for root in (a, b):
+        (root / "recall" / "covisit").mkdir(parents=True)
+        (root / "recall" / "covisit" / "neighbors.npz").write_bytes(b"same")
+        (root / "embeddings").mkdir()
+    (a / "embeddings" / "item_vectors.npy").write_bytes(b"\x00\x01")
+    (b / "embeddings" / "item_vectors.npy").write_bytes(b"\x00\x02")
+    (a / "embeddings" / "config.json").write_text('{"seconds": 1.0}')
+    (b / "embeddings" / "config.json").write_text('{"seconds": 2.0}')
+    (b / "embeddings" / "query_vectors.npy").write_bytes(b"only in b")
+    parts = ("recall/covisit", "embeddings")
+    assert differing_files(a, b, parts, ignore={"embeddings/config.json"}) == [
+        "embeddings/item_vectors.npy", "embeddings/query_vectors.npy"]
+    assert differing_files(a, a, parts) == []

@@ -8,13 +8,13 @@ figures are compared within the issue's tolerance (AUC within 0.005).
 
 from __future__ import annotations
 
-import filecmp
 import json
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from funnel.artifacts import differing_files
 from funnel.build import run_build, synthetic_workspace
 from funnel.build_tables import (
     BUILD_STAGES,
@@ -49,27 +49,12 @@ def store_build(tmp_path_factory) -> tuple[Workspace, Path, dict]:
     return ws, ws.artifacts.root / version, results
 
 
-def different_files(a: Path, b: Path) -> list[str]:
-    """Files of the compared components whose bytes differ (or exist on one side only)."""
-    out = []
-    for part in IDENTICAL:
-        names = {p.relative_to(a) for p in (a / part).rglob("*") if p.is_file()}
-        names |= {p.relative_to(b) for p in (b / part).rglob("*") if p.is_file()}
-        for name in sorted(names):
-            if str(name) in TIMINGS:
-                continue
-            if not ((a / name).is_file() and (b / name).is_file()
-                    and filecmp.cmp(a / name, b / name, shallow=False)):
-                out.append(str(name))
-    return out
-
-
 def assert_same_artifact(store: tuple[Workspace, Path, dict], version: str,
                          results: dict) -> None:
     ws, a, expected = store
     b = ws.artifacts.root / version
     assert (a / "recall" / "covisit" / "neighbors.npz").is_file()
-    assert different_files(a, b) == []
+    assert differing_files(a, b, IDENTICAL, TIMINGS) == []
     for model in ("lr", "deepfm"):
         assert results["rank"][f"{model}.auc"] == pytest.approx(
             expected["rank"][f"{model}.auc"], abs=0.005)
