@@ -126,3 +126,28 @@ def test_two_process_ddp_from_shards_matches_single_process(tmp_path: Path, name
     meta = json.loads((tmp_path / "ddp" / "ddp.json").read_text())
     assert meta["world_size"] == 2 and meta["files_per_process"] == [3, 2]
     assert meta["train_rows"] == 4000 and len(meta["history"]) == len(single.history_)
+
+
+@pytest.mark.slow
+def test_train_rank_alone_streams_every_file_in_one_process(tmp_path: Path):
+    """Without torchrun the shard trainer is a group of one: the same code path, one process."""
+    train, _ = interaction_data(4000, seed=1)
+    valid, _ = interaction_data(1500, seed=2)
+    write_shards(train, tmp_path / "train", rows_per_file=800)
+    write_shards(valid, tmp_path / "valid", rows_per_file=1500)
+    (tmp_path / "specs.json").write_text(json.dumps(SPECS))
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "funnel.distributed.train_rank", "--ranker", "deepfm",
+         "--specs", str(tmp_path / "specs.json"), "--params", json.dumps(PARAMS),
+         "--train", str(tmp_path / "train"), "--valid", str(tmp_path / "valid"),
+         "--out", str(tmp_path / "one"), "--shuffle-rows", "1024"],
+        capture_output=True, text=True, timeout=300, env={**env, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    meta = json.loads((tmp_path / "one" / "ddp.json").read_text())
+    assert meta["world_size"] == 1 and meta["files_per_process"] == [5]
+    streamed = Ranker.load(tmp_path / "one")
+    single = get_ranker("deepfm")(SPECS, **PARAMS).fit(train, valid)
+    auc_streamed = auc(valid.label, streamed.predict_proba(valid.columns))
+    auc_memory = auc(valid.label, single.predict_proba(valid.columns))
+    assert abs(auc_streamed - auc_memory) < 0.02, (auc_memory, auc_streamed)

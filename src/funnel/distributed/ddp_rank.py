@@ -30,6 +30,7 @@ result matches ``ranker.fit`` in quality, not bit for bit (tests/distributed/tes
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
@@ -93,6 +94,18 @@ class StepPlan:
     def step_rows(self, step: int) -> int:
         """Rows of all processes together at ``step``."""
         return sum(min(self.batch, max(0, n - step * self.batch)) for n in self.local_rows)
+
+
+def init_single(backend: str = "gloo") -> tuple[int, int]:
+    """A process group of one on loopback: the shard trainer run without torchrun streams every
+    file in one process, so the same code trains a ranker from Parquet at every scale."""
+    if not dist.is_initialized():
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=0,
+                                world_size=1)
+    return 0, 1
 
 
 def fit_ddp(

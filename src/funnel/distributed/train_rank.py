@@ -8,20 +8,22 @@ A shard directory holds ``part-*.parquet`` files with the feature columns and a 
 ``__label__`` column (``funnel.distributed.shards.write_shards`` writes them); process ``r``
 of ``W`` streams files ``r, r + W, ...``, so write at least ``W`` files. The validation
 directory is read whole by every process (keep it small). On a GPU cluster use
-``--backend nccl`` (and one process per GPU).
+``--backend nccl`` (and one process per GPU). Run without torchrun (``python -m
+funnel.distributed.train_rank ...``) it trains in one process that streams every file.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-from funnel.distributed.ddp_rank import fit_ddp, init_from_env
+from funnel.distributed.ddp_rank import fit_ddp, init_from_env, init_single
 from funnel.distributed.shards import Shards
 from funnel.exceptions import ConfigError
 from funnel.rank.registry import get_ranker
@@ -50,7 +52,8 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as err:
         ap.error(str(err))
     torch.set_num_threads(a.threads)
-    rank, world = init_from_env(a.backend)
+    # under torchrun: its process group; run alone: a group of one streaming every file
+    rank, world = init_from_env(a.backend) if "RANK" in os.environ else init_single(a.backend)
     ranker = cls(json.loads(a.specs.read_text()), **json.loads(a.params))
     fit_ddp(ranker, train, valid, shuffle_rows=a.shuffle_rows)
     peak_mb = [0.0] * world  # ru_maxrss is in KiB on Linux
