@@ -164,14 +164,23 @@ class Reranker(ABC):
         k: int,
         features: ItemFeatures | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        ids, s, k = check_list(item_ids, scores, k)
-        self._validate_params()
-        feats = features if features is not None else ItemFeatures()
-        feats.check(len(ids))
+        ids, s, k, feats = self._checked(item_ids, scores, k, features)
         if len(ids) == 0:
             return ids, s
         perm = self.order(s, feats, k)[: min(k, len(ids))]
         return ids[perm], s[perm]
+
+    def _checked(
+        self, item_ids: Sequence[str] | np.ndarray, scores: Sequence[float] | np.ndarray,
+        k: int, features: ItemFeatures | None,
+    ) -> tuple[np.ndarray, np.ndarray, int, ItemFeatures]:
+        """The list, ``k`` and the features checked against each other and the
+        hyperparameters: what every ``rerank`` does before ordering."""
+        ids, s, k = check_list(item_ids, scores, k)
+        self._validate_params()
+        feats = features if features is not None else ItemFeatures()
+        feats.check(len(ids))
+        return ids, s, k, feats
 
     def get_params(self) -> dict[str, Any]:
         """The constructor arguments, as stored (for config round-trips)."""

@@ -388,10 +388,7 @@ class ListwiseReranker(Reranker):
         context: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`rerank` plus the evaluator's click probability at each returned position."""
-        ids, s, k = check_list(item_ids, scores, k)
-        self._validate_params()
-        feats = features if features is not None else ItemFeatures()
-        feats.check(len(ids))
+        ids, s, k, feats = self._checked(item_ids, scores, k, features)
         if len(ids) == 0:
             return ids, s, np.zeros(0)
         perm, probs = self._greedy(s, feats, k, context, forced=None)
