@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -18,7 +17,7 @@ from funnel.cli._app import (
     summary_table,
     user_errors,
 )
-from funnel.workspace import DEFAULT_WORKSPACE, Workspace
+from funnel.workspace import CONFIG_FILE, DEFAULT_WORKSPACE, Workspace
 
 if TYPE_CHECKING:
     from funnel.pipeline.engines import DuckDBEngine, SparkEngine
@@ -43,14 +42,16 @@ def run(
         str, typer.Option(help="Comma-separated stages; dependencies are added.")
     ] = "sessions,corpora,covisit,query_stats,searches,training_set",
     input_dir: Annotated[
-        Path | None,
-        typer.Option("--input", help="Directory with events/ (Parquet, dt= partitions allowed) "
+        str | None,
+        typer.Option("--input", metavar="DIR|URL",
+                     help="Directory or URL with events/ (Parquet, dt= partitions allowed) "
                      "and items.parquet or items/. Default: the workspace event store."),
     ] = None,
     out: Annotated[
-        Path | None,
-        typer.Option(help="Output directory (one sub-directory per table, dt=YYYY-MM-DD/ "
-                     "partitions). Default: WORKSPACE/pipeline."),
+        str | None,
+        typer.Option(metavar="DIR|URL",
+                     help="Output directory, or a URL for the spark engine (one sub-directory "
+                     "per table, dt=YYYY-MM-DD/ partitions). Default: WORKSPACE/pipeline."),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -65,6 +66,7 @@ def run(
     --tables tables/
     """
     from funnel.pipeline.engines import SparkEngine
+    from funnel.pipeline.location import as_location
     from funnel.pipeline.run import run_to_directory
     from funnel.pipeline.stages import PipelineConfig, plan
 
@@ -76,19 +78,21 @@ def run(
     except ValueError as err:
         raise fail(str(err)) from None
     with user_errors():
-        ws = Workspace.open(workspace) if (input_dir is None or out is None) else None
+        # the workspace holds the events unless --input, the output unless --out, and the
+        # settings whenever there is one
+        needed = input_dir is None or out is None
+        ws = Workspace.open(workspace) if needed or (workspace / CONFIG_FILE).exists() else None
         if out is not None:
-            out_dir = out
+            out_dir = as_location(out)
         else:
             assert ws is not None  # opened above whenever --out is not given
             out_dir = ws.root / "pipeline"
-        if ws is None and (workspace / "funnel.toml").exists():
-            ws = Workspace.open(workspace)  # its settings, even when reading --input
         config = PipelineConfig()
         if ws is not None:
             from funnel.build_tables import workspace_pipeline_config
 
             config = workspace_pipeline_config(ws)
+        source = None if input_dir is None else as_location(input_dir)
         eng = _engine(engine, spark_master)
         try:
             with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
@@ -100,8 +104,8 @@ def run(
                     progress.update(task, advance=1, description=f"{engine}: {stage.output} done")
 
                 summary = run_to_directory(
-                    eng, names, out_dir, config, on_stage=step, input_dir=input_dir,
-                    store=None if input_dir is not None or ws is None else ws.store_path)
+                    eng, names, out_dir, config, on_stage=step, input_dir=source,
+                    store=None if source is not None or ws is None else ws.store_path)
         finally:
             eng.close()
             if isinstance(eng, SparkEngine):

@@ -22,6 +22,12 @@ def is_url(location: Location) -> bool:
     return "://" in str(location)
 
 
+def as_location(text: str) -> Location:
+    """A command-line argument as a location: a URL stays a string (``Path`` would turn
+    ``s3a://bucket`` into ``s3a:/bucket``), anything else is a local path."""
+    return text if is_url(text) else Path(text)
+
+
 def join(location: Location, name: str) -> Location:
     """``location/name``, keeping a URL a string (``Path`` would fold its ``//``)."""
     return f"{str(location).rstrip('/')}/{name}" if is_url(location) else Path(location) / name
