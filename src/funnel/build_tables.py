@@ -25,7 +25,7 @@ from funnel.pipeline.engines import parquet_select
 from funnel.pipeline.location import Location, is_url, join
 from funnel.pipeline.run import MARKER, Manifest, input_paths, read_manifest
 from funnel.pipeline.stages import PipelineConfig
-from funnel.workspace import STORE_FILE, Workspace
+from funnel.workspace import Workspace
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -121,7 +121,7 @@ def spark_tables(ws: Workspace, out: Path, master: str = "local[2]", *,
     engine = SparkEngine(spark if spark is not None else spark_session(master))
     try:
         run_to_directory(engine, BUILD_STAGES, out, workspace_pipeline_config(ws),
-                         store=ws.root / STORE_FILE)
+                         store=ws.store_path)
     finally:
         engine.close()
         if spark is None:
