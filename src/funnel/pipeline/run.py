@@ -18,6 +18,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from funnel.data.store import EventStore
 from funnel.exceptions import DataFileError
 from funnel.pipeline.engines import Engine
 from funnel.pipeline.location import Location, filesystem, is_url, join
@@ -205,8 +206,6 @@ def run_to_directory(
 
 def pipeline_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
     """The pipeline outputs a database holds ready-made (empty for an event store)."""
-    found = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
-                        [MARKER]).fetchall()[0][0]
-    if not found:
+    if not EventStore(con).has_table(MARKER):
         return set()
     return {str(r[0]) for r in con.execute(f"SELECT name FROM {MARKER}").fetchall()}
