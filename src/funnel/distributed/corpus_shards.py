@@ -32,12 +32,11 @@ from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 import torch.distributed as dist
 
-from funnel.embed.corpus import Corpus, normalize_query
+from funnel.embed.corpus import Corpus, query_sequence, session_tokens
 from funnel.exceptions import ModelFitError
 
 BATCH_ROWS = 65_536
@@ -102,15 +101,6 @@ class SessionTokens(Protocol):
         ...
 
 
-def _flat(batch: pa.RecordBatch, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Flatten list column ``name``: (values, session index per value)."""
-    col = batch.column(name)
-    lengths = pc.fill_null(pc.list_value_length(col), 0).to_numpy(zero_copy_only=False)
-    values = pc.list_flatten(col).to_numpy(zero_copy_only=False)
-    owner = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths.astype(np.int64))
-    return values, owner
-
-
 def _objects(batch: pa.RecordBatch, name: str) -> np.ndarray | None:
     if name not in batch.schema.names:
         return None
@@ -134,21 +124,9 @@ class ItemTokens:
         return [c for c in wanted if c in available]
 
     def tokens(self, batch: pa.RecordBatch) -> TokenBatch:
-        values, owner = _flat(batch, "items")
-        keep = np.array([v is not None and v != "" for v in values], dtype=bool)
-        booked = _objects(batch, "booked_item") if self.use_booked else None
-        if self.min_dwell_ms > 0 and "dwell_ms" in batch.schema.names:
-            dwell, _ = _flat(batch, "dwell_ms")
-            if dwell.shape[0] == values.shape[0]:
-                # unknown dwell (null) is never accidental; the booked item never is either
-                dwell = np.array([np.inf if v is None else v for v in dwell], dtype=np.float64) \
-                    if dwell.dtype == object else np.nan_to_num(dwell.astype(np.float64),
-                                                                nan=np.inf)
-                short = dwell < float(self.min_dwell_ms)
-                if booked is not None:
-                    short &= values != booked[owner]
-                keep &= ~short
-        return TokenBatch(values[keep].astype(object), owner[keep], batch.num_rows, booked,
+        values, owner, booked = session_tokens(batch, "items", min_dwell_ms=self.min_dwell_ms,
+                                               use_booked=self.use_booked)
+        return TokenBatch(values.astype(object), owner, batch.num_rows, booked,
                           _objects(batch, "market"))
 
 
@@ -166,9 +144,8 @@ class QueryTokens:
         values: list[str] = []
         owner: list[int] = []
         for s, qs in enumerate(batch.column("queries").to_pylist()):
-            normalized = [normalize_query(q) for q in (qs or []) if q is not None and q.strip()]
-            for i, q in enumerate(normalized):
-                if (i == 0 or q != normalized[i - 1]) and q != "":
+            for q in query_sequence(qs):
+                if q != "":
                     values.append(q)
                     owner.append(s)
         return TokenBatch(np.asarray(values, dtype=object), np.asarray(owner, dtype=np.int64),

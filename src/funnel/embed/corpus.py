@@ -61,13 +61,40 @@ def as_sessions_table(sessions: Any, column: str = "items") -> pa.Table:
     return table
 
 
-def _flat(table: pa.Table, column: str) -> tuple[np.ndarray, np.ndarray]:
+def flatten_list(table: pa.Table | pa.RecordBatch, column: str) -> tuple[np.ndarray, np.ndarray]:
     """Flatten list column ``column``: (values, session index per value)."""
-    col = table.column(column).combine_chunks()
+    col = table.column(column)
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
     lengths = pc.fill_null(pc.list_value_length(col), 0).to_numpy(zero_copy_only=False)
     values = pc.list_flatten(col)
     owner = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths.astype(np.int64))
     return values.to_numpy(zero_copy_only=False), owner
+
+
+def session_tokens(
+    table: pa.Table | pa.RecordBatch, column: str, *, min_dwell_ms: int, use_booked: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The non-empty tokens of list column ``column`` with each one's session row, accidental
+    clicks (``items`` with ``dwell_ms`` under ``min_dwell_ms``; unknown dwell and the booked
+    item never count as accidental) dropped; and each session's booked item when
+    ``use_booked`` and the table has them. One filter for the in-memory corpus and the
+    distributed trainer's per-batch one."""
+    values, owner = flatten_list(table, column)
+    keep = np.array([v is not None and v != "" for v in values], dtype=bool)
+    booked_raw: np.ndarray | None = None
+    if use_booked and "booked_item" in table.column_names:
+        booked_raw = table.column("booked_item").to_numpy(zero_copy_only=False)
+    if min_dwell_ms > 0 and "dwell_ms" in table.column_names and column == "items":
+        dwell, _ = flatten_list(table, "dwell_ms")
+        if dwell.shape[0] == values.shape[0]:
+            dwell = np.array([np.inf if v is None else v for v in dwell], dtype=np.float64) \
+                if dwell.dtype == object else np.nan_to_num(dwell.astype(np.float64), nan=np.inf)
+            short = dwell < float(min_dwell_ms)
+            if booked_raw is not None:
+                short &= values != booked_raw[owner]
+            keep &= ~short
+    return values[keep], owner[keep], booked_raw
 
 
 def build_corpus(
@@ -83,22 +110,8 @@ def build_corpus(
     """Filter and encode sessions (accidental clicks, one-click sessions, rare tokens)."""
     table = as_sessions_table(sessions, column)
     n_sessions = table.num_rows
-    values, owner = _flat(table, column)
-    keep = np.array([v is not None and v != "" for v in values], dtype=bool)
-    booked_raw: np.ndarray | None = None
-    if use_booked and "booked_item" in table.column_names:
-        booked_raw = table.column("booked_item").to_numpy(zero_copy_only=False)
-    if min_dwell_ms > 0 and "dwell_ms" in table.column_names and column == "items":
-        dwell, dwell_owner = _flat(table, "dwell_ms")
-        if dwell.shape[0] == values.shape[0]:
-            # unknown dwell (null) is never treated as accidental
-            dwell = np.array([np.inf if v is None else v for v in dwell], dtype=np.float64) \
-                if dwell.dtype == object else np.nan_to_num(dwell.astype(np.float64), nan=np.inf)
-            short = dwell < float(min_dwell_ms)
-            if booked_raw is not None:  # the booked item is never an accident
-                short &= values != booked_raw[owner]
-            keep &= ~short
-    values, owner = values[keep], owner[keep]
+    values, owner, booked_raw = session_tokens(table, column, min_dwell_ms=min_dwell_ms,
+                                               use_booked=use_booked)
     booked_tokens: np.ndarray = np.array([], dtype=object)
     if booked_raw is not None:
         booked_tokens = booked_raw[[b is not None for b in booked_raw]]
@@ -184,3 +197,10 @@ def normalize_query(text: str) -> str:
     from funnel.text import normalize
 
     return normalize(text)
+
+
+def query_sequence(queries: Sequence[str | None] | None) -> list[str]:
+    """A session's queries as query vectors learn from them: normalized, blank ones dropped,
+    consecutive repeats (re-submissions, not a sequence of intents) collapsed."""
+    normalized = [normalize_query(q) for q in (queries or []) if q is not None and q.strip()]
+    return [q for i, q in enumerate(normalized) if i == 0 or q != normalized[i - 1]]

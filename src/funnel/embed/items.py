@@ -24,7 +24,13 @@ from funnel._checks import (
     positive_int,
     validate_params,
 )
-from funnel.embed.corpus import Corpus, as_sessions_table, build_corpus, normalize_query
+from funnel.embed.corpus import (
+    Corpus,
+    as_sessions_table,
+    build_corpus,
+    normalize_query,
+    query_sequence,
+)
 from funnel.embed.trainer import EpochCallback, train_skipgram
 from funnel.exceptions import ArtifactError
 from funnel.vectors import load_vectors, save_vectors
@@ -442,12 +448,7 @@ class QueryEmbeddings(_SessionEmbeddings):
 
     def _corpus(self, sessions: Any, items: pa.Table | None) -> Corpus:
         table = as_sessions_table(sessions, "queries")
-        normalized = [
-            [normalize_query(q) for q in (qs or []) if q is not None and q.strip()]
-            for qs in table.column("queries").to_pylist()
-        ]
-        # consecutive repeats are re-submissions, not a sequence of intents
-        deduped = [[q for i, q in enumerate(qs) if i == 0 or q != qs[i - 1]] for qs in normalized]
+        deduped = [query_sequence(qs) for qs in table.column("queries").to_pylist()]
         return build_corpus(
             pa.table({"queries": pa.array(deduped, type=pa.list_(pa.string()))}),
             column="queries", min_count=self.min_count, min_dwell_ms=0,
