@@ -45,9 +45,10 @@ def test_history_by_hand() -> None:
 
 def test_state_store_keeps_the_sequence_and_reads_old_json() -> None:
     s = _session()
+    assert s.tally == (("a", 1, 0), ("b", 1, 0), ("c", 1, 1))
     assert _decode(_encode(s), 50) == s
     old = '{"clicks":["c"],"long_clicks":[],"skips":[],"bookings":[],"shown":[],"max_len":50}'
-    assert _decode(old, 50).actions == ()  # written before the field existed
+    assert _decode(old, 50).actions == () == _decode(old, 50).tally  # before the fields
 
 
 def test_training_rows_and_serving_encode_the_same_history() -> None:

@@ -8,8 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from funnel.features.personalization import (
+    PROFILE_ITEMS,
+    STATE_WINDOW,
     ItemVectorLookup,
     RecentActions,
+    clip_state,
     cooccurrence_vectors,
     observe,
     personalization_features,
@@ -107,7 +110,8 @@ def test_taste_features_by_hand() -> None:
     lk = ItemVectorLookup(IDS, VEC, item_brand={"a": "x", "b": "y", "c": "x", "d": "y"},
                           item_category={"a": "loft", "b": "loft", "c": "villa", "d": "loft"})
     shown = (("r1", 1, "a"), ("r1", 2, "b"), ("r1", 3, "d"))
-    recent = RecentActions(clicks=("a",), shown=shown)
+    recent = RecentActions(clicks=("a",), shown=shown,
+                           tally=(("a", 1, 1), ("b", 1, 0), ("d", 1, 0)))
     f = personalization_features(["a", "b", "c", "zzz"], recent, lk)
     # mean(clicked) - mean(shown) = [1, 0] - [0, 1/3] = [1, -1/3]; c = [1, 1] / sqrt(2)
     want = [1.0, -1 / 3, (2 / 3) / np.sqrt(2), 0.0]
@@ -125,7 +129,9 @@ def test_taste_features_by_hand() -> None:
 def test_lifts_read_the_whole_profile_not_the_ranker_window() -> None:
     lk = ItemVectorLookup(IDS, VEC, item_brand={"a": "x", "b": "y", "c": "x", "d": "y"},
                           item_category={"a": "loft", "b": "loft", "c": "villa", "d": "loft"})
-    whole = RecentActions(clicks=("c",), shown=(("r0", 1, "c"), ("r0", 2, "a")), max_len=50)
+    whole = RecentActions(max_len=50)
+    for kind, item, pos in (("impression", "c", 1), ("impression", "a", 2), ("click", "c", 1)):
+        whole = observe(whole, kind, item, ts_ms=0, request_id="r0", position=pos)
     cut = RecentActions(max_len=10)  # the ranker's window, empty: the profile is older
     window_only = personalization_features(["a", "c"], cut, lk)
     with_profile = personalization_features(["a", "c"], cut, lk, profile=whole)
@@ -134,6 +140,36 @@ def test_lifts_read_the_whole_profile_not_the_ranker_window() -> None:
     assert with_profile["user_category_lift"] == pytest.approx([1 / 3 - 0.5, 2 / 3 - 0.5])
     assert with_profile["user_brand_lift"] == pytest.approx([0.5 - 0.5, 0.5 - 0.5])
     assert with_profile["taste_contrast_sim"].tolist() == [0.0, 0.0]  # still the window's
+
+
+def test_tally_outlives_the_window_and_counts_every_impression() -> None:
+    """The lifts' counts cover the whole history: 60 requests later the first impressions
+    still count, where the 200-impression window has long dropped them."""
+    lk = ItemVectorLookup(IDS, VEC, item_category={"a": "loft", "b": "loft", "c": "villa",
+                                                   "d": "loft"})
+    r = RecentActions(max_len=STATE_WINDOW)
+    for q in range(60):
+        for pos, item in enumerate(("a", "b", "c", "d"), 1):
+            r = observe(r, "impression", item, ts_ms=q, request_id=f"q{q}", position=pos)
+        if q % 3 == 0:
+            r = observe(r, "click", "c", ts_ms=q, request_id=f"q{q}", position=3)
+    assert len(r.shown) == 4 * STATE_WINDOW and {i: (s, c) for i, s, c in r.tally} == {
+        "a": (60, 0), "b": (60, 0), "c": (60, 20), "d": (60, 0)}
+    f = personalization_features(["a", "c"], clip_state(r, 10), lk, profile=r)
+    rate = (60 + 0.5) / (240 + 1)  # every impression of c is a hit: c was clicked
+    want = [(0 + 2 * rate) / (180 + 2) - rate, (60 + 2 * rate) / (60 + 2) - rate]
+    assert f["user_category_lift"] == pytest.approx(want, abs=1e-6)
+
+
+def test_tally_keeps_the_most_recently_touched_items() -> None:
+    r = RecentActions(max_len=2)
+    for n in range(PROFILE_ITEMS + 5):
+        r = observe(r, "impression", f"i{n}", ts_ms=n, request_id="q", position=1)
+    r = observe(r, "impression", "i5", ts_ms=10**6, request_id="q", position=1)
+    assert len(r.tally) == PROFILE_ITEMS
+    assert r.tally[-1] == ("i5", 2, 0)  # touched again: kept, counts added, moved last
+    assert [i for i, _, _ in r.tally[:2]] == ["i6", "i7"]  # i0-i4 dropped first
+    assert observe(r, "booking", "i9", ts_ms=1).tally == r.tally  # bookings are not counted
 
 
 def test_taste_features_are_zero_without_history_or_brands() -> None:

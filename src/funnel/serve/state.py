@@ -47,6 +47,7 @@ def _decode(text: str | bytes | None, max_actions: int) -> RecentActions:
         max_len=max_actions,
         actions=tuple(  # absent in states written before the field existed
             (i, k, int(t), int(at)) for i, k, t, at in raw.get("actions", ())),
+        tally=tuple((i, int(s), int(c)) for i, s, c in raw.get("tally", ())),  # as "actions"
     )
 
 
