@@ -155,9 +155,12 @@ def test_tally_outlives_the_window_and_counts_every_impression() -> None:
             r = observe(r, "click", "c", ts_ms=q, request_id=f"q{q}", position=3)
     assert len(r.shown) == 4 * STATE_WINDOW and {i: (s, c) for i, s, c in r.tally} == {
         "a": (60, 0), "b": (60, 0), "c": (60, 20), "d": (60, 0)}
+    r = observe(r, "click", "c", ts_ms=99, request_id="gone", position=1)  # no impression
+    r = observe(r, "click", "b", ts_ms=99)  # a browse click: not a hit either
+    assert {i: (s, c) for i, s, c in r.tally}["c"] == (60, 20)
     f = personalization_features(["a", "c"], clip_state(r, 10), lk, profile=r)
-    rate = (60 + 0.5) / (240 + 1)  # every impression of c is a hit: c was clicked
-    want = [(0 + 2 * rate) / (180 + 2) - rate, (60 + 2 * rate) / (60 + 2) - rate]
+    rate = (20 + 0.5) / (240 + 1)  # a hit is a click on the impression itself
+    want = [(0 + 2 * rate) / (180 + 2) - rate, (20 + 2 * rate) / (60 + 2) - rate]
     assert f["user_category_lift"] == pytest.approx(want, abs=1e-6)
 
 

@@ -85,10 +85,12 @@ class RecentActions:
     reached the long-click threshold (0: never): the behaviour sequence a sequence ranker
     reads (:mod:`funnel.features.history`), which the per-kind tuples cannot interleave."""
     tally: tuple[tuple[str, int, int], ...] = ()
-    """(item, times shown, times clicked) over the user's whole history, least recently touched
-    first, at most :data:`PROFILE_ITEMS` items: the long-term profile the brand and category
-    lifts read. A taste rate over the last 200 impressions is mostly noise; over the whole
-    history it correlates ~17-20% better with the user's true taste on the marketplace."""
+    """(item, times shown, clicks on those impressions) over the user's whole history, least
+    recently touched first, at most :data:`PROFILE_ITEMS` items: the long-term profile the
+    brand and category lifts read. On the marketplace (seed 7, held-out impressions) the
+    category lift's within-request correlation with the user's true taste term is 0.22 over
+    the last 200 impressions with "clicked at any time" as the hit, 0.25 over the whole
+    history with that hit, and 0.28 over the whole history with the impression's own click."""
 
 
 def clip_state(state: RecentActions, k: int) -> RecentActions:
@@ -141,9 +143,11 @@ def observe(
             long_clicks = (*long_clicks, (item_id, ts_ms + long_click_ms))[-k:]
         skips = recent.skips
         added: tuple[tuple[str, str, int, int], ...] = ()
+        tally = recent.tally
         if request_id is not None:
             clicked_pos = [p for r, p, i in recent.shown if r == request_id and i == item_id]
             if clicked_pos:
+                tally = _bump(tally, item_id, 0, 1)  # a click on a logged impression
                 clicked = set(clicks)
                 above = sorted(
                     (p, i) for r, p, i in recent.shown
@@ -155,7 +159,7 @@ def observe(
         long_at = ts_ms + long_click_ms if dwell_ms is not None and dwell_ms >= long_click_ms else 0
         actions = (*recent.actions, *added, (item_id, "click", ts_ms, long_at))[-k:]
         return replace(recent, clicks=clicks, long_clicks=long_clicks, skips=skips,
-                       actions=actions, tally=_bump(recent.tally, item_id, 0, 1))
+                       actions=actions, tally=tally)
     if event_type == "booking":
         return replace(recent, bookings=(*recent.bookings, item_id)[-k:],
                        actions=(*recent.actions, (item_id, "booking", ts_ms, 0))[-k:])
@@ -358,9 +362,9 @@ def _counts(candidate_ids: Sequence[str], rows: np.ndarray, found: np.ndarray,
 def _lift(candidate_ids: Sequence[str], tally: Sequence[tuple[str, int, int]],
           attribute_of: Mapping[str, str | None] | None) -> np.ndarray:
     """Smoothed click rate of the user on the candidate's attribute value (brand, category)
-    over the tally's impressions, minus the user's overall rate; an impression of an item the
-    user clicked at any time counts as a hit. 0 for values never shown, unknown values, a
-    lookup without the attribute and empty histories."""
+    over the tally's impressions (a hit: a click on the impression itself), minus the user's
+    overall rate. 0 for values never shown, unknown values, a lookup without the attribute
+    and empty histories."""
     out = np.zeros(len(candidate_ids), dtype=np.float32)
     n_shown = sum(s for _, s, _ in tally)
     if attribute_of is None or not n_shown:
@@ -368,7 +372,7 @@ def _lift(candidate_ids: Sequence[str], tally: Sequence[tuple[str, int, int]],
     seen: dict[str, list[int]] = {}
     hits = 0
     for item, shown, clicks in tally:
-        hit = shown if clicks else 0
+        hit = min(clicks, shown)  # re-clicks never make more hits than impressions
         hits += hit
         value = attribute_of.get(item)
         if value is not None and shown:
@@ -378,9 +382,9 @@ def _lift(candidate_ids: Sequence[str], tally: Sequence[tuple[str, int, int]],
     rate = (hits + 0.5) / (n_shown + 1.0)
     for j, item in enumerate(candidate_ids):
         value = attribute_of.get(item)
-        tally = None if value is None else seen.get(value)
-        if tally is not None:
-            out[j] = (tally[1] + BRAND_PRIOR * rate) / (tally[0] + BRAND_PRIOR) - rate
+        cell = None if value is None else seen.get(value)
+        if cell is not None:
+            out[j] = (cell[1] + BRAND_PRIOR * rate) / (cell[0] + BRAND_PRIOR) - rate
     return out
 
 
