@@ -124,8 +124,6 @@ def test_taste_features_by_hand() -> None:
     # category loft: 1 click of 3 shown, prior 2 at .375; villa never shown
     loft = (1 + 0.75) / 5 - 0.375
     assert f["user_category_lift"] == pytest.approx([loft, loft, 0.0, 0.0], abs=1e-6)
-    for span in ("brand", "category"):  # the tally holds the same three impressions
-        assert f[f"user_{span}_lift_history"].tolist() == f[f"user_{span}_lift"].tolist()
 
 
 def test_lifts_read_the_whole_profile_not_the_ranker_window() -> None:
@@ -141,8 +139,6 @@ def test_lifts_read_the_whole_profile_not_the_ranker_window() -> None:
     # rate (1 + .5) / 3 = .5; villa 1 of 1, loft 0 of 1, prior 2 at .5
     assert with_profile["user_category_lift"] == pytest.approx([1 / 3 - 0.5, 2 / 3 - 0.5])
     assert with_profile["user_brand_lift"] == pytest.approx([0.5 - 0.5, 0.5 - 0.5])
-    assert with_profile["user_category_lift_history"].tolist() == with_profile[
-        "user_category_lift"].tolist()
     assert with_profile["taste_contrast_sim"].tolist() == [0.0, 0.0]  # still the window's
 
 
@@ -165,11 +161,6 @@ def test_tally_outlives_the_window_and_counts_every_impression() -> None:
     f = personalization_features(["a", "c"], clip_state(r, 10), lk, profile=r)
     rate = (20 + 0.5) / (240 + 1)  # a hit is a click on the impression itself
     want = [(0 + 2 * rate) / (180 + 2) - rate, (20 + 2 * rate) / (60 + 2) - rate]
-    assert f["user_category_lift_history"] == pytest.approx(want, abs=1e-6)
-    # the kept state: the last 200 impressions (50 requests), and a hit is any impression of
-    # a kept click's item, the browse click on b included: 50 of c and 50 of b
-    rate = (100 + 0.5) / (200 + 1)
-    want = [(50 + 2 * rate) / (150 + 2) - rate, (50 + 2 * rate) / (50 + 2) - rate]
     assert f["user_category_lift"] == pytest.approx(want, abs=1e-6)
 
 
@@ -193,7 +184,6 @@ def test_taste_features_are_zero_without_history_or_brands() -> None:
         assert f["taste_contrast_sim"].tolist() == [0.0, 0.0]
         assert f["user_brand_lift"].tolist() == [0.0, 0.0]  # no brands in the lookup
         assert f["user_category_lift"].tolist() == [0.0, 0.0]
-        assert f["user_category_lift_history"].tolist() == [0.0, 0.0]
     f = personalization_features(["a", "b"], RecentActions(clicks=("zz",), shown=shown), lk)
     assert f["taste_contrast_sim"].tolist() == [0.0, 0.0]  # no known clicked vector
 

@@ -41,20 +41,16 @@ TASTE_FEATURES = (
     "user_item_shown",
     "user_brand_lift",
     "user_category_lift",
-    "user_brand_lift_history",
-    "user_category_lift_history",
 )
 """Click-vs-shown features over the recent window (``RecentActions.clicks`` / ``.shown``):
 ``<candidate, mean(clicked vectors) - mean(shown vectors)>``; how often the user clicked and
 was shown the candidate itself; the user's smoothed click rate on the candidate's brand minus
 their overall rate (needs ``ItemVectorLookup.item_brand``), and the same on the candidate's
-category (``item_category``), over the whole kept state (200 impressions) and, as
-``*_lift_history``, over the user's whole history (``RecentActions.tally``): searches without a
-category word mix categories, and which ones a user clicks is the part of their taste the
-history shows most clearly (on the synthetic marketplace, a user-by-category rate from the
-whole history reaches ~11% of the personalization ceiling with the true non-personal
-probability as its base). Both spans are kept: the whole history holds more signal, but it
-grows with the user's age, so its scale drifts between the training period and serving."""
+category (``item_category``), both over the user's whole history (``RecentActions.tally``):
+searches without a category word mix categories, and which ones a user clicks is the part of
+their taste the history shows most clearly (on the synthetic marketplace, a user-by-category
+rate from the whole history reaches ~11% of the personalization ceiling with the true
+non-personal probability as its base)."""
 FEATURE_NAMES = KDD_FEATURES + TASTE_FEATURES
 BRAND_PRIOR = 2.0
 """Pseudo-impressions at the user's own click rate that smooth a brand's (or a category's)
@@ -281,9 +277,9 @@ def personalization_features(
     Empty histories and unknown items give 0; ``emb_type_sim`` is computed from the bookings
     in ``recent`` (a user without bookings has the "new user" type). ``now_ms`` hides long
     clicks whose dwell had not yet reached the threshold at that time (point-in-time);
-    ``None`` means all are visible. ``profile``: the user's uncut state, whose impressions and
-    long-term ``tally`` the brand and category lifts read, where ``recent`` is the window cut
-    to the ranker's ``recent_k``; a rate over ~40 impressions is mostly noise (on the marketplace,
+    ``None`` means all are visible. ``profile``: the user's uncut state, whose long-term
+    ``tally`` the brand and category lifts read, where ``recent`` is the window cut to the
+    ranker's ``recent_k``; a rate over ~40 impressions is mostly noise (on the marketplace,
     seed 7, lifts over the whole kept state took the ranker's share of the personalization
     ceiling from 6.9% to 10.5%). ``None``: ``recent``.
     """
@@ -315,8 +311,7 @@ def taste_features(
 ) -> dict[str, np.ndarray]:
     """The ``TASTE_FEATURES`` of each candidate: what the user clicked against what they were
     shown, over the window ``RecentActions`` keeps (``clicks``, and ``shown`` of 4x as many);
-    the brand and category lifts over ``profile``'s kept impressions and long-term ``tally``
-    (default ``recent``).
+    the brand and category lifts over the long-term ``tally`` of ``profile`` (default ``recent``).
     ``cand``, ``found``, ``rows``: the candidates' vectors and ``vectors.rows``, if known."""
     n = len(candidate_ids)
     if cand is None or found is None or rows is None:
@@ -332,16 +327,13 @@ def taste_features(
                          - vectors.vectors[s_rows[s_found]].mean(0))
             contrast = np.where(found, cand @ direction, 0.0).astype(np.float32)
     n_clicks, n_shown = Counter(recent.clicks), Counter(shown)
-    whole = recent if profile is None else profile
-    kept = _kept_tally(whole)
+    tally = (recent if profile is None else profile).tally
     out = {
         "taste_contrast_sim": contrast,
         "user_item_clicks": _counts(candidate_ids, rows, found, n_clicks, vectors),
         "user_item_shown": _counts(candidate_ids, rows, found, n_shown, vectors),
-        "user_brand_lift": _lift(candidate_ids, kept, vectors.item_brand),
-        "user_category_lift": _lift(candidate_ids, kept, vectors.item_category),
-        "user_brand_lift_history": _lift(candidate_ids, whole.tally, vectors.item_brand),
-        "user_category_lift_history": _lift(candidate_ids, whole.tally, vectors.item_category),
+        "user_brand_lift": _lift(candidate_ids, tally, vectors.item_brand),
+        "user_category_lift": _lift(candidate_ids, tally, vectors.item_category),
     }
     return out
 
@@ -367,18 +359,10 @@ def _counts(candidate_ids: Sequence[str], rows: np.ndarray, found: np.ndarray,
     return out
 
 
-def _kept_tally(state: RecentActions) -> tuple[tuple[str, int, int], ...]:
-    """The kept impressions (``state.shown``) as a tally: an impression of an item among the
-    kept clicks counts as a hit."""
-    clicked = set(state.clicks)
-    counts = Counter(i for _, _, i in state.shown)
-    return tuple((i, n, n if i in clicked else 0) for i, n in counts.items())
-
-
 def _lift(candidate_ids: Sequence[str], tally: Sequence[tuple[str, int, int]],
           attribute_of: Mapping[str, str | None] | None) -> np.ndarray:
     """Smoothed click rate of the user on the candidate's attribute value (brand, category)
-    over the tally's impressions (hits: ``min(clicks, shown)`` per item), minus the user's
+    over the tally's impressions (a hit: a click on the impression itself), minus the user's
     overall rate. 0 for values never shown, unknown values, a lookup without the attribute
     and empty histories."""
     out = np.zeros(len(candidate_ids), dtype=np.float32)

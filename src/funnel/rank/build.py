@@ -223,9 +223,9 @@ def item_vectors(
             ]
         ids, vec = cooccurrence_vectors(sessions, dim=16)
         lookup = ItemVectorLookup(ids, vec, item_market=markets)
-    if lookup.item_brand is None:  # user_brand_lift(_history)
+    if lookup.item_brand is None:  # user_brand_lift
         lookup.item_brand = {str(r["item_id"]): r["brand"] for r in catalog}
-    if lookup.item_category is None:  # user_category_lift(_history)
+    if lookup.item_category is None:  # user_category_lift
         lookup.item_category = {str(r["item_id"]): r.get("category") for r in catalog}
     if lookup.types is None:
         model = fit_types(con, seed)
