@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from funnel.features.personalization import RecentActions, observe
-from funnel.features.session_window import SESSION_GAP_MS, session_start_ms, session_state
+from funnel.features.session_window import (
+    SESSION_GAP_MS,
+    earlier_clicks,
+    session_start_ms,
+    session_state,
+)
 
 MIN = 60_000
 
@@ -34,3 +39,17 @@ def test_a_request_after_the_gap_opens_a_new_session_and_no_times_keep_everythin
     assert session_state(state, None) is state  # no request time: the whole state
     no_times = RecentActions(clicks=("a", "b"))  # e.g. a state stored before times were kept
     assert session_state(no_times, later) is no_times
+
+
+def test_earlier_clicks_are_the_state_before_the_session_in_progress() -> None:
+    state = _state([("click", "old1", 0), ("booking", "old1", 5 * MIN), ("click", "old2", 6 * MIN),
+                    ("click", "a", 100 * MIN), ("click", "old2", 101 * MIN)])
+    now = session_state(state, 105 * MIN)
+    assert earlier_clicks(state, now) == ("old1", "old2")  # clicks only, oldest first
+    later = 101 * MIN + SESSION_GAP_MS + 1  # a new session: every click is an earlier one
+    assert earlier_clicks(state, session_state(state, later)) == (
+        "old1", "old2", "a", "old2")
+    whole = session_state(state, None)  # no request time: cannot tell, offer nothing
+    assert earlier_clicks(state, whole) == ()
+    one = _state([("click", "a", 0), ("click", "b", MIN)])  # one session only
+    assert earlier_clicks(one, session_state(one, 2 * MIN)) == ()

@@ -63,6 +63,7 @@ def test_build_commit_load_and_merge(workspace):
     bundle = load_recall(workspace.artifacts.require_current())
     assert set(bundle.sources) == {
         "vector", "lexical", "covisit", "popularity", "query_items", "cooc", "sr", "sknn",
+        "history",  # fitted on nothing: the request carries the user's earlier items
     }
     assert bundle.config.quota_popularity == 50
     market, clicks, queries = session

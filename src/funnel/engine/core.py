@@ -32,7 +32,7 @@ from funnel.engine.rank_loading import load_rank_stage
 from funnel.exceptions import ArtifactError, FunnelError
 from funnel.features.personalization import RecentActions
 from funnel.features.query_match import TermIndex, fuzzy_match, terms
-from funnel.features.session_window import session_state
+from funnel.features.session_window import earlier_clicks, session_state
 from funnel.rank.recall_features import recall_feature_columns
 from funnel.recall.base import CandidateSource, RecallRequest
 from funnel.recall.merger import Provenance
@@ -276,6 +276,7 @@ class Engine:
             query=query or None,
             market=recall_market,
             recent_items=tuple(session.clicks[-5:]),
+            earlier_items=earlier_clicks(state, session),
             filters=dict(filters),
             k=self.recall_k,
         )
@@ -551,6 +552,7 @@ def _merger(old: Any, *, timeout_s: float, catalog: Catalog | None, drop: str | 
         sources, quotas=quotas, default_quota=old.default_quota, timeout_s=timeout_s,
         rrf_k=old.rrf_k, max_workers=old.max_workers, inline=inline,
         max_in_flight=old.max_in_flight,
+        weights={k: v for k, v in old.weights.items() if k != drop},
     )
     id_rank = None if catalog is None else catalog.id_rank()
     if catalog is not None and id_rank is not None:

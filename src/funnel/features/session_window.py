@@ -56,3 +56,14 @@ def session_state(state: RecentActions, now_ms: int | None,
                           if kind == "click" and long),
         actions=actions,
     )
+
+
+def earlier_clicks(state: RecentActions, session: RecentActions) -> tuple[str, ...]:
+    """The clicks ``state`` holds from before the session in progress (``session``, as
+    :func:`session_state` cut it), oldest first: a returning user's earlier sessions, which
+    recall may offer again (the user's own history), unlike the session's recent clicks.
+    Empty when the state is all one session or its times are unknown."""
+    if session is state:
+        return ()
+    n_before = len(state.actions) - len(session.actions)
+    return tuple(item for item, kind, _ts, _long in state.actions[:n_before] if kind == "click")

@@ -22,6 +22,9 @@ class RecallRequest:
     market: str | None = None
     recent_items: Sequence[str] = ()
     """The user's recent clicked items, most recent last (online session state)."""
+    earlier_items: Sequence[str] = ()
+    """Items the user clicked in earlier sessions (the online state before the session in
+    progress), oldest first; empty for an anonymous visitor."""
     filters: dict[str, str] = field(default_factory=dict)
     k: int = 1000
 

@@ -31,6 +31,7 @@ from funnel.data.store import EventStore
 from funnel.exceptions import ArtifactError
 from funnel.pipeline.run import pipeline_tables
 from funnel.recall.covisit import CoVisitation
+from funnel.recall.history import UserHistory
 from funnel.recall.lexical import LexicalIndex
 from funnel.recall.merger import Merger
 from funnel.recall.popularity import Popularity
@@ -48,7 +49,14 @@ from funnel.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("vector", "lexical", "covisit", "popularity", "query_items", "cooc", "sr", "sknn")
+SOURCES = ("vector", "lexical", "covisit", "popularity", "query_items", "cooc", "sr", "sknn",
+           "history")
+
+WEIGHT_HISTORY = 4.0
+"""The history source's fusion weight, chosen inside the Taobao sample's training period (its
+sessions split 80/20 again, the benchmark's test never seen): returning users' next-item
+HR@20 on new items 0.199 without the source, 0.224 / 0.265 / 0.271 / 0.253 at weights
+1 / 2 / 4 / 8. At 1 the user's own items rarely outrank what several crowd sources agree on."""
 
 LEXICAL_SKIP = "no item titles; ingest an items file with titles to enable it"
 """Why a build without item titles has no lexical (BM25) source (``skipped.lexical``)."""
@@ -80,6 +88,10 @@ class RecallConfig:
     quota_cooc: int = 200
     quota_sr: int = 300
     quota_sknn: int = 300
+    quota_history: int = 50
+    """The user's own earlier items (``recall.history``); 0 turns the source off."""
+    weight_history: float = WEIGHT_HISTORY
+    """Its weight in the fusion (every other source has 1), see :data:`WEIGHT_HISTORY`."""
     timeout_ms: float = 200.0
 
     def quotas(self) -> dict[str, int]:
@@ -112,7 +124,8 @@ class RecallConfig:
         names = tuple(s.name for s in sources)
         quotas = {k: v for k, v in self.quotas().items() if k in names}
         timeout = self.timeout_ms / 1000 if timeout_s is None else timeout_s
-        return Merger(sources, quotas=quotas, timeout_s=timeout, inline=names)
+        weights = {"history": float(self.weight_history)} if "history" in names else None
+        return Merger(sources, quotas=quotas, timeout_s=timeout, inline=names, weights=weights)
 
 
 def _table(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
@@ -254,6 +267,8 @@ def load_recall(artifact_dir: Path) -> RecallBundle:
     if (root / "vector").exists():
         table: VectorTable = load_vectors(Path(artifact_dir) / "embeddings", "item")
         sources["vector"] = VectorSource(VectorIndex.load(root / "vector"), table)
+    if config.quota_history > 0:  # fitted on nothing: the request carries the user's items
+        sources["history"] = UserHistory()
     return RecallBundle(sources=sources, merger=config.merger(list(sources.values())),
                         config=config)
 

@@ -126,7 +126,10 @@ class Merger:
     timeout_s : float
         Deadline for all sources together; late sources are skipped.
     rrf_k : float
-        Reciprocal-rank-fusion constant: a candidate scores sum(1 / (rrf_k + rank)).
+        Reciprocal-rank-fusion constant: a candidate scores sum(w / (rrf_k + rank)).
+    weights : mapping name -> float, optional
+        Each source's ``w`` in that sum (default 1: plain RRF). A source a request's own
+        user stands behind (the user's earlier items) can outweigh the crowd's sources.
     max_workers : int
         Pool threads for the sources that are not inline.
     inline : collection of str, optional
@@ -156,8 +159,14 @@ class Merger:
         max_workers: int = 8,
         inline: Collection[str] | None = None,
         max_in_flight: int = 2,
+        weights: Mapping[str, float] | None = None,
     ) -> None:
+        bad = {n: w for n, w in (weights or {}).items()
+               if not isinstance(w, int | float) or not w > 0}
+        if bad:
+            raise ValueError(f"'weights' must be positive numbers; got {bad}")
         self.sources = sources
+        self.weights = dict(weights or {})
         self.quotas = quotas
         self.default_quota = default_quota
         self.timeout_s = timeout_s
@@ -306,6 +315,7 @@ class Merger:
         names: list[np.ndarray] = []
         ids: list[np.ndarray] = []
         ranks: list[np.ndarray] = []
+        gains: list[np.ndarray] = []
         raw: list[np.ndarray] = []
         for name, cands in results.items():
             quota = (self.quotas or {}).get(name, self.default_quota)
@@ -313,6 +323,7 @@ class Merger:
             names.append(np.full(len(got), len(names), dtype=np.int64))
             ids.append(got)
             ranks.append(np.arange(len(got), dtype=np.float64))
+            gains.append(np.full(len(got), float(self.weights.get(name, 1.0))))
             raw.append(np.asarray(cands.scores[:quota], dtype=np.float64))
         if not ids or not sum(len(i) for i in ids):
             return MergedCandidates(
@@ -329,9 +340,9 @@ class Merger:
             uniques = all_ids[first]
         else:
             codes, uniques = pd.factorize(all_ids)
-        # the same float sums as adding 1 / (rrf_k + rank + 1) source by source, in order
+        # the same float sums as adding w / (rrf_k + rank + 1) source by source, in order
         fused = np.zeros(len(uniques), dtype=np.float64)
-        np.add.at(fused, codes, 1.0 / (self.rrf_k + np.concatenate(ranks) + 1))
+        np.add.at(fused, codes, np.concatenate(gains) / (self.rrf_k + np.concatenate(ranks) + 1))
         if rows is not None and self._catalog is not None:  # ties by id, as _order breaks them
             best = np.lexsort((self._catalog[1][uniq_rows], -fused))[:k]
         else:
