@@ -346,3 +346,31 @@ def test_generative_recall_is_measured_paired_in_the_next_item_protocol(tmp_path
     assert f["gain_generative_hr20_new"] == pytest.approx(
         f["hr20_new_funnel"] - f[f"hr20_new_{WITHOUT_GENERATIVE}"], abs=1e-12)
     assert f["gain_generative_mrr20_new_ci95"] >= 0.0
+
+
+TAOBAO = "taobao-userbehavior-sample/UserBehavior_head.csv"
+
+
+@pytest.mark.slow
+def test_a_returning_users_history_beats_the_anonymous_funnel_on_taobao(tmp_path: Path) -> None:
+    """The history recall source is what personalization adds on a real log: measured at its
+    commit on every case, HR@20 of new items 0.244 for the returning user vs 0.176 anonymous
+    (+0.068 +- 0.018, MRR +0.019 +- 0.008, paired, clustered by user); 0.000 without it."""
+    from funnel.evaluate.next_item_run import (
+        build_split,
+        ingest_sessionized,
+        run_next_item,
+        workspace_split,
+    )
+
+    path = shared_data_dir() / TAOBAO
+    if not path.exists():
+        pytest.skip(f"Taobao sample not found at {path} (../shared/data is not here)")
+    ws = ingest_sessionized(path, "taobao", tmp_path / "all")
+    split = workspace_split(ws, tmp_path)
+    artifact, _, _ = build_split(split)
+    run = run_next_item(split, artifact, sources=False, max_cases=1200, seed=0)
+    f = run.figures
+    gain, ci = f["gain_personal_hr20_new"], f["gain_personal_hr20_new_ci95"]
+    assert gain - ci > 0 and gain >= 0.034, (gain, ci)  # half the gain measured on all cases
+    assert f["gain_personal_mrr20_new"] > 0

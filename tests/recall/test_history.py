@@ -59,3 +59,4 @@ def test_the_served_recall_carries_the_history_source_with_its_weight(tmp_path) 
     (root / "config.json").write_text('{"quota_history": 0}')
     assert "history" not in load_recall(tmp_path).sources
     assert RecallConfig().quota_history > 0  # on by default
+

@@ -80,6 +80,9 @@ RECENT_ITEMS = 5
 """How many of the latest clicks ``Engine.run`` passes to recall as ``recent_items``."""
 QUERY_SOURCES = ("lexical", "query_items")
 """Recall sources that answer only a query: asked for a browse feed they return nothing."""
+RETURNING_USER_SOURCES = ("history",)
+"""Recall sources that answer only a returning user (their earlier sessions): alone on a
+session's prefix they return nothing; :class:`ReturningUserFunnel` measures what they add."""
 
 
 # -- data -----------------------------------------------------------------------------------
@@ -345,10 +348,11 @@ class EngineRecommender:
 
     def sources(self) -> list[NextItemRecommender]:
         """One recommender per browse recall source of the engine (not the query-only ones,
-        :data:`QUERY_SOURCES`), and the merger's fused list."""
-        out: list[NextItemRecommender] = [RecallRecommender(self, name)
-                                          for name in sorted(self.engine.recall.sources)
-                                          if name not in QUERY_SOURCES]
+        :data:`QUERY_SOURCES`, nor :data:`RETURNING_USER_SOURCES`), and the merger's fused
+        list."""
+        out: list[NextItemRecommender] = [
+            RecallRecommender(self, name) for name in sorted(self.engine.recall.sources)
+            if name not in (*QUERY_SOURCES, *RETURNING_USER_SOURCES)]
         out.append(RecallRecommender(self, None))
         return out
 
