@@ -249,8 +249,10 @@ def test_cli_next_item_on_a_workspace(tmp_path: Path) -> None:
 DIGINETICA = "diginetica-sample-srgnn/sample_train-item-views.csv"
 
 
-@pytest.mark.slow
-def test_funnel_beats_popularity_on_the_diginetica_sample(tmp_path: Path) -> None:
+def _replayed_shared_log(tmp_path: Path, relative: str, loader: str, **run_kw: object
+                        ) -> dict[str, float]:
+    """Figures of the served funnel on a shared real log: ingest, split by start time, build,
+    replay (skips, saying where it looked, when ``../shared/data`` lacks the log)."""
     from funnel.evaluate.next_item_run import (
         build_split,
         ingest_sessionized,
@@ -258,14 +260,18 @@ def test_funnel_beats_popularity_on_the_diginetica_sample(tmp_path: Path) -> Non
         workspace_split,
     )
 
-    path = shared_data_dir() / DIGINETICA
+    path = shared_data_dir() / relative
     if not path.exists():
-        pytest.skip(f"DIGINETICA sample not found at {path} (../shared/data is not here)")
-    ws = ingest_sessionized(path, "diginetica", tmp_path / "all")
+        pytest.skip(f"{relative} not found at {path} (../shared/data is not here)")
+    ws = ingest_sessionized(path, loader, tmp_path / "all")
     split = workspace_split(ws, tmp_path)
     artifact, _, _ = build_split(split)
-    run = run_next_item(split, artifact, sources=False)
-    f = run.figures
+    return run_next_item(split, artifact, sources=False, **run_kw).figures
+
+
+@pytest.mark.slow
+def test_funnel_beats_popularity_on_the_diginetica_sample(tmp_path: Path) -> None:
+    f = _replayed_shared_log(tmp_path, DIGINETICA, "diginetica")
     # measured at the commit of this test: 520 cases (343 new) in 193 test sessions; on new
     # cases (what the funnel is judged on) HR@20 0.338 +- 0.059 vs popularity 0.026 +- 0.019,
     # MRR@20 0.127 +- 0.032 vs 0.003 +- 0.003. The margins asserted are half of those gaps.
@@ -356,21 +362,7 @@ def test_a_returning_users_history_beats_the_anonymous_funnel_on_taobao(tmp_path
     """The history recall source is what personalization adds on a real log: measured at its
     commit on every case, HR@20 of new items 0.244 for the returning user vs 0.176 anonymous
     (+0.068 +- 0.018, MRR +0.019 +- 0.008, paired, clustered by user); 0.000 without it."""
-    from funnel.evaluate.next_item_run import (
-        build_split,
-        ingest_sessionized,
-        run_next_item,
-        workspace_split,
-    )
-
-    path = shared_data_dir() / TAOBAO
-    if not path.exists():
-        pytest.skip(f"Taobao sample not found at {path} (../shared/data is not here)")
-    ws = ingest_sessionized(path, "taobao", tmp_path / "all")
-    split = workspace_split(ws, tmp_path)
-    artifact, _, _ = build_split(split)
-    run = run_next_item(split, artifact, sources=False, max_cases=1200, seed=0)
-    f = run.figures
+    f = _replayed_shared_log(tmp_path, TAOBAO, "taobao", max_cases=1200, seed=0)
     gain, ci = f["gain_personal_hr20_new"], f["gain_personal_hr20_new_ci95"]
     assert gain - ci > 0 and gain >= 0.034, (gain, ci)  # half the gain measured on all cases
     assert f["gain_personal_mrr20_new"] > 0

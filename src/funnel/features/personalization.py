@@ -382,9 +382,10 @@ def _lift(candidate_ids: Sequence[str], tally: Sequence[tuple[str, int, int]],
     rate = (hits + 0.5) / (n_shown + 1.0)
     for j, item in enumerate(candidate_ids):
         value = attribute_of.get(item)
-        cell = None if value is None else seen.get(value)
-        if cell is not None:
-            out[j] = (cell[1] + BRAND_PRIOR * rate) / (cell[0] + BRAND_PRIOR) - rate
+        tally_of_value = None if value is None else seen.get(value)
+        if tally_of_value is not None:
+            n, h = tally_of_value
+            out[j] = (h + BRAND_PRIOR * rate) / (n + BRAND_PRIOR) - rate
     return out
 
 
