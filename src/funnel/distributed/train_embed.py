@@ -56,7 +56,7 @@ from funnel.distributed.corpus_shards import (
     parquet_files,
     shard_files,
 )
-from funnel.distributed.ddp_rank import init_from_env
+from funnel.distributed.ddp_rank import exit_without_finalizing, init_from_env
 from funnel.embed._sgns import train_epoch
 from funnel.embed.corpus import Corpus
 from funnel.embed.items import _PARAM_TABLE, ItemEmbeddings, QueryEmbeddings
@@ -292,4 +292,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main()  # returns only after the process group is destroyed
+    exit_without_finalizing()

@@ -23,7 +23,12 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from funnel.distributed.ddp_rank import fit_ddp, init_from_env, init_single
+from funnel.distributed.ddp_rank import (
+    exit_without_finalizing,
+    fit_ddp,
+    init_from_env,
+    init_single,
+)
 from funnel.distributed.shards import Shards
 from funnel.exceptions import ConfigError
 from funnel.rank.registry import get_ranker
@@ -71,4 +76,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main()  # returns only after the process group is destroyed
+    exit_without_finalizing()
