@@ -5,19 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from funnel.recall.base import Candidates, RecallRequest
+from funnel.recall.base import RecallRequest
 from funnel.recall.build import RecallConfig, load_recall
 from funnel.recall.history import UserHistory
 from funnel.recall.merger import Merger
-
-
-class Fixed:
-    def __init__(self, name: str, ids: list[str]) -> None:
-        self.name = name
-        self.ids = ids
-
-    def candidates(self, request: RecallRequest) -> Candidates:
-        return Candidates(np.array(self.ids, dtype=object), np.ones(len(self.ids), np.float32))
+from recall.test_merger import Fixed
 
 
 def test_history_ranks_by_clicks_then_recency_and_skips_the_session() -> None:

@@ -63,6 +63,7 @@ import numpy as np
 from funnel.evaluate.metrics import clustered_mean_ci
 from funnel.exceptions import ConfigError
 from funnel.features.personalization import STATE_WINDOW
+from funnel.recall.history import UserHistory
 
 if TYPE_CHECKING:
     import duckdb
@@ -80,7 +81,7 @@ RECENT_ITEMS = 5
 """How many of the latest clicks ``Engine.run`` passes to recall as ``recent_items``."""
 QUERY_SOURCES = ("lexical", "query_items")
 """Recall sources that answer only a query: asked for a browse feed they return nothing."""
-RETURNING_USER_SOURCES = ("history",)
+RETURNING_USER_SOURCES = (UserHistory.name,)
 """Recall sources that answer only a returning user (their earlier sessions): alone on a
 session's prefix they return nothing; :class:`ReturningUserFunnel` measures what they add."""
 

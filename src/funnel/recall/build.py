@@ -124,7 +124,7 @@ class RecallConfig:
         names = tuple(s.name for s in sources)
         quotas = {k: v for k, v in self.quotas().items() if k in names}
         timeout = self.timeout_ms / 1000 if timeout_s is None else timeout_s
-        weights = {"history": float(self.weight_history)} if "history" in names else None
+        weights = {UserHistory.name: float(self.weight_history)}  # others: 1
         return Merger(sources, quotas=quotas, timeout_s=timeout, inline=names, weights=weights)
 
 
@@ -268,7 +268,7 @@ def load_recall(artifact_dir: Path) -> RecallBundle:
         table: VectorTable = load_vectors(Path(artifact_dir) / "embeddings", "item")
         sources["vector"] = VectorSource(VectorIndex.load(root / "vector"), table)
     if config.quota_history > 0:  # fitted on nothing: the request carries the user's items
-        sources["history"] = UserHistory()
+        sources[UserHistory.name] = UserHistory()
     return RecallBundle(sources=sources, merger=config.merger(list(sources.values())),
                         config=config)
 
