@@ -159,3 +159,30 @@ def test_personalization_columns_match_the_online_function() -> None:
     assert (np.abs(sims - new_user) > 1e-6).sum() > 20
     first = np.abs(sims[:3] - new_user[:3]).max()  # nobody has booked before the first rows
     assert first < 1e-6
+
+
+def test_streamed_rows_equal_the_whole_set_at_any_partition_and_batch_size() -> None:
+    from funnel.features.training_set import TrainingRows
+
+    log = random_log(n_requests=150, seed=3)
+    con = connect(log.table())
+    cfg = TrainingSetConfig(negative_rate=0.5, seed=4)
+    whole = build_training_set(con, cfg, _lookup())
+    with TrainingRows.open(con, cfg, _lookup(), partition_rows=40) as rows:  # ~19 partitions
+        assert rows.rows == 750 and rows.click_rate == pytest.approx(
+            float(np.asarray(build_training_set(con, vectors=_lookup()).column("click")).mean()))
+        batches = list(rows.batches(batch_rows=37))
+    assert len(batches) > 10 and all(b.num_rows <= 37 for b in batches)
+    streamed = pa.concat_tables(batches)
+    assert streamed.equals(whole, check_metadata=True)  # same rows, same sampling stream
+
+
+def test_a_store_without_impressions_streams_one_empty_table() -> None:
+    from funnel.features.training_set import TrainingRows
+
+    log = EventLog()
+    log.add(0, "u1", "click", "i1", request="r1")
+    with TrainingRows.open(connect(log.table())) as rows:
+        (only,) = list(rows.batches())
+    assert rows.rows == 0 and only.num_rows == 0 and "recent_clicks" in only.column_names
+

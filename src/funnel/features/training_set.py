@@ -12,13 +12,17 @@ rankers undo it at prediction.
 
 from __future__ import annotations
 
+import tempfile
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from funnel._checks import positive_float, unit_interval, validate_params
 from funnel.features.history import DEFAULT_HISTORY_LEN, HISTORY_COLUMNS, history_columns
@@ -84,12 +88,21 @@ SELECT user_id, epoch_ms(ts) AS ts_ms, event_type, item_id, request_id, position
        event_id
 FROM events
 WHERE event_type IN ('impression', 'click', 'booking') AND item_id IS NOT NULL
+  AND hash(user_id) % {parts} = {part}
 ORDER BY user_id, ts, CASE WHEN event_type = 'impression' THEN 0 ELSE 1 END, event_id
 """
+"""Every event a user's state replays, one user partition (``hash(user_id) % parts``) at a
+time; ``hash(NULL)`` is a constant, so the events without a user stay together as today."""
+
+PARTITION_ROWS = 100_000
+"""Training rows per user partition of the replay: its Python state stays near this size
+(~3 KB a row) whatever the log's length."""
 
 
 VectorsFor = Callable[[str | None], ItemVectorLookup]
 """``user_id -> vectors`` for that user's rows (out-of-fold vectors, ``rank.oof_vectors``)."""
+
+_Replayed = tuple[list[str], dict[str, float], dict[str, list[str]]]
 
 
 def _replay(
@@ -97,15 +110,18 @@ def _replay(
     config: TrainingSetConfig,
     vectors: ItemVectorLookup | None,
     vectors_for: VectorsFor | None = None,
-) -> dict[str, tuple[list[str], dict[str, float], dict[str, list[str]]]]:
-    """Per impression event id: recent clicks, personalization features and the history
-    columns (:func:`~funnel.features.history.history_columns`) as of its time.
+    part: int = 0,
+    parts: int = 1,
+) -> dict[str, _Replayed]:
+    """Per impression event id of the users in partition ``part`` of ``parts``: recent
+    clicks, personalization features and the history columns
+    (:func:`~funnel.features.history.history_columns`) as of its time.
 
     Events of one user at one timestamp are applied only after every impression at that
     timestamp has been scored, so nothing at or after an impression's time is visible to it.
     """
-    ev = con.sql(REPLAY_SQL).to_arrow_table().to_pydict()
-    out: dict[str, tuple[list[str], dict[str, float], dict[str, list[str]]]] = {}
+    ev = con.sql(REPLAY_SQL.format(part=part, parts=parts)).to_arrow_table().to_pydict()
+    out: dict[str, _Replayed] = {}
     n = len(ev["event_id"])
     state: dict[str, RecentActions] = defaultdict(lambda: RecentActions(max_len=STATE_WINDOW))
     j = 0
@@ -139,11 +155,148 @@ def _replay(
     return out
 
 
+def _replay_table(replayed: dict[str, _Replayed], with_features: bool) -> pa.Table:
+    """One user partition's replay as Arrow columns keyed by ``event_id`` (Parquet-ready)."""
+    ids = list(replayed)
+    found = list(replayed.values())
+    cols: dict[str, pa.Array] = {
+        "event_id": pa.array(ids, type=pa.string()),
+        "recent_clicks": pa.array([f[0] for f in found], type=pa.list_(pa.string())),
+    }
+    for name in HISTORY_COLUMNS:
+        cols[name] = pa.array([f[2][name] for f in found], type=pa.list_(pa.string()))
+    if with_features:
+        for name in FEATURE_NAMES:
+            cols[name] = pa.array([f[1].get(name, 0.0) for f in found], type=pa.float32())
+    return pa.table(cols)
+
+
+@dataclass
+class TrainingRows:
+    """The point-in-time rows of a store, streamed in time order (see the module docstring).
+
+    Why: a long log's rows do not fit one process. The rows' SQL is written to Parquet by
+    DuckDB, the Python replay runs one user partition at a time (``PARTITION_ROWS``) into
+    Parquet, and DuckDB joins the two and sorts by time, spilling past the connection's
+    ``memory_limit``; :meth:`batches` hands out the result a batch at a time. ``rows`` and
+    ``click_rate`` are known before the first batch (a time split or a label prior needs them).
+    Use as a context manager: the intermediate files live in a temporary directory under
+    ``workdir`` until it closes.
+    """
+
+    rows: int
+    """Rows before negative sampling."""
+    click_rate: float
+    """Share of rows clicked (the item-CTR prior)."""
+    _con: duckdb.DuckDBPyConnection
+    _config: TrainingSetConfig
+    _with_features: bool
+    _tmp: tempfile.TemporaryDirectory[str]
+
+    @classmethod
+    def open(
+        cls,
+        con: duckdb.DuckDBPyConnection,
+        config: TrainingSetConfig | None = None,
+        vectors: ItemVectorLookup | None = None,
+        vectors_for: VectorsFor | None = None,
+        *,
+        workdir: Path | None = None,
+        partition_rows: int = PARTITION_ROWS,
+    ) -> TrainingRows:
+        config = config or TrainingSetConfig()
+        if workdir is not None:
+            workdir.mkdir(parents=True, exist_ok=True)
+        tmp = tempfile.TemporaryDirectory(dir=workdir, prefix="training-rows-")
+        root = Path(tmp.name)
+        try:
+            ready = "training_rows" in pipeline_tables(con)  # a pipeline run's rows (--tables)
+            source = ("SELECT * FROM training_rows ORDER BY ts, event_id" if ready
+                      else rows_sql(config))
+            con.execute(f"COPY ({source}) TO '{root / 'rows.parquet'}' (FORMAT parquet)")
+            n, rate = con.sql(f"SELECT count(*), coalesce(avg(CAST(click AS DOUBLE)), 0.0) "
+                              f"FROM read_parquet('{root / 'rows.parquet'}')").fetchall()[0]
+            parts = max(1, -(-int(n) // partition_rows))
+            (root / "replay").mkdir()
+            for part in range(parts):
+                replayed = _replay(con, config, vectors, vectors_for, part, parts)
+                pq.write_table(_replay_table(replayed, vectors is not None),
+                               root / "replay" / f"part-{part:05d}.parquet")
+                del replayed
+        except BaseException:
+            tmp.cleanup()
+            raise
+        return cls(int(n), float(rate), con, config, vectors is not None, tmp)
+
+    def __enter__(self) -> TrainingRows:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._tmp.cleanup()
+
+    def batches(self, batch_rows: int = 65_536) -> Iterator[pa.Table]:
+        """The rows in time order (``build_training_set``'s columns), at most ``batch_rows``
+        at a time; at least one table, empty when the store has no impressions."""
+        root = Path(self._tmp.name)
+        replay = [c for c in pq.read_schema(root / "replay" / "part-00000.parquet").names
+                  if c != "event_id"]
+        defaults = dict.fromkeys(("recent_clicks", *HISTORY_COLUMNS), "CAST([] AS VARCHAR[])")
+        picked = ", ".join(f'coalesce(r."{c}", {defaults.get(c, "CAST(0.0 AS FLOAT)")}) '
+                           f'AS "__replay_{c}"' for c in replay)
+        reader = self._con.sql(f"""
+            SELECT t.*, {picked}
+            FROM read_parquet('{root / 'rows.parquet'}') t
+            LEFT JOIN read_parquet('{root / 'replay' / '*.parquet'}') r USING (event_id)
+            ORDER BY t.ts, t.event_id
+        """).to_arrow_reader(batch_rows)
+        rng = np.random.default_rng(self._config.seed)
+        yielded = False
+        for batch in reader:
+            yield self._finish(pa.Table.from_batches([batch]), rng)
+            yielded = True
+        if not yielded:
+            yield self._finish(reader.schema.empty_table(), rng)
+
+    def _finish(self, raw: pa.Table, rng: np.random.Generator) -> pa.Table:
+        """Raw joined rows -> the training-set columns, in the order and types of one table
+        built whole; negatives sampled with one seeded stream across batches."""
+        replayed = {n.removeprefix("__replay_"): raw.column(n) for n in raw.column_names
+                    if n.startswith("__replay_")}
+        cols = {n: raw.column(n) for n in raw.column_names if not n.startswith("__replay_")}
+        imps = np.asarray(cols["item_imps_before"], dtype=np.float64)
+        clicks = np.asarray(cols["item_clicks_before"], dtype=np.float64)
+        prior = self.click_rate
+        cols["item_ctr_before"] = pa.array((clicks + 10 * prior) / (imps + 10))
+        strings = pa.list_(pa.string())
+        recent = replayed["recent_clicks"].cast(strings)
+        cols["recent_clicks"] = recent
+        cols["n_recent_clicks"] = pc.list_value_length(recent).cast(pa.int64())
+        for name in HISTORY_COLUMNS:
+            cols[name] = replayed[name].cast(strings)
+        match = query_match_features(
+            *(raw.column(c).to_pylist() for c in ("query", "title", "category", "brand", "market"))
+        )
+        for name, values in match.items():
+            cols[name] = pa.array(values, type=pa.float32())
+        if self._with_features:
+            for name in FEATURE_NAMES:
+                cols[name] = replayed[name].cast(pa.float32())
+        out = pa.table(cols)
+        if self._config.negative_rate < 1.0 and out.num_rows:
+            label = np.asarray(out.column("click"))
+            keep = label | (rng.random(len(label)) < self._config.negative_rate)
+            out = out.filter(pa.array(keep))
+        return out.replace_schema_metadata(
+            {b"negative_rate": str(self._config.negative_rate).encode()})
+
+
 def build_training_set(
     con: duckdb.DuckDBPyConnection,
     config: TrainingSetConfig | None = None,
     vectors: ItemVectorLookup | None = None,
     vectors_for: VectorsFor | None = None,
+    *,
+    workdir: Path | None = None,
 ) -> pa.Table:
     """One row per impression with labels and point-in-time features, in time order.
 
@@ -157,40 +310,7 @@ def build_training_set(
     ``click`` / ``booking``. ``vectors_for`` (with ``vectors``) picks each user's vectors for
     those features, e.g. vectors that never saw the user's sessions.
     Negative rows are kept with probability ``config.negative_rate`` (recorded in the schema
-    metadata as ``negative_rate``).
+    metadata as ``negative_rate``). The whole set in memory: :class:`TrainingRows` streams it.
     """
-    config = config or TrainingSetConfig()
-    ready = "training_rows" in pipeline_tables(con)  # a pipeline run's rows (--tables)
-    table = con.sql("SELECT * FROM training_rows ORDER BY ts, event_id" if ready
-                    else rows_sql(config)).to_arrow_table()
-    replay = _replay(con, config, vectors, vectors_for)
-    ids = table.column("event_id").to_pylist()
-    empty: tuple[list[str], dict[str, float], dict[str, list[str]]] = (
-        [], {}, {c: [] for c in HISTORY_COLUMNS})
-    found = [replay.get(e, empty) for e in ids]
-    recent = [f[0] for f in found]
-    cols = {name: table.column(name) for name in table.column_names}
-    imps = np.asarray(cols["item_imps_before"], dtype=np.float64)
-    clicks = np.asarray(cols["item_clicks_before"], dtype=np.float64)
-    prior = float(np.asarray(cols["click"]).mean()) if len(ids) else 0.0
-    cols["item_ctr_before"] = pa.array((clicks + 10 * prior) / (imps + 10))
-    cols["recent_clicks"] = pa.array(recent, type=pa.list_(pa.string()))
-    cols["n_recent_clicks"] = pa.array([len(r) for r in recent], type=pa.int64())
-    for name in HISTORY_COLUMNS:
-        cols[name] = pa.array([f[2][name] for f in found], type=pa.list_(pa.string()))
-    match = query_match_features(
-        *(table.column(c).to_pylist() for c in ("query", "title", "category", "brand", "market"))
-    )
-    for name, values in match.items():
-        cols[name] = pa.array(values, type=pa.float32())
-    if vectors is not None:
-        for name in FEATURE_NAMES:
-            cols[name] = pa.array([f[1].get(name, 0.0) for f in found], type=pa.float32())
-    out = pa.table(cols)
-    if config.negative_rate < 1.0 and len(ids):
-        rng = np.random.default_rng(config.seed)
-        label = np.asarray(out.column("click"))
-        keep = label | (rng.random(len(label)) < config.negative_rate)
-        out = out.filter(pa.array(keep))
-    meta = {b"negative_rate": str(config.negative_rate).encode()}
-    return out.replace_schema_metadata(meta)
+    with TrainingRows.open(con, config, vectors, vectors_for, workdir=workdir) as rows:
+        return pa.concat_tables(rows.batches())
