@@ -39,16 +39,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import _workers  # benchmarks/ is on sys.path
 import duckdb
 import numpy as np
-import psutil
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -223,25 +222,7 @@ def work_pandas(data: Path, out: Path) -> dict[str, Any]:
 # ---- parent ---------------------------------------------------------------------------------
 def run_worker(args: list[str]) -> dict[str, Any]:
     """Run ``this file --worker ...``; its JSON result plus wall time and peak tree RSS (MB)."""
-    cmd = [sys.executable, str(HERE), *args]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    ps = psutil.Process(proc.pid)
-    peak = 0
-    while proc.poll() is None:
-        try:
-            tree = [ps, *ps.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
-        except psutil.Error:
-            pass
-        time.sleep(0.05)
-    out = proc.stdout.read() if proc.stdout else ""
-    if proc.returncode != 0:
-        raise RuntimeError(f"worker {args} failed with exit code {proc.returncode}")
-    res = json.loads(out.strip().splitlines()[-1])
-    res["process_s"] = time.perf_counter() - t0
-    res["peak_mb"] = peak / 2**20
-    return res
+    return _workers.run_worker(HERE, args)
 
 
 def same_rows(a: Path, b: Path, cols: tuple[str, ...] = SESSION_COLS) -> bool:

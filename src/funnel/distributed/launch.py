@@ -1,8 +1,10 @@
 """Fit a torch ranker through ``torchrun`` from a parent process (the build's hook).
 
-Why: the build holds its training rows in memory already; this writes them as one Parquet
-shard per process, runs ``python -m torch.distributed.run --standalone --nproc-per-node N -m
-funnel.distributed.train_rank`` on this machine and loads the saved model, so the same
+Why: the build either streamed its training rows to Parquet shards already (``[rank]
+ddp_processes`` with impressions, :func:`funnel.rank.split.streamed_split`) or holds them in
+memory, which this writes as one Parquet shard per process; it runs ``python -m
+torch.distributed.run --standalone --nproc-per-node N -m funnel.distributed.train_rank`` on
+this machine and loads the saved model, so the same
 trainer a cluster runs on its own shards is exercised by every build that asks for it.
 """
 
@@ -15,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from funnel.distributed.shards import write_shards
+from funnel.distributed.shards import Shards, write_shards
 from funnel.distributed.spec_fit import fit_columns
 from funnel.exceptions import ModelFitError
 from funnel.features.specs import spec_to_dict
@@ -24,7 +26,7 @@ from funnel.rank.torch_ranker import TorchRanker
 
 
 def fit_with_torchrun(
-    ranker: TorchRanker, train: RankingData, valid: RankingData | None, workdir: Path,
+    ranker: TorchRanker, train: RankingData | Shards, valid: RankingData | None, workdir: Path,
     processes: int, *, timeout: float | None = None,
 ) -> tuple[TorchRanker, int]:
     """``ranker.fit(train, valid)`` by ``processes`` local DDP processes; returns the trained
@@ -33,19 +35,23 @@ def fit_with_torchrun(
     if processes < 1:
         raise ValueError(f"processes must be >= 1; got {processes}")
     specs = ranker._feature_specs()
-    columns = [c for c in fit_columns(specs) if c in train.columns]
+    columns = [c for c in fit_columns(specs) if c in train.columns]  # the shards' or the data's
     params = {k: v for k, v in ranker.get_params().items() if k not in ("features", "verbose")}
     threads = max(1, (os.cpu_count() or 1) // processes)
     workdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=workdir, prefix="ddp-") as tmp:
         root = Path(tmp)
-        write_shards(train, root / "train", -(-len(train) // processes), columns)
+        if isinstance(train, Shards):
+            train_dir = train.directory
+        else:
+            train_dir = root / "train"
+            write_shards(train, train_dir, -(-len(train) // processes), columns)
         (root / "specs.json").write_text(json.dumps(
             [spec_to_dict(s) for s in specs_of(ranker.features)]))
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc-per-node", str(processes), "-m", "funnel.distributed.train_rank",
                "--ranker", ranker.name, "--specs", str(root / "specs.json"),
-               "--params", json.dumps(params), "--train", str(root / "train"),
+               "--params", json.dumps(params), "--train", str(train_dir),
                "--out", str(root / "model"), "--threads", str(threads)]
         if valid is not None:
             write_shards(valid, root / "valid", max(1, len(valid)), columns)

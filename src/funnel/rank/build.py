@@ -23,6 +23,7 @@ negatives (:mod:`funnel.rank.implicit`); ``metrics.json`` then holds the samplin
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,9 +40,8 @@ from funnel.embed.types import TypeEmbeddings, TypeLookup
 from funnel.exceptions import ConfigError, ModelFitError
 from funnel.features.history import DEFAULT_HISTORY_LEN
 from funnel.features.personalization import ItemVectorLookup, cooccurrence_vectors
-from funnel.features.specs import as_columns
-from funnel.features.training_set import TrainingSetConfig, build_training_set
-from funnel.rank.base import Ranker, RankingData
+from funnel.features.training_set import TrainingRows, TrainingSetConfig, build_training_set
+from funnel.rank.base import Ranker, specs_of
 from funnel.rank.calibration import get_calibrator, reliability_plot
 from funnel.rank.defaults import CLICK_LOG_FEATURES, DEFAULT_FEATURES
 from funnel.rank.implicit import ImplicitConfig, implicit_training_set
@@ -49,6 +49,15 @@ from funnel.rank.importance import permutation_importance, select_features
 from funnel.rank.metrics import auc, evaluate, logloss, one_positive_group_auc, one_positive_hr_mrr
 from funnel.rank.recall_features import RECALL_FEATURE_SOURCES, recall_feature_specs
 from funnel.rank.registry import RANKERS, get_ranker
+from funnel.rank.split import (
+    STREAM_MEMORY,
+    Split,
+    group_split,
+    memory_split,
+    ranking_data,
+    streamed_split,
+    time_split,
+)
 from funnel.rank.torch_ranker import TorchRanker
 from funnel.vectors import save_vectors
 from funnel.workspace import Workspace
@@ -103,7 +112,10 @@ class RankConfig:
     and refit (``funnel train --select``); the model saves what it dropped and why."""
     ddp_processes: int = 0
     """Train each torch ranker with this many local ``torchrun`` processes reading Parquet
-    shards of the training rows (``funnel.distributed``); 0 = in this process."""
+    shards of the training rows (``funnel.distributed``); 0 = in this process. With
+    impressions, N >= 1 also streams the rows (``rank.split.streamed_split``): the training
+    slice goes to the shards a batch at a time and never into the build process (1 = one
+    trainer process streaming every shard); rankers that are not torch read it back whole."""
     seed: int = 0
     features: list[dict[str, Any]] = field(default_factory=list)
     """Feature specs (JSON form); empty = the defaults in ``funnel.rank.defaults``."""
@@ -171,22 +183,6 @@ def use_catalog_items(con: duckdb.DuckDBPyConnection, build: ArtifactBuild) -> b
             items = items.append_column(name, pa.nulls(items.num_rows, kind))
     con.register("items", items)
     return True
-
-
-def group_split(
-    groups: np.ndarray, valid_fraction: float, test_fraction: float
-) -> tuple[slice, slice, slice]:
-    """:func:`time_split`, each cut moved forward to where a new group starts (a click and
-    its sampled negatives stay on one side)."""
-    tr, va, te = time_split(len(groups), valid_fraction, test_fraction)
-    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
-
-    def cut(at: int) -> int:
-        j = int(np.searchsorted(starts, at))
-        return int(starts[j]) if j < len(starts) else len(groups)
-
-    a, b = cut(tr.stop), cut(va.stop)
-    return slice(0, a), slice(a, b), slice(b, len(groups))
 
 
 def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
@@ -270,23 +266,6 @@ def item_snapshot(con: duckdb.DuckDBPyConnection, prior_ctr: float) -> pa.Table:
     """).to_arrow_table()
 
 
-def time_split(n: int, valid_fraction: float, test_fraction: float) -> tuple[slice, slice, slice]:
-    """Rows are in time order: train | valid | test, the test set is the most recent."""
-    n_test, n_valid = int(n * test_fraction), int(n * valid_fraction)
-    a = n - n_test - n_valid
-    return slice(0, a), slice(a, a + n_valid), slice(a + n_valid, n)
-
-
-def ranking_data(table: pa.Table, rows: slice, label: str, rate: float = 1.0) -> RankingData:
-    """Rows ``rows`` of a training-set table as :class:`RankingData` (groups = requests)."""
-    t = table.slice(rows.start, rows.stop - rows.start)
-    return RankingData(
-        as_columns(t), np.asarray(t.column(label), dtype=np.float32),
-        group=np.asarray(t.column("group_id").to_numpy(zero_copy_only=False)),
-        negative_rate=rate,
-    )
-
-
 def make_ranker(name: str, config: RankConfig, features: list[dict[str, Any]],
                 verbose: bool = False) -> Ranker:
     cls = get_ranker(name)
@@ -317,7 +296,38 @@ def build_rank(
     ``bayes.logloss``, gaps, ``implicit.*`` and ``baseline.*`` for click training, ...).
     """
     config = config or RankConfig.from_workspace(workspace)
-    say = log or (lambda _msg: None)
+    build.path.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=build.path, prefix="rows-") as scratch:
+        return _build_rank(workspace, build, config, Path(scratch), verbose=verbose,
+                           say=log or (lambda _msg: None), implicit=implicit)
+
+
+def _columns_read(config: RankConfig, features: list[dict[str, Any]]) -> set[str]:
+    """Every training-row column a configured ranker (or the booking model) fits from, plus
+    the ids and labels the build reads."""
+    from funnel.distributed.spec_fit import fit_columns
+
+    columns = {"event_id", "group_id", "click", "booking", *fit_columns(specs_of(features))}
+    for name in config.models:
+        model = make_ranker(name, config, features)
+        if isinstance(model, TorchRanker):  # DIN adds its history fields
+            columns |= set(fit_columns(model._feature_specs()))
+    return columns
+
+
+def _enough_impressions(n: int, workspace: Workspace) -> int:
+    if n < MIN_ROWS:
+        raise ModelFitError(
+            f"{workspace.store_path}: only {n} impressions to train the ranker on; need "
+            f">= {MIN_ROWS}; ingest a longer log")
+    return n
+
+
+def _build_rank(
+    workspace: Workspace, build: ArtifactBuild, config: RankConfig, scratch: Path, *,
+    verbose: bool, say: Callable[[str], None], implicit: ImplicitConfig | None,
+) -> dict[str, Any]:
+    """:func:`build_rank` with its scratch directory (training rows, shards) made."""
     con = workspace.connect(read_only=True)
     try:
         missing = {"events", "items"} - _tables(con)
@@ -349,7 +359,17 @@ def build_rank(
             vectors_for = out_of_fold_vectors(con, vectors, emb_dir, config.oof_folds)
             say(f"out-of-fold item vectors: {config.oof_folds} user folds"
                 if vectors_for is not None else "out-of-fold vectors: too few sessions, off")
+        features = list(config.features) or DEFAULT_FEATURES
+        recall_sources: tuple[str, ...] = ()
+        if clicks_only and not config.features:  # what recall knew: the log's strongest signal
+            recall_sources = RECALL_FEATURE_SOURCES
+            features = [*CLICK_LOG_FEATURES, *recall_feature_specs(recall_sources)]
+        # the columns some model reads, and the ids and labels: the held-out slices (and a
+        # training slice in memory) keep only these
+        keep = None if clicks_only else _columns_read(config, features)
         sampling: dict[str, float] = {}
+        split: Split
+        streamed = bool(config.ddp_processes) and not clicks_only
         if clicks_only:
             from funnel.recall.build import RecallConfig
 
@@ -357,56 +377,55 @@ def build_rank(
             table, lists, sampling = implicit_training_set(
                 con, icfg, vectors, vectors_for,
                 recall_config=section(workspace.config(), "recall", RecallConfig))
+            if table.num_rows < MIN_ROWS:  # the funnel serves the fused recall order
+                return {"skipped": f"only {table.num_rows} rows of recalled clicks and their "
+                        f"negatives; need >= {MIN_ROWS}: no click was recalled from other "
+                        "sessions often enough (a longer log enables it)"}
+            groups = np.asarray(table.column("group_id").to_numpy(zero_copy_only=False))
+            split = memory_split(table, group_split(groups, config.valid_fraction,
+                                                    config.test_fraction),
+                                 config.negative_rate, config.seed)
+            n_rows = table.num_rows
+        elif streamed:  # the training slice goes to shard files, never into this process
+            con.execute(f"SET memory_limit = '{STREAM_MEMORY}'")  # this build's connection
+            with TrainingRows.open(con, ts_cfg, vectors, vectors_for, workdir=scratch) as stream:
+                n_rows = _enough_impressions(stream.rows, workspace)
+                say(f"training set: streaming {n_rows:,} impressions to shards")
+                split = streamed_split(stream, config.valid_fraction, config.test_fraction,
+                                       config.negative_rate, config.seed, scratch / "train",
+                                       config.ddp_processes, keep=keep)
         else:
-            table = build_training_set(con, ts_cfg, vectors, vectors_for)
+            table = build_training_set(con, ts_cfg, vectors, vectors_for, workdir=scratch)
+            n_rows = _enough_impressions(table.num_rows, workspace)
+            split = memory_split(table, time_split(n_rows, config.valid_fraction,
+                                                   config.test_fraction),
+                                 config.negative_rate, config.seed, keep=keep)
         if vectors_for is not None:
             vectors_for.save(out / "oof")
         truth = None
         if "truth" in _tables(con):
             truth = dict(con.sql("SELECT event_id, p_click FROM truth WHERE p_click IS NOT NULL")
                          .fetchall())
-        prior = float(np.asarray(table.column("click")).mean()) if table.num_rows else 0.0
+        prior = split.click_rate
         snapshot = item_snapshot(con, prior)
     finally:
         con.close()
     rows = "rows of recalled clicks and their negatives" if clicks_only else "impressions"
-    if clicks_only and table.num_rows < MIN_ROWS:  # the funnel serves the fused recall order
-        return {"skipped": f"only {table.num_rows} {rows}; need >= {MIN_ROWS}: no click was "
-                f"recalled from other sessions often enough (a longer log enables it)"}
-    if table.num_rows < MIN_ROWS:
-        raise ModelFitError(
-            f"{workspace.store_path}: only {table.num_rows} {rows} to train the ranker on; need "
-            f">= {MIN_ROWS} (a click log needs clicks that recall finds from other sessions)")
-    say(f"training set: {table.num_rows:,} {rows}, positive share {prior:.4f}")
-    features = list(config.features) or DEFAULT_FEATURES
-    recall_sources: tuple[str, ...] = ()
-    if clicks_only and not config.features:  # what recall knew: the log's strongest signal
-        recall_sources = RECALL_FEATURE_SOURCES
-        features = [*CLICK_LOG_FEATURES, *recall_feature_specs(recall_sources)]
-    if clicks_only:
-        group_ids = np.asarray(table.column("group_id").to_numpy(zero_copy_only=False))
-        tr, va, te = group_split(group_ids, config.valid_fraction, config.test_fraction)
-    else:
-        tr, va, te = time_split(table.num_rows, config.valid_fraction, config.test_fraction)
-    train = ranking_data(table, tr, "click")
-    if config.negative_rate < 1.0:
-        rng = np.random.default_rng(config.seed)
-        keep = (train.label > 0) | (rng.random(len(train)) < config.negative_rate)
-        train = train.take(np.flatnonzero(keep))
-        train.negative_rate = config.negative_rate
-    valid, test = ranking_data(table, va, "click"), ranking_data(table, te, "click")
+    say(f"training set: {n_rows:,} {rows}, positive share {prior:.4f}")
+    valid, test = split.valid, split.test
     if not (emb_dir / "item_vectors.npy").exists():  # fallback vectors travel with the model
         save_vectors(out, "item", vectors.ids, vectors.vectors)
-    metrics: dict[str, Any] = {"rows.train": float(len(train)), "rows.test": float(len(test))}
+    metrics: dict[str, Any] = {"rows.train": float(split.train_rows),
+                               "rows.test": float(len(test))}
     model_names, serve_model = config.models, config.serve_model
     if clicks_only:
         model_names, serve_model = config.implicit_models, config.implicit_serve_model
         metrics["trained_on"] = "clicks with sampled negatives (no impressions)"
         metrics.update(sampling)
-        metrics.update(_baselines(table, te))
+        metrics.update(_baselines(split.test_rows))
     bayes = None
     if truth:
-        ids = table.column("event_id").to_pylist()[te]
+        ids = split.test_rows.column("event_id").to_pylist()
         p_true = np.array([truth.get(e, np.nan) for e in ids])
         if np.isfinite(p_true).all():
             bayes = {"auc": auc(test.label, p_true), "logloss": logloss(test.label, p_true)}
@@ -419,13 +438,16 @@ def build_rank(
         if config.ddp_processes and isinstance(model, TorchRanker):
             from funnel.distributed.launch import fit_with_torchrun
 
-            model, world = fit_with_torchrun(model, train, valid, build.path,
-                                             config.ddp_processes)
+            model, world = fit_with_torchrun(model, split.train_shards or split.train(), valid,
+                                             build.path, config.ddp_processes)
             metrics[f"{name}.ddp_world_size"] = float(world)
         else:
-            model = model.fit(train, valid)
+            if split.train_shards is not None:
+                say(f"{name} trains in this process: reading the {split.train_rows:,} streamed "
+                    "training rows into memory (only torch rankers train from the shards)")
+            model = model.fit(split.train(), valid)
         if config.select:
-            chosen = select_features(model, train, valid, test,
+            chosen = select_features(model, split.train(), valid, test,
                                      repeats=config.importance_repeats or 5, seed=config.seed,
                                      max_rows=config.importance_rows)
             metrics.update(chosen.metrics(name))
@@ -489,17 +511,15 @@ def build_rank(
               f"{'clicks and their negatives' if clicks_only else 'impressions'}",
     ))
     if not clicks_only:
-        pq.write_table(heldout_scores(table, slice(va.start, te.stop),
+        pq.write_table(heldout_scores(pa.concat_tables([split.valid_rows, split.test_rows]),
                                       np.concatenate([p_valid, p_test])),
                        out / HELDOUT_SCORES)
     if clicks_only:
         metrics["skipped.cvr"] = CVR_SKIP
     elif config.train_cvr:
-        clicked = np.flatnonzero(np.asarray(table.column("click")))
-        clicked_tr = clicked[clicked < tr.stop]
-        books = np.asarray(table.column("booking"))[clicked_tr]
+        cvr_rows = split.clicked_train_rows
+        books = np.asarray(cvr_rows.column("booking"))
         if books.sum() >= 30 and (1 - books).sum() >= 30:
-            cvr_rows = table.take(pa.array(clicked_tr))
             cvr = ranking_data(cvr_rows, slice(0, cvr_rows.num_rows), "booking")
             cvr_model = make_ranker("gbdt", config, features).fit(cvr)
             cvr_model.save(out / "cvr")
@@ -526,11 +546,10 @@ def build_rank(
 HELDOUT_SCORES = "heldout_scores.parquet"
 
 
-def heldout_scores(table: pa.Table, rows: slice, scores: np.ndarray) -> pa.Table:
-    """``(event_id, group_id, click, score)`` of the impressions in ``rows`` (validation and
+def heldout_scores(t: pa.Table, scores: np.ndarray) -> pa.Table:
+    """``(event_id, group_id, click, score)`` of the held-out impressions ``t`` (validation and
     test): the re-rank stage trains on lists the ranker did not fit, so their scores look like
     serving's."""
-    t = table.slice(rows.start, rows.stop - rows.start)
     return pa.table({"event_id": t.column("event_id"), "group_id": t.column("group_id"),
                      "click": t.column("click"),
                      "score": pa.array(np.asarray(scores, dtype=np.float64))})
@@ -563,9 +582,8 @@ BASELINES = {"popularity": "item_clicks_before", "covisit": "rec_covisit_score",
 """Single recall signals the click-trained ranker should beat: held-out AUC of each alone."""
 
 
-def _baselines(table: pa.Table, rows: slice) -> dict[str, float]:
+def _baselines(t: pa.Table) -> dict[str, float]:
     """``baseline.<signal>.auc`` / ``.group_auc`` on the test rows (positives vs negatives)."""
-    t = table.slice(rows.start, rows.stop - rows.start)
     if t.num_rows == 0:
         return {}
     y = np.asarray(t.column("click"), dtype=np.float32)
