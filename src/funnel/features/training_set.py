@@ -83,7 +83,7 @@ def rows_sql(config: TrainingSetConfig) -> str:
     )
 
 
-REPLAY_SQL = """
+_REPLAY_SQL = """
 SELECT user_id, epoch_ms(ts) AS ts_ms, event_type, item_id, request_id, position, dwell_ms,
        event_id
 FROM events
@@ -91,8 +91,13 @@ WHERE event_type IN ('impression', 'click', 'booking') AND item_id IS NOT NULL
   AND hash(user_id) % {parts} = {part}
 ORDER BY user_id, ts, CASE WHEN event_type = 'impression' THEN 0 ELSE 1 END, event_id
 """
-"""Every event a user's state replays, one user partition (``hash(user_id) % parts``) at a
-time; ``hash(NULL)`` is a constant, so the events without a user stay together as today."""
+
+
+def replay_sql(part: int = 0, parts: int = 1) -> str:
+    """Every event a user's state replays, in replay order, for the users of partition
+    ``part`` of ``parts`` (``hash(user_id) % parts``); ``hash(NULL)`` is a constant, so the
+    events without a user stay together in one partition."""
+    return _REPLAY_SQL.format(part=int(part), parts=int(parts))
 
 PARTITION_ROWS = 100_000
 """Training rows per user partition of the replay: its Python state stays near this size
@@ -120,7 +125,7 @@ def _replay(
     Events of one user at one timestamp are applied only after every impression at that
     timestamp has been scored, so nothing at or after an impression's time is visible to it.
     """
-    ev = con.sql(REPLAY_SQL.format(part=part, parts=parts)).to_arrow_table().to_pydict()
+    ev = con.sql(replay_sql(part, parts)).to_arrow_table().to_pydict()
     out: dict[str, _Replayed] = {}
     n = len(ev["event_id"])
     state: dict[str, RecentActions] = defaultdict(lambda: RecentActions(max_len=STATE_WINDOW))

@@ -49,7 +49,7 @@ from funnel.features.personalization import (
     personalization_features,
 )
 from funnel.features.query_match import query_match_features
-from funnel.features.training_set import REPLAY_SQL, VectorsFor
+from funnel.features.training_set import VectorsFor, replay_sql
 from funnel.rank.recall_features import (
     RECALL_FEATURE_SOURCES,
     recall_feature_columns,
@@ -206,7 +206,7 @@ def implicit_training_set(
     config = config or ImplicitConfig()
     rng = np.random.default_rng(config.seed)
     oof = out_of_fold_recall(con, config.folds, recall_config)
-    ev = con.sql(REPLAY_SQL).to_arrow_table().to_pydict()
+    ev = con.sql(replay_sql()).to_arrow_table().to_pydict()
     attrs = {r[0]: r[1:] for r in con.sql(
         "SELECT item_id, market, category, brand, title, price, bid FROM items").fetchall()}
     n = len(ev["event_id"])
