@@ -186,3 +186,13 @@ def test_a_store_without_impressions_streams_one_empty_table() -> None:
         (only,) = list(rows.batches())
     assert rows.rows == 0 and only.num_rows == 0 and "recent_clicks" in only.column_names
 
+
+
+def test_rows_stream_through_a_directory_whose_name_holds_a_quote(tmp_path) -> None:
+    from funnel.features.training_set import TrainingRows
+
+    log = random_log(n_requests=30, seed=6)
+    con = connect(log.table())
+    with TrainingRows.open(con, workdir=tmp_path / "it's 'quoted'") as rows:
+        streamed = pa.concat_tables(rows.batches())
+    assert streamed.equals(build_training_set(con))

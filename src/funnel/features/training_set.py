@@ -99,6 +99,7 @@ def replay_sql(part: int = 0, parts: int = 1) -> str:
     events without a user stay together in one partition."""
     return _REPLAY_SQL.format(part=int(part), parts=int(parts))
 
+
 PARTITION_ROWS = 100_000
 """Training rows per user partition of the replay: its Python state stays near this size
 (~3 KB a row) whatever the log's length."""
@@ -160,6 +161,17 @@ def _replay(
     return out
 
 
+def negatives_kept(label: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
+    """Row mask of a negative-downsampled slice: every positive, each negative with
+    probability ``rate``; one draw per row, so batches of one seeded stream sample as one."""
+    return (label > 0) | (rng.random(len(label)) < rate)
+
+
+def _literal(path: Path) -> str:
+    """``path`` as a SQL string literal (a workspace path may hold a quote)."""
+    return "'" + str(path).replace("'", "''") + "'"
+
+
 def _replay_table(replayed: dict[str, _Replayed], with_features: bool) -> pa.Table:
     """One user partition's replay as Arrow columns keyed by ``event_id`` (Parquet-ready)."""
     ids = list(replayed)
@@ -218,9 +230,10 @@ class TrainingRows:
             ready = "training_rows" in pipeline_tables(con)  # a pipeline run's rows (--tables)
             source = ("SELECT * FROM training_rows ORDER BY ts, event_id" if ready
                       else rows_sql(config))
-            con.execute(f"COPY ({source}) TO '{root / 'rows.parquet'}' (FORMAT parquet)")
+            rows = _literal(root / "rows.parquet")
+            con.execute(f"COPY ({source}) TO {rows} (FORMAT parquet)")
             n, rate = con.sql(f"SELECT count(*), coalesce(avg(CAST(click AS DOUBLE)), 0.0) "
-                              f"FROM read_parquet('{root / 'rows.parquet'}')").fetchall()[0]
+                              f"FROM read_parquet({rows})").fetchall()[0]
             parts = max(1, -(-int(n) // partition_rows))
             (root / "replay").mkdir()
             for part in range(parts):
@@ -250,8 +263,8 @@ class TrainingRows:
                            f'AS "__replay_{c}"' for c in replay)
         reader = self._con.sql(f"""
             SELECT t.*, {picked}
-            FROM read_parquet('{root / 'rows.parquet'}') t
-            LEFT JOIN read_parquet('{root / 'replay' / '*.parquet'}') r USING (event_id)
+            FROM read_parquet({_literal(root / 'rows.parquet')}) t
+            LEFT JOIN read_parquet({_literal(root / 'replay' / '*.parquet')}) r USING (event_id)
             ORDER BY t.ts, t.event_id
         """).to_arrow_reader(batch_rows)
         rng = np.random.default_rng(self._config.seed)
@@ -289,8 +302,7 @@ class TrainingRows:
         out = pa.table(cols)
         if self._config.negative_rate < 1.0 and out.num_rows:
             label = np.asarray(out.column("click"))
-            keep = label | (rng.random(len(label)) < self._config.negative_rate)
-            out = out.filter(pa.array(keep))
+            out = out.filter(pa.array(negatives_kept(label, self._config.negative_rate, rng)))
         return out.replace_schema_metadata(
             {b"negative_rate": str(self._config.negative_rate).encode()})
 

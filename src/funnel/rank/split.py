@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from funnel.distributed.shards import GROUP, LABEL, NEGATIVE_RATE, Shards
 from funnel.features.specs import as_columns
-from funnel.features.training_set import TrainingRows
+from funnel.features.training_set import TrainingRows, negatives_kept
 from funnel.rank.base import RankingData
 
 STREAM_MEMORY = "1500MB"
@@ -99,12 +99,6 @@ class Split:
             assert self.train_shards is not None
             self._train = self.train_shards.read_all()
         return self._train
-
-
-def negatives_kept(label: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
-    """Row mask of a negative-downsampled slice: every positive, each negative with
-    probability ``rate``; one draw per row, so batches of one seeded stream sample as one."""
-    return (label > 0) | (rng.random(len(label)) < rate)
 
 
 def memory_split(
