@@ -386,6 +386,7 @@ def _build_rank(
                                                     config.test_fraction),
                                  config.negative_rate, config.seed)
             n_rows = table.num_rows
+            del table  # the split holds what is read
         elif streamed:  # the training slice goes to shard files, never into this process
             con.execute(f"SET memory_limit = '{STREAM_MEMORY}'")  # this build's connection
             with TrainingRows.open(con, ts_cfg, vectors, vectors_for, workdir=scratch) as stream:
@@ -400,6 +401,7 @@ def _build_rank(
             split = memory_split(table, time_split(n_rows, config.valid_fraction,
                                                    config.test_fraction),
                                  config.negative_rate, config.seed, keep=keep)
+            del table  # the columns no model reads go with it
         if vectors_for is not None:
             vectors_for.save(out / "oof")
         truth = None
@@ -438,8 +440,10 @@ def _build_rank(
         if config.ddp_processes and isinstance(model, TorchRanker):
             from funnel.distributed.launch import fit_with_torchrun
 
-            model, world = fit_with_torchrun(model, split.train_shards or split.train(), valid,
-                                             build.path, config.ddp_processes)
+            shards = split.train_shards
+            model, world = fit_with_torchrun(
+                model, shards if shards is not None else split.train(), valid, build.path,
+                config.ddp_processes)
             metrics[f"{name}.ddp_world_size"] = float(world)
         else:
             if split.train_shards is not None:
