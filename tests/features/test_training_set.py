@@ -196,3 +196,15 @@ def test_rows_stream_through_a_directory_whose_name_holds_a_quote(tmp_path) -> N
     with TrainingRows.open(con, workdir=tmp_path / "it's 'quoted'") as rows:
         streamed = pa.concat_tables(rows.batches())
     assert streamed.equals(build_training_set(con))
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5])
+def test_partition_and_batch_sizes_must_be_positive_ints(bad) -> None:
+    from funnel.features.training_set import TrainingRows
+
+    con = connect(random_log(n_requests=10, seed=1).table())
+    with pytest.raises(ValueError, match=r"partition_rows must be a positive int; got "):
+        TrainingRows.open(con, partition_rows=bad)
+    with TrainingRows.open(con) as rows, \
+            pytest.raises(ValueError, match=r"batch_rows must be a positive int; got "):
+        next(rows.batches(batch_rows=bad))

@@ -222,6 +222,8 @@ class TrainingRows:
         partition_rows: int = PARTITION_ROWS,
     ) -> TrainingRows:
         config = config or TrainingSetConfig()
+        if not isinstance(partition_rows, int) or partition_rows < 1:
+            raise ValueError(f"partition_rows must be a positive int; got {partition_rows!r}")
         if workdir is not None:
             workdir.mkdir(parents=True, exist_ok=True)
         tmp = tempfile.TemporaryDirectory(dir=workdir, prefix="training-rows-")
@@ -255,6 +257,8 @@ class TrainingRows:
     def batches(self, batch_rows: int = 65_536) -> Iterator[pa.Table]:
         """The rows in time order (``build_training_set``'s columns), at most ``batch_rows``
         at a time; at least one table, empty when the store has no impressions."""
+        if not isinstance(batch_rows, int) or batch_rows < 1:
+            raise ValueError(f"batch_rows must be a positive int; got {batch_rows!r}")
         root = Path(self._tmp.name)
         replay = [c for c in pq.read_schema(root / "replay" / "part-00000.parquet").names
                   if c != "event_id"]

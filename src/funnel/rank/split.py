@@ -129,9 +129,11 @@ def streamed_split(
     """:func:`memory_split` of ``rows`` without holding its training slice: that slice goes to
     shard files under ``directory`` (a multiple of ``processes`` files, at most
     ``SHARD_ROWS`` rows each) as the batches arrive."""
+    if not isinstance(processes, int) or processes < 1:
+        raise ValueError(f"processes must be a positive int; got {processes!r}")
     tr, va, te = time_split(rows.rows, valid_fraction, test_fraction)
-    per_round = max(1, processes) * SHARD_ROWS
-    files = max(1, processes) * max(1, -(-tr.stop // per_round))
+    per_round = processes * SHARD_ROWS
+    files = processes * max(1, -(-tr.stop // per_round))
     per_file = max(1, -(-tr.stop // files))
     directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
