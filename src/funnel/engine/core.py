@@ -276,7 +276,7 @@ class Engine:
             query=query or None,
             market=recall_market,
             recent_items=tuple(session.clicks[-5:]),
-            earlier_items=earlier_clicks(state, session),
+            earlier_items=self.in_market(earlier_clicks(state, session), recall_market),
             filters=dict(filters),
             k=self.recall_k,
         )
@@ -394,6 +394,14 @@ class Engine:
         if not len(seen) or not len(keep):
             return keep
         return keep[~np.isin(rows[keep], seen)]
+
+    def in_market(self, items: tuple[str, ...], market: str | None) -> tuple[str, ...]:
+        """``items`` in ``market`` or of no known market (all when ``market`` is None): a
+        returning user's items from last week's city stay out of this city's feed."""
+        if market is None or not items:
+            return items
+        markets = self.catalog.attributes(list(items))["market"]
+        return tuple(i for i, m in zip(items, markets, strict=True) if not m or m == market)
 
     def session_market(self, state: RecentActions, last: int = 5) -> str | None:
         """The market of most of the last clicks (at least half of them), else None."""
