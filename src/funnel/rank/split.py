@@ -111,8 +111,8 @@ def memory_split(
     table = _kept(table, keep)
     train = ranking_data(table, tr, "click")
     if negative_rate < 1.0:
-        keep = negatives_kept(train.label, negative_rate, np.random.default_rng(seed))
-        train = train.take(np.flatnonzero(keep))
+        sampled = negatives_kept(train.label, negative_rate, np.random.default_rng(seed))
+        train = train.take(np.flatnonzero(sampled))
         train.negative_rate = negative_rate
     clicked = np.flatnonzero(np.asarray(table.column("click"))[tr])
     click_rate = float(np.asarray(table.column("click")).mean()) if table.num_rows else 0.0
@@ -160,7 +160,7 @@ def streamed_split(
         start += batch.num_rows
     if writer is not None:
         writer.close()
-    empty = rows_schema_table(held)
+    empty = _empty_like(held)
     return Split(Shards.open(directory) if tr.stop else None,
                  _concat(held["valid"], empty), _concat(held["test"], empty),
                  _concat(held["clicked"], empty), rows.click_rate)
@@ -201,7 +201,7 @@ def _shard_writer(path: Path, rows: pa.Table, negative_rate: float) -> pq.Parque
     return pq.ParquetWriter(path, _shard_table(rows.slice(0, 0), negative_rate).schema)
 
 
-def rows_schema_table(held: dict[str, list[pa.Table]]) -> pa.Table | None:
+def _empty_like(held: dict[str, list[pa.Table]]) -> pa.Table | None:
     """An empty table of the rows' schema, from any piece held (None if none was)."""
     for pieces in held.values():
         if pieces:
