@@ -4,8 +4,8 @@ Why: the build either streamed its training rows to Parquet shards already (``[r
 ddp_processes`` with impressions, :func:`funnel.rank.split.streamed_split`) or holds them in
 memory, which this writes as one Parquet shard per process; it runs ``python -m
 torch.distributed.run --standalone --nproc-per-node N -m funnel.distributed.train_rank`` on
-this machine and loads the saved model, so the same
-trainer a cluster runs on its own shards is exercised by every build that asks for it.
+this machine and loads the saved model, so the same trainer a cluster runs on its own shards
+is exercised by every build that asks for it.
 """
 
 from __future__ import annotations

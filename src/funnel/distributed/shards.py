@@ -36,6 +36,18 @@ def _arrow(name: str, values: np.ndarray) -> pa.Array:
                          "per column (str, number or list of str)") from None
 
 
+def shard_table(
+    features: pa.Table, label: np.ndarray, group: pa.Array | pa.ChunkedArray | None,
+    negative_rate: float,
+) -> pa.Table:
+    """The layout of every shard file: the feature columns, the label as float32 ``LABEL``,
+    the request group as ``GROUP`` (when given), ``negative_rate`` in the schema metadata."""
+    table = features.append_column(LABEL, pa.array(np.asarray(label, dtype=np.float32)))
+    if group is not None:
+        table = table.append_column(GROUP, group)
+    return table.replace_schema_metadata({NEGATIVE_RATE: repr(float(negative_rate)).encode()})
+
+
 def write_shards(
     data: RankingData, directory: Path, rows_per_file: int,
     columns: Sequence[str] | None = None,
@@ -49,12 +61,9 @@ def write_shards(
     if missing:
         raise KeyError(f"write_shards: column(s) {missing} are not in the data; "
                        f"it has {sorted(data.columns)}")
-    arrays = {c: _arrow(c, data.columns[c]) for c in names}
-    arrays[LABEL] = pa.array(np.asarray(data.label, dtype=np.float32))
-    if data.group is not None:
-        arrays[GROUP] = _arrow(GROUP, np.asarray(data.group))
-    table = pa.table(arrays).replace_schema_metadata(
-        {NEGATIVE_RATE: repr(float(data.negative_rate)).encode()})
+    group = None if data.group is None else _arrow(GROUP, np.asarray(data.group))
+    table = shard_table(pa.table({c: _arrow(c, data.columns[c]) for c in names}), data.label,
+                        group, data.negative_rate)
     directory.mkdir(parents=True, exist_ok=True)
     stale = sorted(directory.glob(PATTERN))
     if stale:

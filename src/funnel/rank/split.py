@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from funnel.distributed.shards import GROUP, LABEL, NEGATIVE_RATE, Shards
+from funnel.distributed.shards import Shards, shard_table
 from funnel.features.specs import as_columns
 from funnel.features.training_set import TrainingRows, negatives_kept
 from funnel.rank.base import RankingData
@@ -191,10 +191,9 @@ def _pieces(
 
 
 def _shard_table(rows: pa.Table, negative_rate: float) -> pa.Table:
-    """Training rows in the shard layout (:func:`funnel.distributed.shards.write_shards`')."""
-    label = pa.array(np.asarray(rows.column("click"), dtype=np.float32))
-    return rows.append_column(LABEL, label).append_column(GROUP, rows.column("group_id")) \
-        .replace_schema_metadata({NEGATIVE_RATE: repr(float(negative_rate)).encode()})
+    """Training rows in the shard layout, labelled by their clicks, grouped by request."""
+    return shard_table(rows, np.asarray(rows.column("click")), rows.column("group_id"),
+                       negative_rate)
 
 
 def _shard_writer(path: Path, rows: pa.Table, negative_rate: float) -> pq.ParquetWriter:
