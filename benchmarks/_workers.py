@@ -27,10 +27,11 @@ def run_worker(script: Path, args: list[str]) -> dict[str, Any]:
     peak = peak_one = peak_root = 0
     while proc.poll() is None:
         try:
-            sizes = [p.memory_info().rss for p in [ps, *ps.children(recursive=True)]
-                     if p.is_running()]
-            peak, peak_one = max(peak, sum(sizes)), max(peak_one, *sizes, 0)
-            peak_root = max(peak_root, ps.memory_info().rss)
+            root = ps.memory_info().rss
+            sizes = [root, *(c.memory_info().rss for c in ps.children(recursive=True)
+                             if c.is_running())]
+            peak, peak_one = max(peak, sum(sizes)), max(peak_one, *sizes)
+            peak_root = max(peak_root, root)
         except psutil.Error:
             pass
         time.sleep(0.05)
