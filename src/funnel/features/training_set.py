@@ -172,18 +172,22 @@ def _literal(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
+def _replay_columns(with_features: bool) -> tuple[str, ...]:
+    """The columns a partition's replay file holds besides ``event_id``."""
+    return ("recent_clicks", *HISTORY_COLUMNS, *(FEATURE_NAMES if with_features else ()))
+
+
 def _replay_table(replayed: dict[str, _Replayed], with_features: bool) -> pa.Table:
     """One user partition's replay as Arrow columns keyed by ``event_id`` (Parquet-ready)."""
     ids = list(replayed)
     found = list(replayed.values())
-    cols: dict[str, pa.Array] = {
-        "event_id": pa.array(ids, type=pa.string()),
-        "recent_clicks": pa.array([f[0] for f in found], type=pa.list_(pa.string())),
-    }
-    for name in HISTORY_COLUMNS:
-        cols[name] = pa.array([f[2][name] for f in found], type=pa.list_(pa.string()))
-    if with_features:
-        for name in FEATURE_NAMES:
+    cols: dict[str, pa.Array] = {"event_id": pa.array(ids, type=pa.string())}
+    for name in _replay_columns(with_features):
+        if name == "recent_clicks":
+            cols[name] = pa.array([f[0] for f in found], type=pa.list_(pa.string()))
+        elif name in HISTORY_COLUMNS:
+            cols[name] = pa.array([f[2][name] for f in found], type=pa.list_(pa.string()))
+        else:
             cols[name] = pa.array([f[1].get(name, 0.0) for f in found], type=pa.float32())
     return pa.table(cols)
 
@@ -260,8 +264,7 @@ class TrainingRows:
         if not isinstance(batch_rows, int) or batch_rows < 1:
             raise ValueError(f"batch_rows must be a positive int; got {batch_rows!r}")
         root = Path(self._tmp.name)
-        replay = [c for c in pq.read_schema(root / "replay" / "part-00000.parquet").names
-                  if c != "event_id"]
+        replay = _replay_columns(self._with_features)
         defaults = dict.fromkeys(("recent_clicks", *HISTORY_COLUMNS), "CAST([] AS VARCHAR[])")
         picked = ", ".join(f'coalesce(r."{c}", {defaults.get(c, "CAST(0.0 AS FLOAT)")}) '
                            f'AS "__replay_{c}"' for c in replay)
